@@ -1,0 +1,80 @@
+# Byte Latent Transformer framework: C core, Lua experiment layer.
+#   make            build ./blt (optimised for this machine; PORTABLE=1 for a generic build)
+#   make deps       install missing Debian/Ubuntu packages (apt-get; sudo when not root)
+#   make test       build, then run the whole suite through prove (TAP)
+#   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench      benchmarks (not tests)
+#   make demo       train and evaluate the default model on the default corpus
+
+PKGS     := lua5.4 hdf5 openblas
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ifeq ($(PORTABLE),1)
+ARCH_FLAGS := -O3 -mtune=generic
+else
+ARCH_FLAGS := -O3 -march=native
+endif
+
+CC      ?= cc
+WARN    := -Wall -Wextra -Wno-unused-parameter
+CFLAGS  := -std=c11 -D_GNU_SOURCE -fno-math-errno -pthread -g $(WARN) $(ARCH_FLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -lm -pthread
+
+SRC     := $(wildcard core/*.c)
+OBJ     := $(patsubst core/%.c,build/obj/%.o,$(SRC))
+ASAN_OBJ := $(patsubst core/%.c,build/asan/%.o,$(SRC))
+ASAN_FLAGS := -std=c11 -D_GNU_SOURCE -DBLT_NO_POOL -pthread -g -O1 -fno-omit-frame-pointer \
+              -fsanitize=address,undefined -fno-sanitize-recover=undefined $(WARN) $(PKG_CFLAGS)
+
+TESTS   := $(sort $(wildcard tests/test_*.lua))
+
+.PHONY: all deps test asan bench demo clean check-deps test-long
+
+all: check-deps blt
+
+# Fails early with the fix when a library is missing (make deps installs them).
+check-deps:
+	@pkg-config --exists $(PKGS) || { echo "missing libraries: run 'make deps' (apt-get install of lua5.4, OpenBLAS, HDF5)"; exit 1; }
+
+deps:
+	@sh scripts/install_deps.sh
+
+blt: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LDLIBS)
+
+build/obj/%.o: core/%.c $(wildcard core/*.h) | build/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+build/asan/blt: $(ASAN_OBJ)
+	$(CC) $(ASAN_FLAGS) -o $@ $(ASAN_OBJ) $(LDLIBS)
+
+build/asan/%.o: core/%.c $(wildcard core/*.h) | build/asan
+	$(CC) $(ASAN_FLAGS) -c -o $@ $<
+
+build/obj build/asan:
+	mkdir -p $@
+
+test: deps
+	@$(MAKE) --no-print-directory blt
+	prove --exec 'sh tests/run.sh' $(TESTS)
+
+test-long: deps
+	@$(MAKE) --no-print-directory blt
+	BLT_TEST_LONG=1 prove --exec 'sh tests/run.sh' $(TESTS)
+
+asan: deps
+	@$(MAKE) --no-print-directory build/asan/blt
+	BLT_BIN=build/asan/blt BLT_SANITIZE=1 ASAN_OPTIONS=detect_leaks=1 \
+	  LSAN_OPTIONS=suppressions=tests/lsan.supp prove --exec 'sh tests/run.sh' $(TESTS)
+
+bench: deps
+	@$(MAKE) --no-print-directory blt
+	./blt scripts/bench.lua
+
+demo: deps
+	@$(MAKE) --no-print-directory blt
+	./blt experiments/demo.lua
+
+clean:
+	rm -rf build blt

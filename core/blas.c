@@ -1,0 +1,92 @@
+#include "blas.h"
+#include "thread.h"
+#include <cblas.h>
+
+void blt_blas_init(void) { openblas_set_num_threads(1); }
+
+const char *blt_blas_info(void) { return openblas_get_config(); }
+
+void blt_sgemm_serial(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* cblas may not touch C when K == 0; make beta apply */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,
+                (blasint)ldc);
+}
+
+typedef struct {
+    int ta, tb;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float *C;
+    int split_rows;
+} gemm_job;
+
+static void gemm_chunk(void *ctx, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    gemm_job *j = ctx;
+    if (j->split_rows) {
+        /* rows b..e of op(A) and C */
+        const float *A = j->ta ? j->A + b : j->A + b * j->lda;
+        blt_sgemm_serial(j->ta, j->tb, e - b, j->N, j->K, j->alpha, A, j->lda, j->B, j->ldb,
+                         j->beta, j->C + b * j->ldc, j->ldc);
+    } else {
+        /* columns b..e of op(B) and C */
+        const float *B = j->tb ? j->B + b * j->ldb : j->B + b;
+        blt_sgemm_serial(j->ta, j->tb, j->M, e - b, j->K, j->alpha, j->A, j->lda, B, j->ldb,
+                         j->beta, j->C + b, j->ldc);
+    }
+}
+
+void blt_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+               float *C, int64_t ldc)
+{
+    gemm_job j = {transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, M >= N};
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    if (flops < 2e6 || blt_threads_count() == 1) {
+        blt_sgemm_serial(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* chunks of at least 32 rows/columns keep the micro-kernels busy */
+    blt_parallel_for(j.split_rows ? M : N, 32, gemm_chunk, &j);
+}
+
+typedef struct {
+    gemm_job g;
+    int64_t sA, sB, sC;
+} batch_job;
+
+static void batch_chunk(void *ctx, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    batch_job *j = ctx;
+    for (int64_t i = b; i < e; i++)
+        blt_sgemm_serial(j->g.ta, j->g.tb, j->g.M, j->g.N, j->g.K, j->g.alpha, j->g.A + i * j->sA,
+                         j->g.lda, j->g.B + i * j->sB, j->g.ldb, j->g.beta, j->g.C + i * j->sC,
+                         j->g.ldc);
+}
+
+void blt_sgemm_batched(int transA, int transB, int64_t count, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
+                       int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC)
+{
+    if (count < blt_threads_count()) {
+        for (int64_t i = 0; i < count; i++)
+            blt_sgemm(transA, transB, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta,
+                      C + i * sC, ldc);
+        return;
+    }
+    batch_job j = {{transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, 1}, sA, sB, sC};
+    blt_parallel_for(count, 1, batch_chunk, &j);
+}

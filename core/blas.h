@@ -1,0 +1,23 @@
+/* Matrix products: the only place that talks to cblas. Row-major throughout.
+ * OpenBLAS runs single-threaded; parallel products split C into one block of rows
+ * (or columns) per pool thread, which matched OpenBLAS's own threading here. */
+#ifndef BLT_BLAS_H
+#define BLT_BLAS_H
+#include <stdint.h>
+
+void blt_blas_init(void);
+/* C[M,N] = alpha * op(A) op(B) + beta * C; op(A) is [M,K], op(B) is [K,N]. */
+void blt_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+               float *C, int64_t ldc);
+/* Same, on the calling thread only (for use inside pool tasks). */
+void blt_sgemm_serial(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc);
+/* count independent products; matrix i starts at A + i*sA, B + i*sB, C + i*sC. */
+void blt_sgemm_batched(int transA, int transB, int64_t count, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
+                       int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC);
+const char *blt_blas_info(void);
+
+#endif

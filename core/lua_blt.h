@@ -1,0 +1,28 @@
+/* Shared helpers of the Lua binding files (the only files that include lua.h). */
+#ifndef BLT_LUA_BLT_H
+#define BLT_LUA_BLT_H
+#include <lua.h>
+#include "rng.h"
+#include "tensor.h"
+
+int luaopen_blt_core(lua_State *L);
+
+/* Raises a Lua error with the core's last message. */
+int bltL_error(lua_State *L, const char *fn);
+blt_tensor *bltL_check(lua_State *L, int idx);
+blt_tensor *bltL_opt(lua_State *L, int idx);
+int bltL_is_tensor(lua_State *L, int idx);
+/* Pushes t as a Lua value, taking over one reference. */
+void bltL_push(lua_State *L, blt_tensor *t);
+int bltL_shape(lua_State *L, int idx, int64_t *shape, const char *fn, int allow_infer);
+void bltL_check_opts(lua_State *L, int idx, const char *fn, const char *const *allowed);
+blt_rng *bltL_check_gen(lua_State *L, int idx);
+
+/* Each adds its functions to the module table on top of the stack. */
+void bltL_open_tensor(lua_State *L);
+void bltL_open_patch(lua_State *L); /* lua_patch.c: patchers, hash n-grams */
+void bltL_open_data(lua_State *L);  /* lua_data.c: byte corpora */
+void bltL_open_h5(lua_State *L);    /* lua_h5.c: HDF5 checkpoints and metrics */
+void bltL_open_nn(lua_State *L);    /* lua_nn.c: optimisers and fused layer steps */
+
+#endif

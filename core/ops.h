@@ -1,0 +1,79 @@
+/* Differentiable ops. Each returns a new tensor in *out (or a view sharing storage,
+ * where said) and, when grad mode is on and an input needs gradients, records a node
+ * with its backward pass. Float inputs may have any layout; results are contiguous.
+ * Every function validates its arguments and fails with a message naming the op,
+ * the argument and the shapes. */
+#ifndef BLT_OPS_H
+#define BLT_OPS_H
+#include "tensor.h"
+
+/* ---- views and shape (ops_shape.c) ---- */
+/* shape may hold one -1, inferred. A view when x is contiguous, else a copy. */
+blt_status blt_reshape(blt_tensor **out, blt_tensor *x, int ndim, const int64_t *shape);
+blt_status blt_transpose(blt_tensor **out, blt_tensor *x, int d0, int d1);      /* view */
+blt_status blt_narrow(blt_tensor **out, blt_tensor *x, int dim, int64_t start, int64_t len); /* view */
+blt_status blt_contiguous(blt_tensor **out, blt_tensor *x); /* x itself (retained) if contiguous */
+blt_status blt_concat(blt_tensor **out, int n, blt_tensor *const *xs, int dim);
+/* out[...,i,...] = x[..., index[...,i,...], ...] along dim; index int32 shaped like out. */
+blt_status blt_gather(blt_tensor **out, blt_tensor *x, int dim, blt_tensor *index);
+/* Rows of x along dim picked by a 1-d int32 index. */
+blt_status blt_index_select(blt_tensor **out, blt_tensor *x, int dim, blt_tensor *index);
+/* x [B,T,D] (or [T,D]), lengths int32 [B,P] (or [P]) of consecutive runs of rows, sum <= T:
+ * out [B,P,D] (or [P,D]) the element-wise max over each run; a run of length 0 gives 0. */
+blt_status blt_segment_maxpool(blt_tensor **out, blt_tensor *x, blt_tensor *lengths);
+
+/* ---- element-wise (ops_elementwise.c) ---- */
+typedef enum { BLT_ADD, BLT_SUB, BLT_MUL, BLT_DIV } blt_binop;
+blt_status blt_binary(blt_tensor **out, blt_binop op, blt_tensor *a, blt_tensor *b); /* broadcasting */
+blt_status blt_affine(blt_tensor **out, blt_tensor *x, float alpha, float beta); /* alpha*x + beta */
+typedef enum { BLT_EXP, BLT_LOG, BLT_TANH, BLT_SILU, BLT_GELU, BLT_SIGMOID, BLT_RELU, BLT_SQRT } blt_unop;
+blt_status blt_unary(blt_tensor **out, blt_unop op, blt_tensor *x);
+const char *blt_unop_name(blt_unop op);
+const char *blt_binop_name(blt_binop op);
+
+/* ---- reductions (ops_reduce.c) ---- */
+/* dim < 0 counts from the end; all = 1 reduces everything to a scalar [] */
+blt_status blt_sum(blt_tensor **out, blt_tensor *x, int dim, int keepdim, int all);
+blt_status blt_mean(blt_tensor **out, blt_tensor *x, int dim, int keepdim, int all);
+
+/* ---- neural-network ops (ops_nn.c) ---- */
+blt_status blt_softmax(blt_tensor **out, blt_tensor *x);     /* over the last dim */
+blt_status blt_log_softmax(blt_tensor **out, blt_tensor *x); /* over the last dim */
+/* logits [N,V] (or [...,V]), targets int32 [N] (or [...]); targets == ignore_index are
+ * skipped. mean = 1: mean over counted targets (0 if none); else their sum. */
+blt_status blt_cross_entropy(blt_tensor **out, blt_tensor *logits, blt_tensor *targets,
+                             int ignore_index, int mean);
+/* x / sqrt(mean(x^2) + eps) * g over the last dim; g [D]. */
+blt_status blt_rmsnorm(blt_tensor **out, blt_tensor *x, blt_tensor *g, float eps);
+/* weight [V,D], ids int32 any shape -> [..., D]. */
+blt_status blt_embedding(blt_tensor **out, blt_tensor *weight, blt_tensor *ids);
+/* x [B,T,H*hd] or [T,H*hd]; rotates pairs (2i,2i+1) of each head by pos*theta^(-2i/hd).
+ * positions: NULL (0..T-1), int32 [T] or [B,T]. */
+blt_status blt_rope(blt_tensor **out, blt_tensor *x, int heads, double theta, blt_tensor *positions);
+
+/* ---- matrix products (ops_matmul.c) ---- */
+/* a [...,M,K] (or [...,K,M] when ta) times b [K,N] (or [N,K] when tb), or batched:
+ * a [B,M,K] and b [B,K,N]. */
+blt_status blt_matmul(blt_tensor **out, blt_tensor *a, blt_tensor *b, int ta, int tb);
+/* x [...,in] @ w^T + bias: w [out,in], bias [out] or NULL. */
+blt_status blt_linear(blt_tensor **out, blt_tensor *x, blt_tensor *w, blt_tensor *bias);
+
+/* ---- attention (attention.c) ---- */
+/* Which keys a query may see; all given conditions must hold. Never a T x T mask:
+ * the kernel visits only the key blocks that some query of a block may see. */
+typedef struct {
+    int heads;
+    int causal;           /* key j <= query i */
+    int64_t window;       /* > 0: also j > i - window (a sliding window; needs causal) */
+    blt_tensor *q_seg;    /* int32 [B,Tq] with k_seg [B,Tk]: key allowed iff segments equal */
+    blt_tensor *k_seg;
+    blt_tensor *k_start;  /* int32 [B,Tq] with k_end: key allowed iff start <= j < end */
+    blt_tensor *k_end;
+    float scale;          /* 0: 1/sqrt(head_dim) */
+} blt_attn_opts;
+/* q [B,Tq,H*hd], k and v [B,Tk,H*hd] -> [B,Tq,H*hd]. A query that may see no key
+ * gets zeros. */
+blt_status blt_attention(blt_tensor **out, blt_tensor *q, blt_tensor *k, blt_tensor *v,
+                         const blt_attn_opts *opt);
+
+#endif

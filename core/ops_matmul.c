@@ -1,0 +1,199 @@
+/* Matrix products with their backward passes, all through blt_sgemm. */
+#include "ops.h"
+#include "blas.h"
+#include "mem.h"
+#include "thread.h"
+#include <string.h>
+
+/* Shapes of one product: batch count and the stored row lengths. */
+typedef struct { int64_t Bt, M, N, K, lda, ldb, sA, sB; int ta, tb; } mm_dims;
+
+static blt_status matmul_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
+{
+    blt_tensor *a = n->saved[0], *b = n->saved[1];
+    mm_dims d;
+    memcpy(&d, n->aux, sizeof d);
+    const float *A = blt_f32(a), *B = blt_f32(b), *G = blt_f32(g);
+    int64_t sG = d.M * d.N, sBg = d.Bt > 1 ? d.sB : 0;
+    if (gin[0]) {
+        float *dA = blt_f32(gin[0]);
+        if (!d.ta) /* dA[M,K] += G op(B)^T */
+            blt_sgemm_batched(0, !d.tb, d.Bt, d.M, d.K, d.N, 1.0f, G, d.N, sG, B, d.ldb, sBg, 1.0f, dA,
+                              d.K, d.sA);
+        else /* dA[K,M] += op(B) G^T */
+            blt_sgemm_batched(d.tb, 1, d.Bt, d.K, d.M, d.N, 1.0f, B, d.ldb, sBg, G, d.N, sG, 1.0f, dA,
+                              d.M, d.sA);
+    }
+    if (gin[1]) {
+        float *dB = blt_f32(gin[1]);
+        if (d.Bt > 1) {
+            if (!d.tb) /* dB[K,N] += op(A)^T G */
+                blt_sgemm_batched(!d.ta, 0, d.Bt, d.K, d.N, d.M, 1.0f, A, d.lda, d.sA, G, d.N, sG, 1.0f,
+                                  dB, d.N, d.sB);
+            else /* dB[N,K] += G^T op(A) */
+                blt_sgemm_batched(1, d.ta, d.Bt, d.N, d.K, d.M, 1.0f, G, d.N, sG, A, d.lda, d.sA, 1.0f,
+                                  dB, d.K, d.sB);
+        } else {
+            if (!d.tb)
+                blt_sgemm(!d.ta, 0, d.K, d.N, d.M, 1.0f, A, d.lda, G, d.N, 1.0f, dB, d.N);
+            else
+                blt_sgemm(1, d.ta, d.N, d.K, d.M, 1.0f, G, d.N, A, d.lda, 1.0f, dB, d.K);
+        }
+    }
+    return BLT_OK;
+}
+
+blt_status blt_matmul(blt_tensor **out, blt_tensor *a, blt_tensor *b, int ta, int tb)
+{
+    BLT_TRY(blt_check("matmul", "a", a, BLT_F32));
+    BLT_TRY(blt_check("matmul", "b", b, BLT_F32));
+    char b1[160], b2[160];
+    mm_dims d = {0};
+    d.ta = ta;
+    d.tb = tb;
+    int64_t shape[BLT_MAX_DIMS];
+    int nd;
+    if (a->ndim == 3 && b->ndim == 3) {
+        if (a->shape[0] != b->shape[0])
+            return blt_fail(BLT_EINVAL, "matmul: batch sizes differ: a %s, b %s",
+                            blt_shape_str(a, b1, sizeof b1), blt_shape_str(b, b2, sizeof b2));
+        d.Bt = a->shape[0];
+        d.M = ta ? a->shape[2] : a->shape[1];
+        d.K = ta ? a->shape[1] : a->shape[2];
+        nd = 3;
+        shape[0] = d.Bt;
+    } else if (b->ndim == 2 && a->ndim >= 2 && (!ta || a->ndim == 2)) {
+        d.Bt = 1;
+        d.K = ta ? a->shape[0] : a->shape[a->ndim - 1];
+        d.M = ta ? a->shape[1] : a->numel / (d.K ? d.K : 1);
+        if (d.K == 0) { d.M = 1; for (int i = 0; i < a->ndim - 1; i++) d.M *= a->shape[i]; }
+        nd = a->ndim;
+        for (int i = 0; i < a->ndim - 2; i++) shape[i] = a->shape[i];
+    } else {
+        return blt_fail(BLT_EINVAL, "matmul: unsupported shapes a %s, b %s (want [..,M,K] x [K,N], or "
+                        "[B,M,K] x [B,K,N]; a transposed only when 2-d)", blt_shape_str(a, b1, sizeof b1),
+                        blt_shape_str(b, b2, sizeof b2));
+    }
+    int64_t bK = tb ? b->shape[b->ndim - 1] : b->shape[b->ndim - 2];
+    d.N = tb ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
+    if (bK != d.K)
+        return blt_fail(BLT_EINVAL, "matmul: inner dimensions differ: a %s%s has %lld, b %s%s has %lld",
+                        blt_shape_str(a, b1, sizeof b1), ta ? " (transposed)" : "", (long long)d.K,
+                        blt_shape_str(b, b2, sizeof b2), tb ? " (transposed)" : "", (long long)bK);
+    shape[nd - 2] = nd == 3 || a->ndim == 2 ? d.M : a->shape[a->ndim - 2];
+    shape[nd - 1] = d.N;
+    d.lda = ta ? d.M : d.K;
+    d.ldb = tb ? d.K : d.N;
+    d.sA = d.M * d.K;
+    d.sB = d.K * d.N;
+    blt_tensor *ac = NULL, *bc = NULL, *y = NULL;
+    BLT_TRY(blt_contiguous(&ac, a));
+    blt_status s = blt_contiguous(&bc, b);
+    if (s == BLT_OK) s = blt_tensor_new(&y, BLT_F32, nd, shape);
+    if (s == BLT_OK) {
+        if (d.Bt > 1 || nd == 3)
+            blt_sgemm_batched(ta, tb, d.Bt, d.M, d.N, d.K, 1.0f, blt_f32(ac), d.lda, d.sA, blt_f32(bc),
+                              d.ldb, d.sB, 0.0f, blt_f32(y), d.N, d.M * d.N);
+        else
+            blt_sgemm(ta, tb, d.M, d.N, d.K, 1.0f, blt_f32(ac), d.lda, blt_f32(bc), d.ldb, 0.0f,
+                      blt_f32(y), d.N);
+        blt_tensor *in[2] = {ac, bc};
+        blt_node *n;
+        s = blt_node_attach(y, "matmul", matmul_bw, 2, in, &n);
+        if (s == BLT_OK && n) {
+            blt_node_save(n, 0, ac);
+            blt_node_save(n, 1, bc);
+            n->auxbytes = sizeof d;
+            n->aux = blt_mem_alloc(sizeof d);
+            if (!n->aux) s = blt_fail(BLT_ENOMEM, "matmul: out of memory");
+            else memcpy(n->aux, &d, sizeof d);
+        }
+    }
+    blt_tensor_release(ac);
+    blt_tensor_release(bc);
+    if (s != BLT_OK) { blt_tensor_release(y); return s; }
+    *out = y;
+    return BLT_OK;
+}
+
+/* ---- linear ---- */
+
+typedef struct { float *y; const float *bias; int64_t R, N; } bias_job;
+
+static void bias_add(void *ctx, int64_t r0, int64_t r1, int tid)
+{
+    (void)tid;
+    const bias_job *j = ctx;
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t c = 0; c < j->N; c++) j->y[r * j->N + c] += j->bias[c];
+}
+
+/* column sums of g [R,N] into gb [N]: each chunk owns columns */
+static void bias_grad(void *ctx, int64_t c0, int64_t c1, int tid)
+{
+    (void)tid;
+    const bias_job *j = ctx; /* y is gb, bias is g */
+    for (int64_t r = 0; r < j->R; r++)
+        for (int64_t c = c0; c < c1; c++) j->y[c] += j->bias[r * j->N + c];
+}
+
+static blt_status linear_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
+{
+    blt_tensor *x = n->saved[0], *w = n->saved[1];
+    int64_t N = w->shape[0], K = w->shape[1], R = K ? x->numel / K : 0;
+    const float *G = blt_f32(g);
+    if (gin[0]) blt_sgemm(0, 0, R, K, N, 1.0f, G, N, blt_f32(w), K, 1.0f, blt_f32(gin[0]), K);
+    if (gin[1]) blt_sgemm(1, 0, N, K, R, 1.0f, G, N, blt_f32(x), K, 1.0f, blt_f32(gin[1]), K);
+    if (n->nin > 2 && gin[2]) {
+        bias_job j = {blt_f32(gin[2]), G, R, N};
+        blt_parallel_for(N, 64, bias_grad, &j);
+    }
+    return BLT_OK;
+}
+
+blt_status blt_linear(blt_tensor **out, blt_tensor *x, blt_tensor *w, blt_tensor *bias)
+{
+    BLT_TRY(blt_check("linear", "x", x, BLT_F32));
+    BLT_TRY(blt_check("linear", "weight", w, BLT_F32));
+    char b1[160], b2[160];
+    if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
+        return blt_fail(BLT_EINVAL, "linear: x %s does not fit weight %s (want x [...,in], weight [out,in])",
+                        blt_shape_str(x, b1, sizeof b1), blt_shape_str(w, b2, sizeof b2));
+    if (bias) {
+        BLT_TRY(blt_check("linear", "bias", bias, BLT_F32));
+        if (bias->ndim != 1 || bias->shape[0] != w->shape[0])
+            return blt_fail(BLT_EINVAL, "linear: bias %s must be [%lld] for weight %s",
+                            blt_shape_str(bias, b1, sizeof b1), (long long)w->shape[0],
+                            blt_shape_str(w, b2, sizeof b2));
+    }
+    int64_t N = w->shape[0], K = w->shape[1], R = K ? x->numel / K : 0;
+    if (K == 0) { R = 1; for (int i = 0; i < x->ndim - 1; i++) R *= x->shape[i]; }
+    int64_t shape[BLT_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = N;
+    blt_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL;
+    BLT_TRY(blt_contiguous(&xc, x));
+    blt_status s = blt_contiguous(&wc, w);
+    if (s == BLT_OK && bias) s = blt_contiguous(&bc, bias);
+    if (s == BLT_OK) s = blt_tensor_new(&y, BLT_F32, x->ndim, shape);
+    if (s == BLT_OK) {
+        blt_sgemm(0, 1, R, N, K, 1.0f, blt_f32(xc), K, blt_f32(wc), K, 0.0f, blt_f32(y), N);
+        if (bc) {
+            bias_job j = {blt_f32(y), blt_f32(bc), R, N};
+            blt_parallel_for(R, 64, bias_add, &j);
+        }
+        blt_tensor *in[3] = {xc, wc, bc};
+        blt_node *n;
+        s = blt_node_attach(y, "linear", linear_bw, bc ? 3 : 2, in, &n);
+        if (s == BLT_OK && n) {
+            blt_node_save(n, 0, xc);
+            blt_node_save(n, 1, wc);
+        }
+    }
+    blt_tensor_release(xc);
+    blt_tensor_release(wc);
+    blt_tensor_release(bc);
+    if (s != BLT_OK) { blt_tensor_release(y); return s; }
+    *out = y;
+    return BLT_OK;
+}

@@ -1,0 +1,483 @@
+/* Softmax, log-softmax, fused softmax cross-entropy, RMSNorm, embedding, RoPE. */
+#include "ops.h"
+#include "mem.h"
+#include "thread.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t rows_of(const blt_tensor *x) { return x->ndim ? x->numel / (x->shape[x->ndim - 1] ? x->shape[x->ndim - 1] : 1) : 1; }
+static int64_t cols_of(const blt_tensor *x) { return x->ndim ? x->shape[x->ndim - 1] : 1; }
+
+/* ---- softmax / log_softmax ---- */
+
+typedef struct { const float *x, *g; float *y; int64_t C; int log; } sm_job;
+
+static void sm_fwd(void *ctx, int64_t r0, int64_t r1, int tid)
+{
+    (void)tid;
+    const sm_job *j = ctx;
+    int64_t C = j->C;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = j->x + r * C;
+        float *y = j->y + r * C;
+        float m = -INFINITY;
+        for (int64_t c = 0; c < C; c++) m = x[c] > m ? x[c] : m;
+        double s = 0.0;
+        for (int64_t c = 0; c < C; c++) s += expf(x[c] - m);
+        if (j->log) {
+            float lse = m + (float)log(s);
+            for (int64_t c = 0; c < C; c++) y[c] = x[c] - lse;
+        } else {
+            float inv = (float)(1.0 / s);
+            for (int64_t c = 0; c < C; c++) y[c] = expf(x[c] - m) * inv;
+        }
+    }
+}
+
+/* x here is the saved output y; y is gin */
+static void sm_bwd(void *ctx, int64_t r0, int64_t r1, int tid)
+{
+    (void)tid;
+    const sm_job *j = ctx;
+    int64_t C = j->C;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *y = j->x + r * C, *g = j->g + r * C;
+        float *gx = j->y + r * C;
+        double s = 0.0;
+        if (j->log) {
+            for (int64_t c = 0; c < C; c++) s += g[c];
+            for (int64_t c = 0; c < C; c++) gx[c] += g[c] - expf(y[c]) * (float)s;
+        } else {
+            for (int64_t c = 0; c < C; c++) s += (double)g[c] * y[c];
+            for (int64_t c = 0; c < C; c++) gx[c] += y[c] * (g[c] - (float)s);
+        }
+    }
+}
+
+static blt_status softmax_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
+{
+    sm_job j = {blt_f32(n->saved[0]), blt_f32(g), blt_f32(gin[0]), cols_of(g), (int)n->iarg[0]};
+    blt_parallel_for(rows_of(g), 1 + 4096 / (j.C + 1), sm_bwd, &j);
+    return BLT_OK;
+}
+
+static blt_status softmax_impl(const char *fn, blt_tensor **out, blt_tensor *x, int log)
+{
+    BLT_TRY(blt_check(fn, "x", x, BLT_F32));
+    if (x->ndim == 0) return blt_fail(BLT_EINVAL, "%s: x must have at least one dimension", fn);
+    blt_tensor *xc, *y = NULL;
+    BLT_TRY(blt_contiguous(&xc, x));
+    blt_status s = blt_tensor_new_like(&y, xc);
+    if (s == BLT_OK) {
+        sm_job j = {blt_f32(xc), NULL, blt_f32(y), cols_of(xc), log};
+        blt_parallel_for(rows_of(xc), 1 + 4096 / (j.C + 1), sm_fwd, &j);
+        blt_node *n;
+        s = blt_node_attach(y, fn, softmax_bw, 1, &xc, &n);
+        if (s == BLT_OK && n) { n->iarg[0] = log; s = blt_node_save_alias(n, 0, y); }
+    }
+    blt_tensor_release(xc);
+    if (s != BLT_OK) { blt_tensor_release(y); return s; }
+    *out = y;
+    return BLT_OK;
+}
+
+blt_status blt_softmax(blt_tensor **out, blt_tensor *x) { return softmax_impl("softmax", out, x, 0); }
+blt_status blt_log_softmax(blt_tensor **out, blt_tensor *x) { return softmax_impl("log_softmax", out, x, 1); }
+
+/* ---- cross-entropy ---- */
+
+typedef struct {
+    const float *x;
+    const int32_t *t;
+    float *lse;      /* per row; NaN for ignored rows */
+    double *part;    /* per-chunk loss sums */
+    float *gx;
+    float gscale;
+    int64_t V;
+    int ignore;
+    int64_t rows;
+    int chunks;
+} ce_job;
+
+static void ce_fwd(void *ctx, int64_t c0, int64_t c1, int tid)
+{
+    (void)tid;
+    const ce_job *j = ctx;
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t r0 = j->rows * c / j->chunks, r1 = j->rows * (c + 1) / j->chunks;
+        double acc = 0.0;
+        for (int64_t r = r0; r < r1; r++) {
+            if (j->t[r] == j->ignore) { j->lse[r] = NAN; continue; }
+            const float *x = j->x + r * j->V;
+            float m = -INFINITY;
+            for (int64_t v = 0; v < j->V; v++) m = x[v] > m ? x[v] : m;
+            double s = 0.0;
+            for (int64_t v = 0; v < j->V; v++) s += expf(x[v] - m);
+            float lse = m + (float)log(s);
+            j->lse[r] = lse;
+            acc += (double)lse - x[j->t[r]];
+        }
+        j->part[c] = acc;
+    }
+}
+
+static void ce_bwd(void *ctx, int64_t r0, int64_t r1, int tid)
+{
+    (void)tid;
+    const ce_job *j = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        if (j->t[r] == j->ignore) continue;
+        const float *x = j->x + r * j->V;
+        float *gx = j->gx + r * j->V, lse = j->lse[r];
+        for (int64_t v = 0; v < j->V; v++) gx[v] += j->gscale * expf(x[v] - lse);
+        gx[j->t[r]] -= j->gscale;
+    }
+}
+
+static blt_status ce_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
+{
+    blt_tensor *x = n->saved[0], *t = n->saved[1];
+    int64_t V = cols_of(x);
+    ce_job j = {blt_f32(x), blt_i32(t), n->aux, NULL, blt_f32(gin[0]),
+                (float)(blt_f32(g)[0] * n->farg[0]), V, (int)n->iarg[0], rows_of(x), 0};
+    blt_parallel_for(j.rows, 1 + 4096 / (V + 1), ce_bwd, &j);
+    return BLT_OK;
+}
+
+blt_status blt_cross_entropy(blt_tensor **out, blt_tensor *logits, blt_tensor *targets,
+                             int ignore_index, int mean)
+{
+    BLT_TRY(blt_check("cross_entropy", "logits", logits, BLT_F32));
+    BLT_TRY(blt_check("cross_entropy", "targets", targets, BLT_I32));
+    char b1[160], b2[160];
+    int ok = logits->ndim >= 1 && targets->ndim == logits->ndim - 1;
+    for (int i = 0; ok && i < targets->ndim; i++) ok = targets->shape[i] == logits->shape[i];
+    if (!ok)
+        return blt_fail(BLT_EINVAL, "cross_entropy: logits %s and targets %s: targets must have the "
+                        "shape of logits without its last dimension", blt_shape_str(logits, b1, sizeof b1),
+                        blt_shape_str(targets, b2, sizeof b2));
+    blt_tensor *xc = NULL, *tc = NULL, *y = NULL;
+    BLT_TRY(blt_contiguous(&xc, logits));
+    blt_status s = blt_contiguous(&tc, targets);
+    int64_t R = rows_of(xc), V = cols_of(xc), count = 0;
+    const int32_t *t = s == BLT_OK ? blt_i32(tc) : NULL;
+    for (int64_t r = 0; s == BLT_OK && r < R; r++) {
+        if (t[r] == ignore_index) continue;
+        if (t[r] < 0 || t[r] >= V)
+            s = blt_fail(BLT_EINVAL, "cross_entropy: target %d at position %lld out of range for %lld "
+                         "classes (ignore_index %d)", t[r], (long long)r, (long long)V, ignore_index);
+        count++;
+    }
+    size_t lbytes = (size_t)R * sizeof(float);
+    float *lse = s == BLT_OK ? blt_mem_alloc(lbytes) : NULL;
+    if (s == BLT_OK && !lse) s = blt_fail(BLT_ENOMEM, "cross_entropy: out of memory");
+    if (s == BLT_OK) s = blt_tensor_new(&y, BLT_F32, 0, NULL);
+    if (s == BLT_OK) {
+        enum { CH = 64 }; /* fixed chunks: the sum is the same for any thread count */
+        double part[CH];
+        ce_job j = {blt_f32(xc), t, lse, part, NULL, 0.0f, V, ignore_index, R, CH};
+        blt_parallel_for(CH, 1, ce_fwd, &j);
+        double tot = 0.0;
+        for (int c = 0; c < CH; c++) tot += part[c];
+        double scale = mean ? (count ? 1.0 / (double)count : 0.0) : 1.0;
+        blt_f32(y)[0] = (float)(tot * scale);
+        blt_node *n;
+        s = blt_node_attach(y, "cross_entropy", ce_bw, 1, &xc, &n);
+        if (s == BLT_OK && n) {
+            n->iarg[0] = ignore_index;
+            n->farg[0] = scale;
+            blt_node_save(n, 0, xc);
+            blt_node_save(n, 1, tc);
+            n->aux = lse;
+            n->auxbytes = lbytes;
+            lse = NULL;
+        }
+    }
+    blt_mem_free(lse, lbytes);
+    blt_tensor_release(xc);
+    blt_tensor_release(tc);
+    if (s != BLT_OK) { blt_tensor_release(y); return s; }
+    *out = y;
+    return BLT_OK;
+}
+
+/* ---- RMSNorm ---- */
+
+typedef struct {
+    const float *x, *g, *gy;
+    float *y, *rstd, *gx, *gg_part; /* gg_part: one row of D per chunk */
+    int64_t R, D;
+    float eps;
+    int chunks;
+} rms_job;
+
+static void rms_fwd(void *ctx, int64_t r0, int64_t r1, int tid)
+{
+    (void)tid;
+    const rms_job *j = ctx;
+    int64_t D = j->D;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = j->x + r * D;
+        float *y = j->y + r * D;
+        float ss = 0.0f;
+        for (int64_t c = 0; c < D; c++) ss += x[c] * x[c];
+        float rs = 1.0f / sqrtf(ss / (float)D + j->eps);
+        j->rstd[r] = rs;
+        for (int64_t c = 0; c < D; c++) y[c] = x[c] * rs * j->g[c];
+    }
+}
+
+static void rms_bwd(void *ctx, int64_t c0, int64_t c1, int tid)
+{
+    (void)tid;
+    const rms_job *j = ctx;
+    int64_t D = j->D;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int64_t r0 = j->R * ch / j->chunks, r1 = j->R * (ch + 1) / j->chunks;
+        float *gg = j->gg_part + ch * D;
+        memset(gg, 0, sizeof(float) * D);
+        for (int64_t r = r0; r < r1; r++) {
+            const float *x = j->x + r * D, *gy = j->gy + r * D;
+            float rs = j->rstd[r], dot = 0.0f;
+            for (int64_t c = 0; c < D; c++) {
+                float xh = x[c] * rs;
+                gg[c] += gy[c] * xh;
+                dot += gy[c] * j->g[c] * xh;
+            }
+            if (j->gx) {
+                float *gx = j->gx + r * D, m = dot / (float)D;
+                for (int64_t c = 0; c < D; c++) gx[c] += rs * (gy[c] * j->g[c] - x[c] * rs * m);
+            }
+        }
+    }
+}
+
+static blt_status rmsnorm_bw(blt_node *n, blt_tensor *gy, blt_tensor **gin)
+{
+    blt_tensor *x = n->saved[0], *g = n->saved[1];
+    int64_t R = rows_of(x), D = cols_of(x);
+    int chunks = blt_threads_count() * 4;
+    if (chunks > R) chunks = (int)(R ? R : 1);
+    size_t pbytes = (size_t)chunks * D * sizeof(float);
+    float *part = blt_mem_alloc(pbytes);
+    if (!part) return blt_fail(BLT_ENOMEM, "rmsnorm: out of memory in backward");
+    rms_job j = {blt_f32(x), blt_f32(g), blt_f32(gy), NULL, n->aux, gin[0] ? blt_f32(gin[0]) : NULL,
+                 part, R, D, 0.0f, chunks};
+    blt_parallel_for(chunks, 1, rms_bwd, &j);
+    if (gin[1]) { /* partial sums added in chunk order: deterministic for a fixed thread count */
+        float *gg = blt_f32(gin[1]);
+        for (int ch = 0; ch < chunks; ch++)
+            for (int64_t c = 0; c < D; c++) gg[c] += part[ch * D + c];
+    }
+    blt_mem_free(part, pbytes);
+    return BLT_OK;
+}
+
+blt_status blt_rmsnorm(blt_tensor **out, blt_tensor *x, blt_tensor *g, float eps)
+{
+    BLT_TRY(blt_check("rmsnorm", "x", x, BLT_F32));
+    BLT_TRY(blt_check("rmsnorm", "weight", g, BLT_F32));
+    char b1[160], b2[160];
+    if (x->ndim < 1 || g->ndim != 1 || g->shape[0] != x->shape[x->ndim - 1])
+        return blt_fail(BLT_EINVAL, "rmsnorm: weight %s must be 1-d with the last dimension of x %s",
+                        blt_shape_str(g, b2, sizeof b2), blt_shape_str(x, b1, sizeof b1));
+    if (!(eps > 0.0f)) return blt_fail(BLT_EINVAL, "rmsnorm: eps must be positive, got %g", eps);
+    blt_tensor *xc = NULL, *gc = NULL, *y = NULL;
+    BLT_TRY(blt_contiguous(&xc, x));
+    blt_status s = blt_contiguous(&gc, g);
+    int64_t R = rows_of(xc), D = cols_of(xc);
+    size_t rbytes = (size_t)(R ? R : 1) * sizeof(float);
+    float *rstd = s == BLT_OK ? blt_mem_alloc(rbytes) : NULL;
+    if (s == BLT_OK && !rstd) s = blt_fail(BLT_ENOMEM, "rmsnorm: out of memory");
+    if (s == BLT_OK) s = blt_tensor_new_like(&y, xc);
+    if (s == BLT_OK) {
+        rms_job j = {blt_f32(xc), blt_f32(gc), NULL, blt_f32(y), rstd, NULL, NULL, R, D, eps, 0};
+        blt_parallel_for(R, 1 + 8192 / (D + 1), rms_fwd, &j);
+        blt_tensor *in[2] = {xc, gc};
+        blt_node *n;
+        s = blt_node_attach(y, "rmsnorm", rmsnorm_bw, 2, in, &n);
+        if (s == BLT_OK && n) {
+            blt_node_save(n, 0, xc);
+            blt_node_save(n, 1, gc);
+            n->aux = rstd;
+            n->auxbytes = rbytes;
+            rstd = NULL;
+        }
+    }
+    blt_mem_free(rstd, rbytes);
+    blt_tensor_release(xc);
+    blt_tensor_release(gc);
+    if (s != BLT_OK) { blt_tensor_release(y); return s; }
+    *out = y;
+    return BLT_OK;
+}
+
+/* ---- embedding ---- */
+
+typedef struct { const int32_t *ids; const float *src; float *dst; int64_t n, D; } emb_job;
+
+static void emb_fwd(void *ctx, int64_t i0, int64_t i1, int tid)
+{
+    (void)tid;
+    const emb_job *j = ctx;
+    for (int64_t i = i0; i < i1; i++)
+        memcpy(j->dst + i * j->D, j->src + (int64_t)j->ids[i] * j->D, sizeof(float) * j->D);
+}
+
+/* Backward: each chunk owns a range of columns, so no two threads add to one place. */
+static void emb_bwd(void *ctx, int64_t c0, int64_t c1, int tid)
+{
+    (void)tid;
+    const emb_job *j = ctx;
+    for (int64_t i = 0; i < j->n; i++) {
+        float *w = j->dst + (int64_t)j->ids[i] * j->D;
+        const float *g = j->src + i * j->D;
+        for (int64_t c = c0; c < c1; c++) w[c] += g[c];
+    }
+}
+
+static blt_status embedding_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
+{
+    blt_tensor *ids = n->saved[0];
+    emb_job j = {blt_i32(ids), blt_f32(g), blt_f32(gin[0]), ids->numel, gin[0]->shape[1]};
+    blt_parallel_for(j.D, 16, emb_bwd, &j);
+    return BLT_OK;
+}
+
+blt_status blt_embedding(blt_tensor **out, blt_tensor *weight, blt_tensor *ids)
+{
+    BLT_TRY(blt_check("embedding", "weight", weight, BLT_F32));
+    BLT_TRY(blt_check("embedding", "ids", ids, BLT_I32));
+    char b1[160];
+    if (weight->ndim != 2)
+        return blt_fail(BLT_EINVAL, "embedding: weight must be [V,D], got %s",
+                        blt_shape_str(weight, b1, sizeof b1));
+    if (ids->ndim >= BLT_MAX_DIMS)
+        return blt_fail(BLT_EINVAL, "embedding: ids have too many dimensions");
+    blt_tensor *wc = NULL, *ic = NULL, *y = NULL;
+    BLT_TRY(blt_contiguous(&ic, ids));
+    blt_status s = BLT_OK;
+    const int32_t *id = blt_i32(ic);
+    for (int64_t i = 0; i < ic->numel; i++)
+        if (id[i] < 0 || id[i] >= weight->shape[0]) {
+            s = blt_fail(BLT_EINVAL, "embedding: id %d at position %lld out of range for weight %s", id[i],
+                         (long long)i, blt_shape_str(weight, b1, sizeof b1));
+            break;
+        }
+    if (s == BLT_OK) s = blt_contiguous(&wc, weight);
+    int64_t shape[BLT_MAX_DIMS];
+    memcpy(shape, ids->shape, sizeof(int64_t) * ids->ndim);
+    shape[ids->ndim] = weight->shape[1];
+    if (s == BLT_OK) s = blt_tensor_new(&y, BLT_F32, ids->ndim + 1, shape);
+    if (s == BLT_OK) {
+        emb_job j = {id, blt_f32(wc), blt_f32(y), ic->numel, weight->shape[1]};
+        blt_parallel_for(j.n, 64, emb_fwd, &j);
+        blt_node *n;
+        s = blt_node_attach(y, "embedding", embedding_bw, 1, &wc, &n);
+        if (s == BLT_OK && n) blt_node_save(n, 0, ic);
+    }
+    blt_tensor_release(wc);
+    blt_tensor_release(ic);
+    if (s != BLT_OK) { blt_tensor_release(y); return s; }
+    *out = y;
+    return BLT_OK;
+}
+
+/* ---- RoPE ---- */
+
+typedef struct {
+    const float *x;
+    float *y;
+    const float *cs; /* [rows of table, half] pairs (cos, sin) */
+    int64_t T, H, hd, rows_per_table; /* table row of (b,t): tabled per batch row or shared */
+    int64_t B;
+    int per_batch;
+    float sign; /* +1 forward, -1 backward (rotate back) */
+    int acc;
+} rope_job;
+
+static void rope_chunk(void *ctx, int64_t r0, int64_t r1, int tid)
+{
+    (void)tid;
+    const rope_job *j = ctx;
+    int64_t half = j->hd / 2, D = j->H * j->hd;
+    for (int64_t r = r0; r < r1; r++) { /* r = b*T + t */
+        int64_t trow = j->per_batch ? r : r % j->T;
+        const float *cs = j->cs + trow * half * 2;
+        const float *x = j->x + r * D;
+        float *y = j->y + r * D;
+        for (int64_t h = 0; h < j->H; h++)
+            for (int64_t i = 0; i < half; i++) {
+                float c = cs[2 * i], s = j->sign * cs[2 * i + 1];
+                float x0 = x[h * j->hd + 2 * i], x1 = x[h * j->hd + 2 * i + 1];
+                float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+                if (j->acc) { y[h * j->hd + 2 * i] += y0; y[h * j->hd + 2 * i + 1] += y1; }
+                else { y[h * j->hd + 2 * i] = y0; y[h * j->hd + 2 * i + 1] = y1; }
+            }
+    }
+}
+
+static blt_status rope_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
+{
+    rope_job j = {blt_f32(g), blt_f32(gin[0]), n->aux, n->iarg[0], n->iarg[1], n->iarg[2], 0,
+                  n->iarg[3], (int)n->iarg[4], -1.0f, 1};
+    blt_parallel_for(j.B * j.T, 16, rope_chunk, &j);
+    return BLT_OK;
+}
+
+blt_status blt_rope(blt_tensor **out, blt_tensor *x, int heads, double theta, blt_tensor *positions)
+{
+    BLT_TRY(blt_check("rope", "x", x, BLT_F32));
+    char b1[160], b2[160];
+    if (x->ndim != 2 && x->ndim != 3)
+        return blt_fail(BLT_EINVAL, "rope: x must be [B,T,D] or [T,D], got %s", blt_shape_str(x, b1, sizeof b1));
+    int64_t D = x->shape[x->ndim - 1], T = x->shape[x->ndim - 2], B = x->ndim == 3 ? x->shape[0] : 1;
+    if (heads <= 0 || D % heads || (D / heads) % 2)
+        return blt_fail(BLT_EINVAL, "rope: width %lld of x %s must split into %d heads of even size", (long long)D,
+                        blt_shape_str(x, b1, sizeof b1), heads);
+    if (!(theta > 0.0)) return blt_fail(BLT_EINVAL, "rope: theta must be positive, got %g", theta);
+    int per_batch = 0;
+    if (positions) {
+        BLT_TRY(blt_check("rope", "positions", positions, BLT_I32));
+        if (positions->ndim == 2 && positions->shape[0] == B && positions->shape[1] == T) per_batch = 1;
+        else if (!(positions->ndim == 1 && positions->shape[0] == T))
+            return blt_fail(BLT_EINVAL, "rope: positions %s must be [T] or [B,T] for x %s",
+                            blt_shape_str(positions, b2, sizeof b2), blt_shape_str(x, b1, sizeof b1));
+    }
+    int64_t hd = D / heads, half = hd / 2, trows = per_batch ? B * T : T;
+    size_t cbytes = (size_t)(trows * half * 2 + 1) * sizeof(float);
+    float *cs = blt_mem_alloc(cbytes);
+    if (!cs) return blt_fail(BLT_ENOMEM, "rope: out of memory");
+    blt_tensor *pc = NULL;
+    if (positions && blt_contiguous(&pc, positions) != BLT_OK) { blt_mem_free(cs, cbytes); return BLT_ENOMEM; }
+    for (int64_t r = 0; r < trows; r++) {
+        double pos = pc ? (double)blt_i32(pc)[r] : (double)r;
+        for (int64_t i = 0; i < half; i++) {
+            double a = pos * pow(theta, -2.0 * (double)i / (double)hd);
+            cs[(r * half + i) * 2] = (float)cos(a);
+            cs[(r * half + i) * 2 + 1] = (float)sin(a);
+        }
+    }
+    blt_tensor_release(pc);
+    blt_tensor *xc = NULL, *y = NULL;
+    blt_status s = blt_contiguous(&xc, x);
+    if (s == BLT_OK) s = blt_tensor_new_like(&y, xc);
+    if (s == BLT_OK) {
+        rope_job j = {blt_f32(xc), blt_f32(y), cs, T, heads, hd, 0, B, per_batch, 1.0f, 0};
+        blt_parallel_for(B * T, 16, rope_chunk, &j);
+        blt_node *n;
+        s = blt_node_attach(y, "rope", rope_bw, 1, &xc, &n);
+        if (s == BLT_OK && n) {
+            n->iarg[0] = T; n->iarg[1] = heads; n->iarg[2] = hd; n->iarg[3] = B; n->iarg[4] = per_batch;
+            n->aux = cs;
+            n->auxbytes = cbytes;
+            cs = NULL;
+        }
+    }
+    blt_mem_free(cs, cbytes);
+    blt_tensor_release(xc);
+    if (s != BLT_OK) { blt_tensor_release(y); return s; }
+    *out = y;
+    return BLT_OK;
+}

@@ -1,0 +1,14 @@
+-- The blt module: tensors and ops from the C core, plus Lua conveniences.
+-- Dimensions and positions passed as Lua numbers are 1-based (-1 is the last);
+-- values inside int32 tensors (token ids, indices, positions) are 0-based.
+local core = require "blt.core"
+
+local blt = {}
+for k, v in pairs(core) do blt[k] = v end
+
+blt.version = "0.1.0"
+
+-- blt.bmm is matmul on [B,M,K] x [B,K,N]; kept as a name researchers look for.
+blt.bmm = core.matmul
+
+return blt
