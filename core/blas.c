@@ -90,3 +90,14 @@ void blt_sgemm_batched(int transA, int transB, int64_t count, int64_t M, int64_t
     batch_job j = {{transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, 1}, sA, sB, sC};
     blt_parallel_for(count, 1, batch_chunk, &j);
 }
+
+void blt_sgemm_reference(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc, int threads)
+{
+    openblas_set_num_threads(threads);
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,
+                (blasint)ldc);
+    openblas_set_num_threads(1);
+}

@@ -4,6 +4,11 @@
 #include "blas.h"
 #include "thread.h"
 #include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static int l_set_threads(lua_State *L)
 {
@@ -25,8 +30,40 @@ static int l_blas_info(lua_State *L)
     return 1;
 }
 
+/* Wall-clock seconds (monotonic), for rates and ETAs; os.clock is CPU time. */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+    return 1;
+}
+
+static int l_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 2)));
+    return 1;
+}
+
+/* Resident memory now and at its peak, in bytes (from /proc/self/status). */
+static int l_rss(lua_State *L)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    long now = -1, peak = -1;
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "VmRSS:", 6)) now = atol(line + 6);
+        if (!strncmp(line, "VmHWM:", 6)) peak = atol(line + 6);
+    }
+    if (f) fclose(f);
+    lua_pushinteger(L, (lua_Integer)now * 1024);
+    lua_pushinteger(L, (lua_Integer)peak * 1024);
+    return 2;
+}
+
 static const luaL_Reg runtime[] = {
-    {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {NULL, NULL}};
+    {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
+    {"isatty", l_isatty}, {"rss", l_rss}, {NULL, NULL}};
 
 int luaopen_blt_core(lua_State *L)
 {
@@ -42,5 +79,7 @@ int luaopen_blt_core(lua_State *L)
     bltL_open_data(L);
     bltL_open_h5(L);
     bltL_open_nn(L);
+    bltL_open_scope(L);
+    bltL_open_bench(L);
     return 1;
 }

@@ -14,6 +14,12 @@ blt_tensor *bltL_opt(lua_State *L, int idx);
 int bltL_is_tensor(lua_State *L, int idx);
 /* Pushes t as a Lua value, taking over one reference. */
 void bltL_push(lua_State *L, blt_tensor *t);
+/* Drops the tensor held by the Lua value at idx (later use raises an error). */
+void bltL_close(lua_State *L, int idx);
+/* lua_scope.c: records a new tensor value in the innermost blt.scope, if any. */
+void bltL_scope_track(lua_State *L, int idx);
+void bltL_open_scope(lua_State *L);
+void bltL_open_bench(lua_State *L); /* lua_bench.c: reference timings */
 int bltL_shape(lua_State *L, int idx, int64_t *shape, const char *fn, int allow_infer);
 void bltL_check_opts(lua_State *L, int idx, const char *fn, const char *const *allowed);
 blt_rng *bltL_check_gen(lua_State *L, int idx);

@@ -1,4 +1,159 @@
-/* Lua binding: optimisers. */
+/* Lua binding: parameter init, flat parameter buffers and the optimiser steps. */
 #include "lua_blt.h"
+#include "flat.h"
+#include "ops.h"
+#include "optim.h"
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
 
-void bltL_open_nn(lua_State *L) { (void)L; }
+/* nn_trunc_normal(gen, shape, sigma): normal(0, sigma) redrawn outside +-3 sigma */
+static int l_trunc_normal(lua_State *L)
+{
+    blt_rng *r = bltL_check_gen(L, 1);
+    int64_t shape[BLT_MAX_DIMS];
+    int nd = bltL_shape(L, 2, shape, "trunc_normal", 0);
+    double sigma = luaL_checknumber(L, 3);
+    luaL_argcheck(L, sigma >= 0, 3, "sigma must be >= 0");
+    blt_tensor *t;
+    if (blt_tensor_new(&t, BLT_F32, nd, shape)) return bltL_error(L, "trunc_normal");
+    float *d = blt_f32(t);
+    for (int64_t i = 0; i < t->numel; i++) d[i] = (float)blt_rng_trunc_normal(r, sigma);
+    bltL_push(L, t);
+    return 1;
+}
+
+/* nn_flatten({p1, p2, ...}) -> flat_params, flat_grads: every p now views its slice */
+static int l_flatten(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = (int)luaL_len(L, 1);
+    int64_t total = 0;
+    for (int i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        blt_tensor *t = bltL_check(L, -1);
+        if (t->dtype != BLT_F32 || t->node)
+            return luaL_error(L, "blt.flatten: parameter %d must be a float32 leaf tensor", i);
+        total += t->numel;
+        lua_pop(L, 1);
+    }
+    int64_t shape[1] = {total};
+    blt_tensor *flat, *gflat;
+    if (blt_tensor_new(&flat, BLT_F32, 1, shape)) return bltL_error(L, "flatten");
+    bltL_push(L, flat);
+    if (blt_tensor_zeros(&gflat, BLT_F32, 1, shape)) return bltL_error(L, "flatten");
+    bltL_push(L, gflat);
+    int64_t off = 0;
+    for (int i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        blt_tensor *t = bltL_check(L, -1);
+        if (blt_tensor_rebind(t, flat, off) || blt_tensor_bind_grad(t, gflat, off)) return bltL_error(L, "flatten");
+        off += t->numel;
+        lua_pop(L, 1);
+    }
+    return 2;
+}
+
+/* slices: {{off=, len=, decay=}, ...} with 0-based element offsets */
+static blt_slice *read_slices(lua_State *L, int idx, int *nsl, int64_t limit)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    int n = (int)luaL_len(L, idx);
+    blt_slice *sl = lua_newuserdatauv(L, sizeof(blt_slice) * (n ? n : 1), 0);
+    int64_t end = 0;
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, idx, i + 1);
+        lua_getfield(L, -1, "off");
+        lua_getfield(L, -2, "len");
+        lua_getfield(L, -3, "decay");
+        sl[i].off = lua_tointeger(L, -3);
+        sl[i].len = lua_tointeger(L, -2);
+        sl[i].decay = lua_toboolean(L, -1);
+        lua_pop(L, 4);
+        if (sl[i].off != end || sl[i].len < 0) luaL_error(L, "blt.optim: slices must be consecutive");
+        end += sl[i].len;
+    }
+    if (end > limit) luaL_error(L, "blt.optim: slices cover %d elements, buffers hold %d", (int)end, (int)limit);
+    *nsl = n;
+    return sl;
+}
+
+static float *flat_arg(lua_State *L, int idx, int64_t n, const char *what)
+{
+    blt_tensor *t = bltL_check(L, idx);
+    if (t->dtype != BLT_F32 || !blt_tensor_is_contiguous(t) || t->numel < n || t->st->released)
+        luaL_error(L, "blt.optim: %s must be a live contiguous float32 buffer of %d elements", what, (int)n);
+    return blt_f32(t);
+}
+
+/* nn_adamw_step(p, g, m, v, slices, step, lr, beta1, beta2, eps, weight_decay) */
+static int l_adamw_step(lua_State *L)
+{
+    int nsl;
+    int64_t n = bltL_check(L, 1)->numel;
+    blt_slice *sl = read_slices(L, 5, &nsl, n);
+    float *p = flat_arg(L, 1, n, "params"), *g = flat_arg(L, 2, n, "grads");
+    float *m = flat_arg(L, 3, n, "exp_avg"), *v = flat_arg(L, 4, n, "exp_avg_sq");
+    lua_Integer step = luaL_checkinteger(L, 6);
+    luaL_argcheck(L, step >= 1, 6, "step counts from 1");
+    blt_adamw_hp hp = {(float)luaL_checknumber(L, 7), (float)luaL_checknumber(L, 8), (float)luaL_checknumber(L, 9),
+                       (float)luaL_checknumber(L, 10), (float)luaL_checknumber(L, 11)};
+    blt_adamw_step(p, g, m, v, sl, nsl, step, hp);
+    return 0;
+}
+
+/* nn_sgd_step(p, g, buf, slices, step, lr, momentum, weight_decay) */
+static int l_sgd_step(lua_State *L)
+{
+    int nsl;
+    int64_t n = bltL_check(L, 1)->numel;
+    blt_slice *sl = read_slices(L, 4, &nsl, n);
+    float *p = flat_arg(L, 1, n, "params"), *g = flat_arg(L, 2, n, "grads"), *b = flat_arg(L, 3, n, "momentum");
+    blt_sgd_step(p, g, b, sl, nsl, (float)luaL_checknumber(L, 6), (float)luaL_checknumber(L, 7),
+                 (float)luaL_checknumber(L, 8), luaL_checkinteger(L, 5));
+    return 0;
+}
+
+static int l_l2norm(lua_State *L)
+{
+    blt_tensor *t = bltL_check(L, 1);
+    lua_pushnumber(L, blt_l2norm(flat_arg(L, 1, t->numel, "tensor"), t->numel));
+    return 1;
+}
+
+static int l_scale_(lua_State *L)
+{
+    blt_tensor *t = bltL_check(L, 1);
+    blt_scale_inplace(flat_arg(L, 1, t->numel, "tensor"), t->numel, (float)luaL_checknumber(L, 2));
+    return 0;
+}
+
+static int l_zero_(lua_State *L)
+{
+    blt_tensor *t = bltL_check(L, 1);
+    memset(flat_arg(L, 1, t->numel, "tensor"), 0, sizeof(float) * (size_t)t->numel);
+    return 0;
+}
+
+/* nn_count_ne(int32 tensor, value): how many entries differ from value (e.g. non-pad targets) */
+static int l_count_ne(lua_State *L)
+{
+    blt_tensor *t = bltL_check(L, 1), *c;
+    lua_Integer v = luaL_checkinteger(L, 2);
+    if (t->dtype != BLT_I32) return luaL_error(L, "blt.count_ne: needs an int32 tensor");
+    if (blt_contiguous(&c, t)) return bltL_error(L, "count_ne");
+    const int32_t *d = blt_i32(c);
+    lua_Integer n = 0;
+    for (int64_t i = 0; i < c->numel; i++) n += d[i] != v;
+    blt_tensor_release(c);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static const luaL_Reg functions[] = {
+    {"nn_count_ne", l_count_ne},
+    {"nn_trunc_normal", l_trunc_normal}, {"nn_flatten", l_flatten}, {"nn_adamw_step", l_adamw_step},
+    {"nn_sgd_step", l_sgd_step}, {"nn_l2norm", l_l2norm}, {"nn_scale_", l_scale_}, {"nn_zero_", l_zero_},
+    {NULL, NULL}};
+
+void bltL_open_nn(lua_State *L) { luaL_setfuncs(L, functions, 0); }

@@ -1,0 +1,36 @@
+/* Lua binding: reference measurements for the benchmarks. */
+#include "lua_blt.h"
+#include "blas.h"
+#include "thread.h"
+#include <lauxlib.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* bench_sgemm(a, b, c, transA, transB, reps) -> seconds per call of raw cblas_sgemm
+ * (OpenBLAS threads = our thread count) computing c = op(a) op(b). */
+static int l_bench_sgemm(lua_State *L)
+{
+    blt_tensor *a = bltL_check(L, 1), *b = bltL_check(L, 2), *c = bltL_check(L, 3);
+    int ta = lua_toboolean(L, 4), tb = lua_toboolean(L, 5);
+    int reps = (int)luaL_optinteger(L, 6, 5);
+    if (a->ndim != 2 || b->ndim != 2 || c->ndim != 2) return luaL_error(L, "blt.bench_sgemm: 2-d tensors only");
+    int64_t M = c->shape[0], N = c->shape[1], K = ta ? a->shape[0] : a->shape[1];
+    if ((ta ? a->shape[1] : a->shape[0]) != M || (tb ? b->shape[1] : b->shape[0]) != K || (tb ? b->shape[0] : b->shape[1]) != N)
+        return luaL_error(L, "blt.bench_sgemm: shapes do not fit");
+    double t0 = now();
+    for (int i = 0; i < reps; i++)
+        blt_sgemm_reference(ta, tb, M, N, K, 1.0f, blt_f32(a), a->shape[1], blt_f32(b), b->shape[1], 0.0f, blt_f32(c),
+                            N, blt_threads_count());
+    lua_pushnumber(L, (now() - t0) / reps);
+    return 1;
+}
+
+static const luaL_Reg functions[] = {{"bench_sgemm", l_bench_sgemm}, {NULL, NULL}};
+
+void bltL_open_bench(lua_State *L) { luaL_setfuncs(L, functions, 0); }

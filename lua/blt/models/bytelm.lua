@@ -1,0 +1,97 @@
+-- ByteLM: the plain byte-level transformer (the `byte` scheme, and the entropy
+-- model of BLT-SPEC section 3): embedding (260), pre-norm blocks with sliding-window
+-- causal attention, final RMSNorm, head. Parameter names: embed, layers.<i>.*, norm, head.
+local core = require "blt.core"
+local nn = require "blt.nn"
+
+local ByteLM = nn.class("ByteLM")
+
+ByteLM.VOCAB = 260
+ByteLM.PAD, ByteLM.BOS, ByteLM.EOS = 0, 1, 2
+
+-- Documented defaults (also the config section `model` of the training scripts).
+ByteLM.defaults = {
+    dim = 256,          -- width d
+    layers = 4,         -- transformer blocks
+    heads = 4,          -- attention heads (must divide dim into even head sizes)
+    window = 512,       -- sliding attention window (query t sees keys t-window < j <= t)
+    multiple_of = 256,  -- FFN hidden rounding (BLT-SPEC section 6)
+    rope_theta = 10000.0,
+    norm_eps = 1e-5,
+}
+
+function ByteLM.check_config(m, where)
+    where = where or "model"
+    local function int(k, min)
+        if math.type(m[k]) ~= "integer" or m[k] < min then
+            error(("%s.%s must be an integer >= %d, got %s"):format(where, k, min, tostring(m[k])), 0)
+        end
+    end
+    int("dim", 2); int("layers", 1); int("heads", 1); int("window", 1); int("multiple_of", 1)
+    if m.dim % m.heads ~= 0 then
+        error(("%s.heads = %d does not divide %s.dim = %d"):format(where, m.heads, where, m.dim), 0)
+    end
+    if (m.dim // m.heads) % 2 ~= 0 then
+        error(("%s.dim / %s.heads = %d must be even (RoPE rotates pairs)"):format(where, where, m.dim // m.heads), 0)
+    end
+    if type(m.rope_theta) ~= "number" or m.rope_theta <= 0 then error(where .. ".rope_theta must be > 0", 0) end
+    if type(m.norm_eps) ~= "number" or m.norm_eps <= 0 then error(where .. ".norm_eps must be > 0", 0) end
+end
+
+-- ByteLM.new(config, seed): config keys as in ByteLM.defaults (missing ones take the default).
+function ByteLM.new(cfg, seed)
+    local m = {}
+    for k, v in pairs(ByteLM.defaults) do m[k] = v end
+    for k, v in pairs(cfg or {}) do
+        if ByteLM.defaults[k] == nil then error(("blt.models.ByteLM: unknown config key '%s'"):format(k), 2) end
+        m[k] = v
+    end
+    ByteLM.check_config(m)
+    if math.type(seed) ~= "integer" then error("blt.models.ByteLM: needs an integer seed", 2) end
+    local self = nn.Module.new(ByteLM)
+    local rng = core.Generator(seed)
+    self.config = m
+    self.embed = self:child("embed", nn.Embedding {num = ByteLM.VOCAB, dim = m.dim, rng = rng})
+    self.layers = {}
+    local layers = self:child("layers", nn.Module.new(nn.Module))
+    for i = 0, m.layers - 1 do
+        self.layers[i + 1] = layers:child(i, nn.TransformerBlock {
+            dim = m.dim, heads = m.heads, window = m.window, multiple_of = m.multiple_of,
+            rope_theta = m.rope_theta, norm_eps = m.norm_eps, rng = rng})
+    end
+    self.norm = self:child("norm", nn.RMSNorm {dim = m.dim, eps = m.norm_eps})
+    self.head = self:child("head", nn.Linear {in_dim = m.dim, out_dim = ByteLM.VOCAB, rng = rng})
+    return self
+end
+
+-- ids int32 [B,T] -> logits [B,T,260]
+function ByteLM:forward(ids)
+    local h = self.embed:forward(ids)
+    for _, layer in ipairs(self.layers) do h = layer:forward(h) end
+    return self.head:forward(self.norm:forward(h))
+end
+
+-- rows int32 [B,N] ([BOS, ids...], 0-padded): predicts rows[:, 2..N] from rows[:, 1..N-1].
+-- Returns the mean loss (nats) over non-pad targets, and the summed loss and
+-- count when sum = true (for bits per byte, BLT-SPEC section 7).
+function ByteLM:loss(rows, reduction)
+    local n = rows:size(2)
+    local inputs = core.narrow(rows, 2, 1, n - 1)
+    local targets = core.narrow(rows, 2, 2, n - 1)
+    local logits = self:forward(inputs)
+    return core.cross_entropy(logits, targets, {ignore_index = ByteLM.PAD, reduction = reduction or "mean"})
+end
+
+-- Matrix-multiply FLOPs per predicted byte for training (3 x forward; attention
+-- charged for the keys its window allows at sequence length T, on average).
+function ByteLM:flops_per_byte(T)
+    local m = self.config
+    local d, hidden = m.dim, nn.ffn_hidden(m.dim, m.multiple_of)
+    local keys = 0
+    for t = 1, T do keys = keys + math.min(t, m.window) end
+    keys = keys / T
+    local per_layer = 2 * (4 * d * d + 3 * d * hidden) + 2 * 2 * keys * d
+    return 3 * (m.layers * per_layer + 2 * d * ByteLM.VOCAB)
+end
+
+return ByteLM
