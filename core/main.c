@@ -57,6 +57,15 @@ static void setup_paths(lua_State *L, const char *argv0)
     char *slash = strrchr(exe, '/');
     if (slash) *slash = 0;
     else snprintf(exe, sizeof exe, ".");
+    /* builds under build/<kind>/ find the modules two folders up */
+    for (int up = 0; up < 2; up++) {
+        char probe[PATH_MAX + 32];
+        snprintf(probe, sizeof probe, "%s/lua/blt/init.lua", exe);
+        if (access(probe, R_OK) == 0) break;
+        slash = strrchr(exe, '/');
+        if (!slash) break;
+        *slash = 0;
+    }
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s", exe, exe, lua_tostring(L, -1));

@@ -16,6 +16,7 @@ static _Atomic long generation;
 static _Atomic int pending;
 static _Atomic int stopping;
 static _Thread_local int in_parallel;
+static long start_generation;
 
 /* The job being run: chunk i covers [i*n/k, (i+1)*n/k). */
 static struct {
@@ -34,7 +35,7 @@ static void run_chunk(int i)
 static void *worker_main(void *arg)
 {
     int id = (int)(intptr_t)arg; /* 1..nworkers */
-    long seen = 0;
+    long seen = start_generation; /* jobs published before this pool started are not ours */
     in_parallel = 1;
     for (;;) {
         /* Spin briefly before sleeping: waking a sleeping vCPU costs 50-80 us. */
@@ -80,6 +81,7 @@ void blt_threads_init(int n)
     if (n > MAX_THREADS) n = MAX_THREADS;
     blt_threads_shutdown();
     nthreads = n;
+    start_generation = atomic_load(&generation);
     for (int i = 1; i < n; i++) {
         if (pthread_create(&workers[nworkers], NULL, worker_main, (void *)(intptr_t)i) != 0)
             break; /* fewer threads is still correct */

@@ -121,8 +121,8 @@ function train.run(spec)
         or {peak = t.lr, warmup = t.warmup, total = t.steps, floor_ratio = t.min_lr_ratio})
     local sampler = corpus:sampler {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed}
     local info = corpus:info()
-    io.stderr:write(("%s: %d parameters, %d threads; corpus %s: %d train / %d validation bytes\n"):format(
-        spec.name, model:num_params(), core.threads(), info.path or "?", info.train_bytes or 0, info.val_bytes or 0))
+    io.stderr:write(("%s: %d parameters, %d threads; corpus %s: %d train / %d validation ids\n"):format(
+        spec.name, model:num_params(), core.threads(), table.concat(corpus.paths, ", "), info.train, info.val))
 
     local history = {}
     local bar = progress.new {total = t.steps, unit = "B", label = spec.name}
