@@ -19,15 +19,17 @@ typedef struct { blt_tensor *t; } tensor_ud;
 int bltL_error(lua_State *L, const char *fn)
 {
     const char *m = blt_errmsg();
-    /* the C message starts with the op name; say where it came from */
-    (void)fn;
-    return luaL_error(L, "blt.%s", m);
+    /* the C message starts with the op name; when that is not fn (an op it called,
+     * e.g. "tensor: shape too large" from blt.zeros) name fn first */
+    size_t n = strlen(fn);
+    if (!strncmp(m, fn, n) && m[n] == ':') return luaL_error(L, "blt.%s", m);
+    return luaL_error(L, "blt.%s: %s", fn, m);
 }
 
 blt_tensor *bltL_check(lua_State *L, int idx)
 {
     tensor_ud *u = luaL_checkudata(L, idx, TENSOR_MT);
-    if (!u->t) luaL_argerror(L, idx, "tensor was closed");
+    if (!u->t) luaL_argerror(L, idx, "tensor was closed (by the end of its blt.scope, or <close>)");
     return u->t;
 }
 
@@ -46,6 +48,7 @@ void bltL_push(lua_State *L, blt_tensor *t)
     u->t = NULL;
     luaL_setmetatable(L, TENSOR_MT);
     u->t = t;
+    bltL_scope_track(L, -1);
     if (!t->st->reported) {
         t->st->reported = 1;
         int kb = (int)(t->st->nbytes >> 10);
@@ -158,7 +161,7 @@ static void fill_nested(lua_State *L, int idx, int depth, int nd, const int64_t 
             if (!ok) luaL_error(L, "blt.tensor: entry %d is %s, not a number", (int)(*pos + 1), luaL_typename(L, -1));
             if (t->dtype == BLT_I32) {
                 if (v != floor(v) || v < INT32_MIN || v > INT32_MAX)
-                    luaL_error(L, "blt.tensor: entry %d (%g) is not an int32", (int)(*pos + 1), v);
+                    luaL_error(L, "blt.tensor: entry %d (%f) is not an int32", (int)(*pos + 1), v);
                 blt_i32(t)[*pos] = (int32_t)v;
             } else {
                 blt_f32(t)[*pos] = (float)v;
@@ -524,6 +527,14 @@ static int l_release(lua_State *L)
     return 0;
 }
 
+/* Drops this Lua value's reference now (blt.scope's exit, __close, __gc). */
+void bltL_close(lua_State *L, int idx)
+{
+    tensor_ud *u = luaL_checkudata(L, idx, TENSOR_MT);
+    blt_tensor_release(u->t);
+    u->t = NULL;
+}
+
 static int l_gc(lua_State *L)
 {
     tensor_ud *u = luaL_checkudata(L, 1, TENSOR_MT);
@@ -643,6 +654,11 @@ static int l_narrow(lua_State *L)
     int d = check_dim(L, 2, x->ndim, "narrow");
     lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
     if (start < 1) return luaL_error(L, "blt.narrow: start %d must be >= 1", (int)start);
+    if (len < 0 || start - 1 + len > x->shape[d]) { /* here, so the message is 1-based like the call */
+        char b[160];
+        return luaL_error(L, "blt.narrow: start %d, length %d out of range for dimension %d of shape %s",
+                          (int)start, (int)len, d + 1, blt_shape_str(x, b, sizeof b));
+    }
     return push_status(L, blt_narrow(&y, x, d, start - 1, len), &y, "narrow");
 }
 

@@ -80,7 +80,8 @@ blt_status blt_matmul(blt_tensor **out, blt_tensor *a, blt_tensor *b, int ta, in
         return blt_fail(BLT_EINVAL, "matmul: inner dimensions differ: a %s%s has %lld, b %s%s has %lld",
                         blt_shape_str(a, b1, sizeof b1), ta ? " (transposed)" : "", (long long)d.K,
                         blt_shape_str(b, b2, sizeof b2), tb ? " (transposed)" : "", (long long)bK);
-    shape[nd - 2] = nd == 3 || a->ndim == 2 ? d.M : a->shape[a->ndim - 2];
+    /* [..,M,K] x [K,N] keeps a's leading dims: its rows are M only when a is 2-d */
+    shape[nd - 2] = (a->ndim == 3 && b->ndim == 3) || a->ndim == 2 ? d.M : a->shape[a->ndim - 2];
     shape[nd - 1] = d.N;
     d.lda = ta ? d.M : d.K;
     d.ldb = tb ? d.K : d.N;

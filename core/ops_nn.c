@@ -26,8 +26,8 @@ static void sm_fwd(void *ctx, int64_t r0, int64_t r1, int tid)
         double s = 0.0;
         for (int64_t c = 0; c < C; c++) s += expf(x[c] - m);
         if (j->log) {
-            float lse = m + (float)log(s);
-            for (int64_t c = 0; c < C; c++) y[c] = x[c] - lse;
+            float ls = (float)log(s); /* (x - m) - ls: m + ls would round away digits of large logits */
+            for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) - ls;
         } else {
             float inv = (float)(1.0 / s);
             for (int64_t c = 0; c < C; c++) y[c] = expf(x[c] - m) * inv;
@@ -114,9 +114,8 @@ static void ce_fwd(void *ctx, int64_t c0, int64_t c1, int tid)
             for (int64_t v = 0; v < j->V; v++) m = x[v] > m ? x[v] : m;
             double s = 0.0;
             for (int64_t v = 0; v < j->V; v++) s += expf(x[v] - m);
-            float lse = m + (float)log(s);
-            j->lse[r] = lse;
-            acc += (double)lse - x[j->t[r]];
+            j->lse[r] = m + (float)log(s);
+            acc += ((double)m - x[j->t[r]]) + log(s);
         }
         j->part[c] = acc;
     }

@@ -133,6 +133,7 @@ static blt_status narrow_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
     int d = (int)n->iarg[0];
     v.offset += n->iarg[1] * v.stride[d];
     v.shape[d] = n->iarg[2];
+    v.numel = g->numel; /* the strided add walks numel elements of the view */
     blt_strided_add(&v, g);
     return BLT_OK;
 }
@@ -203,7 +204,7 @@ blt_status blt_concat(blt_tensor **out, int n, blt_tensor *const *xs, int dim)
             return blt_fail(BLT_EINVAL, "concat: tensor %d has shape %s %s, tensor 1 has %s %s "
                             "(all dimensions but %d must match)", i + 1, blt_shape_str(x, b1, sizeof b1),
                             blt_dtype_name(x->dtype), blt_shape_str(x0, b2, sizeof b2),
-                            blt_dtype_name(x0->dtype), dim);
+                            blt_dtype_name(x0->dtype), d + 1);
         shape[d] += x->shape[d];
     }
     blt_tensor *y;
@@ -247,7 +248,7 @@ static blt_status gather_walk(const char *fn, const blt_tensor *x, const blt_ten
         if (v < 0 || v >= x->shape[d]) {
             char b[160];
             return blt_fail(BLT_EINVAL, "%s: index %lld out of range for dimension %d of x %s", fn,
-                            (long long)v, d, blt_shape_str(x, b, sizeof b));
+                            (long long)v, d + 1, blt_shape_str(x, b, sizeof b)); /* 1-based, as in Lua */
         }
         int64_t off = 0;
         for (int k = 0; k < nd; k++) off += (k == d ? v : idx[k]) * x->stride[k];
@@ -280,7 +281,7 @@ blt_status blt_gather(blt_tensor **out, blt_tensor *x, int dim, blt_tensor *inde
     for (int k = 0; ok && k < x->ndim; k++) ok = k == d || index->shape[k] <= x->shape[k];
     if (!ok)
         return blt_fail(BLT_EINVAL, "gather: index %s does not fit x %s along dimension %d",
-                        blt_shape_str(index, b2, sizeof b2), blt_shape_str(x, b1, sizeof b1), dim);
+                        blt_shape_str(index, b2, sizeof b2), blt_shape_str(x, b1, sizeof b1), d + 1);
     blt_tensor *ic, *y;
     BLT_TRY(blt_contiguous(&ic, index));
     blt_status s = blt_tensor_new(&y, BLT_F32, index->ndim, index->shape);
@@ -330,7 +331,7 @@ blt_status blt_index_select(blt_tensor **out, blt_tensor *x, int dim, blt_tensor
         if (ix[i] < 0 || ix[i] >= x->shape[d]) {
             blt_tensor_release(ic);
             return blt_fail(BLT_EINVAL, "index_select: index %d out of range for dimension %d of x %s",
-                            ix[i], dim, blt_shape_str(x, b1, sizeof b1));
+                            ix[i], d + 1, blt_shape_str(x, b1, sizeof b1)); /* 1-based, as in Lua */
         }
     blt_tensor *xc = NULL, *y = NULL;
     blt_status s = blt_contiguous(&xc, x);

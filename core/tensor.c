@@ -356,6 +356,14 @@ blt_status blt_backward(blt_tensor *t, blt_tensor *grad)
     for (size_t i = order.n; i-- > 0;) {
         blt_tensor *u = order.v[i];
         blt_node *n = u->node;
+        /* a gradient reaching a node that an earlier backward freed would be lost silently */
+        if (s == BLT_OK && u->grad && n->freed)
+            s = blt_fail(BLT_ESTATE, "backward: the graph through '%s' was already freed by an "
+                                     "earlier backward (backward called twice?)", n->op);
+        for (int k = 0; s == BLT_OK && u->grad && k < BLT_NODE_MAX_SAVED; k++)
+            if (n->saved[k] && n->saved[k]->st->released)
+                s = blt_fail(BLT_ESTATE, "backward: a tensor that '%s' saved for backward was released",
+                             n->op);
         if (s == BLT_OK && u->grad && !n->freed) {
             blt_tensor **gin = calloc((size_t)n->nin + 1, sizeof *gin);
             if (!gin) s = blt_fail(BLT_ENOMEM, "backward: out of memory");

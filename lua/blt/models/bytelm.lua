@@ -82,6 +82,18 @@ function ByteLM:loss(rows, reduction)
     return core.cross_entropy(logits, targets, {ignore_index = ByteLM.PAD, reduction = reduction or "mean"})
 end
 
+-- Next-byte entropies in nats (BLT-SPEC section 3): e[b][t] is the entropy of the
+-- predicted distribution for token t+1, computed from tokens <= t. rows int32 [B,T]
+-- -> float32 [B,T]. No gradients are recorded.
+function ByteLM:entropies(rows)
+    return core.no_grad(function()
+        return core.scope(function()
+            local logp = core.log_softmax(self:forward(rows))
+            return core.scale(core.sum(core.exp(logp) * logp, -1), -1.0)
+        end)
+    end)
+end
+
 -- Matrix-multiply FLOPs per predicted byte for training (3 x forward; attention
 -- charged for the keys its window allows at sequence length T, on average).
 function ByteLM:flops_per_byte(T)
