@@ -1,4 +1,513 @@
-/* Lua binding: HDF5 checkpoints and metrics. */
+/* Lua binding: HDF5 checkpoints and metrics (core/h5io.h).
+ *
+ *   f = blt.h5_create(path [, size_hint])   writer; data goes to path.tmp.<pid> at f:commit()
+ *   f:set_attr(name, value [, obj])       string or integer attribute ("/" by default)
+ *   f:write(dset, value [, dtype])        float32/int32 tensor; a number or a table of
+ *                                         numbers as "int64" (integers), "float64",
+ *                                         "uint64" (bit patterns), "int32" or "float32"
+ *   f:commit()   flush, fsync, rename over path       f:abort()   drop the temporary file
+ *   f = blt.h5_open(path)          reader
+ *   f:attr(name [, obj]) -> value or nil   f:attrs([obj]) -> {name = value}
+ *   f:list(group) -> {names...}, {name = "dataset"|"group"|"other"}, exists
+ *   f:info(dset) -> {dtype =, shape =} or nil      f:exists(dset)
+ *   f:read(dset [, {shape =, dtype =, finite =}])  float32/int32 -> tensor; others ->
+ *                                         a number (0-d) or a table (1-d)
+ *   f:close()    (also __close / __gc; an uncommitted writer is aborted)
+ *   m = blt.h5_metrics(path [, {flush_every =, append =}])   m:log{...} m:flush()
+ *   m:rows() m:close() */
+#include "h5io.h"
 #include "lua_blt.h"
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
-void bltL_open_h5(lua_State *L) { (void)L; }
+#define H5FILE_MT "blt.H5File"
+#define METRICS_MT "blt.H5Metrics"
+
+typedef struct { blt_h5 *f; } h5_ud;
+typedef struct { blt_metrics *m; } metrics_ud;
+
+static blt_h5 *check_file(lua_State *L, int idx)
+{
+    h5_ud *u = luaL_checkudata(L, idx, H5FILE_MT);
+    if (!u->f) luaL_error(L, "blt.h5: the file is closed");
+    return u->f;
+}
+
+static h5_ud *new_file_ud(lua_State *L)
+{
+    h5_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->f = NULL; /* safe empty state before the file exists */
+    luaL_setmetatable(L, H5FILE_MT);
+    return u;
+}
+
+static int l_h5_create(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer hint = luaL_optinteger(L, 2, 0);
+    h5_ud *u = new_file_ud(L);
+    if (blt_h5_create(&u->f, path, hint > 0 ? (size_t)hint : 0)) return bltL_error(L, "h5_create");
+    return 1;
+}
+
+static int l_h5_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    h5_ud *u = new_file_ud(L);
+    if (blt_h5_open(&u->f, path)) return bltL_error(L, "h5_open");
+    return 1;
+}
+
+static int f_close(lua_State *L)
+{
+    h5_ud *u = luaL_checkudata(L, 1, H5FILE_MT);
+    blt_h5_close(u->f);
+    u->f = NULL;
+    return 0;
+}
+
+static int f_abort(lua_State *L) { return f_close(L); }
+
+static int f_commit(lua_State *L)
+{
+    h5_ud *u = luaL_checkudata(L, 1, H5FILE_MT);
+    if (!u->f) return luaL_error(L, "blt.h5_commit: the file is closed");
+    blt_h5 *f = u->f;
+    u->f = NULL; /* commit frees it whatever happens */
+    if (blt_h5_commit(f)) return bltL_error(L, "h5_commit");
+    return 0;
+}
+
+static int f_path(lua_State *L)
+{
+    lua_pushstring(L, blt_h5_path(check_file(L, 1)));
+    return 1;
+}
+
+static int f_tmp_path(lua_State *L)
+{
+    lua_pushstring(L, blt_h5_tmp_path(check_file(L, 1)));
+    return 1;
+}
+
+static int f_set_attr(lua_State *L)
+{
+    blt_h5 *f = check_file(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    const char *obj = luaL_optstring(L, 4, "/");
+    blt_status s;
+    if (lua_isinteger(L, 3)) s = blt_h5_set_attr_int(f, obj, name, (int64_t)lua_tointeger(L, 3));
+    else if (lua_type(L, 3) == LUA_TSTRING) s = blt_h5_set_attr_str(f, obj, name, lua_tostring(L, 3));
+    else return luaL_argerror(L, 3, "a string or an integer");
+    if (s) return bltL_error(L, "h5_set_attr");
+    return 0;
+}
+
+/* Pushes an attribute's value, or nil for a missing or unsupported one. */
+static void push_attr(lua_State *L, blt_h5 *f, const char *obj, const char *name)
+{
+    int kind;
+    if (blt_h5_attr_kind(f, obj, name, &kind)) bltL_error(L, "h5_attr");
+    switch (kind) {
+    case BLT_H5_ATTR_INT: {
+        int64_t v;
+        if (blt_h5_get_attr_int(f, obj, name, &v)) bltL_error(L, "h5_attr");
+        lua_pushinteger(L, (lua_Integer)v);
+        break;
+    }
+    case BLT_H5_ATTR_FLOAT: {
+        double v;
+        if (blt_h5_get_attr_float(f, obj, name, &v)) bltL_error(L, "h5_attr");
+        lua_pushnumber(L, v);
+        break;
+    }
+    case BLT_H5_ATTR_STR: {
+        char *v;
+        if (blt_h5_get_attr_str(f, obj, name, &v)) bltL_error(L, "h5_attr");
+        lua_pushstring(L, v); /* may raise only on memory errors; v leaks then */
+        free(v);
+        break;
+    }
+    default: lua_pushnil(L);
+    }
+}
+
+static int f_attr(lua_State *L)
+{
+    blt_h5 *f = check_file(L, 1);
+    push_attr(L, f, luaL_optstring(L, 3, "/"), luaL_checkstring(L, 2));
+    return 1;
+}
+
+/* Names are copied into a Lua table right away so that an error cannot leak them. */
+static void push_names(lua_State *L, char **names, const char *kinds, int n)
+{
+    lua_createtable(L, n, 0);
+    if (kinds) lua_createtable(L, 0, n);
+    for (int i = 0; i < n; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, kinds ? -3 : -2, i + 1);
+        if (kinds) {
+            lua_pushstring(L, kinds[i] == 'd' ? "dataset" : kinds[i] == 'g' ? "group" : "other");
+            lua_setfield(L, -2, names[i]);
+        }
+    }
+}
+
+static int f_attrs(lua_State *L)
+{
+    blt_h5 *f = check_file(L, 1);
+    const char *obj = luaL_optstring(L, 2, "/");
+    char **names;
+    int n;
+    if (blt_h5_attr_names(f, obj, &names, &n)) return bltL_error(L, "h5_attrs");
+    lua_checkstack(L, 8);
+    /* move names into Lua first */
+    push_names(L, names, NULL, n);
+    blt_h5_free_names(names, n);
+    int list = lua_gettop(L);
+    lua_createtable(L, 0, n);
+    for (int i = 1; i <= n; i++) {
+        lua_geti(L, list, i);
+        const char *name = lua_tostring(L, -1);
+        push_attr(L, f, obj, name);
+        lua_setfield(L, -3, name);
+        lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int f_list(lua_State *L)
+{
+    blt_h5 *f = check_file(L, 1);
+    const char *group = luaL_optstring(L, 2, "/");
+    char **names;
+    char *kinds;
+    int n, exists;
+    if (blt_h5_list(f, group, &names, &kinds, &n, &exists)) return bltL_error(L, "h5_list");
+    push_names(L, names, kinds, n);
+    blt_h5_free_names(names, n);
+    free(kinds);
+    lua_pushboolean(L, exists);
+    return 3;
+}
+
+static int f_exists(lua_State *L)
+{
+    blt_h5 *f = check_file(L, 1);
+    int e;
+    if (blt_h5_exists(f, luaL_checkstring(L, 2), &e)) return bltL_error(L, "h5_exists");
+    lua_pushboolean(L, e);
+    return 1;
+}
+
+static void push_shape(lua_State *L, int nd, const int64_t *shape)
+{
+    lua_createtable(L, nd, 0);
+    for (int i = 0; i < nd; i++) {
+        lua_pushinteger(L, shape[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static int f_info(lua_State *L)
+{
+    blt_h5 *f = check_file(L, 1);
+    const char *dset = luaL_checkstring(L, 2);
+    int e;
+    if (blt_h5_exists(f, dset, &e)) return bltL_error(L, "h5_info");
+    if (!e) {
+        lua_pushnil(L);
+        return 1;
+    }
+    blt_h5_type t;
+    int nd;
+    int64_t shape[BLT_H5_MAX_DIMS];
+    if (blt_h5_info(f, dset, &t, &nd, shape)) return bltL_error(L, "h5_info");
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, blt_h5_type_name(t));
+    lua_setfield(L, -2, "dtype");
+    push_shape(L, nd, shape);
+    lua_setfield(L, -2, "shape");
+    return 1;
+}
+
+static const char *const type_names[] = {"float32", "float64", "int32", "int64", "uint64", NULL};
+
+/* f:write(dset, tensor) or f:write(dset, number | {numbers}, dtype) */
+static int f_write(lua_State *L)
+{
+    blt_h5 *f = check_file(L, 1);
+    const char *dset = luaL_checkstring(L, 2);
+    if (bltL_is_tensor(L, 3)) {
+        blt_tensor *t = bltL_check(L, 3);
+        if (blt_check_live("h5_write", "tensor", t)) return bltL_error(L, "h5_write");
+        blt_tensor *c = t;
+        if (!blt_tensor_is_contiguous(t)) {
+            if (blt_tensor_new_like(&c, t)) return bltL_error(L, "h5_write");
+            bltL_push(L, c); /* owned by Lua: an error below cannot leak it */
+            blt_tensor_retain(c);
+            blt_strided_copy(c, t);
+        }
+        blt_status s = blt_h5_write(f, dset, t->dtype == BLT_I32 ? BLT_H5_I32 : BLT_H5_F32, c->ndim, c->shape,
+                                    c->st->data ? (const char *)c->st->data + c->offset * 4 : NULL);
+        if (c != t) blt_tensor_release(c);
+        if (s) return bltL_error(L, "h5_write");
+        return 0;
+    }
+    int scalar = lua_type(L, 3) == LUA_TNUMBER;
+    if (!scalar && !lua_istable(L, 3)) return luaL_argerror(L, 3, "a tensor, a number or a table of numbers");
+    lua_Integer n = scalar ? 1 : luaL_len(L, 3);
+    if (n < 0 || n > (1 << 26)) return luaL_argerror(L, 3, "table too long (write a tensor)");
+    /* default: int64 when every value is an integer, else float64 */
+    int all_int = 1;
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (scalar) lua_pushvalue(L, 3);
+        else lua_geti(L, 3, i);
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            return luaL_error(L, "blt.h5_write: %s: entry %d is %s, not a number", dset, (int)i, luaL_typename(L, -1));
+        all_int &= lua_isinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    int ti = luaL_checkoption(L, 4, all_int ? "int64" : "float64", type_names);
+    blt_h5_type type = (blt_h5_type)ti; /* same order as the enum */
+    size_t es = blt_h5_type_size(type);
+    void *buf = lua_newuserdatauv(L, (size_t)(n ? n : 1) * es, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (scalar) lua_pushvalue(L, 3);
+        else lua_geti(L, 3, i);
+        int isint = lua_isinteger(L, -1);
+        lua_Integer iv = lua_tointeger(L, -1);
+        lua_Number nv = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        if ((type == BLT_H5_I32 || type == BLT_H5_I64 || type == BLT_H5_U64) && !isint) {
+            if (nv != floor(nv) || !(fabs(nv) < 9.2e18))
+                return luaL_error(L, "blt.h5_write: %s: entry %d (%g) is not an integer", dset, (int)i, nv);
+            iv = (lua_Integer)nv;
+        }
+        switch (type) {
+        case BLT_H5_F32: ((float *)buf)[i - 1] = (float)nv; break;
+        case BLT_H5_F64: ((double *)buf)[i - 1] = (double)nv; break;
+        case BLT_H5_I32:
+            if (iv < INT32_MIN || iv > INT32_MAX)
+                return luaL_error(L, "blt.h5_write: %s: entry %d out of int32 range", dset, (int)i);
+            ((int32_t *)buf)[i - 1] = (int32_t)iv;
+            break;
+        case BLT_H5_I64: ((int64_t *)buf)[i - 1] = (int64_t)iv; break;
+        case BLT_H5_U64: ((uint64_t *)buf)[i - 1] = (uint64_t)iv; break; /* bit pattern */
+        default: break;
+        }
+    }
+    int64_t shape[1] = {n};
+    if (blt_h5_write(f, dset, type, scalar ? 0 : 1, shape, buf)) return bltL_error(L, "h5_write");
+    return 0;
+}
+
+static int shape_from_table(lua_State *L, int idx, int64_t *shape)
+{
+    int n = (int)luaL_len(L, idx);
+    if (n > BLT_H5_MAX_DIMS) luaL_error(L, "blt.h5_read: expected shape has %d dimensions (at most %d)", n, BLT_H5_MAX_DIMS);
+    for (int i = 1; i <= n; i++) {
+        lua_geti(L, idx, i);
+        int ok;
+        shape[i - 1] = (int64_t)lua_tointegerx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (!ok) luaL_error(L, "blt.h5_read: expected shape entry %d is not an integer", i);
+    }
+    return n;
+}
+
+/* f:read(dset [, {shape = {...}, dtype = "float32", finite = true}]) */
+static int f_read(lua_State *L)
+{
+    static const char *const allowed[] = {"shape", "dtype", "finite", NULL};
+    blt_h5 *f = check_file(L, 1);
+    const char *dset = luaL_checkstring(L, 2);
+    bltL_check_opts(L, 3, "h5_read", allowed);
+    int has_opts = lua_istable(L, 3);
+    blt_h5_type t;
+    int nd;
+    int64_t shape[BLT_H5_MAX_DIMS];
+    if (blt_h5_info(f, dset, &t, &nd, shape)) return bltL_error(L, "h5_read");
+    blt_h5_type want = t;
+    int finite = 0;
+    int end = nd;
+    int64_t eshape[BLT_H5_MAX_DIMS];
+    memcpy(eshape, shape, sizeof shape);
+    if (has_opts) {
+        if (lua_getfield(L, 3, "dtype") != LUA_TNIL) want = (blt_h5_type)luaL_checkoption(L, -1, NULL, type_names);
+        lua_pop(L, 1);
+        finite = lua_getfield(L, 3, "finite") != LUA_TNIL && lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "shape") != LUA_TNIL) {
+            luaL_checktype(L, -1, LUA_TTABLE);
+            end = shape_from_table(L, lua_gettop(L), eshape);
+        }
+        lua_pop(L, 1);
+    }
+    int same = end == nd && want == t;
+    for (int i = 0; same && i < nd; i++) same = eshape[i] == shape[i];
+    if (!same || (want != BLT_H5_F32 && want != BLT_H5_F64 && want != BLT_H5_I32 && want != BLT_H5_I64 &&
+                  want != BLT_H5_U64)) {
+        /* let the core phrase the mismatch (dtype, then shape) before anything is allocated */
+        blt_h5_read(f, dset, want, end, eshape, NULL, 0, 0);
+        return bltL_error(L, "h5_read");
+    }
+    if (t == BLT_H5_F32 || t == BLT_H5_I32) {
+        blt_tensor *x;
+        if (blt_tensor_new(&x, t == BLT_H5_F32 ? BLT_F32 : BLT_I32, nd, shape)) return bltL_error(L, "h5_read");
+        bltL_push(L, x);
+        if (blt_h5_read(f, dset, t, nd, shape, (char *)x->st->data + x->offset * 4, (size_t)x->numel * 4, finite))
+            return bltL_error(L, "h5_read");
+        return 1;
+    }
+    if (nd > 1) return luaL_error(L, "blt.h5_read: %s: %s dataset %s has %d dimensions (only 0 or 1 can be read "
+                                     "as Lua numbers)", blt_h5_path(f), blt_h5_type_name(t), dset, nd);
+    int64_t n = nd == 0 ? 1 : shape[0];
+    size_t es = blt_h5_type_size(t);
+    void *buf = lua_newuserdatauv(L, (size_t)(n ? n : 1) * es, 0); /* n is bounded by the file size */
+    if (blt_h5_read(f, dset, t, nd, shape, buf, (size_t)n * es, finite)) return bltL_error(L, "h5_read");
+    if (nd == 1) lua_createtable(L, (int)n, 0);
+    for (int64_t i = 0; i < n; i++) {
+        switch (t) {
+        case BLT_H5_F64: lua_pushnumber(L, ((double *)buf)[i]); break;
+        case BLT_H5_I64: lua_pushinteger(L, (lua_Integer)((int64_t *)buf)[i]); break;
+        case BLT_H5_U64: lua_pushinteger(L, (lua_Integer)((uint64_t *)buf)[i]); break;
+        default: lua_pushnil(L);
+        }
+        if (nd == 1) lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* ---- metrics ---- */
+
+static int l_h5_metrics(lua_State *L)
+{
+    static const char *const allowed[] = {"flush_every", "append", NULL};
+    const char *path = luaL_checkstring(L, 1);
+    bltL_check_opts(L, 2, "h5_metrics", allowed);
+    lua_Integer every = 10;
+    int append = 0;
+    if (lua_istable(L, 2)) {
+        if (lua_getfield(L, 2, "flush_every") != LUA_TNIL) every = luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+        append = lua_getfield(L, 2, "append") != LUA_TNIL && lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    if (every < 1 || every > 1000000) return luaL_error(L, "blt.h5_metrics: flush_every = %d (must be in 1..1000000)", (int)every);
+    metrics_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->m = NULL;
+    luaL_setmetatable(L, METRICS_MT);
+    if (blt_metrics_open(&u->m, path, (int)every, append)) return bltL_error(L, "h5_metrics");
+    return 1;
+}
+
+static blt_metrics *check_metrics(lua_State *L, int idx)
+{
+    metrics_ud *u = luaL_checkudata(L, idx, METRICS_MT);
+    if (!u->m) luaL_error(L, "blt.metrics: the metrics file is closed");
+    return u->m;
+}
+
+/* m:log{step = 1, loss = 2.5, ...}: numbers (booleans as 0/1) */
+static int m_log(lua_State *L)
+{
+    blt_metrics *m = check_metrics(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pop(L, 1);
+        n++;
+    }
+    const char **names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0);
+    double *vals = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *vals, 0);
+    int i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "blt.metrics:log: keys must be column names (strings)");
+        const char *k = lua_tostring(L, -2); /* anchored in the table */
+        if (lua_type(L, -1) == LUA_TNUMBER) vals[i] = lua_tonumber(L, -1);
+        else if (lua_isboolean(L, -1)) vals[i] = lua_toboolean(L, -1);
+        else return luaL_error(L, "blt.metrics:log: '%s' is %s, not a number", k, luaL_typename(L, -1));
+        names[i++] = k;
+        lua_pop(L, 1);
+    }
+    if (blt_metrics_log(m, n, names, vals)) return bltL_error(L, "metrics:log");
+    return 0;
+}
+
+static int m_flush(lua_State *L)
+{
+    if (blt_metrics_flush(check_metrics(L, 1))) return bltL_error(L, "metrics:flush");
+    return 0;
+}
+
+static int m_rows(lua_State *L)
+{
+    lua_pushinteger(L, blt_metrics_rows(check_metrics(L, 1)));
+    return 1;
+}
+
+static int m_close(lua_State *L)
+{
+    metrics_ud *u = luaL_checkudata(L, 1, METRICS_MT);
+    blt_metrics *m = u->m;
+    u->m = NULL;
+    if (blt_metrics_close(m)) return bltL_error(L, "metrics:close");
+    return 0;
+}
+
+static int m_gc(lua_State *L)
+{
+    metrics_ud *u = luaL_checkudata(L, 1, METRICS_MT);
+    blt_metrics_close(u->m); /* a finaliser never raises */
+    u->m = NULL;
+    return 0;
+}
+
+static int f_tostring(lua_State *L)
+{
+    h5_ud *u = luaL_checkudata(L, 1, H5FILE_MT);
+    if (!u->f) lua_pushstring(L, "blt.H5File (closed)");
+    else lua_pushfstring(L, "blt.H5File %s", blt_h5_path(u->f));
+    return 1;
+}
+
+static const luaL_Reg file_methods[] = {
+    {"set_attr", f_set_attr}, {"write", f_write}, {"commit", f_commit}, {"abort", f_abort},
+    {"attr", f_attr}, {"attrs", f_attrs}, {"list", f_list}, {"exists", f_exists}, {"info", f_info},
+    {"read", f_read}, {"close", f_close}, {"path", f_path}, {"tmp_path", f_tmp_path}, {NULL, NULL}};
+
+static const luaL_Reg metrics_methods[] = {
+    {"log", m_log}, {"flush", m_flush}, {"rows", m_rows}, {"close", m_close}, {NULL, NULL}};
+
+static const luaL_Reg functions[] = {
+    {"h5_create", l_h5_create}, {"h5_open", l_h5_open}, {"h5_metrics", l_h5_metrics}, {NULL, NULL}};
+
+void bltL_open_h5(lua_State *L)
+{
+    luaL_newmetatable(L, H5FILE_MT);
+    lua_pushcfunction(L, f_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, f_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, f_tostring);
+    lua_setfield(L, -2, "__tostring");
+    luaL_newlib(L, file_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, METRICS_MT);
+    lua_pushcfunction(L, m_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, m_gc);
+    lua_setfield(L, -2, "__close");
+    luaL_newlib(L, metrics_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    /* the module table is on top */
+    luaL_setfuncs(L, functions, 0);
+}

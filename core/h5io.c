@@ -1,0 +1,1298 @@
+/* HDF5 checkpoints and metrics: the only file that includes hdf5.h (see h5io.h).
+ *
+ * HDF5's own error printing is switched off; when a call fails, the innermost
+ * message of its error stack is put into ours, after the function, the file and
+ * the dataset. Files are written with the 1.8 file format (low library bound
+ * H5F_LIBVER_V18): its superblock, object headers and attribute storage carry
+ * checksums, which turns most corruption into a clean "checksum" error instead
+ * of a parse of garbage. Only hard links are followed when reading: a soft or
+ * external link, an external-storage or virtual dataset is refused, so a hostile
+ * file cannot make us read other files. */
+#include "h5io.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if H5_VERSION_GE(1, 12, 0)
+#define BLT_LINFO H5L_info2_t
+#define blt_Lget_info H5Lget_info2
+#define blt_Literate H5Literate2
+#else
+#define BLT_LINFO H5L_info_t
+#define blt_Lget_info H5Lget_info
+#define blt_Literate H5Literate
+#endif
+
+#define PATH_CAP 1024
+
+struct blt_h5 {
+    hid_t file;
+    int writing;
+    char *path; /* the target (writer) or the file (reader) */
+    char *tmp;  /* writer: the temporary file */
+    int fd;     /* writer: the temporary file, open from create to commit */
+    /* writer: HDF5's in-memory image, taken over when the file closes */
+    void *img;
+    size_t img_size;
+    int keep_img;
+    long long fsize; /* reader: bytes on disk, the bound for declared sizes */
+};
+
+/* ---- HDF5 error messages ---- */
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    char *buf = data;
+    (void)n;
+    if (!buf[0] && e->desc && e->desc[0]) snprintf(buf, 300, "%s", e->desc);
+    return 0;
+}
+
+/* The innermost message of the HDF5 error stack, then clears the stack. */
+static const char *h5msg(void)
+{
+    static _Thread_local char buf[300];
+    buf[0] = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, buf);
+    H5Eclear2(H5E_DEFAULT);
+    if (!buf[0]) snprintf(buf, sizeof buf, "HDF5 error");
+    return buf;
+}
+
+static void h5init(void)
+{
+    static int done;
+    if (!done) {
+        H5open();
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        done = 1;
+    }
+    H5Eclear2(H5E_DEFAULT);
+}
+
+static void close_id(hid_t id)
+{
+    if (id < 0) return;
+    switch (H5Iget_type(id)) {
+    case H5I_FILE: H5Fclose(id); break;
+    case H5I_GROUP: H5Gclose(id); break;
+    case H5I_DATATYPE: H5Tclose(id); break;
+    case H5I_DATASPACE: H5Sclose(id); break;
+    case H5I_DATASET: H5Dclose(id); break;
+    case H5I_ATTR: H5Aclose(id); break;
+    case H5I_GENPROP_LST: H5Pclose(id); break;
+    default: break;
+    }
+}
+
+/* ---- types ---- */
+
+const char *blt_h5_type_name(blt_h5_type t)
+{
+    static const char *names[] = {"float32", "float64", "int32", "int64", "uint64", "string", "other"};
+    return (unsigned)t <= BLT_H5_OTHER ? names[t] : "?";
+}
+
+size_t blt_h5_type_size(blt_h5_type t)
+{
+    switch (t) {
+    case BLT_H5_F32: case BLT_H5_I32: return 4;
+    case BLT_H5_F64: case BLT_H5_I64: case BLT_H5_U64: return 8;
+    default: return 0;
+    }
+}
+
+static hid_t file_type(blt_h5_type t)
+{
+    switch (t) {
+    case BLT_H5_F32: return H5T_IEEE_F32LE;
+    case BLT_H5_F64: return H5T_IEEE_F64LE;
+    case BLT_H5_I32: return H5T_STD_I32LE;
+    case BLT_H5_I64: return H5T_STD_I64LE;
+    case BLT_H5_U64: return H5T_STD_U64LE;
+    default: return -1;
+    }
+}
+
+static hid_t mem_type(blt_h5_type t)
+{
+    switch (t) {
+    case BLT_H5_F32: return H5T_NATIVE_FLOAT;
+    case BLT_H5_F64: return H5T_NATIVE_DOUBLE;
+    case BLT_H5_I32: return H5T_NATIVE_INT32;
+    case BLT_H5_I64: return H5T_NATIVE_INT64;
+    case BLT_H5_U64: return H5T_NATIVE_UINT64;
+    default: return -1;
+    }
+}
+
+/* Exact IEEE / two's complement types only (either byte order). */
+static blt_h5_type classify(hid_t t)
+{
+    switch (H5Tget_class(t)) {
+    case H5T_FLOAT:
+        if (H5Tequal(t, H5T_IEEE_F32LE) > 0 || H5Tequal(t, H5T_IEEE_F32BE) > 0) return BLT_H5_F32;
+        if (H5Tequal(t, H5T_IEEE_F64LE) > 0 || H5Tequal(t, H5T_IEEE_F64BE) > 0) return BLT_H5_F64;
+        return BLT_H5_OTHER;
+    case H5T_INTEGER:
+        if (H5Tequal(t, H5T_STD_I32LE) > 0 || H5Tequal(t, H5T_STD_I32BE) > 0) return BLT_H5_I32;
+        if (H5Tequal(t, H5T_STD_I64LE) > 0 || H5Tequal(t, H5T_STD_I64BE) > 0) return BLT_H5_I64;
+        if (H5Tequal(t, H5T_STD_U64LE) > 0 || H5Tequal(t, H5T_STD_U64BE) > 0) return BLT_H5_U64;
+        return BLT_H5_OTHER;
+    case H5T_STRING: return BLT_H5_STR;
+    default: return BLT_H5_OTHER;
+    }
+}
+
+/* ---- file access ---- */
+
+static hid_t make_fapl(int locking)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) return -1;
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG); /* closing the file closes everything in it */
+#if H5_VERSION_GE(1, 10, 7)
+    /* locking on, but a file system without locks (NFS, Lustre) is no error */
+    H5Pset_file_locking(fapl, locking ? 1 : 0, 1);
+#else
+    (void)locking;
+#endif
+    return fapl;
+}
+
+static char *dupstr(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static void free_handle(blt_h5 *f)
+{
+    if (!f) return;
+    free(f->img);
+    free(f->path);
+    free(f->tmp);
+    free(f);
+}
+
+const char *blt_h5_tmp_path(const blt_h5 *f) { return f && f->tmp ? f->tmp : ""; }
+const char *blt_h5_path(const blt_h5 *f) { return f && f->path ? f->path : ""; }
+
+/* An absolute path of non-empty components, none of them "." or "..". */
+static blt_status check_path(const char *fn, const blt_h5 *f, const char *p, int allow_root)
+{
+    if (!p || p[0] != '/')
+        return blt_fail(BLT_EINVAL, "%s: %s: object path '%s' must start with '/'", fn, f->path, p ? p : "(null)");
+    size_t n = strlen(p);
+    if (n >= PATH_CAP) return blt_fail(BLT_EINVAL, "%s: %s: object path of %zu bytes is too long", fn, f->path, n);
+    if (n == 1) {
+        if (allow_root) return BLT_OK;
+        return blt_fail(BLT_EINVAL, "%s: %s: '/' is not a dataset path", fn, f->path);
+    }
+    const char *c = p + 1;
+    while (1) {
+        const char *e = strchr(c, '/');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return blt_fail(BLT_EINVAL, "%s: %s: object path '%s' has an empty, '.' or '..' component", fn,
+                            f->path, p);
+        if (!e) break;
+        c = e + 1;
+    }
+    return BLT_OK;
+}
+
+/* Whether every link along p exists; only hard links are accepted.
+ * Returns 1 (exists), 0 (missing) or -1 (error, message set). */
+static int walk_path(const blt_h5 *f, const char *fn, const char *p)
+{
+    if (!strcmp(p, "/")) return 1;
+    char buf[PATH_CAP];
+    snprintf(buf, sizeof buf, "%s", p);
+    size_t n = strlen(buf);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char save = buf[i];
+        buf[i] = 0;
+        htri_t e = H5Lexists(f->file, buf, H5P_DEFAULT);
+        if (e < 0) {
+            blt_fail(BLT_EFORMAT, "%s: %s: cannot look up '%s' (%s)", fn, f->path, buf, h5msg());
+            return -1;
+        }
+        if (e == 0) return 0;
+        BLT_LINFO li;
+        if (blt_Lget_info(f->file, buf, &li, H5P_DEFAULT) < 0) {
+            blt_fail(BLT_EFORMAT, "%s: %s: cannot read link '%s' (%s)", fn, f->path, buf, h5msg());
+            return -1;
+        }
+        if (li.type != H5L_TYPE_HARD) {
+            blt_fail(BLT_EFORMAT, "%s: %s: '%s' is a soft or external link (not followed)", fn, f->path, buf);
+            return -1;
+        }
+        buf[i] = save;
+    }
+    return 1;
+}
+
+/* Type of the object at p: H5I_GROUP, H5I_DATASET, ..., or H5I_BADID when
+ * missing; -2 on error. */
+static int object_type(const blt_h5 *f, const char *fn, const char *p)
+{
+    int w = walk_path(f, fn, p);
+    if (w < 0) return -2;
+    if (w == 0) return H5I_BADID;
+    hid_t o = H5Oopen(f->file, p, H5P_DEFAULT);
+    if (o < 0) {
+        blt_fail(BLT_EFORMAT, "%s: %s: cannot open object '%s' (%s)", fn, f->path, p, h5msg());
+        return -2;
+    }
+    int t = H5Iget_type(o);
+    H5Oclose(o);
+    return t;
+}
+
+/* Creates the missing groups of p (all of p when last, else up to its parent). */
+static blt_status make_groups(blt_h5 *f, const char *fn, const char *p, int last)
+{
+    char buf[PATH_CAP];
+    snprintf(buf, sizeof buf, "%s", p);
+    size_t n = strlen(buf);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && !(buf[i] == 0 && last)) continue;
+        char save = buf[i];
+        buf[i] = 0;
+        int t = object_type(f, fn, buf);
+        if (t == -2) return BLT_EFORMAT;
+        if (t == H5I_BADID) {
+            hid_t g = H5Gcreate2(f->file, buf, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            if (g < 0) return blt_fail(BLT_EIO, "%s: %s: cannot create group '%s' (%s)", fn, f->path, buf, h5msg());
+            H5Gclose(g);
+        } else if (t != H5I_GROUP && save == '/') {
+            return blt_fail(BLT_EINVAL, "%s: %s: '%s' exists and is not a group", fn, f->path, buf);
+        }
+        buf[i] = save;
+    }
+    return BLT_OK;
+}
+
+/* ---- writing ---- */
+
+/* Memory callbacks of the core driver: they let commit take over the final image
+ * when HDF5 closes the file (H5Fget_file_image of 1.10 returns a superblock v2
+ * whose checksum no longer matches, so the image is taken after the close). */
+static void *img_malloc(size_t size, H5FD_file_image_op_t op, void *ud)
+{
+    (void)op;
+    void *p = malloc(size);
+    if (p) ((blt_h5 *)ud)->img_size = size;
+    return p;
+}
+static void *img_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op, void *ud)
+{
+    (void)op; (void)ud;
+    return memcpy(dst, src, size);
+}
+static void *img_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *ud)
+{
+    (void)op;
+    void *p = realloc(ptr, size);
+    if (p) ((blt_h5 *)ud)->img_size = size;
+    return p;
+}
+static herr_t img_free(void *ptr, H5FD_file_image_op_t op, void *ud)
+{
+    blt_h5 *f = ud;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && f->keep_img) f->img = ptr;
+    else free(ptr);
+    return 0;
+}
+static void *img_udata_copy(void *ud) { return ud; }
+static herr_t img_udata_free(void *ud) { (void)ud; return 0; }
+
+blt_status blt_h5_create(blt_h5 **out, const char *path, size_t size_hint)
+{
+    *out = NULL;
+    h5init();
+    if (!path || !path[0]) return blt_fail(BLT_EINVAL, "h5_create: empty path");
+    blt_h5 *f = calloc(1, sizeof *f);
+    if (!f) return blt_fail(BLT_ENOMEM, "h5_create: out of memory");
+    f->file = -1;
+    f->fd = -1;
+    f->writing = 1;
+    size_t n = strlen(path) + 32;
+    f->path = dupstr(path);
+    f->tmp = malloc(n);
+    if (!f->path || !f->tmp) {
+        free_handle(f);
+        return blt_fail(BLT_ENOMEM, "h5_create: out of memory");
+    }
+    snprintf(f->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    /* the temporary file now, so that a bad folder or permission shows at once */
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        blt_status s = blt_fail(BLT_EIO, "h5_create: %s: cannot create the temporary file %s (%s)", path, f->tmp,
+                                strerror(errno));
+        free_handle(f);
+        return s;
+    }
+    /* HDF5 builds the file in memory (core driver, no backing store) and never
+     * touches the disk itself: a failing write (disk full) then stays our clean
+     * error instead of a half-closed HDF5 file (HDF5 1.10 crashes at exit on one). */
+    size_t inc = size_hint + ((size_t)1 << 20);
+    if (inc < ((size_t)1 << 20) || inc > ((size_t)1 << 40)) inc = (size_t)1 << 20;
+    hid_t fapl = make_fapl(1);
+    H5FD_file_image_callbacks_t cb = {img_malloc, img_memcpy, img_realloc, img_free, img_udata_copy,
+                                      img_udata_free, f};
+    if (fapl >= 0 && H5Pset_fapl_core(fapl, inc, 0) >= 0 && H5Pset_file_image_callbacks(fapl, &cb) >= 0)
+        f->file = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    close_id(fapl);
+    if (f->file < 0) {
+        blt_status s = blt_fail(BLT_EIO, "h5_create: %s: cannot create an HDF5 file in memory (%s)", path, h5msg());
+        blt_h5_abort(f);
+        return s;
+    }
+    *out = f;
+    return BLT_OK;
+}
+
+static blt_status need_writer(const blt_h5 *f, const char *fn)
+{
+    if (!f || f->file < 0) return blt_fail(BLT_ESTATE, "%s: the file is closed", fn);
+    if (!f->writing) return blt_fail(BLT_ESTATE, "%s: %s is open for reading", fn, f->path);
+    return BLT_OK;
+}
+
+static blt_status need_open(const blt_h5 *f, const char *fn)
+{
+    if (!f || f->file < 0) return blt_fail(BLT_ESTATE, "%s: the file is closed", fn);
+    return BLT_OK;
+}
+
+/* Opens obj for attributes; creates its groups when writing. */
+static blt_status open_obj(blt_h5 *f, const char *fn, const char *obj, hid_t *o)
+{
+    *o = -1;
+    BLT_TRY(check_path(fn, f, obj, 1));
+    int t = object_type(f, fn, obj);
+    if (t == -2) return BLT_EFORMAT;
+    if (t == H5I_BADID) {
+        if (!f->writing) return blt_fail(BLT_EFORMAT, "%s: %s: no object '%s'", fn, f->path, obj);
+        BLT_TRY(make_groups(f, fn, obj, 1));
+    }
+    *o = H5Oopen(f->file, obj, H5P_DEFAULT);
+    if (*o < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open '%s' (%s)", fn, f->path, obj, h5msg());
+    return BLT_OK;
+}
+
+static blt_status write_attr(blt_h5 *f, const char *fn, const char *obj, const char *name, hid_t ftype,
+                             hid_t mtype, const void *value)
+{
+    BLT_TRY(need_writer(f, fn));
+    if (!name || !name[0]) return blt_fail(BLT_EINVAL, "%s: %s: empty attribute name", fn, f->path);
+    hid_t o;
+    BLT_TRY(open_obj(f, fn, obj, &o));
+    blt_status s = BLT_OK;
+    hid_t sp = -1, a = -1;
+    htri_t ex = H5Aexists(o, name);
+    if (ex > 0 && H5Adelete(o, name) < 0) ex = -1;
+    if (ex < 0) {
+        s = blt_fail(BLT_EIO, "%s: %s: cannot replace attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+        goto done;
+    }
+    sp = H5Screate(H5S_SCALAR);
+    a = sp < 0 ? -1 : H5Acreate2(o, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, mtype, value) < 0)
+        s = blt_fail(BLT_EIO, "%s: %s: cannot write attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+done:
+    close_id(a);
+    close_id(sp);
+    H5Oclose(o);
+    return s;
+}
+
+blt_status blt_h5_set_attr_str(blt_h5 *f, const char *obj, const char *name, const char *value)
+{
+    h5init();
+    BLT_TRY(need_writer(f, "h5_set_attr"));
+    if (!value) return blt_fail(BLT_EINVAL, "h5_set_attr: %s: NULL value for '%s'", f->path, name ? name : "?");
+    /* fixed-length, NUL-terminated UTF-8: stored inside the (checksummed) object header */
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0 || H5Tset_size(t, strlen(value) + 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0 ||
+        H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        close_id(t);
+        return blt_fail(BLT_EIO, "h5_set_attr: %s: cannot make a string type (%s)", f->path, h5msg());
+    }
+    blt_status s = write_attr(f, "h5_set_attr", obj, name, t, t, value);
+    H5Tclose(t);
+    return s;
+}
+
+blt_status blt_h5_set_attr_int(blt_h5 *f, const char *obj, const char *name, int64_t value)
+{
+    h5init();
+    return write_attr(f, "h5_set_attr", obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+}
+
+/* numel of a shape, or -1 on a negative size or overflow past 2^62 */
+static int64_t shape_numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return -1;
+        if (shape[i] && n > (INT64_C(1) << 62) / shape[i]) return -1;
+        n *= shape[i];
+    }
+    return n;
+}
+
+blt_status blt_h5_write(blt_h5 *f, const char *dset, blt_h5_type type, int ndim, const int64_t *shape,
+                        const void *data)
+{
+    const char *fn = "h5_write";
+    h5init();
+    BLT_TRY(need_writer(f, fn));
+    BLT_TRY(check_path(fn, f, dset, 0));
+    if (file_type(type) < 0)
+        return blt_fail(BLT_EINVAL, "%s: %s: dataset %s: cannot write type %s", fn, f->path, dset, blt_h5_type_name(type));
+    if (ndim < 0 || ndim > BLT_H5_MAX_DIMS)
+        return blt_fail(BLT_EINVAL, "%s: %s: dataset %s: rank %d out of 0..%d", fn, f->path, dset, ndim, BLT_H5_MAX_DIMS);
+    int64_t numel = shape_numel(ndim, shape);
+    if (numel < 0) {
+        char sb[160];
+        return blt_fail(BLT_EINVAL, "%s: %s: dataset %s: bad shape %s", fn, f->path, dset,
+                        blt_fmt_shape(sb, sizeof sb, ndim, shape));
+    }
+    if (numel > 0 && !data) return blt_fail(BLT_EINVAL, "%s: %s: dataset %s: no data", fn, f->path, dset);
+    int t = object_type(f, fn, dset);
+    if (t == -2) return BLT_EFORMAT;
+    if (t != H5I_BADID) return blt_fail(BLT_EINVAL, "%s: %s: '%s' was already written", fn, f->path, dset);
+    BLT_TRY(make_groups(f, fn, dset, 0));
+
+    hsize_t dims[BLT_H5_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
+    hid_t sp = ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndim, dims, NULL);
+    hid_t d = sp < 0 ? -1 : H5Dcreate2(f->file, dset, file_type(type), sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    blt_status s = BLT_OK;
+    if (d < 0) s = blt_fail(BLT_EIO, "%s: %s: cannot create dataset %s (%s)", fn, f->path, dset, h5msg());
+    else if (numel > 0 && H5Dwrite(d, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        s = blt_fail(BLT_EIO, "%s: %s: cannot write dataset %s (%s)", fn, f->path, dset, h5msg());
+    close_id(d);
+    close_id(sp);
+    return s;
+}
+
+static void fsync_dir(const char *path)
+{
+    char *dir = dupstr(path);
+    if (!dir) return;
+    char *sl = strrchr(dir, '/');
+    if (sl == dir) sl[1] = 0;
+    else if (sl) *sl = 0;
+    int fd = open(sl ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+blt_status blt_h5_commit(blt_h5 *f)
+{
+    const char *fn = "h5_commit";
+    h5init();
+    blt_status s = need_writer(f, fn);
+    if (s != BLT_OK) {
+        blt_h5_abort(f);
+        return s;
+    }
+    /* HDF5 writes its last metadata into the image as it closes; we keep the image */
+    hid_t file = f->file;
+    f->file = -1;
+    f->keep_img = 1;
+    herr_t cl = H5Fclose(file);
+    f->keep_img = 0;
+    const unsigned char *im = f->img;
+    uint64_t size = 0;
+    if (cl < 0 || !im) {
+        s = blt_fail(BLT_EIO, "%s: %s: cannot finish the file (%s)", fn, f->path, cl < 0 ? h5msg() : "no image");
+        blt_h5_abort(f);
+        return s;
+    }
+    /* its length is the end-of-file address of the superblock (version 2 or 3,
+     * 8-byte addresses: signature, version, sizes, flags, base, extension, eof) */
+    if (f->img_size >= 48 && !memcmp(im, "\211HDF\r\n\032\n", 8) && (im[8] == 2 || im[8] == 3) && im[9] == 8)
+        for (int i = 7; i >= 0; i--) size = (size << 8) | im[28 + i];
+    if (size < 48 || size > f->img_size) {
+        s = blt_fail(BLT_EIO, "%s: %s: unexpected in-memory HDF5 image (superblock v%d, eof %llu of %zu bytes)", fn,
+                     f->path, f->img_size > 8 ? im[8] : -1, (unsigned long long)size, f->img_size);
+        blt_h5_abort(f);
+        return s;
+    }
+    H5Eclear2(H5E_DEFAULT);
+    /* write, flush to the disk, close, rename over the target */
+    const char *step = "write";
+    int ok = write_all(f->fd, f->img, (size_t)size) == 0;
+    free(f->img);
+    f->img = NULL;
+    if (ok) { step = "fsync"; ok = fsync(f->fd) == 0; }
+    if (ok) { step = "close"; ok = close(f->fd) == 0; f->fd = -1; }
+    if (ok) { step = "rename"; ok = rename(f->tmp, f->path) == 0; }
+    if (!ok) {
+        int err = errno;
+        s = blt_fail(BLT_EIO, "%s: %s: %s of %s failed (%s); the previous file is untouched", fn, f->path, step,
+                     f->tmp, strerror(err));
+        blt_h5_abort(f);
+        return s;
+    }
+    fsync_dir(f->path); /* make the rename itself durable */
+    free_handle(f);
+    return BLT_OK;
+}
+
+void blt_h5_abort(blt_h5 *f)
+{
+    if (!f) return;
+    if (f->file >= 0) {
+        H5Fclose(f->file);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    if (f->writing && f->fd >= 0) close(f->fd);
+    if (f->writing && f->tmp) unlink(f->tmp);
+    free_handle(f);
+}
+
+/* ---- reading ---- */
+
+blt_status blt_h5_open(blt_h5 **out, const char *path)
+{
+    *out = NULL;
+    h5init();
+    if (!path || !path[0]) return blt_fail(BLT_EINVAL, "h5_open: empty path");
+    struct stat st;
+    if (stat(path, &st) != 0) return blt_fail(BLT_EIO, "h5_open: %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return blt_fail(BLT_EIO, "h5_open: %s: not a regular file", path);
+    blt_h5 *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = dupstr(path))) {
+        free_handle(f);
+        return blt_fail(BLT_ENOMEM, "h5_open: out of memory");
+    }
+    f->fd = -1;
+    f->fsize = (long long)st.st_size;
+    hid_t fapl = make_fapl(1);
+    f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    close_id(fapl);
+    if (f->file < 0) {
+        blt_status s = blt_fail(BLT_EFORMAT, "h5_open: %s: not a readable HDF5 file (%s)", path, h5msg());
+        free_handle(f);
+        return s;
+    }
+    *out = f;
+    return BLT_OK;
+}
+
+void blt_h5_close(blt_h5 *f)
+{
+    if (!f) return;
+    if (f->writing) {
+        blt_h5_abort(f);
+        return;
+    }
+    if (f->file >= 0) {
+        H5Fclose(f->file);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    free_handle(f);
+}
+
+/* Opens attribute name of obj; *a = -1 when obj or the attribute is missing. */
+static blt_status open_attr(blt_h5 *f, const char *fn, const char *obj, const char *name, hid_t *a)
+{
+    *a = -1;
+    BLT_TRY(need_open(f, fn));
+    BLT_TRY(check_path(fn, f, obj, 1));
+    if (!name || !name[0]) return blt_fail(BLT_EINVAL, "%s: %s: empty attribute name", fn, f->path);
+    int t = object_type(f, fn, obj);
+    if (t == -2) return BLT_EFORMAT;
+    if (t == H5I_BADID) return BLT_OK;
+    htri_t e = H5Aexists_by_name(f->file, obj, name, H5P_DEFAULT);
+    if (e < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot look up attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+    if (e == 0) return BLT_OK;
+    *a = H5Aopen_by_name(f->file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (*a < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+    /* one value: a scalar or a single-element array */
+    hid_t sp = H5Aget_space(*a);
+    hssize_t np = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    close_id(sp);
+    if (np != 1) {
+        H5Aclose(*a);
+        *a = -1;
+        return blt_fail(BLT_EFORMAT, "%s: %s: attribute '%s' of '%s' holds %lld values, not one", fn, f->path, name,
+                        obj, (long long)np);
+    }
+    return BLT_OK;
+}
+
+blt_status blt_h5_attr_kind(blt_h5 *f, const char *obj, const char *name, int *kind)
+{
+    h5init();
+    *kind = BLT_H5_ATTR_NONE;
+    hid_t a;
+    blt_status s = open_attr(f, "h5_attr", obj, name, &a);
+    if (s != BLT_OK && s != BLT_EFORMAT) return s;
+    if (s == BLT_EFORMAT && a < 0) {
+        /* an attribute that exists but holds several values is "other" */
+        if (strstr(blt_errmsg(), "values, not one")) {
+            *kind = BLT_H5_ATTR_OTHER;
+            return BLT_OK;
+        }
+        return s;
+    }
+    if (a < 0) return BLT_OK;
+    hid_t t = H5Aget_type(a);
+    switch (t < 0 ? H5T_NO_CLASS : H5Tget_class(t)) {
+    case H5T_INTEGER: *kind = BLT_H5_ATTR_INT; break;
+    case H5T_FLOAT: *kind = BLT_H5_ATTR_FLOAT; break;
+    case H5T_STRING: *kind = BLT_H5_ATTR_STR; break;
+    default: *kind = BLT_H5_ATTR_OTHER; break;
+    }
+    close_id(t);
+    H5Aclose(a);
+    return BLT_OK;
+}
+
+static blt_status read_num_attr(blt_h5 *f, const char *obj, const char *name, H5T_class_t cls, hid_t mtype, void *v)
+{
+    const char *fn = "h5_attr";
+    h5init();
+    hid_t a;
+    BLT_TRY(open_attr(f, fn, obj, name, &a));
+    if (a < 0) return blt_fail(BLT_EFORMAT, "%s: %s: no attribute '%s' on '%s'", fn, f->path, name, obj);
+    hid_t t = H5Aget_type(a);
+    H5T_class_t c = t < 0 ? H5T_NO_CLASS : H5Tget_class(t);
+    blt_status s = BLT_OK;
+    if (c != cls && !(cls == H5T_FLOAT && c == H5T_INTEGER))
+        s = blt_fail(BLT_EFORMAT, "%s: %s: attribute '%s' of '%s' is not %s", fn, f->path, name, obj,
+                     cls == H5T_INTEGER ? "an integer" : "a number");
+    else if (H5Aread(a, mtype, v) < 0)
+        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+    close_id(t);
+    H5Aclose(a);
+    return s;
+}
+
+blt_status blt_h5_get_attr_int(blt_h5 *f, const char *obj, const char *name, int64_t *value)
+{
+    return read_num_attr(f, obj, name, H5T_INTEGER, H5T_NATIVE_INT64, value);
+}
+
+blt_status blt_h5_get_attr_float(blt_h5 *f, const char *obj, const char *name, double *value)
+{
+    return read_num_attr(f, obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, value);
+}
+
+blt_status blt_h5_get_attr_str(blt_h5 *f, const char *obj, const char *name, char **value)
+{
+    const char *fn = "h5_attr";
+    *value = NULL;
+    h5init();
+    hid_t a;
+    BLT_TRY(open_attr(f, fn, obj, name, &a));
+    if (a < 0) return blt_fail(BLT_EFORMAT, "%s: %s: no attribute '%s' on '%s'", fn, f->path, name, obj);
+    blt_status s = BLT_OK;
+    hid_t t = H5Aget_type(a), mt = -1;
+    if (t < 0 || H5Tget_class(t) != H5T_STRING) {
+        s = blt_fail(BLT_EFORMAT, "%s: %s: attribute '%s' of '%s' is not a string", fn, f->path, name, obj);
+        goto done;
+    }
+    mt = H5Tcopy(H5T_C_S1);
+    if (H5Tis_variable_str(t) > 0) { /* written by h5py and others */
+        char *p = NULL;
+        if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0 ||
+            H5Aread(a, mt, &p) < 0) {
+            s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+            goto done;
+        }
+        *value = dupstr(p ? p : "");
+        if (p) H5free_memory(p);
+    } else {
+        size_t n = H5Tget_size(t);
+        if (n == 0 || (long long)n > f->fsize) {
+            s = blt_fail(BLT_EFORMAT, "%s: %s: attribute '%s' of '%s' declares %zu bytes (file has %lld)", fn, f->path,
+                         name, obj, n, f->fsize);
+            goto done;
+        }
+        char *buf = calloc(1, n + 1);
+        if (!buf) {
+            s = blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+            goto done;
+        }
+        if (mt < 0 || H5Tset_size(mt, n) < 0 || H5Tset_strpad(mt, H5Tget_strpad(t)) < 0 ||
+            H5Tset_cset(mt, H5Tget_cset(t)) < 0 || H5Aread(a, mt, buf) < 0) {
+            free(buf);
+            s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+            goto done;
+        }
+        buf[n] = 0;
+        *value = buf;
+    }
+    if (!*value) s = blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+done:
+    close_id(mt);
+    close_id(t);
+    H5Aclose(a);
+    return s;
+}
+
+typedef struct {
+    char **names;
+    char *kinds;
+    int n, cap;
+    int oom;
+    long long limit;
+} name_list;
+
+static int list_add(name_list *l, const char *name, char kind)
+{
+    if (l->n >= l->limit) return -1;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        char **nn = realloc(l->names, cap * sizeof *nn);
+        if (!nn) { l->oom = 1; return -1; }
+        l->names = nn;
+        char *nk = realloc(l->kinds, cap);
+        if (!nk) { l->oom = 1; return -1; }
+        l->kinds = nk;
+        l->cap = cap;
+    }
+    if (!(l->names[l->n] = dupstr(name))) { l->oom = 1; return -1; }
+    l->kinds[l->n++] = kind;
+    return 0;
+}
+
+static void list_free(name_list *l)
+{
+    blt_h5_free_names(l->names, l->n);
+    free(l->kinds);
+}
+
+void blt_h5_free_names(char **names, int n)
+{
+    if (!names) return;
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void *data)
+{
+    (void)loc; (void)info;
+    return list_add(data, name, 'a') < 0 ? -1 : 0;
+}
+
+blt_status blt_h5_attr_names(blt_h5 *f, const char *obj, char ***names, int *n)
+{
+    const char *fn = "h5_attrs";
+    *names = NULL;
+    *n = 0;
+    h5init();
+    hid_t o;
+    BLT_TRY(need_open(f, fn));
+    if (!f->writing) {
+        BLT_TRY(check_path(fn, f, obj, 1));
+        int t = object_type(f, fn, obj);
+        if (t == -2) return BLT_EFORMAT;
+        if (t == H5I_BADID) return blt_fail(BLT_EFORMAT, "%s: %s: no object '%s'", fn, f->path, obj);
+    }
+    BLT_TRY(open_obj(f, fn, obj, &o));
+    name_list l = {0};
+    l.limit = f->writing ? INT32_MAX : (f->fsize < INT32_MAX ? f->fsize : INT32_MAX);
+    hsize_t idx = 0;
+    blt_status s = BLT_OK;
+    if (H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_cb, &l) < 0)
+        s = l.oom ? blt_fail(BLT_ENOMEM, "%s: out of memory", fn)
+                  : blt_fail(BLT_EFORMAT, "%s: %s: cannot list the attributes of '%s' (%s)", fn, f->path, obj, h5msg());
+    H5Oclose(o);
+    if (s != BLT_OK) {
+        list_free(&l);
+        return s;
+    }
+    free(l.kinds);
+    *names = l.names;
+    *n = l.n;
+    return BLT_OK;
+}
+
+typedef struct {
+    name_list *l;
+} link_ctx;
+
+static herr_t link_cb(hid_t g, const char *name, const BLT_LINFO *info, void *data)
+{
+    char kind = '?';
+    if (info->type == H5L_TYPE_HARD) {
+        hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+        if (o >= 0) {
+            H5I_type_t t = H5Iget_type(o);
+            kind = t == H5I_DATASET ? 'd' : t == H5I_GROUP ? 'g' : '?';
+            H5Oclose(o);
+        } else {
+            H5Eclear2(H5E_DEFAULT);
+        }
+    }
+    return list_add(data, name, kind) < 0 ? -1 : 0;
+}
+
+blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds, int *n, int *exists)
+{
+    const char *fn = "h5_list";
+    *names = NULL;
+    if (kinds) *kinds = NULL;
+    *n = 0;
+    if (exists) *exists = 0;
+    h5init();
+    BLT_TRY(need_open(f, fn));
+    BLT_TRY(check_path(fn, f, group, 1));
+    int t = object_type(f, fn, group);
+    if (t == -2) return BLT_EFORMAT;
+    if (t == H5I_BADID) return BLT_OK;
+    if (t != H5I_GROUP) return blt_fail(BLT_EFORMAT, "%s: %s: '%s' is not a group", fn, f->path, group);
+    if (exists) *exists = 1;
+    hid_t g = H5Gopen2(f->file, group, H5P_DEFAULT);
+    if (g < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open group '%s' (%s)", fn, f->path, group, h5msg());
+    name_list l = {0};
+    l.limit = f->writing ? INT32_MAX : (f->fsize < INT32_MAX ? f->fsize : INT32_MAX);
+    hsize_t idx = 0;
+    blt_status s = BLT_OK;
+    if (blt_Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, link_cb, &l) < 0)
+        s = l.oom ? blt_fail(BLT_ENOMEM, "%s: out of memory", fn)
+                  : blt_fail(BLT_EFORMAT, "%s: %s: cannot list group '%s' (%s)", fn, f->path, group, h5msg());
+    H5Gclose(g);
+    if (s != BLT_OK) {
+        list_free(&l);
+        return s;
+    }
+    *names = l.names;
+    *n = l.n;
+    if (kinds) *kinds = l.kinds;
+    else free(l.kinds);
+    return BLT_OK;
+}
+
+blt_status blt_h5_exists(blt_h5 *f, const char *dset, int *exists)
+{
+    *exists = 0;
+    h5init();
+    BLT_TRY(need_open(f, "h5_exists"));
+    BLT_TRY(check_path("h5_exists", f, dset, 1));
+    int t = object_type(f, "h5_exists", dset);
+    if (t == -2) return BLT_EFORMAT;
+    *exists = t == H5I_DATASET;
+    return BLT_OK;
+}
+
+/* Opens dset after checking that it is a plain dataset of at most
+ * BLT_H5_MAX_DIMS dimensions whose declared size fits in the file. */
+static blt_status open_dset(blt_h5 *f, const char *fn, const char *dset, hid_t *d, blt_h5_type *type, int *ndim,
+                            int64_t *shape, int64_t *numel)
+{
+    *d = -1;
+    BLT_TRY(need_open(f, fn));
+    BLT_TRY(check_path(fn, f, dset, 0));
+    int t = object_type(f, fn, dset);
+    if (t == -2) return BLT_EFORMAT;
+    if (t == H5I_BADID) return blt_fail(BLT_EFORMAT, "%s: %s: missing dataset %s", fn, f->path, dset);
+    if (t != H5I_DATASET) return blt_fail(BLT_EFORMAT, "%s: %s: %s is not a dataset", fn, f->path, dset);
+    hid_t id = H5Dopen2(f->file, dset, H5P_DEFAULT);
+    if (id < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open dataset %s (%s)", fn, f->path, dset, h5msg());
+    blt_status s = BLT_OK;
+    hid_t ty = -1, sp = -1, dcpl = -1;
+    dcpl = H5Dget_create_plist(id);
+    H5D_layout_t lay = dcpl < 0 ? H5D_LAYOUT_ERROR : H5Pget_layout(dcpl);
+    if (lay != H5D_CONTIGUOUS && lay != H5D_CHUNKED && lay != H5D_COMPACT) {
+        s = blt_fail(BLT_EFORMAT, "%s: %s: dataset %s has an unsupported (virtual or unknown) layout", fn, f->path, dset);
+        goto done;
+    }
+    if (H5Pget_external_count(dcpl) != 0) {
+        s = blt_fail(BLT_EFORMAT, "%s: %s: dataset %s keeps its data in external files (refused)", fn, f->path, dset);
+        goto done;
+    }
+    ty = H5Dget_type(id);
+    sp = H5Dget_space(id);
+    if (ty < 0 || sp < 0) {
+        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read the type or shape of %s (%s)", fn, f->path, dset, h5msg());
+        goto done;
+    }
+    *type = classify(ty);
+    H5S_class_t sc = H5Sget_simple_extent_type(sp);
+    int nd = sc == H5S_SCALAR ? 0 : sc == H5S_SIMPLE ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (nd < 0 || nd > BLT_H5_MAX_DIMS) {
+        s = blt_fail(BLT_EFORMAT, "%s: %s: dataset %s has rank %d (supported: 0..%d)", fn, f->path, dset, nd,
+                     BLT_H5_MAX_DIMS);
+        goto done;
+    }
+    hsize_t dims[BLT_H5_MAX_DIMS] = {0};
+    if (nd > 0 && H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read the shape of %s (%s)", fn, f->path, dset, h5msg());
+        goto done;
+    }
+    size_t esize = H5Tget_size(ty);
+    if (esize == 0) esize = 1;
+    /* declared bytes, saturating; compared with what is on disk */
+    unsigned long long bytes = esize, lim = (unsigned long long)f->fsize;
+    for (int i = 0; i < nd; i++) {
+        shape[i] = dims[i] > (hsize_t)INT64_MAX ? INT64_MAX : (int64_t)dims[i];
+        if (dims[i] && bytes > lim / dims[i] + 1) bytes = lim + 1;
+        else bytes *= dims[i];
+    }
+    *ndim = nd;
+    if (!f->writing && bytes > lim) {
+        char sb[200];
+        s = blt_fail(BLT_EFORMAT, "%s: %s: dataset %s declares shape %s of %s, more bytes than the whole file (%lld): refused",
+                     fn, f->path, dset, blt_fmt_shape(sb, sizeof sb, nd, shape), blt_h5_type_name(*type), f->fsize);
+        goto done;
+    }
+    *numel = shape_numel(nd, shape);
+done:
+    close_id(dcpl);
+    close_id(ty);
+    close_id(sp);
+    if (s != BLT_OK) H5Dclose(id);
+    else *d = id;
+    return s;
+}
+
+blt_status blt_h5_info(blt_h5 *f, const char *dset, blt_h5_type *type, int *ndim, int64_t *shape)
+{
+    h5init();
+    hid_t d;
+    int64_t numel;
+    BLT_TRY(open_dset(f, "h5_info", dset, &d, type, ndim, shape, &numel));
+    H5Dclose(d);
+    return BLT_OK;
+}
+
+blt_status blt_h5_read(blt_h5 *f, const char *dset, blt_h5_type type, int ndim, const int64_t *shape, void *data,
+                       size_t cap, int check_finite)
+{
+    const char *fn = "h5_read";
+    h5init();
+    hid_t d;
+    blt_h5_type ft;
+    int nd;
+    int64_t fshape[BLT_H5_MAX_DIMS], numel;
+    BLT_TRY(open_dset(f, fn, dset, &d, &ft, &nd, fshape, &numel));
+    blt_status s = BLT_OK;
+    char a[200], b[200];
+    if (mem_type(type) < 0) {
+        s = blt_fail(BLT_EINVAL, "%s: cannot read into type %s", fn, blt_h5_type_name(type));
+        goto done;
+    }
+    if (ft != type) {
+        s = blt_fail(BLT_EFORMAT, "%s: %s: dataset %s is %s, expected %s", fn, f->path, dset, blt_h5_type_name(ft),
+                     blt_h5_type_name(type));
+        goto done;
+    }
+    int same = nd == ndim;
+    for (int i = 0; same && i < nd; i++) same = fshape[i] == shape[i];
+    if (!same) {
+        s = blt_fail(BLT_EFORMAT, "%s: %s: dataset %s has shape %s in the file, expected %s", fn, f->path, dset,
+                     blt_fmt_shape(a, sizeof a, nd, fshape), blt_fmt_shape(b, sizeof b, ndim, shape));
+        goto done;
+    }
+    size_t need = (size_t)numel * blt_h5_type_size(type);
+    if (need > cap) {
+        s = blt_fail(BLT_EINVAL, "%s: %s: dataset %s needs %zu bytes, buffer has %zu", fn, f->path, dset, need, cap);
+        goto done;
+    }
+    if (numel > 0 && H5Dread(d, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read dataset %s (%s)", fn, f->path, dset, h5msg());
+        goto done;
+    }
+    if (check_finite && (type == BLT_H5_F32 || type == BLT_H5_F64)) {
+        for (int64_t i = 0; i < numel; i++) {
+            double v = type == BLT_H5_F32 ? (double)((const float *)data)[i] : ((const double *)data)[i];
+            if (!isfinite(v)) {
+                s = blt_fail(BLT_EFORMAT, "%s: %s: dataset %s %s holds a non-finite value (%s) at element %lld", fn,
+                             f->path, dset, blt_fmt_shape(a, sizeof a, nd, fshape), isnan(v) ? "nan" : v > 0 ? "inf" : "-inf",
+                             (long long)i);
+                break;
+            }
+        }
+    }
+done:
+    H5Dclose(d);
+    return s;
+}
+
+/* ---- metrics ---- */
+
+#define METRICS_CHUNK 1024
+
+typedef struct {
+    char *name;
+    double *buf; /* rows not yet in the file */
+} metric_col;
+
+struct blt_metrics {
+    char *path;
+    int flush_every;
+    int created;
+    int64_t rows_file; /* rows in the file */
+    int64_t rows_buf;  /* rows buffered */
+    int64_t cap_buf;
+    int ncols, capcols;
+    metric_col *cols;
+};
+
+static blt_status check_col_name(const char *fn, const char *path, const char *name)
+{
+    if (!name || !name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return blt_fail(BLT_EINVAL, "%s: %s: bad column name '%s' (non-empty, no '/')", fn, path, name ? name : "(null)");
+    return BLT_OK;
+}
+
+static int find_col(blt_metrics *m, const char *name)
+{
+    for (int i = 0; i < m->ncols; i++)
+        if (!strcmp(m->cols[i].name, name)) return i;
+    return -1;
+}
+
+static blt_status add_col(blt_metrics *m, const char *name, int *idx)
+{
+    if (m->ncols == m->capcols) {
+        int cap = m->capcols ? 2 * m->capcols : 8;
+        metric_col *c = realloc(m->cols, cap * sizeof *c);
+        if (!c) return blt_fail(BLT_ENOMEM, "metrics: out of memory");
+        m->cols = c;
+        m->capcols = cap;
+    }
+    metric_col *c = &m->cols[m->ncols];
+    c->name = dupstr(name);
+    c->buf = malloc((m->cap_buf ? m->cap_buf : 1) * sizeof(double));
+    if (!c->name || !c->buf) {
+        free(c->name);
+        free(c->buf);
+        return blt_fail(BLT_ENOMEM, "metrics: out of memory");
+    }
+    for (int64_t r = 0; r < m->rows_buf; r++) c->buf[r] = NAN;
+    *idx = m->ncols++;
+    return BLT_OK;
+}
+
+static void metrics_free(blt_metrics *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->ncols; i++) {
+        free(m->cols[i].name);
+        free(m->cols[i].buf);
+    }
+    free(m->cols);
+    free(m->path);
+    free(m);
+}
+
+static hid_t metrics_fapl(void)
+{
+    hid_t fapl = make_fapl(0); /* no lock: a reader holding the file must not stop the run */
+    return fapl;
+}
+
+/* Appending to an existing file: its columns must be 1-d float datasets. */
+static blt_status metrics_adopt(blt_metrics *m)
+{
+    const char *fn = "metrics";
+    blt_h5 *f;
+    BLT_TRY(blt_h5_open(&f, m->path));
+    char **names;
+    char *kinds;
+    int n, ex;
+    blt_status s = blt_h5_list(f, "/", &names, &kinds, &n, &ex);
+    for (int i = 0; s == BLT_OK && i < n; i++) {
+        char p[PATH_CAP];
+        snprintf(p, sizeof p, "/%s", names[i]);
+        blt_h5_type t;
+        int nd;
+        int64_t sh[BLT_H5_MAX_DIMS];
+        if (kinds[i] != 'd') continue;
+        s = blt_h5_info(f, p, &t, &nd, sh);
+        if (s != BLT_OK) break;
+        if (nd != 1 || (t != BLT_H5_F64 && t != BLT_H5_F32)) {
+            s = blt_fail(BLT_EFORMAT, "%s: %s: %s is not a 1-d float column", fn, m->path, p);
+            break;
+        }
+        int idx;
+        s = add_col(m, names[i], &idx);
+        if (sh[0] > m->rows_file) m->rows_file = sh[0];
+    }
+    blt_h5_free_names(names, n);
+    free(kinds);
+    blt_h5_close(f);
+    return s;
+}
+
+blt_status blt_metrics_open(blt_metrics **out, const char *path, int flush_every, int append)
+{
+    const char *fn = "metrics";
+    *out = NULL;
+    h5init();
+    if (!path || !path[0]) return blt_fail(BLT_EINVAL, "%s: empty path", fn);
+    if (flush_every < 1) return blt_fail(BLT_EINVAL, "%s: %s: flush_every = %d (must be >= 1)", fn, path, flush_every);
+    blt_metrics *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = dupstr(path))) {
+        free(m);
+        return blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+    }
+    m->flush_every = flush_every;
+    m->cap_buf = flush_every;
+    struct stat st;
+    if (append && stat(path, &st) == 0) {
+        blt_status s = metrics_adopt(m);
+        if (s != BLT_OK) {
+            metrics_free(m);
+            return s;
+        }
+        m->created = 1;
+    } else {
+        /* a new, empty file right away: a bad folder shows now, not at the first flush */
+        hid_t fapl = metrics_fapl();
+        hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        close_id(fapl);
+        if (file < 0) {
+            blt_status s = blt_fail(BLT_EIO, "%s: %s: cannot create the metrics file (%s)", fn, path, h5msg());
+            metrics_free(m);
+            return s;
+        }
+        H5Fclose(file);
+        m->created = 1;
+    }
+    *out = m;
+    return BLT_OK;
+}
+
+blt_status blt_metrics_log(blt_metrics *m, int ncols, const char *const *names, const double *values)
+{
+    const char *fn = "metrics:log";
+    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
+    for (int i = 0; i < ncols; i++) BLT_TRY(check_col_name(fn, m->path, names[i]));
+    if (m->rows_buf == m->cap_buf) { /* only when a flush failed and rows piled up */
+        int64_t cap = 2 * m->cap_buf;
+        for (int i = 0; i < m->ncols; i++) {
+            double *b = realloc(m->cols[i].buf, cap * sizeof(double));
+            if (!b) return blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+            m->cols[i].buf = b;
+        }
+        m->cap_buf = cap;
+    }
+    for (int i = 0; i < ncols; i++) {
+        int idx = find_col(m, names[i]);
+        if (idx < 0) BLT_TRY(add_col(m, names[i], &idx));
+    }
+    int64_t r = m->rows_buf;
+    for (int i = 0; i < m->ncols; i++) m->cols[i].buf[r] = NAN;
+    for (int i = 0; i < ncols; i++) m->cols[find_col(m, names[i])].buf[r] = values[i];
+    m->rows_buf++;
+    if (m->rows_buf >= m->flush_every) return blt_metrics_flush(m);
+    return BLT_OK;
+}
+
+/* Appends the buffered rows of one column (creating it, NaN-filled, if new). */
+static blt_status flush_col(blt_metrics *m, hid_t file, metric_col *c)
+{
+    const char *fn = "metrics:flush";
+    blt_status s = BLT_OK;
+    hid_t d = -1, fsp = -1, msp = -1, dcpl = -1;
+    int64_t total = m->rows_file + m->rows_buf;
+    htri_t ex = H5Lexists(file, c->name, H5P_DEFAULT);
+    if (ex < 0) return blt_fail(BLT_EIO, "%s: %s: cannot look up column %s (%s)", fn, m->path, c->name, h5msg());
+    if (ex == 0) {
+        hsize_t cur = (hsize_t)total, max = H5S_UNLIMITED, chunk = METRICS_CHUNK;
+        double nan = NAN;
+        fsp = H5Screate_simple(1, &cur, &max);
+        dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        if (fsp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
+            H5Pset_fill_value(dcpl, H5T_NATIVE_DOUBLE, &nan) < 0 ||
+            H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC) < 0 ||
+            (d = H5Dcreate2(file, c->name, H5T_IEEE_F64LE, fsp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0) {
+            s = blt_fail(BLT_EIO, "%s: %s: cannot create column %s (%s)", fn, m->path, c->name, h5msg());
+            goto done;
+        }
+        close_id(fsp);
+        fsp = -1;
+    } else {
+        hsize_t cur = (hsize_t)total;
+        d = H5Dopen2(file, c->name, H5P_DEFAULT);
+        if (d < 0 || H5Dset_extent(d, &cur) < 0) {
+            s = blt_fail(BLT_EIO, "%s: %s: cannot extend column %s (%s)", fn, m->path, c->name, h5msg());
+            goto done;
+        }
+    }
+    if (m->rows_buf > 0) {
+        hsize_t start = (hsize_t)m->rows_file, count = (hsize_t)m->rows_buf;
+        fsp = H5Dget_space(d);
+        msp = H5Screate_simple(1, &count, NULL);
+        if (fsp < 0 || msp < 0 || H5Sselect_hyperslab(fsp, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+            H5Dwrite(d, H5T_NATIVE_DOUBLE, msp, fsp, H5P_DEFAULT, c->buf) < 0)
+            s = blt_fail(BLT_EIO, "%s: %s: cannot append to column %s (%s)", fn, m->path, c->name, h5msg());
+    }
+done:
+    close_id(dcpl);
+    close_id(msp);
+    close_id(fsp);
+    close_id(d);
+    return s;
+}
+
+blt_status blt_metrics_flush(blt_metrics *m)
+{
+    const char *fn = "metrics:flush";
+    h5init();
+    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
+    if (m->rows_buf == 0) return BLT_OK;
+    hid_t fapl = metrics_fapl();
+    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
+    close_id(fapl);
+    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, h5msg());
+    blt_status s = BLT_OK;
+    for (int i = 0; s == BLT_OK && i < m->ncols; i++) s = flush_col(m, file, &m->cols[i]);
+    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, h5msg());
+    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, h5msg());
+    if (s == BLT_OK) {
+        m->rows_file += m->rows_buf;
+        m->rows_buf = 0;
+    }
+    return s;
+}
+
+blt_status blt_metrics_close(blt_metrics *m)
+{
+    if (!m) return BLT_OK;
+    blt_status s = blt_metrics_flush(m);
+    metrics_free(m);
+    return s;
+}
+
+int64_t blt_metrics_rows(const blt_metrics *m) { return m ? m->rows_file + m->rows_buf : 0; }

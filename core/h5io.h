@@ -1,0 +1,119 @@
+/* HDF5 input and output: checkpoints (BLT-SPEC section 9) and metrics files.
+ * The only file that includes hdf5.h is h5io.c; callers see plain C types.
+ *
+ * Writing is atomic: blt_h5_create() creates "<path>.tmp.<pid>" in the same folder
+ * and builds the HDF5 file in memory (core driver, no backing store);
+ * blt_h5_commit() takes the finished image (H5Fflush + H5Fget_file_image), writes
+ * it to the temporary file, fsyncs and closes it, renames it over <path> and
+ * fsyncs the folder; blt_h5_abort() removes it. A save that fails or is
+ * interrupted leaves the previous <path> as it was. HDF5 itself never writes to
+ * the disk, so a disk-full error is our clean error (HDF5 1.10 crashes at exit
+ * when a file it could not flush is left open). The price: a save holds the whole
+ * file in memory once (HDF5's image, taken over at close and written out). The
+ * metrics writer, in contrast, lets HDF5 write to the disk (see below).
+ *
+ * Reading validates before it allocates or copies: a dataset's dtype, rank and
+ * shape are checked against what the caller expects, a declared size larger than
+ * the file itself is refused (hostile files), and float data can be checked for
+ * NaN/Inf. Metadata is written with the HDF5 1.8 file format (superblock v2,
+ * object header v2), whose metadata carries checksums, so a corrupted file is
+ * reported as such instead of being parsed.
+ *
+ * Dataset paths are absolute, like "/params/encoder.layers.0.attn.wq": groups are
+ * separated by '/', dots are part of the name, missing groups are created.
+ * Every function returns a blt_status; on failure blt_errmsg() names the function,
+ * the file and the dataset. Not thread-safe (the serial HDF5 library is not). */
+#ifndef BLT_H5IO_H
+#define BLT_H5IO_H
+#include <stddef.h>
+#include <stdint.h>
+#include "status.h"
+
+#define BLT_H5_MAX_DIMS 8
+
+typedef enum {
+    BLT_H5_F32 = 0,
+    BLT_H5_F64,
+    BLT_H5_I32,
+    BLT_H5_I64,
+    BLT_H5_U64,
+    BLT_H5_STR, /* only reported by blt_h5_info (string datasets written by other tools) */
+    BLT_H5_OTHER
+} blt_h5_type;
+
+const char *blt_h5_type_name(blt_h5_type t);
+size_t blt_h5_type_size(blt_h5_type t); /* 0 for STR and OTHER */
+
+typedef struct blt_h5 blt_h5; /* an open checkpoint file, for writing or for reading */
+
+/* ---- writing ---- */
+/* size_hint: about how many bytes the file will hold (0 if unknown), so that the
+ * in-memory image is allocated once. */
+blt_status blt_h5_create(blt_h5 **out, const char *path, size_t size_hint);
+/* Attributes on an object ("/" for the root, or a group or dataset path); the
+ * groups of a path that does not exist yet are created. */
+blt_status blt_h5_set_attr_str(blt_h5 *f, const char *obj, const char *name, const char *value);
+blt_status blt_h5_set_attr_int(blt_h5 *f, const char *obj, const char *name, int64_t value);
+/* data: numel(shape) contiguous elements of type, outermost dimension first;
+ * ndim 0 writes a scalar dataset. */
+blt_status blt_h5_write(blt_h5 *f, const char *dset, blt_h5_type type, int ndim, const int64_t *shape,
+                        const void *data);
+/* Writes the image to the temporary file, fsync, close, rename over the target. Frees f whatever the outcome;
+ * on failure the temporary file is removed. */
+blt_status blt_h5_commit(blt_h5 *f);
+/* Closes and removes the temporary file; frees f. NULL is fine. */
+void blt_h5_abort(blt_h5 *f);
+/* The temporary file being written ("" for a file open for reading). */
+const char *blt_h5_tmp_path(const blt_h5 *f);
+
+/* ---- reading ---- */
+blt_status blt_h5_open(blt_h5 **out, const char *path);
+void blt_h5_close(blt_h5 *f); /* closes a reader, or aborts a writer; NULL is fine */
+const char *blt_h5_path(const blt_h5 *f);
+
+/* Attribute kinds for blt_h5_attr_kind. */
+enum { BLT_H5_ATTR_NONE = 0, BLT_H5_ATTR_INT, BLT_H5_ATTR_FLOAT, BLT_H5_ATTR_STR, BLT_H5_ATTR_OTHER };
+/* *kind = BLT_H5_ATTR_NONE when obj or the attribute does not exist. */
+blt_status blt_h5_attr_kind(blt_h5 *f, const char *obj, const char *name, int *kind);
+blt_status blt_h5_get_attr_int(blt_h5 *f, const char *obj, const char *name, int64_t *value);
+blt_status blt_h5_get_attr_float(blt_h5 *f, const char *obj, const char *name, double *value);
+/* *value is malloc'ed (free it), NUL-terminated. */
+blt_status blt_h5_get_attr_str(blt_h5 *f, const char *obj, const char *name, char **value);
+/* Names of the attributes of obj, in name order. *names and each entry are
+ * malloc'ed: release with blt_h5_free_names. */
+blt_status blt_h5_attr_names(blt_h5 *f, const char *obj, char ***names, int *n);
+
+/* Children of a group in name order; kinds[i] is 'd' (dataset), 'g' (group) or
+ * '?' (anything else). A missing group gives *n = 0 and *exists = 0 (exists may be
+ * NULL). kinds may be NULL; otherwise *kinds is malloc'ed. */
+blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds, int *n, int *exists);
+void blt_h5_free_names(char **names, int n);
+
+/* Whether dset exists and is a dataset. */
+blt_status blt_h5_exists(blt_h5 *f, const char *dset, int *exists);
+/* Type and shape of a dataset; refuses a rank above BLT_H5_MAX_DIMS and a declared
+ * size larger than the file. */
+blt_status blt_h5_info(blt_h5 *f, const char *dset, blt_h5_type *type, int *ndim, int64_t *shape);
+/* Reads dset into data (cap bytes) after checking that its type is type and its
+ * shape is (ndim, shape). check_finite: a NaN or Inf is an error naming the
+ * dataset and the element. */
+blt_status blt_h5_read(blt_h5 *f, const char *dset, blt_h5_type type, int ndim, const int64_t *shape,
+                       void *data, size_t cap, int check_finite);
+
+/* ---- metrics ---- */
+/* A per-run file of float64 columns (one extendible 1-d dataset per column name,
+ * all of the same length: a row per log call, NaN where a row lacks a column).
+ * Rows are buffered in memory and appended every flush_every rows: the file is
+ * opened, extended, flushed and closed, so between flushes it is complete and can
+ * be read by h5dump or h5py while the run goes on (no SWMR, no lock held).
+ * append: keep the rows of an existing file (resuming a run) instead of starting
+ * a new file. */
+typedef struct blt_metrics blt_metrics;
+blt_status blt_metrics_open(blt_metrics **out, const char *path, int flush_every, int append);
+blt_status blt_metrics_log(blt_metrics *m, int ncols, const char *const *names, const double *values);
+blt_status blt_metrics_flush(blt_metrics *m);
+/* Flushes and frees m (even when the flush fails). NULL is fine. */
+blt_status blt_metrics_close(blt_metrics *m);
+int64_t blt_metrics_rows(const blt_metrics *m); /* rows logged, flushed or not */
+
+#endif

@@ -1,0 +1,303 @@
+-- Checkpoints (BLT-SPEC section 9, docs/checkpoint-format.md) and metrics files.
+--   local checkpoint = require "blt.checkpoint"
+--   checkpoint.save(path, run)
+--   run = checkpoint.load(path [, {expect = {[name] = shape}, finite = true}])
+--   local m = checkpoint.Metrics(path, {flush_every = 10}); m:log{step = 1, loss = 2.5}; m:close()
+--
+-- run = {
+--   config = {...},                 -- the resolved configuration, stored as config_json
+--   step = 1200,                    -- integer
+--   params = {[name] = tensor},     -- float32, PyTorch order ([out, in] for a linear map)
+--   optim = {step = 1200, m = {[name] = tensor}, v = {[name] = tensor}, ...},  -- optional
+--   state = {rng = {"0123456789abcdef", ... (4)}, data_pos = 123456, ...},      -- optional
+-- }
+-- optim and state are flat tables: a tensor is a dataset, an integer an int64 scalar,
+-- a float a float64 scalar, an array of integers (or floats) a 1-d int64 (float64)
+-- dataset, an array of 16-digit hex strings (RNG states) a uint64 dataset, any other
+-- string an attribute of the group, and a table of tensors (optim.m, optim.v) a
+-- subgroup. Saving is atomic: the file is written beside path and renamed over it.
+local blt = require "blt"
+local json = require "blt.json"
+
+local checkpoint = {}
+checkpoint.FORMAT = "blt-checkpoint"
+checkpoint.FORMAT_VERSION = 1
+
+-- "checkpoint.lua:12: blt.h5_read: msg" -> "msg" (position and C function name)
+local function strip(err)
+    err = tostring(err)
+    err = err:gsub("^[^\n]-:%d+: ", "", 1)
+    err = err:gsub("^blt%.[%w_:]+: ", "", 1)
+    return err
+end
+
+local function sorted_keys(t)
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    return keys
+end
+
+local function check_name(what, name)
+    if type(name) ~= "string" or name == "" or name:find("/", 1, true) or name == "." or name == ".." then
+        error(("checkpoint.save: %s name %s is not a valid dataset name (non-empty string without '/')")
+            :format(what, tostring(name)), 0)
+    end
+end
+
+local function is_hex64(v) return type(v) == "string" and #v == 16 and v:match("^%x+$") ~= nil end
+
+-- What a value of a flat group becomes: "tensor", "int", "float", "ints", "floats",
+-- "hex", "string", "group" (a table of tensors), or nil with a reason.
+local function classify(v)
+    local t = type(v)
+    if blt.is_tensor(v) then return "tensor" end
+    if t == "number" then return math.type(v) == "integer" and "int" or "float" end
+    if t == "string" then return "string" end
+    if t ~= "table" then return nil, "a " .. t end
+    local n = #v
+    if n > 0 then
+        local count = 0
+        for _ in pairs(v) do count = count + 1 end
+        if count == n then
+            local ints, floats, hex = 0, 0, 0
+            for i = 1, n do
+                local x = v[i]
+                if is_hex64(x) then hex = hex + 1
+                elseif math.type(x) == "integer" then ints = ints + 1
+                elseif math.type(x) == "float" then floats = floats + 1
+                else return nil, "an array holding a " .. type(x) .. " at entry " .. i end
+            end
+            if hex == n then return "hex" end
+            if hex > 0 then return nil, "an array mixing hex strings and numbers" end
+            return floats > 0 and "floats" or "ints"
+        end
+    end
+    for k, x in pairs(v) do
+        if type(k) ~= "string" or not blt.is_tensor(x) then
+            return nil, "a table that is neither an array of numbers or hex strings nor a table of tensors"
+        end
+    end
+    return "group"
+end
+
+local function write_flat(f, group, tbl, what)
+    for _, k in ipairs(sorted_keys(tbl)) do
+        check_name(what, k)
+        local v = tbl[k]
+        local kind, why = classify(v)
+        local p = group .. "/" .. k
+        if not kind then
+            error(("checkpoint.save: %s.%s is %s, which a checkpoint cannot hold"):format(what, k, why), 0)
+        elseif kind == "tensor" then f:write(p, v)
+        elseif kind == "int" or kind == "ints" then f:write(p, v, "int64")
+        elseif kind == "float" or kind == "floats" then f:write(p, v, "float64")
+        elseif kind == "hex" then
+            local bits = {}
+            for i, h in ipairs(v) do bits[i] = math.tointeger(tonumber(h, 16)) end
+            f:write(p, bits, "uint64")
+        elseif kind == "string" then f:set_attr(k, v, group)
+        else -- a table of tensors
+            local names = sorted_keys(v)
+            if #names == 0 then f:set_attr("kind", "tensors", p) end
+            for _, name in ipairs(names) do
+                check_name(what .. "." .. k, name)
+                f:write(p .. "/" .. name, v[name])
+            end
+        end
+    end
+end
+
+local function check_run(path, run)
+    if type(path) ~= "string" or path == "" then error("checkpoint.save: path must be a non-empty string", 3) end
+    if type(run) ~= "table" then error("checkpoint.save: run must be a table", 3) end
+    if type(run.params) ~= "table" then error("checkpoint.save: run.params must be a table {[name] = tensor}", 3) end
+    if run.step ~= nil and math.type(run.step) ~= "integer" then
+        error("checkpoint.save: run.step must be an integer", 3)
+    end
+    for name, t in pairs(run.params) do
+        check_name("parameter", name)
+        if not blt.is_tensor(t) or t:dtype() ~= "float32" then
+            error(("checkpoint.save: parameter %s must be a float32 tensor"):format(name), 3)
+        end
+    end
+    for _, g in ipairs {"optim", "state"} do
+        if run[g] ~= nil and type(run[g]) ~= "table" then error(("checkpoint.save: run.%s must be a table"):format(g), 3) end
+    end
+end
+
+function checkpoint.save(path, run)
+    check_run(path, run)
+    local config_json = json.encode(run.config or {})
+    local bytes = 0
+    local function count(t) if blt.is_tensor(t) then bytes = bytes + 4 * t:numel() end end
+    for _, t in pairs(run.params) do count(t) end
+    for _, g in ipairs {"optim", "state"} do
+        for _, v in pairs(run[g] or {}) do
+            count(v)
+            if type(v) == "table" then for _, t in pairs(v) do count(t) end end
+        end
+    end
+    local f = blt.h5_create(path, bytes + 65536 + #config_json)
+    local ok, err = pcall(function()
+        f:set_attr("format", checkpoint.FORMAT)
+        f:set_attr("format_version", checkpoint.FORMAT_VERSION)
+        f:set_attr("config_json", config_json)
+        f:set_attr("step", run.step or 0)
+        -- groups exist even when empty, so a reader finds the layout it expects
+        f:set_attr("kind", "parameters", "/params")
+        for _, name in ipairs(sorted_keys(run.params)) do f:write("/params/" .. name, run.params[name]) end
+        if run.optim then write_flat(f, "/optim", run.optim, "optim") end
+        if run.state then write_flat(f, "/state", run.state, "state") end
+        f:commit()
+    end)
+    if not ok then
+        f:abort() -- removes the temporary file; the previous checkpoint is untouched
+        err = strip(err)
+        if not err:find(path, 1, true) then err = path .. ": " .. err end
+        error("checkpoint.save: " .. err, 2)
+    end
+end
+
+-- ---- loading ----
+
+local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
+
+local function read_flat(f, group, finite)
+    local names, kinds, exists = f:list(group)
+    if not exists then return nil end
+    local out = {}
+    for _, name in ipairs(names) do
+        local p = group .. "/" .. name
+        if kinds[name] == "group" then
+            local sub = {}
+            local inner, ikinds = f:list(p)
+            for _, n in ipairs(inner) do
+                if ikinds[n] == "dataset" then sub[n] = f:read(p .. "/" .. n, {finite = finite}) end
+            end
+            out[name] = sub
+        elseif kinds[name] == "dataset" then
+            local info = f:info(p)
+            if info.dtype == "uint64" then
+                local bits = f:read(p)
+                if type(bits) == "table" then
+                    local hex = {}
+                    for i, b in ipairs(bits) do hex[i] = ("%016x"):format(b) end
+                    out[name] = hex
+                else
+                    out[name] = ("%016x"):format(bits)
+                end
+            else
+                out[name] = f:read(p, {finite = finite})
+            end
+        end
+    end
+    for k, v in pairs(f:attrs(group)) do
+        if k ~= "kind" and out[k] == nil then out[k] = v end
+    end
+    return out
+end
+
+local function load(f, path, opts)
+    local fmt = f:attr("format")
+    if fmt ~= checkpoint.FORMAT then
+        error(("%s is not a BLT checkpoint (root attribute format = %s, expected %q)"):format(
+            path, fmt == nil and "missing" or ("%q"):format(tostring(fmt)), checkpoint.FORMAT), 0)
+    end
+    local version = f:attr("format_version")
+    if math.type(version) ~= "integer" then
+        error(("%s: root attribute format_version is missing or not an integer"):format(path), 0)
+    end
+    if version > checkpoint.FORMAT_VERSION then
+        error(("%s has format_version %d, newer than this framework reads (%d): update the framework")
+            :format(path, version, checkpoint.FORMAT_VERSION), 0)
+    end
+    if version < 1 then error(("%s: format_version %d is not valid"):format(path, version), 0) end
+    local cj = f:attr("config_json")
+    if type(cj) ~= "string" then error(("%s: root attribute config_json is missing or not a string"):format(path), 0) end
+    local okj, config = pcall(json.decode, cj)
+    if not okj then error(("%s: root attribute config_json: %s"):format(path, config), 0) end
+    local step = f:attr("step")
+    if math.type(step) ~= "integer" then error(("%s: root attribute step is missing or not an integer"):format(path), 0) end
+    local finite = opts.finite ~= false
+    local run = {config = config, step = step, format_version = version, params = {}}
+
+    local names, kinds, exists = f:list("/params")
+    if not exists then error(("%s: no /params group"):format(path), 0) end
+    local expect = opts.expect
+    if expect then
+        for _, name in ipairs(sorted_keys(expect)) do
+            if kinds[name] ~= "dataset" then
+                error(("%s: missing parameter dataset /params/%s (expected shape %s)"):format(
+                    path, name, shape_str(expect[name])), 0)
+            end
+        end
+    end
+    for _, name in ipairs(names) do
+        if kinds[name] == "other" then -- a soft or external link, a named type: refused
+            f:info("/params/" .. name)
+            error(("%s: /params/%s is not a dataset"):format(path, name), 0)
+        elseif kinds[name] == "dataset" then
+            local p = "/params/" .. name
+            local info = f:info(p)
+            if info.dtype ~= "float32" then
+                error(("%s: parameter dataset %s is %s, expected float32"):format(path, p, info.dtype), 0)
+            end
+            if expect and expect[name] == nil and opts.strict then
+                error(("%s: unexpected parameter dataset %s %s"):format(path, p, shape_str(info.shape)), 0)
+            end
+            run.params[name] = f:read(p, {shape = expect and expect[name] or nil, finite = finite})
+        end
+    end
+    run.optim = read_flat(f, "/optim", finite)
+    run.state = read_flat(f, "/state", finite)
+    return run
+end
+
+-- opts: expect = {[name] = shape} (each must be present with that shape),
+-- strict = true (no parameter beyond expect), finite = false (allow NaN/Inf).
+function checkpoint.load(path, opts)
+    opts = opts or {}
+    if type(path) ~= "string" then error("checkpoint.load: path must be a string", 2) end
+    local ok, f = pcall(blt.h5_open, path)
+    if not ok then error("checkpoint.load: " .. strip(f), 2) end
+    local ok2, res = pcall(load, f, path, opts)
+    f:close()
+    if not ok2 then
+        res = strip(res)
+        if not res:find(path, 1, true) then res = path .. ": " .. res end
+        error("checkpoint.load: " .. res, 2)
+    end
+    return res
+end
+
+-- Shapes of a parameter table, for load's expect option.
+function checkpoint.shapes(params)
+    local out = {}
+    for k, t in pairs(params) do out[k] = t:shape() end
+    return out
+end
+
+-- ---- metrics ----
+
+local Metrics = {}
+Metrics.__index = Metrics
+
+-- A per-run file of float64 columns, one row per log; flushed (and readable by
+-- h5dump or h5py) every flush_every rows and at close. append = true keeps an
+-- existing file's rows (resuming a run).
+function checkpoint.Metrics(path, opts)
+    opts = opts or {}
+    local self = setmetatable({}, Metrics)
+    self.h = blt.h5_metrics(path, {flush_every = opts.flush_every or 10, append = opts.append})
+    self.path = path
+    return self
+end
+
+function Metrics:log(row) self.h:log(row) end
+function Metrics:flush() self.h:flush() end
+function Metrics:rows() return self.h:rows() end
+function Metrics:close() self.h:close() end
+Metrics.__close = Metrics.close
+
+return checkpoint
