@@ -2,6 +2,7 @@
  * builds the researcher-facing "blt" module on top of it. */
 #include "lua_blt.h"
 #include "blas.h"
+#include "ops.h"
 #include "thread.h"
 #include <lauxlib.h>
 #include <stdio.h>
@@ -88,7 +89,47 @@ static int l_interrupted(lua_State *L)
     return 1;
 }
 
+/* FNV-1a 64 over bytes: content identity for caches (not cryptographic). */
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static void push_hex(lua_State *L, uint64_t h)
+{
+    char buf[20];
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
+    lua_pushstring(L, buf);
+}
+
+/* hash_file(path) -> 16 hex digits, or nil and a message */
+static int l_hash_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    FILE *f = fopen(path, "rb");
+    if (!f) { lua_pushnil(L); lua_pushfstring(L, "cannot open %s", path); return 2; }
+    unsigned char buf[65536];
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = fnv1a(h, buf, n);
+    fclose(f);
+    push_hex(L, h);
+    return 1;
+}
+
+/* hash_tensor(t) -> 16 hex digits over its elements in order */
+static int l_hash_tensor(lua_State *L)
+{
+    blt_tensor *t = bltL_check(L, 1), *c;
+    if (blt_contiguous(&c, t)) return bltL_error(L, "hash_tensor");
+    push_hex(L, fnv1a(0xcbf29ce484222325ULL, (const unsigned char *)c->st->data + c->offset * 4, (size_t)c->numel * 4));
+    blt_tensor_release(c);
+    return 1;
+}
+
 static const luaL_Reg runtime[] = {
+    {"hash_file", l_hash_file}, {"hash_tensor", l_hash_tensor},
     {"catch_signals", l_catch_signals}, {"interrupted", l_interrupted},
     {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
     {"isatty", l_isatty}, {"rss", l_rss}, {NULL, NULL}};

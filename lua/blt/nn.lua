@@ -205,12 +205,18 @@ function Attention.new(opts)
     return self
 end
 
-function Attention:forward(x, positions)
+-- segments (optional, int32 [B,T]): a query sees only keys of its own segment
+-- (e.g. reset_on_newline, BLT-SPEC section 2).
+function Attention:forward(x, positions, segments)
     local rope_opts = {theta = self.theta, positions = positions}
     local q = core.rope(self.wq:forward(x), self.heads, rope_opts)
     local k = core.rope(self.wk:forward(x), self.heads, rope_opts)
     local v = self.wv:forward(x)
-    return self.wo:forward(core.attention(q, k, v, self.mask))
+    local mask = self.mask
+    if segments then
+        mask = {heads = self.heads, causal = self.causal, window = self.mask.window, q_seg = segments, k_seg = segments}
+    end
+    return self.wo:forward(core.attention(q, k, v, mask))
 end
 
 -- ---------------------------------------------------------------- CrossAttention
@@ -301,8 +307,8 @@ function TransformerBlock.new(opts)
     return self
 end
 
-function TransformerBlock:forward(x, positions)
-    local h = x + self.attn:forward(self.attn_norm:forward(x), positions)
+function TransformerBlock:forward(x, positions, segments)
+    local h = x + self.attn:forward(self.attn_norm:forward(x), positions, segments)
     return h + self.ffn:forward(self.ffn_norm:forward(h))
 end
 

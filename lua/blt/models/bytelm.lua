@@ -64,10 +64,11 @@ function ByteLM.new(cfg, seed)
     return self
 end
 
--- ids int32 [B,T] -> logits [B,T,260]
-function ByteLM:forward(ids)
+-- ids int32 [B,T] -> logits [B,T,260]; segments (optional int32 [B,T]) restrict
+-- attention to keys of the same segment (reset_on_newline).
+function ByteLM:forward(ids, segments)
     local h = self.embed:forward(ids)
-    for _, layer in ipairs(self.layers) do h = layer:forward(h) end
+    for _, layer in ipairs(self.layers) do h = layer:forward(h, nil, segments) end
     return self.head:forward(self.norm:forward(h))
 end
 
@@ -85,10 +86,10 @@ end
 -- Next-byte entropies in nats (BLT-SPEC section 3): e[b][t] is the entropy of the
 -- predicted distribution for token t+1, computed from tokens <= t. rows int32 [B,T]
 -- -> float32 [B,T]. No gradients are recorded.
-function ByteLM:entropies(rows)
+function ByteLM:entropies(rows, segments)
     return core.no_grad(function()
         return core.scope(function()
-            local logp = core.log_softmax(self:forward(rows))
+            local logp = core.log_softmax(self:forward(rows, segments))
             return core.scale(core.sum(core.exp(logp) * logp, -1), -1.0)
         end)
     end)

@@ -1,0 +1,144 @@
+-- blt.entropy: the entropy model's next-byte entropies (BLT-SPEC section 3), in
+-- batches, with reset_on_newline, cached per (corpus, model) in HDF5.
+--
+--   local model = entropy.load_model("runs/entropy-1/checkpoint.h5")
+--   local e = entropy.of_text(model, "Hello")        -- e[t+1]: entropy (nats) at row position t
+--   local ents = entropy.of_rows(model, rows, {reset_on_newline = true})  -- float32 [B,N]
+--   local cache = entropy.corpus(model_path, corpus, {split = "val"})      -- cached stream entropies
+local blt = require "blt"
+local core = require "blt.core"
+local ByteLM = require "blt.models.bytelm"
+local checkpoint = require "blt.checkpoint"
+local config = require "blt.config"
+
+local entropy = {}
+local NEWLINE = 10 + 4
+
+-- A ByteLM from a checkpoint written by a training script (its config's model section).
+function entropy.load_model(path)
+    local run = checkpoint.load(path)
+    local cfg = config.merge({model = ByteLM.defaults}, {model = run.config.model or {}})
+    local model = ByteLM.new(cfg.model, 1)
+    for name, t in pairs(model:parameter_list()) do
+        local src = run.params[t.name]
+        if not src then error(("entropy.load_model: %s has no parameter %s"):format(path, t.name), 2) end
+        t.tensor:copy(src)
+    end
+    model.source_path = path
+    return model
+end
+
+-- Segment ids for reset_on_newline: the newline belongs to the old context; the
+-- token after it starts a new one. rows int32 [B,N] -> int32 [B,N].
+function entropy.newline_segments(rows)
+    local B, N = rows:size(1), rows:size(2)
+    local seg = blt.zeros({B, N}, "int32")
+    local ids = rows:totable()
+    for b = 1, B do
+        local s, r = 0, ids[b]
+        for t = 1, N do
+            seg:set(s, b, t)
+            if r[t] == NEWLINE then s = s + 1 end
+        end
+    end
+    return seg
+end
+
+-- float32 [B,N]: e[b][t] = entropy of the prediction made at t (tokens <= t).
+function entropy.of_rows(model, rows, opts)
+    opts = opts or {}
+    local seg = opts.reset_on_newline and entropy.newline_segments(rows) or nil
+    return model:entropies(rows, seg)
+end
+
+local function text_row(text)
+    local ids = {1}
+    for i = 1, #text do ids[i + 1] = text:byte(i) + 4 end
+    return blt.tensor({ids}, "int32")
+end
+
+-- Lua array of #text + 1 entropies for the row [BOS, bytes of text].
+function entropy.of_text(model, text, opts)
+    local e = entropy.of_rows(model, text_row(text), opts)
+    return e:totable()[1]
+end
+
+-- Entropies of a stretch of the corpus stream, [first, first + n) (1-based stream
+-- positions), as one row [BOS, ids]: chunked so each chunk sees the model's window
+-- of context before it. Returns a float32 [n + 1] tensor (position 0 = BOS).
+function entropy.of_stream(model, corpus, first, n, opts)
+    opts = opts or {}
+    local chunk = opts.chunk or 4096
+    local window = model.config.window
+    local out = blt.zeros({n + 1})
+    local pos = 0 -- positions of the virtual row [BOS, ids] done so far
+    while pos <= n do
+        local len = math.min(chunk, n + 1 - pos)
+        core.scope(function()
+            -- context: up to `window` positions before pos, from the row itself
+            local ctx = math.min(pos, window)
+            local row_first = pos - ctx -- row position of the first token fed
+            local ids = {}
+            if row_first == 0 then ids[1] = 1 end
+            local from = math.max(row_first, 1) -- row position p >= 1 is stream position first + p - 1
+            local stream = corpus:ids(first + from - 1, pos + len - from):totable()
+            for _, v in ipairs(stream) do ids[#ids + 1] = v end
+            local rows = blt.tensor({ids}, "int32")
+            local e = entropy.of_rows(model, rows, opts)
+            local src = blt.narrow(e, 2, ctx + 1, len):reshape({len})
+            blt.narrow(out, 1, pos + 1, len):copy(src)
+        end)
+        pos = pos + len
+    end
+    return out
+end
+
+local function file_hash(path)
+    local h = core.hash_file(path)
+    if not h then error(("entropy: cannot read %s"):format(path), 3) end
+    return h
+end
+
+-- Cached entropies of the validation (or train) split of a corpus under a model.
+-- The cache (HDF5) records the model file's content hash and the corpus identity;
+-- a mismatch is reported and the cache rebuilt, never used.
+-- opts: split = "val" | "train", max_bytes (0: all), cache = path, reset_on_newline.
+function entropy.corpus(model_path, corpus, opts)
+    opts = opts or {}
+    local split = opts.split or "val"
+    local info = corpus:info()
+    local first, n
+    if split == "val" then first, n = info.train + 1, info.val
+    else first, n = 1, info.train end
+    if opts.max_bytes and opts.max_bytes > 0 then n = math.min(n, opts.max_bytes) end
+    local ident = {
+        model_hash = file_hash(model_path),
+        corpus = table.concat(corpus.paths, ";") .. ("|%d bytes|%d docs"):format(info.bytes, info.documents),
+        corpus_hash = core.hash_tensor(corpus:ids(first, n)),
+        split = split, first = first, n = n, reset_on_newline = opts.reset_on_newline and 1 or 0,
+    }
+    local cache = opts.cache or (model_path:gsub("%.h5$", "") .. ".entropies-" .. split .. ".h5")
+    local f = io.open(cache, "rb")
+    if f then
+        f:close()
+        local ok, run = pcall(checkpoint.load, cache, {finite = true})
+        local why
+        if not ok then why = "unreadable: " .. tostring(run)
+        else
+            for k, v in pairs(ident) do
+                if run.config[k] ~= v then why = ("%s differs (cache %s, now %s)"):format(k, tostring(run.config[k]), tostring(v)) break end
+            end
+        end
+        if not why then return run.params.entropies, cache, true end
+        io.stderr:write(("entropy: cache %s is stale (%s); recomputing\n"):format(cache, why))
+    end
+    local model = entropy.load_model(model_path)
+    local t0 = core.now()
+    local e = entropy.of_stream(model, corpus, first, n, opts)
+    local dt = core.now() - t0
+    checkpoint.save(cache, {config = ident, step = 0, params = {entropies = e}})
+    io.stderr:write(("entropy: %d bytes in %.1f s (%.0f bytes/s), cached in %s\n"):format(n, dt, n / dt, cache))
+    return e, cache, false, n / dt
+end
+
+return entropy
