@@ -1,4 +1,4 @@
--- Benchmarks (not tests): ./blt scripts/bench.lua [matmul] [attention] [bytelm] [reps=N]
+-- Benchmarks (not tests): ./blt scripts/bench.lua [matmul] [attention] [bytelm] [patching] [reps=N]
 -- Each figure is the median of several runs (these machines are noisy) and is
 -- printed next to a reference measured in the same run.
 local blt = require "blt"
@@ -9,7 +9,7 @@ for _, a in ipairs(arg) do
     local r = a:match("^reps=(%d+)$")
     if r then reps = tonumber(r) else sections[a] = true end
 end
-if next(sections) == nil then sections = {matmul = true, attention = true, bytelm = true} end
+if next(sections) == nil then sections = {matmul = true, attention = true, bytelm = true, patching = true} end
 
 local function median(xs)
     table.sort(xs)
@@ -126,4 +126,34 @@ if sections.bytelm then
     print(("sgemm [%d x 256] x [256 x 1024] same run: %.1f GFLOP/s -> training step at %.0f%% of sgemm (goal >= 60%%)")
           :format(B * T, sgemm_gf, 100 * gf / sgemm_gf))
     print("goal: >= 5,000 bytes/s on 2 threads (PyTorch 1.13 here: 2,576)")
+end
+
+if sections.patching then
+    local data = require "blt.data"
+    local patching = require "blt.patching"
+    local entropy = require "blt.entropy"
+    local ByteLM = require "blt.models.bytelm"
+    print("\n== patchers (one C call over a [B, 4096] batch of the default corpus) and entropy throughput ==")
+    local corpus = data.open()
+    local B, N = 1024, 4096
+    local ids = corpus:ids(1, B * (N - 1)):reshape({B, N - 1})
+    local rows = blt.concat({blt.ones({B, 1}, "int32"), ids}, 2)
+    local ents = blt.rand({B, N}, 3) * 3.0
+    local mb = B * N / 1e6
+    for _, o in ipairs {{scheme = "fixed", size = 4}, {scheme = "space"}, {scheme = "entropy", threshold = 1.5},
+                        {scheme = "entropy_delta", delta = 0.5}, {scheme = "byte"}} do
+        local p = patching.patcher(o)
+        local t = time_median(reps, function() core.scope(function() p:batch(rows, ents) end) end)
+        print(("%-14s %8.0f MB/s"):format(o.scheme, mb / t))
+    end
+    print("goal: patchers over 100 MB/s")
+    -- the default entropy model's size (experiments/train_entropy_model.lua), random weights: speed only
+    local model = ByteLM.new({dim = 128, layers = 2, heads = 4, window = 256, multiple_of = 128}, 1)
+    local n = 262144
+    local t = time_median(math.max(1, reps // 2), function()
+        entropy.of_stream(model, corpus, 1, n)
+    end)
+    local total = corpus:info().stream
+    print(("entropy model (d 128, 2 layers, window 256): %.0f bytes/s -> the %.1f MB default corpus in %.0f s (goal: under 60 s)")
+          :format(n / t, total / 1e6, total / (n / t)))
 end

@@ -69,14 +69,15 @@ end
 function entropy.of_stream(model, corpus, first, n, opts)
     opts = opts or {}
     local chunk = opts.chunk or 4096
-    local window = model.config.window
+    -- each layer looks window-1 positions further back: that much context makes a
+    -- chunk's entropies equal those of one long row
+    local reach = model.config.layers * (model.config.window - 1)
     local out = blt.zeros({n + 1})
     local pos = 0 -- positions of the virtual row [BOS, ids] done so far
     while pos <= n do
         local len = math.min(chunk, n + 1 - pos)
         core.scope(function()
-            -- context: up to `window` positions before pos, from the row itself
-            local ctx = math.min(pos, window)
+            local ctx = math.min(pos, reach)
             local row_first = pos - ctx -- row position of the first token fed
             local ids = {}
             if row_first == 0 then ids[1] = 1 end
