@@ -344,9 +344,13 @@ blt_status blt_backward(blt_tensor *t, blt_tensor *grad)
         return blt_fail(BLT_EINVAL, "backward: tensor of shape %s is not a scalar; pass a gradient",
                         blt_shape_str(t, b1, sizeof b1));
     }
-    BLT_TRY(ensure_grad(t));
-    if (grad) blt_strided_add(t->grad, grad);
-    else blt_f32(t->grad)[0] += 1.0f;
+    if (grad && t->node && !t->grad && blt_tensor_is_contiguous(grad)) {
+        t->grad = blt_tensor_retain(grad); /* backward passes only read it: no zeroed copy needed */
+    } else {
+        BLT_TRY(ensure_grad(t));
+        if (grad) blt_strided_add(t->grad, grad);
+        else blt_f32(t->grad)[0] += 1.0f;
+    }
     if (!t->node) return BLT_OK; /* a leaf: its own gradient is all there is */
 
     tvec order = {0};
