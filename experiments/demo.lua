@@ -1,0 +1,155 @@
+-- What `make demo` runs: trains a small ByteLM on the default corpus, uses it as the
+-- entropy model to show the patches of one sentence under every patching scheme, and
+-- writes the entropy figure. About 3-4 minutes on 2 cores.
+--
+--   ./blt experiments/demo.lua [key=value ...]     the training keys of train_bytelm.lua,
+--                                                  with smaller demo defaults (see --help)
+--   ./blt experiments/demo.lua train.steps=100     a quicker, rougher demo
+local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "."
+package.path = here .. "/../scripts/?.lua;" .. package.path
+
+local core = require "blt.core"
+local config = require "blt.config"
+local data = require "blt.data"
+local ByteLM = require "blt.models.bytelm"
+local train = require "blt.train"
+local entropy = require "blt.entropy"
+local plot = require "blt.plot"
+local show = require "show_patches"
+local plot_entropy = require "plot_entropy"
+
+local T0 = core.now()
+local TARGET = 4.5          -- bytes per patch the entropy thresholds are calibrated to
+local CAL_BYTES = 4096      -- validation bytes the calibration uses
+local SENTENCE = "Then said the Byte Latent Transformer unto them, Behold, I make all bytes new."
+
+local function section(title) print(("\n== %s =="):format(title)) end
+
+-- ---- demo defaults: a smaller model and a shorter run than train_bytelm.lua's ----
+local model_defaults = config.copy(ByteLM.defaults)
+model_defaults.dim, model_defaults.layers, model_defaults.heads = 192, 3, 4
+local defaults = {train = config.copy(train.defaults.train), eval = config.copy(train.defaults.eval),
+                  out = config.copy(train.defaults.out)}
+defaults.train.steps = 500
+defaults.eval.every = 250
+defaults.eval.max_bytes = 32768
+defaults.eval.final_max_bytes = 131072 -- the first 128 KB of the held-out 10%: a few seconds
+
+local model_docs = {
+    dim = "width d", layers = "transformer blocks", heads = "attention heads (divide dim into even sizes)",
+    window = "sliding attention window", multiple_of = "FFN hidden rounding", rope_theta = "RoPE base",
+    norm_eps = "RMSNorm epsilon",
+}
+
+local help = false
+for _, a in ipairs(arg or {}) do help = help or a == "--help" or a == "-h" end
+if not help then
+    section("1/3 Training a small byte-level LM (ByteLM) on the default corpus")
+    print("Progress below; the run writes its checkpoint, metrics and loss plot as it goes.")
+    print("(Keys can be overridden on the command line, e.g. ./blt experiments/demo.lua train.steps=100;")
+    print(" ./blt experiments/demo.lua --help lists them.)")
+    io.stdout:flush()
+end
+local result = train.run {
+    name = "demo",
+    script = "experiments/demo.lua",
+    args = arg,
+    model_defaults = model_defaults,
+    model_docs = model_docs,
+    extra_defaults = defaults,
+    check = function(cfg) ByteLM.check_config(cfg.model) end,
+    build = function(cfg) return ByteLM.new(cfg.model, cfg.train.seed) end,
+}
+if not result then return end -- --help
+if result.stopped then
+    print("demo: training was stopped; run `make demo` again for the full demo.")
+    os.exit(1)
+end
+local cfg, run_dir = result.config, result.run_dir
+
+section("2/3 Patching one sentence, with the trained model as the entropy model")
+-- A ByteLM is an entropy model: its next-byte entropies decide where entropy patches start.
+-- Loaded back from the checkpoint just written, as any later script would.
+local model = entropy.load_model(result.checkpoint)
+
+-- Calibration text: the first CAL_BYTES of the validation split, in rows as long as the
+-- training rows (the model never saw longer contexts).
+local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
+local info = corpus:info()
+local ids = corpus:ids(info.train + 1, math.min(CAL_BYTES + 64, info.val)):totable()
+local rows, ents, cur, nbytes = {}, {}, {}, 0
+local function flush()
+    if #cur >= 16 then rows[#rows + 1] = table.concat(cur) end
+    cur = {}
+end
+for _, id in ipairs(ids) do
+    if nbytes >= CAL_BYTES then break end
+    if id >= 4 then
+        cur[#cur + 1] = string.char(id - 4)
+        nbytes = nbytes + 1
+        if #cur == cfg.train.seq_len then flush() end
+    else
+        flush() -- EOS: a document ends
+    end
+end
+flush()
+corpus:close()
+local cal_bytes = 0
+for i, r in ipairs(rows) do
+    ents[i] = entropy.of_text(model, r)
+    cal_bytes = cal_bytes + #r
+end
+local theta, theta_mean = show.calibrate(rows, ents, "entropy", TARGET)
+local delta, delta_mean = show.calibrate(rows, ents, "entropy_delta", TARGET)
+print(("Thresholds calibrated for %.1f bytes/patch on %d bytes of validation text (%d rows):"):format(TARGET,
+      cal_bytes, #rows))
+print(("  entropy:       global threshold  %.4f nats (mean %.2f bytes/patch there)"):format(theta, theta_mean))
+print(("  entropy_delta: entropy increase  %.4f nats (mean %.2f bytes/patch there)"):format(delta, delta_mean))
+
+local e = entropy.of_text(model, SENTENCE)
+local color = os.getenv("NO_COLOR") == nil and os.getenv("TERM") ~= "dumb" and os.execute("test -t 1") == true
+print()
+print(("The sentence (%d bytes), as each scheme cuts it (%s):"):format(#SENTENCE,
+      color and "each patch on its own background colour" or "patches separated by '|'"))
+local schemes = {
+    {"fixed", {scheme = "fixed", size = 4}, "every 4 bytes"},
+    {"space", {scheme = "space"}, "a patch starts after a space-like byte that follows a word byte"},
+    {"entropy", {scheme = "entropy", threshold = theta, entropies = e},
+     ("a patch starts at a byte whose entropy > %.3f"):format(theta)},
+    {"entropy_delta", {scheme = "entropy_delta", delta = delta, entropies = e},
+     ("a patch starts where the entropy rises by > %.3f"):format(delta)},
+}
+for _, s in ipairs(schemes) do
+    local name, opts, rule = s[1], s[2], s[3]
+    local lengths = show.lengths(SENTENCE, opts)
+    local st = require("blt.patching").stats {lengths}
+    print()
+    print(("  %s: %s"):format(name, rule))
+    print("    " .. show.render(SENTENCE, lengths, {color = color}))
+    print(("    %d patches, mean %.2f bytes/patch"):format(st.patches, st.mean))
+end
+
+local entropy_png
+if plot.available() then
+    entropy_png = plot_entropy.plot {text = SENTENCE, entropies = e, threshold = theta, path = run_dir .. "/entropy.png",
+                                     title = "Demo ByteLM, next-byte entropy"}
+    print()
+    print(("Entropy figure (entropy per byte, the threshold, the patch starts): %s"):format(entropy_png))
+else
+    print("\n(gnuplot is missing: no PNGs; `make deps` installs gnuplot-nox)")
+end
+
+section("3/3 Summary")
+print(("Validation: %.4f bits/byte over %d held-out bytes (the last %g%% of the corpus; %d training steps)")
+      :format(result.val_bpb, result.val_bytes, 100 * cfg.data.val_fraction, result.steps))
+print(("Run folder %s/:"):format(run_dir))
+print("  checkpoint.h5  model weights, optimiser state and config (HDF5; `h5ls -r` lists it)")
+print("  metrics.h5     training loss, learning rate, validation bits/byte per step (HDF5)")
+if result.plot then print("  loss.png       the training curve in bits/byte") end
+if entropy_png then print("  entropy.png    the sentence's entropies, threshold and patch starts") end
+print("Try it on your own text:")
+print(("  scripts/show_patches --scheme entropy --threshold %.4f --model %s \"your text\""):format(theta,
+      result.checkpoint))
+print(("  ./blt scripts/plot_entropy.lua --model %s --target %g --out my.png \"your text\""):format(result.checkpoint,
+      TARGET))
+print(("Demo finished in %.0f s."):format(core.now() - T0))
