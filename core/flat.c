@@ -3,13 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void storage_drop(blt_storage *st)
-{
-    if (--st->refs > 0) return;
-    if (!st->released) blt_mem_free(st->data, st->nbytes);
-    free(st);
-}
-
 blt_status blt_tensor_rebind(blt_tensor *t, blt_tensor *base, int64_t offset)
 {
     BLT_TRY(blt_check("flatten", "parameter", t, BLT_F32));
@@ -26,7 +19,7 @@ blt_status blt_tensor_rebind(blt_tensor *t, blt_tensor *base, int64_t offset)
     t->offset = base->offset + offset;
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) { t->stride[i] = s; s *= t->shape[i]; }
-    storage_drop(old);
+    blt_storage_release(old);
     return BLT_OK;
 }
 

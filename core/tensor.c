@@ -86,7 +86,7 @@ blt_tensor *blt_tensor_retain(blt_tensor *t)
     return t;
 }
 
-static void storage_release(blt_storage *st)
+void blt_storage_release(blt_storage *st)
 {
     if (!st || --st->refs > 0) return;
     if (!st->released) blt_mem_free(st->data, st->nbytes);
@@ -98,7 +98,7 @@ void blt_tensor_release(blt_tensor *t)
     if (!t || --t->refs > 0) return;
     blt_tensor_release(t->grad);
     blt_node_release(t->node);
-    storage_release(t->st);
+    blt_storage_release(t->st);
     free(t);
 }
 

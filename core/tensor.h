@@ -67,6 +67,7 @@ blt_status blt_tensor_new_like(blt_tensor **out, const blt_tensor *t); /* contig
 blt_status blt_tensor_zeros_like(blt_tensor **out, const blt_tensor *t);
 blt_tensor *blt_tensor_retain(blt_tensor *t);
 void blt_tensor_release(blt_tensor *t); /* drops one reference; NULL is fine */
+void blt_storage_release(blt_storage *st); /* drops one reference to a storage */
 /* A new tensor over the same storage and layout, without node or grad. */
 blt_status blt_tensor_alias(blt_tensor **out, blt_tensor *t);
 /* Frees the storage now (all views of it become unusable). */
