@@ -25,6 +25,7 @@ typedef struct {
     float *gq, *gk, *gv;             /* accumulated gradients, may be NULL */
     const int32_t *lo, *hi;          /* [B,Tq] */
     const int32_t *qseg, *kseg;      /* [B,Tq], [B,Tk] or NULL */
+    int failed;                      /* a task could not get its scratch memory */
 } attn_ctx;
 
 /* Scratch for one task, from the pool. */
@@ -83,7 +84,7 @@ static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
     (void)tid;
     const attn_ctx *c = ctx;
     scratch sc;
-    if (scratch_get(&sc, c->hd)) return; /* checked by the caller beforehand */
+    if (scratch_get(&sc, c->hd)) { ((attn_ctx *)ctx)->failed = 1; return; }
     int64_t hd = c->hd, D = c->D;
     for (int64_t t = t0; t < t1; t++) {
         int64_t b = t / c->H, h = t % c->H;
@@ -133,7 +134,7 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
     (void)tid;
     const attn_ctx *c = ctx;
     scratch sc;
-    if (scratch_get(&sc, c->hd)) return;
+    if (scratch_get(&sc, c->hd)) { ((attn_ctx *)ctx)->failed = 1; return; }
     int64_t hd = c->hd, D = c->D;
     for (int64_t t = t0; t < t1; t++) {
         int64_t b = t / c->H, h = t % c->H;
@@ -186,11 +187,9 @@ static blt_status attention_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
     attn_ctx c = {B, Tq, Tk, H, D / H, D, (float)n->farg[0], blt_f32(q), blt_f32(k), blt_f32(v),
                   blt_f32(o), blt_f32(g), NULL, lse,
                   gin[0] ? blt_f32(gin[0]) : NULL, gin[1] ? blt_f32(gin[1]) : NULL,
-                  gin[2] ? blt_f32(gin[2]) : NULL, lo, hi, qseg, kseg};
-    scratch probe;
-    if (scratch_get(&probe, c.hd)) return blt_fail(BLT_ENOMEM, "attention: out of memory in backward");
-    blt_mem_free(probe.base, probe.bytes);
+                  gin[2] ? blt_f32(gin[2]) : NULL, lo, hi, qseg, kseg, 0};
     blt_parallel_for(B * H, 1, attn_bwd_task, &c);
+    if (c.failed) return blt_fail(BLT_ENOMEM, "attention: out of memory in backward");
     return BLT_OK;
 }
 
@@ -282,17 +281,15 @@ blt_status blt_attention(blt_tensor **out, blt_tensor *q, blt_tensor *k, blt_ten
     if (s == BLT_OK) s = blt_contiguous(&kc, k);
     if (s == BLT_OK) s = blt_contiguous(&vc, v);
     if (s == BLT_OK) s = blt_tensor_new_like(&y, qc);
-    scratch probe;
-    if (s == BLT_OK && scratch_get(&probe, D / H) == 0) blt_mem_free(probe.base, probe.bytes);
-    else if (s == BLT_OK) s = blt_fail(BLT_ENOMEM, "attention: out of memory");
     float scale = opt->scale > 0.0f ? opt->scale : 1.0f / sqrtf((float)(D / H));
     if (s == BLT_OK) {
         attn_ctx c = {B, Tq, Tk, H, D / H, D, scale, blt_f32(qc), blt_f32(kc), blt_f32(vc), NULL, NULL,
-                      blt_f32(y), aux, NULL, NULL, NULL, lo, hi, qseg, kseg};
+                      blt_f32(y), aux, NULL, NULL, NULL, lo, hi, qseg, kseg, 0};
         blt_parallel_for(B * H, 1, attn_fwd_task, &c);
         blt_tensor *in[3] = {qc, kc, vc};
-        blt_node *n;
-        s = blt_node_attach(y, "attention", attention_bw, 3, in, &n);
+        blt_node *n = NULL;
+        s = c.failed ? blt_fail(BLT_ENOMEM, "attention: out of memory")
+                     : blt_node_attach(y, "attention", attention_bw, 3, in, &n);
         if (s == BLT_OK && n) {
             n->iarg[0] = H;
             n->iarg[1] = seg;

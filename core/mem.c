@@ -32,23 +32,19 @@ void *blt_mem_alloc(size_t nbytes)
 {
     size_t r;
     int c = size_class(nbytes ? nbytes : 1, &r);
-    pthread_mutex_lock(&lock);
-    stats.allocs++;
     void *p = NULL;
+    pthread_mutex_lock(&lock);
     if (c >= 0 && freelist[c]) {
         p = freelist[c];
         freelist[c] = freelist[c]->next;
         stats.cached -= r;
     }
     pthread_mutex_unlock(&lock);
-    if (!p) {
-        p = aligned_alloc(64, r);
-        if (!p) return NULL;
-        pthread_mutex_lock(&lock);
-        stats.os_allocs++;
-        pthread_mutex_unlock(&lock);
-    }
+    int fresh = p == NULL;
+    if (fresh && !(p = aligned_alloc(64, r))) return NULL; /* outside the lock: it may touch the OS */
     pthread_mutex_lock(&lock);
+    stats.allocs++;
+    stats.os_allocs += fresh;
     stats.live += r;
     if (stats.live > stats.peak) stats.peak = stats.live;
     pthread_mutex_unlock(&lock);

@@ -13,6 +13,7 @@
 -- Also a module (the demo uses it): with scripts/ on package.path,
 --   local pe = require "plot_entropy"
 --   pe.plot{text =, entropies =, threshold =, path =, title =, max_patch_len =} -> path, lengths
+local cli = require "blt.cli"
 local patching = require "blt.patching"
 local plot = require "blt.plot"
 
@@ -102,42 +103,8 @@ local VALUE_FLAGS = {["--model"] = "model", ["--threshold"] = "threshold", ["--t
 local NUMERIC = {threshold = "num", target = "num", max_patch_len = "int"}
 
 local function parse(args)
-    local o, words, i, only_words = {}, {}, 1, false
-    while i <= #args do
-        local a = args[i]
-        if only_words or a == "-" or a:sub(1, 1) ~= "-" then
-            words[#words + 1] = a
-        elseif a == "--" then
-            only_words = true
-        elseif a == "-h" or a == "--help" then
-            o.help = true
-        elseif a == "--reset-on-newline" then
-            o.reset_on_newline = true
-        else
-            local flag, val = a:match("^(%-%-[%w-]+)=(.*)$")
-            flag = flag or a
-            local key = VALUE_FLAGS[flag]
-            if not key then fail("unknown option '%s' (see --help)", a) end
-            if val == nil then
-                i = i + 1
-                val = args[i]
-                if val == nil then fail("option %s needs a value", flag) end
-            end
-            if NUMERIC[key] then
-                local n = tonumber(val)
-                if n == nil or n ~= n or n < 0 then fail("option %s needs a number >= 0, got '%s'", flag, val) end
-                if NUMERIC[key] == "int" then
-                    n = math.tointeger(n)
-                    if not n or n < 1 then fail("option %s needs an integer >= 1, got '%s'", flag, val) end
-                end
-                val = n
-            end
-            o[key] = val
-        end
-        i = i + 1
-    end
-    o.words = words
-    return o
+    return cli.parse(args, {values = VALUE_FLAGS, numeric = NUMERIC,
+                            switches = {["--reset-on-newline"] = {"reset_on_newline", true}}})
 end
 
 function M.main(args)

@@ -14,6 +14,7 @@
 --   show.render(text, lengths, {color = true})  -> the text with patches marked (a string)
 --   show.summary(lengths, extra)               -> one line: patches and mean bytes per patch
 --   show.main(args)                            -> the command line; returns an exit status
+local cli = require "blt.cli"
 local patching = require "blt.patching"
 
 local M = {}
@@ -149,51 +150,12 @@ local VALUE_FLAGS = {["--scheme"] = "scheme", ["--size"] = "size", ["--threshold
                      ["--max-patch-len"] = "max_patch_len", ["--file"] = "file"}
 local NUMERIC = {size = "int", max_patch_len = "int", threshold = "num", delta = "num", target = "num"}
 
+local SWITCHES = {["--no-color"] = {"color", false}, ["--no-colour"] = {"color", false},
+                  ["--color"] = {"color", true}, ["--colour"] = {"color", true},
+                  ["--reset-on-newline"] = {"reset_on_newline", true}}
+
 function M.parse(args)
-    local o, words = {}, {}
-    local i = 1
-    local only_words = false
-    while i <= #args do
-        local a = args[i]
-        if only_words or a == "-" or a:sub(1, 1) ~= "-" then
-            words[#words + 1] = a
-        elseif a == "--" then
-            only_words = true
-        elseif a == "-h" or a == "--help" then
-            o.help = true
-        elseif a == "--no-color" or a == "--no-colour" then
-            o.color = false
-        elseif a == "--color" or a == "--colour" then
-            o.color = true
-        elseif a == "--reset-on-newline" then
-            o.reset_on_newline = true
-        else
-            local flag, val = a:match("^(%-%-[%w-]+)=(.*)$")
-            flag = flag or a
-            local key = VALUE_FLAGS[flag]
-            if not key then fail("unknown option '%s' (see --help)", a) end
-            if val == nil then
-                i = i + 1
-                val = args[i]
-                if val == nil then fail("option %s needs a value", flag) end
-            end
-            if NUMERIC[key] then
-                local n = tonumber(val)
-                if n == nil or n ~= n then fail("option %s needs a number, got '%s'", flag, val) end
-                if NUMERIC[key] == "int" then
-                    n = math.tointeger(n)
-                    if not n or n < 1 then fail("option %s needs an integer >= 1, got '%s'", flag, val) end
-                elseif n < 0 then
-                    fail("option %s needs a number >= 0, got '%s'", flag, val)
-                end
-                val = n
-            end
-            o[key] = val
-        end
-        i = i + 1
-    end
-    o.words = words
-    return o
+    return cli.parse(args, {values = VALUE_FLAGS, numeric = NUMERIC, switches = SWITCHES})
 end
 
 local function read_text(o)

@@ -1,6 +1,7 @@
 -- A small TAP producer for the Lua tests (prove reads it).
 --   local T = require "tap"          (tests/ is put on package.path by the first line of each test)
 --   T.ok(cond, name)  T.is(a, b, name)  T.near(a, b, tol, name)  T.raises(fn, pattern, name)
+--   T.flatten(nested table) -> flat list
 --   T.done()   prints the plan and exits non-zero when anything failed
 local T = {}
 local n, failed = 0, 0
@@ -33,6 +34,14 @@ function T.raises(fn, pattern, name)
     if ok then return report(false, name, "no error raised") end
     err = tostring(err)
     return report(err:find(pattern) ~= nil, name, ("error %q does not match %q"):format(err, pattern))
+end
+
+-- Nested tables (e.g. from t:totable()) as one flat list, in row-major order.
+function T.flatten(v, out)
+    out = out or {}
+    if type(v) == "table" then for i = 1, #v do T.flatten(v[i], out) end
+    else out[#out + 1] = v end
+    return out
 end
 
 function T.diag(...)

@@ -55,12 +55,7 @@ local function now() -- wall clock from /proc/uptime (10 ms resolution)
     return s
 end
 
-local function rss_kb()
-    local f = assert(io.open("/proc/self/status"))
-    local s = f:read("a")
-    f:close()
-    return tonumber(s:match("VmRSS:%s*(%d+)"))
-end
+local function rss_kb() return require("blt.core").rss() // 1024 end
 
 -- ---- token ids: a list of files and a directory ----
 write(tmp .. "/one.txt", "Hi")

@@ -8,12 +8,7 @@ local seed = 2000
 local function rnd(shape) seed = seed + 1; return blt.randn(shape, seed) end
 local function ints(t) return blt.tensor(t, "int32") end
 
-local function flatten(v, out)
-    out = out or {}
-    if type(v) == "table" then for i = 1, #v do flatten(v[i], out) end
-    else out[#out + 1] = v end
-    return out
-end
+local flatten = T.flatten
 
 -- Compares tensor got with the nested Lua table want: shape and values
 -- (|diff| <= tol * max(1, |want|)).

@@ -1,5 +1,6 @@
 package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
 local T = require "tap"
+local check = require("gradcheck").check
 local blt = require "blt"
 
 -- Finite-difference check of every op's backward. For an op f and fixed random
@@ -14,12 +15,6 @@ local H = 1e-2      -- step
 local TOL = 2e-3    -- a wrong backward is off by O(1); float32 FD noise here stays below 5e-4
 local MAXCHK = 300  -- elements checked per input (all of them when fewer)
 
-local function flatten(v, out)
-    out = out or {}
-    if type(v) == "table" then for i = 1, #v do flatten(v[i], out) end
-    else out[#out + 1] = v end
-    return out
-end
 
 -- multi-index (1-based) of flat element k (0-based) of shape
 local function unflat(shape, k)
@@ -75,70 +70,15 @@ end
 
 local function ints(tbl) return blt.tensor(tbl, "int32") end
 
-local function dot(out, w)
-    local s = 0.0
-    for i = 1, #out do s = s + out[i] * w[i] end
-    return s
-end
-
 local results = {}
 
 -- f(...) -> tensor; inputs: list of tensors (float leaves requiring grad get checked).
 local function gradcheck(name, f, inputs, opt)
     opt = opt or {}
-    local h, tol, maxchk = opt.h or H, opt.tol or TOL, opt.max or MAXCHK
-    local out = f(table.unpack(inputs))
-    local osh = out:shape()
-    local W = flatten(blt.randn(#osh > 0 and osh or {1}, nextseed()):totable())
-    local Wt = blt.tensor(W):reshape(#osh > 0 and osh or {})
-    local loss = blt.sum(blt.mul(out, Wt))
-    loss:backward()
-    local function L()
-        return blt.no_grad(function() return dot(flatten(f(table.unpack(inputs)):totable()), W) end)
-    end
-    local worst = 0.0
-    for ii, x in ipairs(inputs) do
-        if x.requires_grad then
-            local shape, n = x:shape(), x:numel()
-            local g = x.grad and flatten(x.grad:totable()) or {}
-            local gmax = 0.0
-            for k = 1, n do gmax = math.max(gmax, math.abs(g[k] or 0)) end
-            local picks = {}
-            if n <= maxchk then
-                for k = 0, n - 1 do picks[#picks + 1] = k end
-            else
-                local r = blt.Generator(nextseed())
-                picks[1], picks[2] = 0, n - 1
-                for _ = 3, maxchk do picks[#picks + 1] = r:integer(n) - 1 end
-            end
-            local maxdiff, nmax = 0.0, 0.0
-            local where
-            for _, k in ipairs(picks) do
-                local idx = unflat(shape, k)
-                local v = x:get(table.unpack(idx))
-                x:set(v + h, table.unpack(idx))
-                local vp = x:get(table.unpack(idx))
-                local lp = L()
-                x:set(v - h, table.unpack(idx))
-                local vm = x:get(table.unpack(idx))
-                local lm = L()
-                x:set(v, table.unpack(idx))
-                local num = (lp - lm) / (vp - vm)
-                local ana = g[k + 1] or 0
-                nmax = math.max(nmax, math.abs(num))
-                local d = math.abs(num - ana)
-                if d > maxdiff then maxdiff, where = d, ("input %d element %d: analytic %.6g numeric %.6g"):format(ii, k, ana, num) end
-            end
-            local scale = math.max(gmax, nmax, 1e-3)
-            local err = maxdiff / scale
-            if err > worst then worst = err; results.where = where end
-            x.grad = nil
-        end
-    end
+    local worst, where = check(f, inputs, {h = opt.h or H, max = opt.max or MAXCHK, seed = nextseed()})
     T.diag(("%-44s max rel err %.2e"):format(name, worst))
     results[#results + 1] = {name, worst}
-    T.ok(worst <= tol, "grad " .. name, results.where)
-    results.where = nil
+    T.ok(worst <= (opt.tol or TOL), "grad " .. name, where)
 end
 
 -- ---- matrix products ----

@@ -10,12 +10,7 @@ local blt = require "blt"
 local sanitize = os.getenv("BLT_SANITIZE") == "1"
 local STEPS = 1000
 
-local function rss_kb()
-    local f = assert(io.open("/proc/self/status"))
-    local s = f:read("a")
-    f:close()
-    return tonumber(s:match("VmRSS:%s*(%d+)"))
-end
+local function rss_kb() return require("blt.core").rss() // 1024 end
 
 local V, D, Hh, B, L = 64, 32, 4, 2, 70
 local seed = 0

@@ -19,31 +19,31 @@ local function check_layer(name, layer, inputs, tol, extra)
         for i = 1, nin do call[i] = args[i] end
         call[nin + 1] = extra
         return layer:forward(table.unpack(call, 1, nin + 1))
-    end, all, {eps = 1e-2, max_checks = 24})
+    end, all, {max = 24})
     T.diag(("%-18s max relative error %.2e"):format(name, err))
     T.ok(err < tol, name .. " gradients match finite differences", where)
 end
 
 local x = blt.randn({2, 17, 12}, 1):set_requires_grad()
-check_layer("Linear", nn.Linear {in_dim = 12, out_dim = 7, seed = 1}, {x}, 2e-2)
-check_layer("Linear+bias", nn.Linear {in_dim = 12, out_dim = 3, bias = true, seed = 2}, {x}, 2e-2)
-check_layer("RMSNorm", nn.RMSNorm {dim = 12}, {x}, 2e-2)
-check_layer("FeedForward", nn.FeedForward {dim = 12, multiple_of = 8, seed = 3}, {x}, 3e-2)
-check_layer("Attention", nn.Attention {dim = 12, heads = 3, window = 5, seed = 4}, {x}, 3e-2)
-check_layer("TransformerBlock", nn.TransformerBlock {dim = 12, heads = 2, window = 7, multiple_of = 8, seed = 5}, {x}, 3e-2)
+check_layer("Linear", nn.Linear {in_dim = 12, out_dim = 7, seed = 1}, {x}, 2e-3)
+check_layer("Linear+bias", nn.Linear {in_dim = 12, out_dim = 3, bias = true, seed = 2}, {x}, 2e-3)
+check_layer("RMSNorm", nn.RMSNorm {dim = 12}, {x}, 2e-3)
+check_layer("FeedForward", nn.FeedForward {dim = 12, multiple_of = 8, seed = 3}, {x}, 2e-3)
+check_layer("Attention", nn.Attention {dim = 12, heads = 3, window = 5, seed = 4}, {x}, 2e-3)
+check_layer("TransformerBlock", nn.TransformerBlock {dim = 12, heads = 2, window = 7, multiple_of = 8, seed = 5}, {x}, 2e-3)
 do
     local emb = nn.Embedding {num = 11, dim = 5, seed = 6}
     local ids = blt.tensor({{0, 3, 3, 10}, {7, 1, 0, 2}}, "int32")
-    local err, where = gradcheck.check(function() return emb:forward(ids) end, {emb.weight}, {eps = 1e-2})
+    local err, where = gradcheck.check(function() return emb:forward(ids) end, {emb.weight})
     T.diag(("%-18s max relative error %.2e"):format("Embedding", err))
-    T.ok(err < 1e-2, "Embedding gradients match finite differences", where)
+    T.ok(err < 2e-3, "Embedding gradients match finite differences", where)
 end
 do -- cross-attention: 3 patches of 3 byte queries... here patch queries see their own bytes
     local ca = nn.CrossAttention {dim = 8, kv_dim = 6, heads = 2, seed = 7}
     local q = blt.randn({1, 3, 8}, 8):set_requires_grad()
     local kv = blt.randn({1, 7, 6}, 9):set_requires_grad()
     local mask = {q_seg = blt.tensor({{0, 1, 2}}, "int32"), k_seg = blt.tensor({{0, 0, 1, 1, 1, 2, 2}}, "int32")}
-    check_layer("CrossAttention", ca, {q, kv}, 3e-2, mask)
+    check_layer("CrossAttention", ca, {q, kv}, 2e-3, mask)
 end
 
 -- names follow BLT-SPEC section 9

@@ -11,6 +11,7 @@
 -- The stream: each document's bytes as ids b + 4, each document followed by EOS (2).
 -- Rows start with BOS (1); validation rows are padded with 0. docs/data.md has the rules.
 local core = require "blt.core"
+local util = require "blt.util"
 
 local data = {}
 
@@ -28,16 +29,8 @@ local function fail(fn, fmt, ...) fail_at(5, fn, fmt, ...) end
 
 -- Rejects unknown keys, naming them and the known ones.
 local function check_opts(fn, opts, known)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then fail(fn, "options must be a table, got %s", type(opts)) end
-    for k in pairs(opts) do
-        local ok = false
-        for _, name in ipairs(known) do ok = ok or k == name end
-        if not ok then
-            fail(fn, "unknown option '%s' (known: %s)", tostring(k), table.concat(known, ", "))
-        end
-    end
-    return opts
+    local o = util.check_keys("blt.data." .. fn, opts, known, 3)
+    return o -- not a tail call: the error level counts this frame
 end
 
 local function int_opt(fn, opts, key, min, default)

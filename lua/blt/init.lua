@@ -11,4 +11,7 @@ blt.version = "0.1.0"
 -- blt.bmm is matmul on [B,M,K] x [B,K,N]; kept as a name researchers look for.
 blt.bmm = core.matmul
 
+-- the C module itself (runtime helpers: now, rss, threads, nn_* and h5_* functions)
+blt.core = core
+
 return blt

@@ -6,6 +6,7 @@
 -- checkpoint layout of BLT-SPEC section 9 (layers.3.attn.wq). A single-weight
 -- layer (Linear, Embedding, RMSNorm) names its weight after itself.
 local core = require "blt.core"
+local util = require "blt.util"
 
 local nn = {}
 
@@ -92,28 +93,11 @@ function Module:__call(...) return self:forward(...) end
 
 -- Options: fills defaults and rejects keys the layer does not know.
 local function options(layer, opts, defaults, required)
-    opts = opts or {}
-    if type(opts) ~= "table" then error(("blt.nn.%s: options must be a table"):format(layer), 3) end
-    for k in pairs(opts) do
-        if defaults[k] == nil and not (required and required[k]) then
-            local known = {}
-            for d in pairs(defaults) do known[#known + 1] = d end
-            for r in pairs(required or {}) do known[#known + 1] = r end
-            table.sort(known)
-            error(("blt.nn.%s: unknown option '%s' (known: %s)"):format(layer, tostring(k), table.concat(known, ", ")), 3)
-        end
-    end
-    local o = {}
-    for k, v in pairs(defaults) do o[k] = v end
-    for k, v in pairs(opts) do o[k] = v end
-    for k in pairs(required or {}) do
-        if o[k] == nil then error(("blt.nn.%s: option '%s' is required"):format(layer, k), 3) end
-    end
-    for k, v in pairs(o) do if v == nn.NONE then o[k] = nil end end
-    return o
+    local o = util.options("blt.nn." .. layer, opts, defaults, required, 3)
+    return o -- not a tail call: the error level counts this frame
 end
 nn.options = options
-nn.NONE = setmetatable({}, {__tostring = function() return "none" end}) -- a default of "absent"
+nn.NONE = util.NONE -- a default of "absent"
 
 local function positive_int(layer, key, v)
     if math.type(v) ~= "integer" or v < 1 then

@@ -5,23 +5,13 @@
 -- parameter tensor becomes a view of its slice, its .grad a view of the flat
 -- gradient), so a step, a clip or a zero_grad is one pass in C.
 local core = require "blt.core"
+local util = require "blt.util"
 
 local optim = {}
 
 local function check_opts(fn, opts, defaults)
-    opts = opts or {}
-    for k in pairs(opts) do
-        if defaults[k] == nil then
-            local known = {}
-            for d in pairs(defaults) do known[#known + 1] = d end
-            table.sort(known)
-            error(("blt.optim.%s: unknown option '%s' (known: %s)"):format(fn, tostring(k), table.concat(known, ", ")), 3)
-        end
-    end
-    local o = {}
-    for k, v in pairs(defaults) do o[k] = v end
-    for k, v in pairs(opts) do o[k] = v end
-    return o
+    local o = util.options("blt.optim." .. fn, opts, defaults, nil, 3)
+    return o -- not a tail call: the error level counts this frame
 end
 
 -- params: a module, or an array of {name=, tensor=}, or of tensors.

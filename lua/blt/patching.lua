@@ -11,6 +11,7 @@
 -- Flags and lengths come back as Lua arrays (flags[1] is s[0]); patch ids are 0-based
 -- values, like every id inside the framework. See docs/patching.md.
 local core = require "blt.core"
+local util = require "blt.util"
 
 local patching = {}
 
@@ -31,13 +32,7 @@ local function fail(level, fmt, ...) error(fmt:format(...), level + 1) end
 
 local function check_keys(fn, opts, known, level)
     if type(opts) ~= "table" then fail(level + 1, "%s: expected an option table, got %s", fn, type(opts)) end
-    local set = {}
-    for _, k in ipairs(known) do set[k] = true end
-    for k in pairs(opts) do
-        if not set[k] then
-            fail(level + 1, "%s: unknown option '%s' (known: %s)", fn, tostring(k), table.concat(known, ", "))
-        end
-    end
+    util.check_keys(fn, opts, known, level + 1)
 end
 
 local function is_int(x) return math.type(x) == "integer" or (type(x) == "number" and x == math.floor(x) and x == x) end
