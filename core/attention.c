@@ -11,6 +11,7 @@
 #include "blas.h"
 #include "mem.h"
 #include "thread.h"
+#include "vexp.h"
 #include <math.h>
 #include <string.h>
 
@@ -68,6 +69,7 @@ static int apply_mask(const attn_ctx *c, int64_t b, int64_t i0, int64_t nq, int6
     for (int64_t r = 0; r < nq; r++) {
         int64_t i = i0 + r, lo = c->lo[b * c->Tq + i], hi = c->hi[b * c->Tq + i];
         float *row = S + r * BK;
+        if (!c->kseg && lo <= j0 && j0 + nk <= hi) { any = 1; continue; } /* the whole row is visible */
         int32_t qs = c->qseg ? c->qseg[b * c->Tq + i] : 0;
         for (int64_t cc = 0; cc < nk; cc++) {
             int64_t j = j0 + cc;
@@ -101,17 +103,14 @@ static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
                 blt_sgemm_serial(0, 1, nq, nk, hd, c->scale, Q + i0 * D, D, K + j0 * D, D, 0.0f, sc.S, BK);
                 if (!apply_mask(c, b, i0, nq, j0, nk, sc.S)) continue;
                 for (int64_t r = 0; r < nq; r++) {
-                    float *s = sc.S + r * BK, mx = sc.m[r];
-                    for (int64_t cc = 0; cc < nk; cc++) mx = s[cc] > mx ? s[cc] : mx;
+                    float *s = sc.S + r * BK, mx = blt_vmax(s, nk, sc.m[r]);
                     if (mx == -INFINITY) { /* nothing visible yet in this row */
                         for (int64_t cc = 0; cc < nk; cc++) s[cc] = 0.0f;
                         continue;
                     }
-                    float corr = expf(sc.m[r] - mx), sum = 0.0f;
-                    for (int64_t cc = 0; cc < nk; cc++) {
-                        s[cc] = expf(s[cc] - mx);
-                        sum += s[cc];
-                    }
+                    float corr = expf(sc.m[r] - mx);
+                    blt_vexp_shift(s, mx, nk);
+                    float sum = blt_vsum(s, nk);
                     sc.l[r] = sc.l[r] * corr + sum;
                     sc.m[r] = mx;
                     if (corr != 1.0f) for (int64_t d = 0; d < hd; d++) sc.acc[r * hd + d] *= corr;
@@ -159,7 +158,8 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
                 if (!apply_mask(c, b, i0, nq, j0, nk, sc.S)) continue;
                 for (int64_t r = 0; r < nq; r++) { /* P = exp(S - lse) */
                     float *s = sc.S + r * BK, L = lse[i0 + r];
-                    for (int64_t cc = 0; cc < nk; cc++) s[cc] = s[cc] == -INFINITY ? 0.0f : expf(s[cc] - L);
+                    if (L == -INFINITY) memset(s, 0, sizeof(float) * nk); /* the query sees no key */
+                    else blt_vexp_shift(s, L, nk);                      /* masked -inf -> 0 */
                 }
                 if (GV) blt_sgemm_serial(1, 0, nk, hd, nq, 1.0f, sc.S, BK, GO + i0 * D, D, 1.0f, GV + j0 * D, D);
                 /* dP = dO V^T, then dS = P (dP - dd) * scale */

@@ -64,32 +64,50 @@ function entropy.of_text(model, text, opts)
 end
 
 -- Entropies of a stretch of the corpus stream, [first, first + n) (1-based stream
--- positions), as one row [BOS, ids]: chunked so each chunk sees the model's window
--- of context before it. Returns a float32 [n + 1] tensor (position 0 = BOS).
+-- positions), as one row [BOS, ids]. The row is cut into chunks of `chunk`
+-- positions; each chunk is fed with the context before it that the model's windows
+-- can reach (layers x (window - 1) positions), so its entropies equal those of the
+-- one long row, and chunks of equal shape run `batch` at a time.
+-- Returns a float32 [n + 1] tensor (position 0 = BOS).
 function entropy.of_stream(model, corpus, first, n, opts)
     opts = opts or {}
-    local chunk = opts.chunk or 4096
-    -- each layer looks window-1 positions further back: that much context makes a
-    -- chunk's entropies equal those of one long row
+    local chunk, batch = opts.chunk or 2048, opts.batch or 8
     local reach = model.config.layers * (model.config.window - 1)
     local out = blt.zeros({n + 1})
-    local pos = 0 -- positions of the virtual row [BOS, ids] done so far
+    -- ids of row positions [p0, p1) (position 0 is BOS), as a [1, p1 - p0] tensor
+    local function row_ids(p0, p1)
+        local parts = {}
+        if p0 == 0 then parts[1] = blt.ones({1}, "int32") end
+        local from = math.max(p0, 1)
+        if p1 > from then parts[#parts + 1] = corpus:ids(first + from - 1, p1 - from) end
+        return blt.concat(parts, 1):reshape({1, p1 - p0})
+    end
+    -- chunks starting at pos, pos + chunk, ...: [pos - ctx, pos + len) fed, [pos, pos + len) kept
+    local function run(starts, ctx, len)
+        core.scope(function()
+            local rows = {}
+            for i, pos in ipairs(starts) do rows[i] = row_ids(pos - ctx, pos + len) end
+            local e = entropy.of_rows(model, blt.concat(rows, 1), opts)
+            for i, pos in ipairs(starts) do
+                blt.narrow(out, 1, pos + 1, len):copy(blt.narrow(blt.narrow(e, 1, i, 1), 2, ctx + 1, len):reshape({len}))
+            end
+        end)
+    end
+    local pos = 0
     while pos <= n do
         local len = math.min(chunk, n + 1 - pos)
-        core.scope(function()
-            local ctx = math.min(pos, reach)
-            local row_first = pos - ctx -- row position of the first token fed
-            local ids = {}
-            if row_first == 0 then ids[1] = 1 end
-            local from = math.max(row_first, 1) -- row position p >= 1 is stream position first + p - 1
-            local stream = corpus:ids(first + from - 1, pos + len - from):totable()
-            for _, v in ipairs(stream) do ids[#ids + 1] = v end
-            local rows = blt.tensor({ids}, "int32")
-            local e = entropy.of_rows(model, rows, opts)
-            local src = blt.narrow(e, 2, ctx + 1, len):reshape({len})
-            blt.narrow(out, 1, pos + 1, len):copy(src)
-        end)
-        pos = pos + len
+        local ctx = math.min(pos, reach)
+        if ctx < reach or len < chunk then -- the first chunks (short context) and the last (short)
+            run({pos}, ctx, len)
+            pos = pos + len
+        else -- full chunks with full context: batched
+            local starts = {}
+            while #starts < batch and pos + chunk <= n + 1 do
+                starts[#starts + 1] = pos
+                pos = pos + chunk
+            end
+            run(starts, reach, chunk)
+        end
     end
     return out
 end
