@@ -93,11 +93,14 @@ void blt_sgemm_batched(int transA, int transB, int64_t count, int64_t M, int64_t
 
 void blt_sgemm_reference(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                         float *C, int64_t ldc, int threads)
+                         float *C, int64_t ldc, int threads, int reps)
 {
+    /* threads are set once for all the repetitions: switching OpenBLAS between one
+     * and several threads on every call would time its thread start-up too */
     openblas_set_num_threads(threads);
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,
-                (blasint)ldc);
+    for (int i = 0; i < reps; i++)
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,
+                    (blasint)ldc);
     openblas_set_num_threads(1);
 }

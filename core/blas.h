@@ -19,9 +19,10 @@ void blt_sgemm_batched(int transA, int transB, int64_t count, int64_t M, int64_t
                        float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
                        int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC);
 const char *blt_blas_info(void);
-/* Plain cblas_sgemm with OpenBLAS's own threads: the reference for benchmarks. */
+/* reps calls of plain cblas_sgemm with OpenBLAS's own threads: the reference for
+ * benchmarks. */
 void blt_sgemm_reference(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                         float *C, int64_t ldc, int threads);
+                         float *C, int64_t ldc, int threads, int reps);
 
 #endif

@@ -23,10 +23,11 @@ static int l_bench_sgemm(lua_State *L)
     int64_t M = c->shape[0], N = c->shape[1], K = ta ? a->shape[0] : a->shape[1];
     if ((ta ? a->shape[1] : a->shape[0]) != M || (tb ? b->shape[1] : b->shape[0]) != K || (tb ? b->shape[0] : b->shape[1]) != N)
         return luaL_error(L, "blt.bench_sgemm: shapes do not fit");
+    blt_sgemm_reference(ta, tb, M, N, K, 1.0f, blt_f32(a), a->shape[1], blt_f32(b), b->shape[1], 0.0f, blt_f32(c), N,
+                        blt_threads_count(), 1); /* warm-up: OpenBLAS starts its threads */
     double t0 = now();
-    for (int i = 0; i < reps; i++)
-        blt_sgemm_reference(ta, tb, M, N, K, 1.0f, blt_f32(a), a->shape[1], blt_f32(b), b->shape[1], 0.0f, blt_f32(c),
-                            N, blt_threads_count());
+    blt_sgemm_reference(ta, tb, M, N, K, 1.0f, blt_f32(a), a->shape[1], blt_f32(b), b->shape[1], 0.0f, blt_f32(c), N,
+                        blt_threads_count(), reps);
     lua_pushnumber(L, (now() - t0) / reps);
     return 1;
 }

@@ -49,11 +49,10 @@ if sections.matmul then
             end)
         end)
         local c1, c2, c3 = blt.zeros({M, N}), blt.zeros({M, K}), blt.zeros({K, N})
-        local tr = time_median(reps, function()
-            core.bench_sgemm(x, w, c1, false, false, 1)  -- forward
-            core.bench_sgemm(g, w, c2, false, true, 1)   -- grad input
-            core.bench_sgemm(x, g, c3, true, false, 1)   -- grad weight
-        end)
+        -- each product timed over several calls with OpenBLAS's own threads
+        local tr = core.bench_sgemm(x, w, c1, false, false, reps)  -- forward
+                 + core.bench_sgemm(g, w, c2, false, true, reps)   -- grad input
+                 + core.bench_sgemm(x, g, c3, true, false, reps)   -- grad weight
         ratios[#ratios + 1] = tr / tf
         print(("%6d %6d %6d %10.1f %10.1f %7.0f%%"):format(M, K, N, flops / tf / 1e9, flops / tr / 1e9, 100 * tr / tf))
     end
@@ -118,7 +117,7 @@ if sections.bytelm then
     local _, peak = core.rss()
     -- the reference: sgemm on a typical shape of this model, same run
     local x, w, c = blt.randn({B * T, 256}, 1), blt.randn({1024, 256}, 2), blt.zeros({B * T, 1024})
-    local tr = time_median(reps, function() core.bench_sgemm(x, w, c, false, true, 3) end)
+    local tr = core.bench_sgemm(x, w, c, false, true, 3 * reps)
     local sgemm_gf = 2 * B * T * 256 * 1024 / tr / 1e9
     local gf = fpb * B * T / t / 1e9
     print(("step %.3f s: %.0f bytes/s, %.1f GFLOP/s (%.1f MFLOP/byte), peak RSS %.0f MiB"):format(t, B * T / t, gf,
