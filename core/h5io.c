@@ -1296,3 +1296,30 @@ blt_status blt_metrics_close(blt_metrics *m)
 }
 
 int64_t blt_metrics_rows(const blt_metrics *m) { return m ? m->rows_file + m->rows_buf : 0; }
+
+blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows)
+{
+    const char *fn = "metrics:truncate";
+    h5init();
+    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
+    if (rows < 0) return blt_fail(BLT_EINVAL, "%s: %s: negative row count %lld", fn, m->path, (long long)rows);
+    BLT_TRY(blt_metrics_flush(m));
+    if (rows >= m->rows_file) return BLT_OK;
+    hid_t fapl = metrics_fapl();
+    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
+    close_id(fapl);
+    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, h5msg());
+    blt_status s = BLT_OK;
+    hsize_t cur = (hsize_t)rows;
+    for (int i = 0; s == BLT_OK && i < m->ncols; i++) {
+        hid_t d = H5Dopen2(file, m->cols[i].name, H5P_DEFAULT);
+        if (d < 0 || H5Dset_extent(d, &cur) < 0)
+            s = blt_fail(BLT_EIO, "%s: %s: cannot shrink column %s (%s)", fn, m->path, m->cols[i].name, h5msg());
+        close_id(d);
+    }
+    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, h5msg());
+    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, h5msg());
+    if (s == BLT_OK) m->rows_file = rows;
+    return s;
+}

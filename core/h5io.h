@@ -115,5 +115,7 @@ blt_status blt_metrics_flush(blt_metrics *m);
 /* Flushes and frees m (even when the flush fails). NULL is fine. */
 blt_status blt_metrics_close(blt_metrics *m);
 int64_t blt_metrics_rows(const blt_metrics *m); /* rows logged, flushed or not */
+/* Keeps the first `rows` rows (a resumed run drops what it will log again). */
+blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows);
 
 #endif

@@ -14,7 +14,7 @@
  *                                         a number (0-d) or a table (1-d)
  *   f:close()    (also __close / __gc; an uncommitted writer is aborted)
  *   m = blt.h5_metrics(path [, {flush_every =, append =}])   m:log{...} m:flush()
- *   m:rows() m:close() */
+ *   m:rows() m:truncate(rows) m:close() */
 #include "h5io.h"
 #include "lua_blt.h"
 #include <lauxlib.h>
@@ -452,6 +452,13 @@ static int m_rows(lua_State *L)
     return 1;
 }
 
+/* m:truncate(rows): keep the first rows rows */
+static int m_truncate(lua_State *L)
+{
+    if (blt_metrics_truncate(check_metrics(L, 1), luaL_checkinteger(L, 2))) return bltL_error(L, "metrics:truncate");
+    return 0;
+}
+
 static int m_close(lua_State *L)
 {
     metrics_ud *u = luaL_checkudata(L, 1, METRICS_MT);
@@ -483,7 +490,8 @@ static const luaL_Reg file_methods[] = {
     {"read", f_read}, {"close", f_close}, {"path", f_path}, {"tmp_path", f_tmp_path}, {NULL, NULL}};
 
 static const luaL_Reg metrics_methods[] = {
-    {"log", m_log}, {"flush", m_flush}, {"rows", m_rows}, {"close", m_close}, {NULL, NULL}};
+    {"log", m_log}, {"flush", m_flush}, {"rows", m_rows}, {"truncate", m_truncate}, {"close", m_close},
+    {NULL, NULL}};
 
 static const luaL_Reg functions[] = {
     {"h5_create", l_h5_create}, {"h5_open", l_h5_open}, {"h5_metrics", l_h5_metrics}, {NULL, NULL}};

@@ -297,6 +297,8 @@ end
 function Metrics:log(row) self.h:log(row) end
 function Metrics:flush() self.h:flush() end
 function Metrics:rows() return self.h:rows() end
+-- Keeps the first n rows (a resumed run drops the rows it is about to log again).
+function Metrics:truncate(n) self.h:truncate(n) end
 function Metrics:close() self.h:close() end
 Metrics.__close = Metrics.close
 

@@ -5,6 +5,7 @@
 -- sections model, train, data, eval (see train.defaults and train.docs for the
 -- last three); the script adds its model section. Command-line overrides as
 -- key=value (config.lua); --resume PATH continues a run from its checkpoint.
+local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
 local optim = require "blt.optim"
@@ -179,8 +180,21 @@ function train.run(spec)
     io.stderr:write(("%s: %d parameters, %d threads; corpus %s: %d train / %d validation ids; run folder %s%s\n")
         :format(spec.name, model:num_params(), core.threads(), table.concat(corpus.paths, ", "), info.train, info.val,
                 run_dir, flags.resume and (" (resumed at step " .. step .. ")") or ""))
-    local metrics = checkpoint.Metrics(run_dir .. "/metrics.h5", {flush_every = cfg.out.metrics_flush,
-                                                                 append = flags.resume ~= nil})
+    local metrics_path = run_dir .. "/metrics.h5"
+    local metrics = checkpoint.Metrics(metrics_path, {flush_every = cfg.out.metrics_flush,
+                                                      append = flags.resume ~= nil})
+    if flags.resume then -- rows logged after the checkpoint are logged again: drop them
+        local keep = 0
+        local okf, f = pcall(blt.h5_open, metrics_path)
+        if okf and f:exists("/step") then
+            local steps = f:read("/step")
+            for _, s_ in ipairs(type(steps) == "table" and steps or {steps}) do
+                if s_ <= step then keep = keep + 1 else break end
+            end
+        end
+        if okf then f:close() end
+        metrics:truncate(keep)
+    end
     core.catch_signals(true)
 
     local history = {}
