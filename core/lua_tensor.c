@@ -791,6 +791,12 @@ static int l_log_softmax(lua_State *L)
     return push_status(L, blt_log_softmax(&y, bltL_check(L, 1)), &y, "log_softmax");
 }
 
+static int l_softmax_entropy(lua_State *L)
+{
+    blt_tensor *y;
+    return push_status(L, blt_softmax_entropy(&y, bltL_check(L, 1)), &y, "softmax_entropy");
+}
+
 static int l_cross_entropy(lua_State *L)
 {
     static const char *const keys[] = {"ignore_index", "reduction", NULL};
@@ -952,6 +958,7 @@ static const luaL_Reg functions[] = {
     {"scale", l_scale}, {"neg", l_unm}, {"exp", l_exp}, {"log", l_log}, {"tanh", l_tanh}, {"silu", l_silu},
     {"gelu", l_gelu}, {"sigmoid", l_sigmoid}, {"relu", l_relu}, {"sqrt", l_sqrt}, {"sum", l_sum}, {"mean", l_mean},
     {"softmax", l_softmax}, {"log_softmax", l_log_softmax}, {"cross_entropy", l_cross_entropy},
+    {"softmax_entropy", l_softmax_entropy},
     {"rmsnorm", l_rmsnorm}, {"embedding", l_embedding}, {"rope", l_rope}, {"matmul", l_matmul},
     {"linear", l_linear}, {"attention", l_attention}, {"no_grad", l_no_grad}, {"grad_enabled", l_grad_enabled},
     {"backward", l_backward}, {"mem_stats", l_mem_stats}, {"mem_reset_peak", l_mem_reset_peak},

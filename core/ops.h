@@ -39,6 +39,8 @@ blt_status blt_mean(blt_tensor **out, blt_tensor *x, int dim, int keepdim, int a
 /* ---- neural-network ops (ops_nn.c) ---- */
 blt_status blt_softmax(blt_tensor **out, blt_tensor *x);     /* over the last dim */
 blt_status blt_log_softmax(blt_tensor **out, blt_tensor *x); /* over the last dim */
+/* Entropy (nats) of softmax over the last dim: H = -sum p ln p. x [...,V] -> [...]. */
+blt_status blt_softmax_entropy(blt_tensor **out, blt_tensor *x);
 /* logits [N,V] (or [...,V]), targets int32 [N] (or [...]); targets == ignore_index are
  * skipped. mean = 1: mean over counted targets (0 if none); else their sum. */
 blt_status blt_cross_entropy(blt_tensor **out, blt_tensor *logits, blt_tensor *targets,

@@ -1,6 +1,7 @@
 /* Element-wise ops: broadcasting binary ops, an affine map, and unary functions. */
 #include "ops.h"
 #include "thread.h"
+#include "vexp.h"
 #include <math.h>
 #include <string.h>
 
@@ -271,7 +272,15 @@ static void un_chunk(void *ctx, int64_t i0, int64_t i1, int tid)
         case BLT_EXP: for (int64_t i = i0; i < i1; i++) y[i] = expf(x[i]); break;
         case BLT_LOG: for (int64_t i = i0; i < i1; i++) y[i] = logf(x[i]); break;
         case BLT_TANH: for (int64_t i = i0; i < i1; i++) y[i] = tanhf(x[i]); break;
-        case BLT_SILU: for (int64_t i = i0; i < i1; i++) y[i] = x[i] / (1.0f + expf(-x[i])); break;
+        case BLT_SILU:
+            for (int64_t i = i0; i < i1; i += 256) { /* exp(-x) vectorised through a stack buffer */
+                float e[256];
+                int64_t k = i1 - i < 256 ? i1 - i : 256;
+                for (int64_t c = 0; c < k; c++) e[c] = -x[i + c];
+                blt_vexp_shift(e, 0.0f, k);
+                for (int64_t c = 0; c < k; c++) y[i + c] = x[i + c] / (1.0f + e[c]);
+            }
+            break;
         case BLT_GELU: for (int64_t i = i0; i < i1; i++) y[i] = gelu_f(x[i]); break;
         case BLT_SIGMOID: for (int64_t i = i0; i < i1; i++) y[i] = 1.0f / (1.0f + expf(-x[i])); break;
         case BLT_RELU: for (int64_t i = i0; i < i1; i++) y[i] = x[i] > 0 ? x[i] : 0.0f; break;
@@ -286,9 +295,15 @@ static void un_chunk(void *ctx, int64_t i0, int64_t i1, int tid)
     case BLT_LOG: for (int64_t i = i0; i < i1; i++) y[i] += g[i] / x[i]; break;
     case BLT_TANH: for (int64_t i = i0; i < i1; i++) y[i] += g[i] * (1.0f - o[i] * o[i]); break;
     case BLT_SILU:
-        for (int64_t i = i0; i < i1; i++) {
-            float s = 1.0f / (1.0f + expf(-x[i]));
-            y[i] += g[i] * s * (1.0f + x[i] * (1.0f - s));
+        for (int64_t i = i0; i < i1; i += 256) {
+            float e[256];
+            int64_t k = i1 - i < 256 ? i1 - i : 256;
+            for (int64_t c = 0; c < k; c++) e[c] = -x[i + c];
+            blt_vexp_shift(e, 0.0f, k);
+            for (int64_t c = 0; c < k; c++) {
+                float sg = 1.0f / (1.0f + e[c]);
+                y[i + c] += g[i + c] * sg * (1.0f + x[i + c] * (1.0f - sg));
+            }
         }
         break;
     case BLT_GELU:

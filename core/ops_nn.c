@@ -2,6 +2,7 @@
 #include "ops.h"
 #include "mem.h"
 #include "thread.h"
+#include "vexp.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,16 +22,15 @@ static void sm_fwd(void *ctx, int64_t r0, int64_t r1, int tid)
     for (int64_t r = r0; r < r1; r++) {
         const float *x = j->x + r * C;
         float *y = j->y + r * C;
-        float m = -INFINITY;
-        for (int64_t c = 0; c < C; c++) m = x[c] > m ? x[c] : m;
-        double s = 0.0;
-        for (int64_t c = 0; c < C; c++) s += expf(x[c] - m);
+        float m = blt_vmax(x, C, -INFINITY);
         if (j->log) {
-            float ls = (float)log(s); /* (x - m) - ls: m + ls would round away digits of large logits */
+            float ls = logf(blt_vexp_sum(x, m, C)); /* (x - m) - ls: m + ls would round away digits of large logits */
             for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) - ls;
         } else {
-            float inv = (float)(1.0 / s);
-            for (int64_t c = 0; c < C; c++) y[c] = expf(x[c] - m) * inv;
+            memcpy(y, x, sizeof(float) * (size_t)C);
+            blt_vexp_shift(y, m, C);
+            float inv = 1.0f / blt_vsum(y, C);
+            for (int64_t c = 0; c < C; c++) y[c] *= inv;
         }
     }
 }
@@ -47,7 +47,8 @@ static void sm_bwd(void *ctx, int64_t r0, int64_t r1, int tid)
         double s = 0.0;
         if (j->log) {
             for (int64_t c = 0; c < C; c++) s += g[c];
-            for (int64_t c = 0; c < C; c++) gx[c] += g[c] - expf(y[c]) * (float)s;
+            for (int64_t c = 0; c < C; c++) gx[c] += g[c];
+            blt_vexp_axpy(gx, y, 0.0f, -(float)s, C); /* softmax = exp(log_softmax) */
         } else {
             for (int64_t c = 0; c < C; c++) s += (double)g[c] * y[c];
             for (int64_t c = 0; c < C; c++) gx[c] += y[c] * (g[c] - (float)s);
@@ -85,6 +86,92 @@ static blt_status softmax_impl(const char *fn, blt_tensor **out, blt_tensor *x, 
 blt_status blt_softmax(blt_tensor **out, blt_tensor *x) { return softmax_impl("softmax", out, x, 0); }
 blt_status blt_log_softmax(blt_tensor **out, blt_tensor *x) { return softmax_impl("log_softmax", out, x, 1); }
 
+/* ---- entropy of the softmax ----
+ * With e = exp(x - m) and Z = sum e: ln p = x - m - ln Z, H = ln Z - sum e (x - m) / Z.
+ * dH/dx_i = -p_i (ln p_i + H). Saved per row: ln Z + m (the log-sum-exp) and H. */
+
+typedef struct { const float *x, *g; float *y, *gx, *aux; int64_t V; } ent_job;
+
+static void ent_fwd(void *ctx, int64_t r0, int64_t r1, int tid)
+{
+    (void)tid;
+    const ent_job *j = ctx;
+    int64_t V = j->V;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = j->x + r * V;
+        float m = blt_vmax(x, V, -INFINITY), z = 0.0f, s1 = 0.0f;
+        for (int64_t i = 0; i < V; i += 256) {
+            float e[256];
+            int64_t k = V - i < 256 ? V - i : 256;
+            memcpy(e, x + i, sizeof(float) * (size_t)k);
+            blt_vexp_shift(e, m, k);
+            z += blt_vsum(e, k);
+            for (int64_t c = 0; c < k; c++) e[c] *= x[i + c] - m;
+            s1 += blt_vsum(e, k);
+        }
+        float h = logf(z) - s1 / z;
+        j->y[r] = h;
+        j->aux[2 * r] = m + logf(z);
+        j->aux[2 * r + 1] = h;
+    }
+}
+
+static void ent_bwd(void *ctx, int64_t r0, int64_t r1, int tid)
+{
+    (void)tid;
+    const ent_job *j = ctx;
+    int64_t V = j->V;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = j->x + r * V;
+        float *gx = j->gx + r * V, lse = j->aux[2 * r], h = j->aux[2 * r + 1], g = j->g[r];
+        for (int64_t i = 0; i < V; i += 256) {
+            float p[256];
+            int64_t k = V - i < 256 ? V - i : 256;
+            memcpy(p, x + i, sizeof(float) * (size_t)k);
+            blt_vexp_shift(p, lse, k);
+            for (int64_t c = 0; c < k; c++) gx[i + c] -= g * p[c] * ((x[i + c] - lse) + h);
+        }
+    }
+}
+
+static blt_status softmax_entropy_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
+{
+    blt_tensor *x = n->saved[0];
+    ent_job j = {blt_f32(x), blt_f32(g), NULL, blt_f32(gin[0]), n->aux, cols_of(x)};
+    blt_parallel_for(rows_of(x), 1 + 4096 / (j.V + 1), ent_bwd, &j);
+    return BLT_OK;
+}
+
+blt_status blt_softmax_entropy(blt_tensor **out, blt_tensor *x)
+{
+    BLT_TRY(blt_check("softmax_entropy", "x", x, BLT_F32));
+    if (x->ndim == 0) return blt_fail(BLT_EINVAL, "softmax_entropy: x must have at least one dimension");
+    blt_tensor *xc, *y = NULL;
+    BLT_TRY(blt_contiguous(&xc, x));
+    int64_t R = rows_of(xc);
+    size_t abytes = sizeof(float) * (size_t)(2 * R + 1);
+    float *aux = blt_mem_alloc(abytes);
+    blt_status s = aux ? blt_tensor_new(&y, BLT_F32, x->ndim - 1, x->shape)
+                       : blt_fail(BLT_ENOMEM, "softmax_entropy: out of memory");
+    if (s == BLT_OK) {
+        ent_job j = {blt_f32(xc), NULL, blt_f32(y), NULL, aux, cols_of(xc)};
+        blt_parallel_for(R, 1 + 4096 / (j.V + 1), ent_fwd, &j);
+        blt_node *n;
+        s = blt_node_attach(y, "softmax_entropy", softmax_entropy_bw, 1, &xc, &n);
+        if (s == BLT_OK && n) {
+            blt_node_save(n, 0, xc);
+            n->aux = aux;
+            n->auxbytes = abytes;
+            aux = NULL;
+        }
+    }
+    blt_mem_free(aux, abytes);
+    blt_tensor_release(xc);
+    if (s != BLT_OK) { blt_tensor_release(y); return s; }
+    *out = y;
+    return BLT_OK;
+}
+
 /* ---- cross-entropy ---- */
 
 typedef struct {
@@ -110,12 +197,10 @@ static void ce_fwd(void *ctx, int64_t c0, int64_t c1, int tid)
         for (int64_t r = r0; r < r1; r++) {
             if (j->t[r] == j->ignore) { j->lse[r] = NAN; continue; }
             const float *x = j->x + r * j->V;
-            float m = -INFINITY;
-            for (int64_t v = 0; v < j->V; v++) m = x[v] > m ? x[v] : m;
-            double s = 0.0;
-            for (int64_t v = 0; v < j->V; v++) s += expf(x[v] - m);
-            j->lse[r] = m + (float)log(s);
-            acc += ((double)m - x[j->t[r]]) + log(s);
+            float m = blt_vmax(x, j->V, -INFINITY);
+            double ls = log((double)blt_vexp_sum(x, m, j->V));
+            j->lse[r] = m + (float)ls;
+            acc += ((double)m - x[j->t[r]]) + ls;
         }
         j->part[c] = acc;
     }
@@ -129,7 +214,7 @@ static void ce_bwd(void *ctx, int64_t r0, int64_t r1, int tid)
         if (j->t[r] == j->ignore) continue;
         const float *x = j->x + r * j->V;
         float *gx = j->gx + r * j->V, lse = j->lse[r];
-        for (int64_t v = 0; v < j->V; v++) gx[v] += j->gscale * expf(x[v] - lse);
+        blt_vexp_axpy(gx, x, lse, j->gscale, j->V);
         gx[j->t[r]] -= j->gscale;
     }
 }

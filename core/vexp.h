@@ -58,4 +58,29 @@ static inline float blt_vsum(const float *x, int64_t n)
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
+/* sum of exp(x[i] - shift), through a stack buffer in pieces of 256 */
+static inline float blt_vexp_sum(const float *x, float shift, int64_t n)
+{
+    float tmp[256], s = 0.0f;
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t k = n - i < 256 ? n - i : 256;
+        memcpy(tmp, x + i, sizeof(float) * (size_t)k);
+        blt_vexp_shift(tmp, shift, k);
+        s += blt_vsum(tmp, k);
+    }
+    return s;
+}
+
+/* y[i] += a * exp(x[i] - shift) */
+static inline void blt_vexp_axpy(float *y, const float *x, float shift, float a, int64_t n)
+{
+    float tmp[256];
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t k = n - i < 256 ? n - i : 256;
+        memcpy(tmp, x + i, sizeof(float) * (size_t)k);
+        blt_vexp_shift(tmp, shift, k);
+        for (int64_t c = 0; c < k; c++) y[i + c] += a * tmp[c];
+    }
+}
+
 #endif

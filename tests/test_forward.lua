@@ -114,6 +114,22 @@ do
     check("log_softmax of large logits is stable", blt.log_softmax(big), ref_softmax(big:totable(), true))
     local x = rnd {3, 5}
     check("softmax of a transposed view", blt.softmax(x:t()), ref_softmax(x:t():contiguous():totable()))
+    -- softmax_entropy = -sum p ln p, against the reference softmax
+    for _, C in ipairs {1, 17, 300} do
+        local e = rnd {3, C}
+        local p, lp = ref_softmax(e:totable()), ref_softmax(e:totable(), true)
+        local want = {}
+        for r = 1, 3 do
+            local h = 0.0
+            for c = 1, C do h = h - p[r][c] * lp[r][c] end
+            want[r] = h
+        end
+        check("softmax_entropy [3," .. C .. "]", blt.softmax_entropy(e), want, 1e-5)
+    end
+    -- [1000, 999, -1000]: p = (1, e^-1, 0) / (1 + e^-1); [-50, -50, -50]: ln 3
+    local p1 = 1 / (1 + math.exp(-1))
+    check("softmax_entropy of large logits", blt.softmax_entropy(big),
+          {-(p1 * math.log(p1) + (1 - p1) * math.log(1 - p1)), math.log(3)}, 1e-5)
     -- cross_entropy = mean of -log_softmax[target] over counted rows
     local lx = rnd {4, 6}
     local ls = ref_softmax(lx:totable(), true)

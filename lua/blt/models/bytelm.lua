@@ -89,8 +89,7 @@ end
 function ByteLM:entropies(rows, segments)
     return core.no_grad(function()
         return core.scope(function()
-            local logp = core.log_softmax(self:forward(rows, segments))
-            return core.scale(core.sum(core.exp(logp) * logp, -1), -1.0)
+            return core.softmax_entropy(self:forward(rows, segments))
         end)
     end)
 end
