@@ -76,6 +76,11 @@ T.ok(same, "losses of all 16 steps are bit-identical (one go vs 6 + resume 10)")
 local sp, why = same_params(dir .. "/full/checkpoint.h5", dir .. "/split/checkpoint.h5")
 T.ok(sp, "final parameters are bit-identical", why)
 
+-- resuming into a model of another size names the parameter and both shapes
+ok, out = sh(bin .. " experiments/train_bytelm.lua --resume " .. dir .. "/split/checkpoint.h5 model.dim=64")
+T.ok(not ok and out:find("parameter embed is %[260,32%] in the checkpoint, %[260,64%] in the model"),
+     "resuming with another model.dim fails, naming the parameter and both shapes", out)
+
 -- SIGINT/SIGTERM: saves at the end of the step and exits cleanly
 for _, sig in ipairs {"INT", "TERM"} do
     local run = "sig" .. sig

@@ -115,11 +115,23 @@ local function save_checkpoint(path, cfg, step, model, opt, sampler)
                            state = {rng = sampler:state(), step = step}})
 end
 
-local function load_checkpoint(path, model, opt, sampler)
-    local checkpoint = require "blt.checkpoint"
+-- Puts a loaded checkpoint (checkpoint.load's table) into the model, optimiser and
+-- sampler; every parameter must be there with the model's shape, and no other.
+local function apply_checkpoint(run, path, model, opt, sampler)
     local params = param_table(model)
-    local run = checkpoint.load(path, {expect = checkpoint.shapes(params), strict = true})
-    for name, t in pairs(params) do t:copy(run.params[name]) end
+    local function shape(t) return "[" .. table.concat(t:shape(), ",") .. "]" end
+    for _, p in ipairs(model:parameter_list()) do -- in model order: the first mismatch is reported
+        local name, t = p.name, p.tensor
+        local src = run.params[name]
+        if not src then error(("%s: missing parameter %s %s"):format(path, name, shape(t)), 0) end
+        if shape(src) ~= shape(t) then
+            error(("%s: parameter %s is %s in the checkpoint, %s in the model"):format(path, name, shape(src), shape(t)), 0)
+        end
+        t:copy(src)
+    end
+    for name in pairs(run.params) do
+        if not params[name] then error(("%s: parameter %s is not in this model"):format(path, name), 0) end
+    end
     opt:load_state({kind = run.optim.kind, step = run.optim.step, m = run.optim.m, v = run.optim.v})
     sampler:set_state(run.state.rng)
     return run.step
@@ -139,9 +151,11 @@ function train.run(spec)
               :format(spec.script or spec.name, config.help(defaults, docs)))
         return
     end
+    local saved -- the checkpoint a resumed run continues from, read once
     if flags.resume then
         -- the run continues with its own config; command-line keys still override it
-        local okl, saved = pcall(checkpoint.load, flags.resume)
+        local okl
+        okl, saved = pcall(checkpoint.load, flags.resume)
         if not okl then fail(saved) end
         local okm, base = pcall(config.merge, defaults, saved.config)
         if not okm then fail(base) end
@@ -172,7 +186,7 @@ function train.run(spec)
     os.execute("rm -f '" .. ckpt_path:gsub("'", "'\\''") .. "'.tmp.* 2>/dev/null")
     local step = 0
     if flags.resume then
-        local okr, s = pcall(load_checkpoint, flags.resume, model, opt, sampler)
+        local okr, s = pcall(apply_checkpoint, saved, flags.resume, model, opt, sampler)
         if not okr then fail(s) end
         step = s
     end
