@@ -28,6 +28,7 @@ local function unflat(shape, k)
     end
     return idx
 end
+gradcheck.unflat = unflat
 
 local function dot(a, b)
     local s = 0.0

@@ -1,6 +1,6 @@
 package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
 local T = require "tap"
-local check = require("gradcheck").check
+local check, unflat = require("gradcheck").check, require("gradcheck").unflat
 local blt = require "blt"
 
 -- Finite-difference check of every op's backward. For an op f and fixed random
@@ -16,15 +16,6 @@ local TOL = 2e-3    -- a wrong backward is off by O(1); float32 FD noise here st
 local MAXCHK = 300  -- elements checked per input (all of them when fewer)
 
 
--- multi-index (1-based) of flat element k (0-based) of shape
-local function unflat(shape, k)
-    local idx = {}
-    for d = #shape, 1, -1 do
-        idx[d] = k % shape[d] + 1
-        k = k // shape[d]
-    end
-    return idx
-end
 
 local function numel(shape)
     local n = 1
