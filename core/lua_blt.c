@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,32 +62,6 @@ static int l_rss(lua_State *L)
     return 2;
 }
 
-/* SIGINT/SIGTERM only set a flag; the training loop checks it between steps, saves a
- * checkpoint and returns, so an interrupt never tears a step or a save. */
-static volatile sig_atomic_t pending_signal;
-
-static void on_signal(int sig) { pending_signal = sig; }
-
-static int l_catch_signals(lua_State *L)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = lua_toboolean(L, 1) || lua_isnone(L, 1) ? on_signal : SIG_DFL;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    pending_signal = 0;
-    return 0;
-}
-
-/* The signal caught since catch_signals (its name), or nil. */
-static int l_interrupted(lua_State *L)
-{
-    if (!pending_signal) return 0;
-    lua_pushstring(L, pending_signal == SIGINT ? "SIGINT" : pending_signal == SIGTERM ? "SIGTERM" : "signal");
-    return 1;
-}
-
 /* FNV-1a 64 over bytes: content identity for caches (not cryptographic). */
 static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
 {
@@ -130,7 +103,6 @@ static int l_hash_tensor(lua_State *L)
 
 static const luaL_Reg runtime[] = {
     {"hash_file", l_hash_file}, {"hash_tensor", l_hash_tensor},
-    {"catch_signals", l_catch_signals}, {"interrupted", l_interrupted},
     {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
     {"isatty", l_isatty}, {"rss", l_rss}, {NULL, NULL}};
 
@@ -150,5 +122,6 @@ int luaopen_blt_core(lua_State *L)
     bltL_open_nn(L);
     bltL_open_scope(L);
     bltL_open_bench(L);
+    bltL_open_run(L);
     return 1;
 }

@@ -57,6 +57,7 @@ static int l_scope(lua_State *L)
     int keep = lua_gettop(L);
     if (rc == LUA_OK)
         for (int i = 0; i < nres; i++) {
+            if (lua_type(L, base + i) != LUA_TUSERDATA) continue; /* only tensors are kept; NaN is no key */
             lua_pushvalue(L, base + i);
             lua_pushboolean(L, 1);
             lua_rawset(L, keep);

@@ -17,6 +17,7 @@ local entropy = require "blt.entropy"
 local plot = require "blt.plot"
 local show = require "show_patches"
 local plot_entropy = require "plot_entropy"
+local patching = require "blt.patching"
 
 local T0 = core.now()
 local TARGET = 4.5          -- bytes per patch the entropy thresholds are calibrated to
@@ -59,11 +60,12 @@ local result = train.run {
     extra_defaults = defaults,
     check = function(cfg) ByteLM.check_config(cfg.model) end,
     build = function(cfg) return ByteLM.new(cfg.model, cfg.train.seed) end,
+    param_count = function(cfg) return ByteLM.param_count(cfg.model) end,
 }
 if not result then return end -- --help
 if result.stopped then
     print("demo: training was stopped; run `make demo` again for the full demo.")
-    os.exit(1)
+    os.exit(result.exit_status ~= 0 and result.exit_status or 1)
 end
 local cfg, run_dir = result.config, result.run_dir
 
@@ -72,27 +74,26 @@ section("2/3 Patching one sentence, with the trained model as the entropy model"
 -- Loaded back from the checkpoint just written, as any later script would.
 local model = entropy.load_model(result.checkpoint)
 
--- Calibration text: the first CAL_BYTES of the validation split, in rows as long as the
--- training rows (the model never saw longer contexts).
+-- Calibration text: CAL_BYTES of validation text in windows as long as the training rows
+-- (the model never saw longer contexts), sampled across the whole split with a fixed
+-- seed, so the threshold does not depend on how the split happens to begin.
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
 local info = corpus:info()
-local ids = corpus:ids(info.train + 1, math.min(CAL_BYTES + 64, info.val)):totable()
-local rows, ents, cur, nbytes = {}, {}, {}, 0
-local function flush()
-    if #cur >= 16 then rows[#rows + 1] = table.concat(cur) end
-    cur = {}
-end
-for _, id in ipairs(ids) do
-    if nbytes >= CAL_BYTES then break end
-    if id >= 4 then
-        cur[#cur + 1] = string.char(id - 4)
-        nbytes = nbytes + 1
-        if #cur == cfg.train.seq_len then flush() end
-    else
-        flush() -- EOS: a document ends
+local R = cfg.train.seq_len
+local windows = math.max(1, info.val // R)
+local pick = patching.sample_rows(windows, math.min(windows, math.max(1, CAL_BYTES // R)), 1):totable()
+local rows, ents = {}, {}
+for _, w in ipairs(pick) do
+    local cur = {}
+    local function flush()
+        if #cur >= 16 then rows[#rows + 1] = table.concat(cur) end
+        cur = {}
     end
+    for _, id in ipairs(corpus:ids(info.train + 1 + w * R, math.min(R, info.val - w * R)):totable()) do
+        if id >= data.BYTE0 then cur[#cur + 1] = string.char(id - data.BYTE0) else flush() end -- EOS: a document ends
+    end
+    flush()
 end
-flush()
 corpus:close()
 local cal_bytes = 0
 for i, r in ipairs(rows) do
@@ -101,8 +102,8 @@ for i, r in ipairs(rows) do
 end
 local theta, theta_mean = show.calibrate(rows, ents, "entropy", TARGET)
 local delta, delta_mean = show.calibrate(rows, ents, "entropy_delta", TARGET)
-print(("Thresholds calibrated for %.1f bytes/patch on %d bytes of validation text (%d rows):"):format(TARGET,
-      cal_bytes, #rows))
+print(("Thresholds calibrated for %.1f bytes/patch on %d bytes of validation text (%d rows sampled across the split):")
+      :format(TARGET, cal_bytes, #rows))
 print(("  entropy:       global threshold  %.4f nats (mean %.2f bytes/patch there)"):format(theta, theta_mean))
 print(("  entropy_delta: entropy increase  %.4f nats (mean %.2f bytes/patch there)"):format(delta, delta_mean))
 
@@ -148,8 +149,8 @@ print("  metrics.h5     training loss, learning rate, validation bits/byte per s
 if result.plot then print("  loss.png       the training curve in bits/byte") end
 if entropy_png then print("  entropy.png    the sentence's entropies, threshold and patch starts") end
 print("Try it on your own text:")
-print(("  scripts/show_patches --scheme entropy --threshold %.4f --model %s \"your text\""):format(theta,
+print(("  scripts/show_patches scheme=entropy threshold=%.4f model=%s \"your text\""):format(theta,
       result.checkpoint))
-print(("  ./blt scripts/plot_entropy.lua --model %s --target %g --out my.png \"your text\""):format(result.checkpoint,
+print(("  ./blt scripts/plot_entropy.lua model=%s target=%g out=my.png \"your text\""):format(result.checkpoint,
       TARGET))
 print(("Demo finished in %.0f s."):format(core.now() - T0))

@@ -1,31 +1,33 @@
 -- Patch statistics of every scheme on a corpus's validation split.
---   ./blt experiments/patch_stats.lua [model=runs/entropy-1/checkpoint.h5] [target=4.5]
---                                     [row=512] [max_bytes=0] [data=PATH] [fixed=4] [plot=patch_sizes.png]
--- Entropies come from the entropy model (cached per corpus and model in HDF5);
--- thresholds for entropy and entropy_delta are calibrated to `target` bytes per
--- patch on the first 64 KB, then every scheme patches the whole split in rows of
--- `row` bytes. Prints mean/median/max patch length and writes a histogram PNG.
+--   ./blt experiments/patch_stats.lua [key=value ...]     (--help lists the keys)
+--   ./blt experiments/patch_stats.lua model=runs/entropy-1/checkpoint.h5 target=4.5 plot=patch_sizes.png
+-- Entropies come from the entropy model (cached per corpus and model in HDF5). The
+-- thresholds of entropy and entropy_delta are calibrated to `target` bytes per patch
+-- on a seeded sample of rows drawn from the whole split (calib_bytes of them, seed
+-- calib_seed); then every scheme patches the whole split in rows of `row` bytes, and
+-- the mean reached is reported on the sample and on the whole split. Prints
+-- mean/median/max patch length and writes a histogram PNG.
 local blt = require "blt"
-local core = require "blt.core"
+local config = require "blt.config"
 local data = require "blt.data"
 local entropy = require "blt.entropy"
 local patching = require "blt.patching"
 
-local opts = {model = "runs/entropy-1/checkpoint.h5", target = 4.5, row = 512, max_bytes = 0, data = nil, fixed = 4,
-              plot = nil, calib_bytes = 65536}
-for _, a in ipairs(arg) do
-    local k, v = a:match("^([%w_]+)=(.*)$")
-    if not k or opts[k] == nil and k ~= "data" and k ~= "plot" then
-        io.stderr:write("patch_stats: unknown argument '", a, "' (model=, target=, row=, max_bytes=, data=, fixed=, plot=, calib_bytes=)\n")
-        os.exit(2)
-    end
-    opts[k] = tonumber(v) or v
-end
-if not io.open(opts.model) then
-    io.stderr:write(("patch_stats: no entropy model at %s: train one with ./blt experiments/train_entropy_model.lua\n")
-                    :format(opts.model))
-    os.exit(2)
-end
+local opts = config.script {
+    name = "patch_stats",
+    usage = "usage: ./blt experiments/patch_stats.lua [key=value ...] [--config FILE.lua]",
+    args = arg,
+    defaults = {model = "runs/entropy-1/checkpoint.h5", target = 4.5, row = 512, max_bytes = 0, data = config.OPTIONAL,
+                fixed = 4, plot = config.OPTIONAL, calib_bytes = 65536, calib_seed = 1},
+    docs = {model = "entropy model checkpoint", target = "mean bytes per patch the thresholds are calibrated to",
+            row = "bytes per row", max_bytes = "validation bytes used (0: all)", data = "corpus (unset: the default corpus)",
+            fixed = "patch size of the fixed scheme", plot = "histogram PNG to write (unset: none)",
+            calib_bytes = "bytes of the calibration sample (rows drawn from the whole split)",
+            calib_seed = "seed of the calibration sample"},
+    rules = {target = "> 1", row = ">= 2", max_bytes = ">= 0", fixed = ">= 1", calib_bytes = ">= 1", calib_seed = ">= 0",
+             model = "readable", data = "readable"},
+}
+if not opts then return end -- --help
 
 local corpus = data.open(opts.data)
 local ents, cache, hit, rate = entropy.corpus(opts.model, corpus, {split = "val", max_bytes = opts.max_bytes})
@@ -44,12 +46,16 @@ local E = blt.narrow(ents, 1, 1, B * R + 1)
 local erows = blt.zeros({B, R + 1})
 for b = 0, B - 1 do blt.narrow(erows, 1, b + 1, 1):copy(blt.narrow(E, 1, b * R + 1, R + 1):reshape({1, R + 1})) end
 
+-- calibration sample: rows drawn without replacement from the whole split
 local cb = math.max(1, math.min(B, opts.calib_bytes // R))
-local crows, cents = blt.narrow(rows, 1, 1, cb), blt.narrow(erows, 1, 1, cb)
+local pick = patching.sample_rows(B, cb, opts.calib_seed)
+local crows, cents = blt.index_select(rows, 1, pick), blt.index_select(erows, 1, pick)
 local theta, got = patching.calibrate {scheme = "entropy", target = opts.target, rows = crows, entropies = cents}
 local delta, got_d = patching.calibrate {scheme = "entropy_delta", target = opts.target, rows = crows, entropies = cents}
-print(("calibration on %d bytes to %.2f bytes/patch: entropy threshold %.4f (reached %.3f), entropy_delta %.4f (reached %.3f)")
-      :format(cb * R, opts.target, theta, got, delta, got_d))
+print(("calibration on %d rows of %d bytes sampled across the split (seed %d) to %.2f bytes/patch:")
+      :format(cb, R, opts.calib_seed, opts.target))
+print(("  entropy threshold %.4f (reached %.3f on the sample), entropy_delta %.4f (reached %.3f on the sample)")
+      :format(theta, got, delta, got_d))
 
 local schemes = {
     {"fixed", {scheme = "fixed", size = opts.fixed}, ("size %d"):format(opts.fixed)},

@@ -10,7 +10,7 @@ local model_docs = {
     norm_eps = "RMSNorm epsilon",
 }
 
-return train.run {
+return train.main {
     name = "bytelm",
     script = "experiments/train_bytelm.lua",
     args = arg,
@@ -18,4 +18,5 @@ return train.run {
     model_docs = model_docs,
     check = function(cfg) ByteLM.check_config(cfg.model) end,
     build = function(cfg) return ByteLM.new(cfg.model, cfg.train.seed) end,
+    param_count = function(cfg) return ByteLM.param_count(cfg.model) end,
 }

@@ -10,7 +10,7 @@ for k, v in pairs(ByteLM.defaults) do defaults[k] = v end
 -- smaller than the LM: it runs over every byte the BLT patches
 defaults.dim, defaults.layers, defaults.heads, defaults.window, defaults.multiple_of = 128, 2, 4, 256, 128
 
-return train.run {
+return train.main {
     name = "entropy",
     script = "experiments/train_entropy_model.lua",
     args = arg,
@@ -21,4 +21,5 @@ return train.run {
     },
     check = function(cfg) ByteLM.check_config(cfg.model) end,
     build = function(cfg) return ByteLM.new(cfg.model, cfg.train.seed) end,
+    param_count = function(cfg) return ByteLM.param_count(cfg.model) end,
 }

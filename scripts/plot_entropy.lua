@@ -1,44 +1,43 @@
 -- The BLT paper's entropy figure for a text: the entropy model's next-byte entropy at
 -- every byte, the global threshold, and the patch starts the entropy scheme makes at it.
 --
---   ./blt scripts/plot_entropy.lua --model runs/entropy-1/checkpoint.h5 [--threshold 1.3 | --target 4.5]
---                                  [--out entropy.png] [--max-patch-len N] [--reset-on-newline]
---                                  [--file PATH | TEXT...]
+--   ./blt scripts/plot_entropy.lua model=runs/entropy-1/checkpoint.h5 [threshold=1.3 | target=4.5]
+--                                  [out=entropy.png] [max_patch_len=N] [reset_on_newline=true]
+--                                  [file=PATH | TEXT...]
 --
 -- Byte i of the text (x = i, 1-based) is plotted with the entropy of the prediction that
 -- chose it (made at row position i - 1, row = [BOS, bytes]); a patch starts at byte i when
 -- that entropy exceeds the threshold (dashed vertical lines mark the starts). With
--- --target the threshold is calibrated on the text itself (default: --target 4.5).
+-- target= the threshold is calibrated on the text itself (default: target=4.5).
 --
 -- Also a module (the demo uses it): with scripts/ on package.path,
 --   local pe = require "plot_entropy"
 --   pe.plot{text =, entropies =, threshold =, path =, title =, max_patch_len =} -> path, lengths
-local cli = require "blt.cli"
+local config = require "blt.config"
 local patching = require "blt.patching"
 local plot = require "blt.plot"
 
 local M = {}
 
 M.usage = [[
-usage: ./blt scripts/plot_entropy.lua [options] [TEXT...]
-Writes a PNG of the entropy model's next-byte entropies over TEXT (the arguments joined by
-spaces, else --file, else stdin), with the threshold and the entropy scheme's patch starts.
+usage: ./blt scripts/plot_entropy.lua [key=value ...] [--] [TEXT...]
+Writes a PNG of the entropy model's next-byte entropies over TEXT (the arguments that are not
+key=value, joined by spaces; else file=PATH; else stdin), with the threshold and the entropy
+scheme's patch starts. Without threshold= the threshold is calibrated on the text (target=).
 
-  --model PATH        entropy model checkpoint (default: runs/entropy-1/checkpoint.h5)
-  --threshold T       global entropy threshold in nats
-  --target M          calibrate the threshold on this text for M bytes per patch (default 4.5)
-  --max-patch-len N   cut patches longer than N bytes
-  --reset-on-newline  entropy model restarts its context after each newline
-  --out PATH          the PNG to write (default: entropy.png)
-  --file PATH         read the text from a file ('-': stdin)
-  -h, --help          this help]]
+  ./blt scripts/plot_entropy.lua model=runs/entropy-1/checkpoint.h5 target=4.5 out=entropy.png "Some text"]]
+
+M.defaults = {model = config.OPTIONAL, threshold = config.OPTIONAL, target = config.OPTIONAL,
+              max_patch_len = config.OPTIONAL, reset_on_newline = false, out = "entropy.png", file = config.OPTIONAL}
+M.docs = {model = "entropy model checkpoint (unset: runs/entropy-1/checkpoint.h5)",
+          threshold = "global entropy threshold in nats", target = "calibrate the threshold on the text for this many bytes per patch (unset: 4.5)",
+          max_patch_len = "cut patches longer than this", reset_on_newline = "the entropy model restarts after each newline",
+          out = "the PNG to write", file = "read the text from this file ('-': stdin)"}
+M.rules = {threshold = ">= 0", target = "> 1",
+           max_patch_len = function(v) if math.type(v) ~= "integer" or v < 1 then return "must be an integer >= 1" end end}
 
 local function fail(fmt, ...) error({msg = fmt:format(...)}, 0) end
 
--- gnuplot's enhanced text: ^ _ @ & ~ { } are markup unless escaped (a Lua "\\_" becomes
--- "\\\\_" in the script through blt.plot's quoting, which gnuplot reads as a literal _).
-local function enh(s) return (s:gsub("[%^_@&~{}]", "\\%0")) end
-M.escape = enh
 
 -- Label of byte i of text for the x axis ("" for UTF-8 continuation bytes: the character
 -- is on its lead byte).
@@ -47,15 +46,15 @@ local function label(text, i)
     if b == 32 then return "␣" end
     if b == 10 then return "↵" end
     if b == 9 then return "→" end
-    if b < 32 or b == 127 then return ("\\\\x%02X"):format(b) end
+    if b < 32 or b == 127 then return ("\\x%02X"):format(b) end
     if b >= 0x80 and b < 0xC0 then return "" end
     if b >= 0xC0 then
         local n = b >= 0xF0 and 4 or b >= 0xE0 and 3 or 2
         local ch = text:sub(i, i + n - 1)
         if #ch == n and utf8.len(ch) == 1 then return ch end
-        return ("\\\\x%02X"):format(b)
+        return ("\\x%02X"):format(b)
     end
-    return enh(string.char(b))
+    return string.char(b)
 end
 
 --- M.plot{text, entropies, threshold, path, title =, max_patch_len =, subtitle =} -> path, lengths
@@ -98,28 +97,26 @@ end
 
 -- ---- command line ----
 
-local VALUE_FLAGS = {["--model"] = "model", ["--threshold"] = "threshold", ["--target"] = "target",
-                     ["--out"] = "out", ["--file"] = "file", ["--max-patch-len"] = "max_patch_len"}
-local NUMERIC = {threshold = "num", target = "num", max_patch_len = "int"}
-
 local function parse(args)
-    return cli.parse(args, {values = VALUE_FLAGS, numeric = NUMERIC,
-                            switches = {["--reset-on-newline"] = {"reset_on_newline", true}}})
+    local ok, o, flags = pcall(config.parse, M.defaults, args, {words = true})
+    if ok then ok, o = pcall(function() config.check(o, M.rules, M.defaults) return o end) end
+    if not ok then fail("%s", tostring(o):gsub("^config: ", "")) end
+    o.words, o.help = flags.words, flags.help
+    return o
 end
 
 function M.main(args)
     local ok, status = pcall(function()
         local o = parse(args)
-        if o.help then print(M.usage) return 0 end
-        if o.threshold and o.target then fail("give --threshold or --target, not both") end
-        if o.target and o.target <= 1 then fail("--target must be > 1 byte per patch, got %g", o.target) end
+        if o.help then print(M.usage .. "\n\nkeys (default, meaning; allowed values):\n" .. config.help(M.defaults, M.docs, M.rules)) return 0 end
+        if o.threshold and o.target then fail("give threshold= or target=, not both") end
         local text
         if #o.words > 0 then
-            if o.file then fail("give the text either as arguments or with --file, not both") end
+            if o.file then fail("give the text either as arguments or with file=PATH, not both") end
             text = table.concat(o.words, " ")
         elseif o.file and o.file ~= "-" then
             local f, err = io.open(o.file, "rb")
-            if not f then fail("cannot read --file: %s", err) end
+            if not f then fail("cannot read file=%s: %s", o.file, err) end
             text = f:read("a")
             f:close()
         else
@@ -137,8 +134,8 @@ function M.main(args)
             threshold, mean = show.calibrate(text, e, "entropy", target, nil, o.max_patch_len)
             note = ("threshold calibrated on this text for %g bytes/patch (reached %.2f)"):format(target, mean)
         end
-        local path = M.plot {text = text, entropies = e, threshold = threshold, path = o.out or "entropy.png",
-                             max_patch_len = o.max_patch_len, subtitle = enh("model " .. model)}
+        local path = M.plot {text = text, entropies = e, threshold = threshold, path = o.out,
+                             max_patch_len = o.max_patch_len, subtitle = "model " .. model}
         if note then print(note) end
         print(path)
         return 0

@@ -1,12 +1,12 @@
 -- Shows how a patching scheme cuts a text into patches: alternating background colours
 -- in a terminal, patches separated by '|' otherwise (or with --no-color).
 --
---   scripts/show_patches [options] [TEXT...]        (or ./blt scripts/show_patches.lua ...)
---   scripts/show_patches --scheme space "Hello there, world"
---   scripts/show_patches --scheme fixed --size 4 --file notes.txt
---   scripts/show_patches --scheme entropy --threshold 1.3 --model runs/entropy-1/checkpoint.h5 "..."
---   scripts/show_patches --scheme entropy --target 4.5 "..."     (threshold calibrated on the text)
---   echo "some text" | scripts/show_patches --scheme entropy_delta --delta 0.5
+--   scripts/show_patches [key=value ...] [--] [TEXT...]   (or ./blt scripts/show_patches.lua ...)
+--   scripts/show_patches scheme=space "Hello there, world"
+--   scripts/show_patches scheme=fixed size=4 file=notes.txt
+--   scripts/show_patches scheme=entropy threshold=1.3 model=runs/entropy-1/checkpoint.h5 "..."
+--   scripts/show_patches scheme=entropy target=4.5 "..."     (threshold calibrated on the text)
+--   echo "some text" | scripts/show_patches scheme=entropy_delta delta=0.5
 --
 -- Also a module (the demo uses it): with scripts/ on package.path,
 --   local show = require "show_patches"
@@ -14,7 +14,6 @@
 --   show.render(text, lengths, {color = true})  -> the text with patches marked (a string)
 --   show.summary(lengths, extra)               -> one line: patches and mean bytes per patch
 --   show.main(args)                            -> the command line; returns an exit status
-local cli = require "blt.cli"
 local patching = require "blt.patching"
 
 local M = {}
@@ -28,25 +27,39 @@ M.PALETTE = {153, 223, 194, 225}
 local RESET = "\27[0m"
 
 M.usage = [[
-usage: scripts/show_patches [options] [TEXT...]
-Shows the patches of TEXT (the arguments joined by spaces, else --file, else stdin).
+usage: scripts/show_patches [key=value ...] [--] [TEXT...]
+Shows the patches of TEXT (the arguments that are not key=value, joined by spaces; else
+file=PATH; else stdin). Every setting is key=value, as in every script of the project;
+after `--` every argument is text.
 
-  --scheme S          fixed | space | entropy | entropy_delta | byte   (default: space)
-  --size K            fixed: patch length (default 4)
-  --threshold T       entropy: global threshold in nats; entropy_delta: optional combined threshold
-  --delta D           entropy_delta: threshold on the entropy increase e[t] - e[t-1]
-  --target M          entropy, entropy_delta: calibrate the threshold (entropy) or delta
-                      (entropy_delta) on this text for a mean of M bytes per patch
-  --model PATH        entropy model checkpoint (default: runs/entropy-1/checkpoint.h5)
-  --reset-on-newline  entropy model restarts its context after each newline
-  --max-patch-len N   cut patches longer than N bytes
-  --file PATH         read the text from a file ('-': stdin)
-  --no-color          patches separated by '|' (the default when stdout is not a terminal)
-  --color             colours even when stdout is not a terminal
-  -h, --help          this help
+  scripts/show_patches scheme=space "Hello there, world"
+  scripts/show_patches scheme=fixed size=4 file=notes.txt
+  scripts/show_patches scheme=entropy threshold=1.3 model=runs/entropy-1/checkpoint.h5 "..."
+  scripts/show_patches scheme=entropy target=4.5 "..."       (threshold calibrated on the text)
 
 Patches are over the row [BOS, bytes]; BOS is a patch of its own and is not shown or counted
 in the mean. A boundary that falls inside a UTF-8 character is drawn after that character.]]
+
+local config = require "blt.config"
+M.defaults = {scheme = "space", size = config.OPTIONAL, threshold = config.OPTIONAL, delta = config.OPTIONAL,
+              target = config.OPTIONAL, model = config.OPTIONAL, max_patch_len = config.OPTIONAL,
+              reset_on_newline = false, file = config.OPTIONAL, color = config.OPTIONAL}
+M.docs = {
+    scheme = "patching scheme", size = "fixed: patch length (unset: 4)",
+    threshold = "entropy: global threshold in nats; entropy_delta: optional combined threshold",
+    delta = "entropy_delta: threshold on the entropy increase e[t] - e[t-1]",
+    target = "entropy, entropy_delta: calibrate the threshold (entropy) or delta on this text for this mean patch size",
+    model = "entropy model checkpoint (unset: " .. M.DEFAULT_MODEL .. ")",
+    max_patch_len = "cut patches longer than this", reset_on_newline = "the entropy model restarts after each newline",
+    file = "read the text from this file ('-': stdin)", color = "unset: colours on a terminal",
+}
+local function int_at_least(min)
+    return function(v)
+        if math.type(v) ~= "integer" or v < min then return ("must be an integer >= %d"):format(min) end
+    end
+end
+M.rules = {scheme = M.SCHEMES, size = int_at_least(1), max_patch_len = int_at_least(1), threshold = ">= 0",
+           delta = ">= 0", target = "> 1", color = {true, false}}
 
 local function fail(fmt, ...) error({msg = fmt:format(...)}, 0) end
 
@@ -145,28 +158,24 @@ end
 
 -- ---- command line ----
 
-local VALUE_FLAGS = {["--scheme"] = "scheme", ["--size"] = "size", ["--threshold"] = "threshold",
-                     ["--delta"] = "delta", ["--target"] = "target", ["--model"] = "model",
-                     ["--max-patch-len"] = "max_patch_len", ["--file"] = "file"}
-local NUMERIC = {size = "int", max_patch_len = "int", threshold = "num", delta = "num", target = "num"}
-
-local SWITCHES = {["--no-color"] = {"color", false}, ["--no-colour"] = {"color", false},
-                  ["--color"] = {"color", true}, ["--colour"] = {"color", true},
-                  ["--reset-on-newline"] = {"reset_on_newline", true}}
-
+-- The options table: M.defaults' keys, words (the text), help. Raises {msg = ...}.
 function M.parse(args)
-    return cli.parse(args, {values = VALUE_FLAGS, numeric = NUMERIC, switches = SWITCHES})
+    local ok, o, flags = pcall(config.parse, M.defaults, args, {words = true})
+    if ok then ok, o = pcall(function() config.check(o, M.rules, M.defaults) return o end) end
+    if not ok then fail("%s", tostring(o):gsub("^config: ", "")) end
+    o.words, o.help = flags.words, flags.help
+    return o
 end
 
 local function read_text(o)
     if #o.words > 0 then
-        if o.file then fail("give the text either as arguments or with --file, not both") end
+        if o.file then fail("give the text either as arguments or with file=PATH, not both") end
         return table.concat(o.words, " ")
     end
     local f, err
     if o.file and o.file ~= "-" then
         f, err = io.open(o.file, "rb")
-        if not f then fail("cannot read --file: %s", err) end
+        if not f then fail("cannot read file=%s: %s", o.file, err) end
         local s = f:read("a")
         f:close()
         return s
@@ -188,11 +197,11 @@ function M.resolve(o, text)
     local function only(allowed)
         for _, k in ipairs {"size", "threshold", "delta", "target", "model"} do
             if o[k] ~= nil and not allowed[k] then
-                fail("--%s does not apply to scheme '%s'", k:gsub("_", "-"), scheme)
+                fail("%s does not apply to scheme '%s'", k, scheme)
             end
         end
         if o.reset_on_newline and not allowed.model then
-            fail("--reset-on-newline does not apply to scheme '%s'", scheme)
+            fail("reset_on_newline does not apply to scheme '%s'", scheme)
         end
     end
     local p = {scheme = scheme, max_patch_len = o.max_patch_len}
@@ -206,15 +215,14 @@ function M.resolve(o, text)
     elseif scheme == "entropy" then
         only {threshold = true, target = true, model = true}
         if (o.threshold == nil) == (o.target == nil) then
-            fail("scheme 'entropy' needs either --threshold T or --target M (bytes per patch)")
+            fail("scheme 'entropy' needs either threshold=T or target=M (bytes per patch)")
         end
     else -- entropy_delta
         only {threshold = true, delta = true, target = true, model = true}
         if (o.delta == nil) == (o.target == nil) then
-            fail("scheme 'entropy_delta' needs either --delta D or --target M (bytes per patch)")
+            fail("scheme 'entropy_delta' needs either delta=D or target=M (bytes per patch)")
         end
     end
-    if o.target ~= nil and o.target <= 1 then fail("--target must be > 1 byte per patch, got %g", o.target) end
     if scheme == "entropy" or scheme == "entropy_delta" then
         local model = o.model or M.DEFAULT_MODEL
         p.entropies = M.entropies(model, text, o.reset_on_newline)
@@ -240,7 +248,7 @@ end
 function M.main(args)
     local ok, status = pcall(function()
         local o = M.parse(args)
-        if o.help then print(M.usage) return 0 end
+        if o.help then print(M.usage .. "\n\nkeys (default, meaning; allowed values):\n" .. config.help(M.defaults, M.docs, M.rules)) return 0 end
         local color = o.color
         if color == nil then
             color = os.getenv("NO_COLOR") == nil and os.getenv("TERM") ~= "dumb" and os.execute("test -t 1") == true

@@ -33,45 +33,49 @@ end
 local function show(args, input) return run(BLT .. " " .. q(root .. "scripts/show_patches.lua") .. " " .. args, input) end
 
 -- the sh wrapper (its path to ./blt is its own folder's parent)
-local out, err, code = run(q(root .. "scripts/show_patches") .. " --no-color --scheme space 'Hello there, world'")
+local out, err, code = run(q(root .. "scripts/show_patches") .. " color=false scheme=space 'Hello there, world'")
 T.is(out, "Hello |there,| world\n"
     .. "space: 3 patches over 18 bytes, mean 6.00 bytes/patch (min 6, max 6; BOS patch excluded)\n",
     "wrapper: space scheme, no colour")
 T.is(code, 0, "wrapper exits 0")
 
-out = show("--no-color --scheme fixed --size 4 'Hello there, world'")
+out = show("color=false scheme=fixed size=4 'Hello there, world'")
 T.is(out, "Hell|o th|ere,| wor|ld\n"
     .. "fixed, size 4: 5 patches over 18 bytes, mean 3.60 bytes/patch (min 2, max 4; BOS patch excluded)\n",
     "fixed size 4")
 
-out = show("--no-color --scheme space --max-patch-len 3 Hello there")
+out = show("color=false scheme=space max_patch_len=3 Hello there")
 T.is(out, "Hel|lo |the|re\n"
     .. "space, max patch length 3: 4 patches over 11 bytes, mean 2.75 bytes/patch (min 2, max 3; BOS patch excluded)\n",
-    "several words joined; --max-patch-len")
+    "several words joined; max_patch_len")
 
-out = show("--no-color --scheme fixed --size=2", "ab cd\n")
+out = show("color=false scheme=fixed size=2", "ab cd\n")
 T.is(out, "ab| c|d\n"
     .. "fixed, size 2: 3 patches over 6 bytes, mean 2.00 bytes/patch (min 2, max 2; BOS patch excluded)\n",
-    "text from stdin, --size=2")
+    "text from stdin, size=2")
 
--- output to a pipe is uncoloured without --no-color; --color forces escapes
-out = show("--scheme space 'a b'")
+-- output to a pipe is uncoloured unless color=true
+out = show("scheme=space 'a b'")
 T.ok(out:find("a |b\n", 1, true) and not out:find("\27", 1, true), "a pipe gets no colour by default")
-out = show("--color --scheme space 'a b'")
-T.ok(out:find("\27[30;48;5;", 1, true) and out:find("\27[0m", 1, true), "--color uses background colours")
+out = show("color=true scheme=space 'a b'")
+T.ok(out:find("\27[30;48;5;", 1, true) and out:find("\27[0m", 1, true), "color=true uses background colours")
 
-out, err, code = show("--no-color --scheme spacey 'x'")
+out, err, code = show("color=false scheme=spacey 'x'")
 T.ok(code ~= 0, "unknown scheme: non-zero exit")
-T.ok(err:find("unknown scheme 'spacey'", 1, true) and err:find("known: fixed, space, entropy", 1, true),
+T.ok(err:find("scheme = spacey", 1, true) and err:find("one of fixed, space, entropy", 1, true),
     "unknown scheme: the message names it and the known ones", err)
 T.is(out, "", "unknown scheme: nothing on stdout")
 out, err, code = show("--frobnicate 'x'")
-T.ok(code ~= 0 and err:find("unknown option '--frobnicate'", 1, true), "unknown flag: clear error", err)
-out, err, code = show("--scheme fixed --size zero 'x'")
-T.ok(code ~= 0 and err:find("--size needs", 1, true), "bad number: clear error", err)
-out, err, code = show("--scheme entropy 'x'")
-T.ok(code ~= 0 and err:find("--threshold", 1, true), "entropy without threshold or target: clear error", err)
-out, err, code = show("--scheme entropy --threshold 1 --model /nonexistent/m.h5 'x'")
+T.ok(code == 2 and err:find("unknown flag '--frobnicate'", 1, true), "unknown flag: clear error, status 2", err)
+out, err, code = show("schem=fixed 'x'")
+T.ok(code == 2 and err:find("did you mean scheme", 1, true), "mistyped key: the closest key suggested", err)
+out, err, code = show("color=false scheme=space -- a=b c")
+T.ok(code == 0 and out:find("over 5 bytes", 1, true), "after --, key=value words are text", out .. err)
+out, err, code = show("scheme=fixed size=zero 'x'")
+T.ok(code == 2 and err:find("size = zero: must be an integer >= 1", 1, true), "bad number: clear error", err)
+out, err, code = show("scheme=entropy 'x'")
+T.ok(code ~= 0 and err:find("threshold=T", 1, true), "entropy without threshold or target: clear error", err)
+out, err, code = show("scheme=entropy threshold=1 model=/nonexistent/m.h5 'x'")
 T.ok(code ~= 0 and err:find("/nonexistent/m.h5", 1, true), "missing model file: clear error", err)
 
 -- the module: rendering keeps UTF-8 characters whole
@@ -96,8 +100,8 @@ else
     local ckpt = tmp .. "/bytelm-1/checkpoint.h5"
     T.ok(tcode == 0 and io.open(ckpt), "tiny entropy model trained", terr)
     local png = tmp .. "/e.png"
-    out, err, code = run(BLT .. " " .. q(root .. "scripts/plot_entropy.lua") .. " --model " .. q(ckpt)
-        .. " --threshold 1.3 --out " .. q(png) .. " 'Hello there, world'")
+    out, err, code = run(BLT .. " " .. q(root .. "scripts/plot_entropy.lua") .. " model=" .. q(ckpt)
+        .. " threshold=1.3 out=" .. q(png) .. " 'Hello there, world'")
     T.is(code, 0, "plot_entropy exits 0", err)
     T.ok(out:find(png, 1, true), "it prints the path written", out)
     local pf = io.open(png, "rb")
@@ -105,14 +109,14 @@ else
     local size = pf and pf:seek("end") or 0
     if pf then pf:close() end
     T.ok(head == "\137PNG\r\n\26\n" and size > 1000, "a non-empty PNG", ("%s bytes"):format(size))
-    out, err, code = run(BLT .. " " .. q(root .. "scripts/plot_entropy.lua") .. " --model " .. q(ckpt)
-        .. " --target 3 --out " .. q(tmp .. "/f.png") .. " 'Hello there, world'")
-    T.ok(code == 0 and out:find("calibrated", 1, true), "plot_entropy --target calibrates", err)
-    out, err, code = show("--no-color --scheme entropy --target 3 --model " .. q(ckpt) .. " 'Hello there, world'")
+    out, err, code = run(BLT .. " " .. q(root .. "scripts/plot_entropy.lua") .. " model=" .. q(ckpt)
+        .. " target=3 out=" .. q(tmp .. "/f.png") .. " 'Hello there, world'")
+    T.ok(code == 0 and out:find("calibrated", 1, true), "plot_entropy target= calibrates", err)
+    out, err, code = show("color=false scheme=entropy target=3 model=" .. q(ckpt) .. " 'Hello there, world'")
     T.ok(code == 0 and out:find("entropy, threshold [%d.]+ nats %(calibrated on this text for 3 bytes/patch"),
-        "show_patches entropy --target with that model", err .. out)
-    out, err, code = show("--no-color --scheme entropy_delta --delta 0.1 --model " .. q(ckpt) .. " 'Hello there'")
-    T.ok(code == 0 and out:find("entropy_delta, delta 0.1000 nats", 1, true), "show_patches entropy_delta --delta",
+        "show_patches entropy target= with that model", err .. out)
+    out, err, code = show("color=false scheme=entropy_delta delta=0.1 model=" .. q(ckpt) .. " 'Hello there'")
+    T.ok(code == 0 and out:find("entropy_delta, delta 0.1000 nats", 1, true), "show_patches entropy_delta delta=",
         err .. out)
     os.execute("rm -rf " .. q(tmp))
 end

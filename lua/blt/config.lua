@@ -1,12 +1,30 @@
--- blt.config: experiment configurations as nested tables with documented
--- defaults, overridden from the command line as key.sub=value.
+-- blt.config: configurations as nested tables with documented defaults, overridden
+-- from the command line as key.sub=value. Every script of the project reads its
+-- command line through this module, so they all take the same style:
 --
---   local cfg, rest = config.parse(defaults, arg)
--- defaults: {section = {key = default, ...}, ...}; docs: the same shape with strings.
--- An override must name an existing key and have the default's type (an integer
--- default takes only integers). Flags (--resume PATH, --config FILE.lua) are
--- returned in `rest`. A config file is a Lua chunk returning a table of the same shape.
+--   ./blt SCRIPT.lua [key=value ...] [--config FILE.lua] [--help] [other --flags]
+--
+--   local cfg, flags = config.parse(defaults, arg, {flags = {resume = "PATH"}, words = true})
+-- defaults: {section = {key = default, ...}, ...} (or flat {key = default}); an
+-- override must name an existing key and have the default's type (an integer default
+-- takes only integers). A mistyped key is refused with the closest known keys.
+-- --config FILE.lua is a Lua chunk returning a table of the same shape (it runs with
+-- no globals and a bounded budget of instructions). opts.flags names the other
+-- --flags a script takes and what their value is called ("PATH", "NAME"); they are
+-- returned in `flags`. opts.words: arguments that are not key=value go to flags.words
+-- (a script's text or files; `--` ends the options) instead of being an error.
+--
+-- Rules (config.check) bound every value before any work starts:
+--   rules = {["train.lr"] = "> 0", ["data.val_fraction"] = "(0, 1)", ["train.warmup"] = ">= 0",
+--            ["train.schedule"] = {"warmup_cosine", "constant", "linear"}, ["data.path"] = "readable"}
+-- A rule is a comparison ("> 0", ">= 1", "<= 64"), an interval ("(0, 1)", "[0, 1)"),
+-- a list of allowed values, "readable" (a file or a folder of files that can be read
+-- and is not empty) or a function(value) returning nil or a message. Every number
+-- must also be finite.
 local config = {}
+
+local MAX_DEPTH, MAX_ENTRIES = 8, 10000 -- bounds on a config file's table
+local CONFIG_FILE_BUDGET = 1e7           -- instructions a --config file may run
 
 local function copy(t)
     if type(t) ~= "table" or getmetatable(t) then return t end -- sentinels stay themselves
@@ -16,132 +34,324 @@ local function copy(t)
 end
 config.copy = copy
 
+-- A default for a key that may be left unset (nil) or set to a string, a number or a boolean.
+config.OPTIONAL = setmetatable({}, {__tostring = function() return "(unset)" end})
+
+local function is_section(v) return type(v) == "table" and not getmetatable(v) end
+
 local function typename(v)
     if math.type(v) == "integer" then return "integer" end
     if v == config.OPTIONAL then return "optional" end
     return type(v)
 end
 
--- A default for a key that may be left unset (nil) or set to a string or number.
-config.OPTIONAL = setmetatable({}, {__tostring = function() return "(unset)" end})
-
 local function parse_value(s)
     if s == "true" then return true end
     if s == "false" then return false end
     if s == "nil" or s == "none" then return nil end
-    local n = math.tointeger(tonumber(s))
-    if n and s:match("^[+-]?%d+$") then return n end
+    if s:match("^[+-]?%d+$") then
+        local n = math.tointeger(tonumber(s))
+        if n then return n end
+        error(("config: %s does not fit in a 64-bit integer"):format(s), 0)
+    end
     local f = tonumber(s)
     if f then return f end
     return s
 end
 
+-- Every key path of defaults ("train.lr", ...), sorted.
+local function paths(defaults)
+    local out = {}
+    local function walk(d, p)
+        for k, v in pairs(d) do
+            local path = p and (p .. "." .. k) or tostring(k)
+            if is_section(v) then walk(v, path) else out[#out + 1] = path end
+        end
+    end
+    walk(defaults)
+    table.sort(out)
+    return out
+end
+config.paths = paths
+
+-- Levenshtein distance, for "did you mean".
+local function distance(a, b)
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+        local cur = {[0] = i}
+        for j = 1, #b do
+            local cost = a:byte(i) == b:byte(j) and 0 or 1
+            cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+        end
+        prev = cur
+    end
+    return prev[#b]
+end
+
+-- The known keys closest to a mistyped one: by edit distance over the whole path and
+-- over its last part, so both "train.lrr" and "lr" find "train.lr".
+function config.suggest(defaults, path, n)
+    local last = path:match("([^.]+)$") or path
+    local scored = {}
+    for _, p in ipairs(paths(defaults)) do
+        local d = math.min(distance(path, p), distance(last, p:match("([^.]+)$")) + 1)
+        if d <= math.max(2, #last // 2) then scored[#scored + 1] = {p, d} end
+    end
+    table.sort(scored, function(x, y) return x[2] < y[2] or (x[2] == y[2] and x[1] < y[1]) end)
+    local out = {}
+    for i = 1, math.min(n or 3, #scored) do out[i] = scored[i][1] end
+    return out
+end
+
+local function unknown(defaults, path, origin)
+    local near = config.suggest(defaults, path)
+    error(("config: unknown key '%s' (from %s)%s (--help lists every key)"):format(path, origin,
+          #near > 0 and ("; did you mean " .. table.concat(near, ", ") .. "?") or ""), 0)
+end
+
 -- Sets key path "a.b" in cfg to v, checking against defaults.
-local function set(cfg, defaults, path, v, origin)
+local function set(cfg, defaults, path, v, origin, given)
+    if path == "" or path:find("..", 1, true) or path:sub(1, 1) == "." or path:sub(-1) == "." then
+        error(("config: '%s' is not a key (from %s)"):format(path, origin), 0)
+    end
     local node, def = cfg, defaults
     local parts = {}
     for p in path:gmatch("[^.]+") do parts[#parts + 1] = p end
     for i = 1, #parts - 1 do
-        def = type(def) == "table" and def[parts[i]] or nil
-        if type(def) ~= "table" or getmetatable(def) then
-            error(("config: unknown key '%s' (from %s)"):format(path, origin), 0)
-        end
+        def = def[parts[i]]
+        if not is_section(def) then unknown(defaults, path, origin) end
         node = node[parts[i]]
     end
     local key = parts[#parts]
     local d = def[key]
-    if d == nil then
-        local known = {}
-        for k in pairs(def) do known[#known + 1] = k end
-        table.sort(known)
-        error(("config: unknown key '%s' (from %s); known keys here: %s"):format(path, origin, table.concat(known, ", ")), 0)
-    end
+    if d == nil then unknown(defaults, path, origin) end
     local want, got = typename(d), typename(v)
-    if want == "table" then error(("config: key '%s' is a section, not a value"):format(path), 0) end
+    if want == "table" then error(("config: key '%s' is a section, not a value (from %s)"):format(path, origin), 0) end
     if want == "optional" then
-        if v ~= nil and got ~= "string" and got ~= "integer" and got ~= "number" then
-            error(("config: key '%s' takes a string or a number, got %s"):format(path, got), 0)
+        if v ~= nil and got ~= "string" and got ~= "integer" and got ~= "number" and got ~= "boolean" then
+            error(("config: key '%s' takes a string, a number or a boolean, got %s (from %s)"):format(path, got, origin), 0)
         end
     elseif not (got == want or (want == "number" and got == "integer")) then
-        error(("config: key '%s' must be %s (like its default %s), got %s %s"):format(path, want, tostring(d), got,
-              tostring(v)), 0)
+        error(("config: key '%s' must be %s (like its default %s), got %s %s (from %s)"):format(path, want,
+              tostring(d), got, tostring(v), origin), 0)
+    end
+    if type(v) == "string" and v:find("\0", 1, true) then
+        error(("config: key '%s' contains a NUL byte (from %s)"):format(path, origin), 0)
     end
     if want == "number" and got == "integer" then v = v + 0.0 end
     node[key] = v
+    if given then given[path] = true end
 end
 
--- Applies a nested table of values (e.g. from a config file) over cfg.
-local function apply(cfg, defaults, t, prefix, origin)
-    for k, v in pairs(t) do
-        local path = prefix and (prefix .. "." .. k) or tostring(k)
-        if type(v) == "table" then apply(cfg, defaults, v, path, origin)
-        else set(cfg, defaults, path, v, origin) end
+-- Applies a nested table of values (a config file, a checkpoint's config) over cfg.
+-- A table that contains itself, nests deeper than MAX_DEPTH or holds more than
+-- MAX_ENTRIES values is refused rather than walked forever.
+local function apply(cfg, defaults, t, origin, given)
+    local seen, count = {}, 0
+    local function walk(tbl, prefix, depth)
+        if seen[tbl] then error(("config: %s contains itself at '%s'"):format(origin, prefix or "(top)"), 0) end
+        if depth > MAX_DEPTH then error(("config: %s nests deeper than %d levels at '%s'"):format(origin, MAX_DEPTH, prefix), 0) end
+        seen[tbl] = true
+        for k, v in pairs(tbl) do
+            count = count + 1
+            if count > MAX_ENTRIES then error(("config: %s has more than %d entries"):format(origin, MAX_ENTRIES), 0) end
+            if type(k) ~= "string" then
+                error(("config: %s has a key that is not a name (%s %s)"):format(origin, type(k), tostring(k)), 0)
+            end
+            local path = prefix and (prefix .. "." .. k) or k
+            if type(v) == "table" then walk(v, path, depth + 1) else set(cfg, defaults, path, v, origin, given) end
+        end
+        seen[tbl] = nil
     end
+    walk(t, nil, 1)
 end
 
 local function strip_optional(t)
     for k, v in pairs(t) do
         if v == config.OPTIONAL then t[k] = nil
-        elseif type(v) == "table" then strip_optional(v) end
+        elseif is_section(v) then strip_optional(v) end
     end
     return t
 end
 
--- Returns the resolved config and the flags ({resume = PATH, config = FILE}).
-function config.parse(defaults, args)
+-- Runs a --config file with no globals and a bounded instruction budget.
+local function load_config_file(path)
+    local chunk, err = loadfile(path, "t", {})
+    if not chunk then error(("config: cannot read %s: %s"):format(path, err), 0) end
+    local co = coroutine.create(chunk)
+    debug.sethook(co, function() error("runs too long (an endless loop?)", 0) end, "", CONFIG_FILE_BUDGET)
+    local ok, t = coroutine.resume(co)
+    if not ok then error(("config: %s: %s"):format(path, tostring(t)), 0) end
+    if type(t) ~= "table" then error(("config: %s must return a table, got %s"):format(path, type(t)), 0) end
+    return t
+end
+
+-- Returns the resolved config and the flags ({help =, config =, words =, given =, <flag> = value});
+-- flags.given is the set of key paths the command line or --config set.
+-- opts.flags = {name = "WHAT"}: extra --name VALUE flags (also --name=VALUE);
+-- opts.switches = {name = true}: extra --name flags without a value;
+-- opts.words = true: non key=value arguments are collected in flags.words.
+function config.parse(defaults, args, opts)
+    opts = opts or {}
     local cfg = copy(defaults)
-    local flags = {}
+    local flags = {words = {}, given = {}}
+    local takes = {config = "FILE.lua"}
+    for k, v in pairs(opts.flags or {}) do takes[k] = v end
+    local switches = opts.switches or {}
     args = args or {}
-    local i = 1
+    local i, only_words = 1, false
     while i <= #args do
         local a = args[i]
-        if a == "--resume" or a == "--config" then
-            if not args[i + 1] then error(("config: %s needs a path"):format(a), 0) end
-            flags[a:sub(3)] = args[i + 1]
-            if a == "--config" then
-                local chunk, err = loadfile(args[i + 1], "t", {})
-                if not chunk then error(("config: cannot read %s: %s"):format(args[i + 1], err), 0) end
-                local ok, t = pcall(chunk)
-                if not ok or type(t) ~= "table" then
-                    error(("config: %s must return a table (%s)"):format(args[i + 1], tostring(t)), 0)
-                end
-                apply(cfg, defaults, t, nil, args[i + 1])
-            end
-            i = i + 2
+        if type(a) ~= "string" then error(("config: argument %d is not a string"):format(i), 0) end
+        local flag, val = a:match("^%-%-([%w_-]+)=(.*)$")
+        flag = flag or a:match("^%-%-([%w_-]+)$")
+        if only_words then
+            flags.words[#flags.words + 1] = a
+        elseif a == "--" then
+            only_words = true
         elseif a == "--help" or a == "-h" then
             flags.help = true
-            i = i + 1
+        elseif flag and takes[flag] then
+            if val == nil then
+                i = i + 1
+                val = args[i]
+                if val == nil then error(("config: --%s needs a %s"):format(flag, takes[flag]), 0) end
+            end
+            if flag == "config" then apply(cfg, defaults, load_config_file(val), val, flags.given) end
+            flags[flag] = val
+        elseif flag and switches[flag] then
+            flags[flag] = true
+        elseif flag then
+            local known = {"--help", "--config FILE.lua"}
+            for k, v in pairs(takes) do if k ~= "config" then known[#known + 1] = "--" .. k .. " " .. v end end
+            for k in pairs(switches) do known[#known + 1] = "--" .. k end
+            table.sort(known)
+            error(("config: unknown flag '%s' (flags: %s; settings are key=value)"):format(a, table.concat(known, ", ")), 0)
         else
-            local k, v = a:match("^([%w_%.]+)=(.*)$")
-            if not k then error(("config: cannot read argument '%s' (want key=value, --resume PATH or --config FILE)"):format(a), 0) end
-            set(cfg, defaults, k, parse_value(v), "the command line")
-            i = i + 1
+            local k, v = a:match("^([%a_][%w_%.]*)=(.*)$")
+            if k then
+                set(cfg, defaults, k, parse_value(v), "the command line", flags.given)
+            elseif opts.words then
+                flags.words[#flags.words + 1] = a
+            else
+                error(("config: cannot read argument '%s' (want key=value; --help lists the keys)"):format(a), 0)
+            end
         end
+        i = i + 1
     end
     return strip_optional(cfg), flags
 end
 
 -- Sets a resolved config back from a plain table (e.g. a checkpoint's config).
-function config.merge(defaults, t)
+function config.merge(defaults, t, origin)
     local cfg = copy(defaults)
-    apply(cfg, defaults, t, nil, "the checkpoint")
+    apply(cfg, defaults, t, origin or "the checkpoint")
     return strip_optional(cfg)
 end
 
--- Text listing every key, its default and its doc line.
-function config.help(defaults, docs, prefix)
-    local lines = {}
-    local function walk(d, doc, p)
-        local keys = {}
-        for k in pairs(d) do keys[#keys + 1] = k end
-        table.sort(keys)
-        for _, k in ipairs(keys) do
-            local path = p and (p .. "." .. k) or k
-            if type(d[k]) == "table" and not getmetatable(d[k]) then walk(d[k], doc and doc[k] or {}, path)
-            else lines[#lines + 1] = ("  %-24s %-12s %s"):format(path, tostring(d[k]), doc and doc[k] or "") end
+-- The value at a key path, or nil.
+function config.get(cfg, path)
+    local node = cfg
+    for p in path:gmatch("[^.]+") do
+        if type(node) ~= "table" then return nil end
+        node = node[p]
+    end
+    return node
+end
+
+local function readable(path)
+    if type(path) ~= "string" then return "must be a path" end
+    local f = io.open(path, "rb")
+    if not f then
+        local _, err = io.open(path, "rb")
+        return "cannot be read (" .. tostring(err) .. ")"
+    end
+    local ok, _, code = f:read(0)
+    if ok == nil and code == 21 then -- EISDIR: a folder, whose files blt.data reads
+        f:close()
+        local names = require("blt.core").listdir(path)
+        if not names or #names == 0 then return "is an empty folder" end
+        return nil
+    end
+    local size = f:seek("end")
+    f:close()
+    if not size then return "cannot be read" end
+    if size == 0 then return "is an empty file" end
+    return nil
+end
+
+-- One rule applied to one value: nil when it holds, else what is wrong.
+local function check_rule(rule, v)
+    if type(rule) == "function" then return rule(v) end
+    if type(rule) == "table" then
+        for _, allowed in ipairs(rule) do if v == allowed then return nil end end
+        local names = {}
+        for _, allowed in ipairs(rule) do names[#names + 1] = tostring(allowed) end
+        return "must be one of " .. table.concat(names, ", ")
+    end
+    if rule == "readable" then return readable(v) end
+    if type(v) ~= "number" then return "must be a number" end
+    local op, x = rule:match("^([<>]=?)%s*([-+%d.e]+)$")
+    if op then
+        x = tonumber(x)
+        local ok = (op == ">" and v > x) or (op == ">=" and v >= x) or (op == "<" and v < x) or (op == "<=" and v <= x)
+        return not ok and ("must be " .. rule) or nil
+    end
+    local lo_b, lo, hi, hi_b = rule:match("^([%(%[])%s*([-+%d.e]+)%s*,%s*([-+%d.e]+)%s*([%)%]])$")
+    if lo_b then
+        lo, hi = tonumber(lo), tonumber(hi)
+        local ok = (lo_b == "(" and v > lo or lo_b == "[" and v >= lo) and (hi_b == ")" and v < hi or hi_b == "]" and v <= hi)
+        return not ok and ("must be in " .. rule) or nil
+    end
+    error("config: bad rule " .. tostring(rule))
+end
+
+-- Text of a rule for --help.
+function config.rule_text(rule)
+    if type(rule) == "table" then
+        local names = {}
+        for _, v in ipairs(rule) do names[#names + 1] = tostring(v) end
+        return table.concat(names, " | ")
+    end
+    if type(rule) == "string" then return rule end
+    return nil
+end
+
+-- Checks every number is finite and every rule holds; raises
+-- "config: <key> = <value>: <what is wrong>" for the first key (in key order) that fails.
+function config.check(cfg, rules, defaults)
+    local keys = {}
+    for k in pairs(rules or {}) do keys[#keys + 1] = k end
+    table.sort(keys)
+    if defaults then
+        for _, p in ipairs(paths(defaults)) do
+            local v = config.get(cfg, p)
+            if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+                error(("config: %s = %s: must be a finite number"):format(p, tostring(v)), 0)
+            end
         end
     end
-    walk(defaults, docs, prefix)
+    for _, k in ipairs(keys) do
+        local v = config.get(cfg, k)
+        if v ~= nil then
+            local msg = check_rule(rules[k], v)
+            if msg then error(("config: %s = %s: %s"):format(k, tostring(v), msg), 0) end
+        end
+    end
+end
+
+-- Text listing every key, its default, its allowed values and its doc line.
+function config.help(defaults, docs, rules)
+    local lines = {}
+    for _, path in ipairs(paths(defaults)) do
+        local d = config.get(defaults, path)
+        local doc = docs and config.get(docs, path)
+        local rule = rules and config.rule_text(rules[path])
+        local text = type(doc) == "string" and doc or ""
+        if rule then text = text .. (text ~= "" and "; " or "") .. rule end
+        lines[#lines + 1] = ("  %-26s %-14s %s"):format(path, tostring(d), text)
+    end
     return table.concat(lines, "\n")
 end
 
@@ -157,6 +367,34 @@ function config.flat(cfg)
     walk(cfg)
     table.sort(out)
     return out
+end
+
+-- The keys whose values differ between two configs of the same defaults (sorted).
+function config.diff(a, b, defaults)
+    local out = {}
+    for _, p in ipairs(paths(defaults)) do
+        if config.get(a, p) ~= config.get(b, p) then out[#out + 1] = p end
+    end
+    return out
+end
+
+-- A script's command line in one call: parses, prints --help (usage, then every key)
+-- and returns nil, or returns cfg, flags. A bad argument or value is printed as
+-- "<name>: <message>" and the process exits with status 2.
+--   config.script{name =, usage =, defaults =, docs =, rules =, args = arg, flags =, switches =, words =}
+function config.script(s)
+    local ok, cfg, flags = pcall(config.parse, s.defaults, s.args or {}, s)
+    if ok and flags.help then
+        print(s.usage or ("usage: ./blt " .. s.name .. " [key=value ...] [--config FILE.lua]"))
+        print("\nkeys (default, meaning; allowed values):\n" .. config.help(s.defaults, s.docs, s.rules))
+        return nil
+    end
+    if ok then ok, cfg = pcall(function() config.check(cfg, s.rules, s.defaults) return cfg end) end
+    if not ok then
+        io.stderr:write(s.name, ": ", tostring(cfg), "\n")
+        os.exit(2)
+    end
+    return cfg, flags
 end
 
 return config

@@ -338,6 +338,26 @@ end
 local CAL_KNOWN = {"scheme", "target", "rows", "entropies", "tolerance", "threshold", "delta", "max_patch_len",
                    "max_iter"}
 
+--- patching.sample_rows(n, k, seed) -> int32 [k]: k distinct row indices (0-based, sorted)
+-- out of n, drawn with a seeded generator, so that calibration sees rows from the whole
+-- split rather than its first bytes (a partial Fisher-Yates shuffle).
+function patching.sample_rows(n, k, seed)
+    local fn = "patching.sample_rows"
+    if not is_int(n) or n < 1 then fail(2, "%s: n must be an integer >= 1, got %s", fn, tostring(n)) end
+    if not is_int(k) or k < 1 or k > n then fail(2, "%s: k must be an integer in 1..%d, got %s", fn, n, tostring(k)) end
+    if not is_int(seed) or seed < 0 then fail(2, "%s: seed must be an integer >= 0, got %s", fn, tostring(seed)) end
+    local g = core.Generator(math.tointeger(seed))
+    local idx, swapped = {}, {}
+    for i = 0, k - 1 do
+        local j = i + g:integer(n - i) - 1 -- uniform in [i, n)
+        local vi, vj = swapped[i] or i, swapped[j] or j
+        swapped[i], swapped[j] = vj, vi
+        idx[i + 1] = vj
+    end
+    table.sort(idx)
+    return core.tensor(idx, "int32")
+end
+
 --- patching.calibrate{scheme = "entropy"|"entropy_delta", target = 4.5, rows = ..., entropies = ...,
 --                     tolerance = 0.01, threshold = (entropy_delta: fixed combined θ), max_patch_len =,
 --                     max_iter = 100}

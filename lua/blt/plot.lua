@@ -28,7 +28,8 @@ function plot.lines(o)
     local tmp = os.tmpname()
     local script = {}
     local w, h = o.width or 1000, o.height or 500
-    script[#script + 1] = ("set terminal pngcairo size %d,%d font 'sans,11'"):format(w, h)
+    -- noenhanced: titles and labels are printed as given (entropy_delta keeps its underscore)
+    script[#script + 1] = ("set terminal pngcairo noenhanced size %d,%d font 'sans,11'"):format(w, h)
     script[#script + 1] = "set output " .. quote(o.path)
     if o.title then script[#script + 1] = "set title " .. quote(o.title) end
     if o.xlabel then script[#script + 1] = "set xlabel " .. quote(o.xlabel) end

@@ -1,21 +1,42 @@
 -- blt.train: the training loop shared by the experiment scripts.
 --
---   train.run{name=, defaults=, docs=, args=arg, build=function(cfg) return model end}
+--   train.main{name =, script =, args = arg, model_defaults =, model_docs =, model_rules =,
+--              extra_defaults =, check = function(cfg) end, build = function(cfg) return model end,
+--              param_count = function(cfg) return n end}
+-- runs a training script's command line and exits with its status (below);
+-- train.run{...} does the same work and returns the result table instead (a config
+-- error still exits with status 2: it is the script's command line that is wrong).
+--
 -- The model needs :loss(rows, "mean"|"sum") and :parameter_list(). The config has
--- sections model, train, data, eval (see train.defaults and train.docs for the
--- last three); the script adds its model section. Command-line overrides as
--- key=value (config.lua); --resume PATH continues a run from its checkpoint.
+-- sections model, train, data, eval, out (train.defaults, train.docs, train.rules);
+-- the script adds its model section. The command line is key=value overrides,
+-- --config FILE.lua, --resume CHECKPOINT and --fork NAME (config.lua).
+--
+-- Run folders (out.dir/out.name): a new run never writes into an existing run's
+-- folder. Without out.name the folder is <name>-<seed>, or the first free of
+-- <name>-<seed>.2, .3, ...; an out.name that exists is refused unless
+-- out.overwrite=true. --resume continues in the checkpoint's own folder and refuses a
+-- change of any key outside train.RESUMABLE; --fork NAME starts a new run (a new
+-- folder) from the checkpoint, where every key may change.
+--
+-- Exit statuses: 0 finished (also at train.time_limit or train.stop_at); 1 an error;
+-- 2 a bad command line or config; 3 stopped on non-finite losses or gradients;
+-- 129, 130, 143 stopped by SIGHUP, SIGINT, SIGTERM after saving a checkpoint.
 local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
+local json = require "blt.json"
 local optim = require "blt.optim"
 local progress = require "blt.progress"
 
 local train = {}
 
+train.EXIT = {finished = 0, error = 1, config = 2, nonfinite = 3, SIGHUP = 129, SIGINT = 130, SIGTERM = 143}
+
 train.defaults = {
     train = {
         steps = 300,            -- optimiser steps
+        total_steps = 0,        -- steps the lr schedule spans (0: train.steps at the run's start)
         batch = 16,             -- rows per step
         seq_len = 256,          -- bytes per row (a row is [BOS, seq_len bytes])
         lr = 3e-3,              -- peak learning rate
@@ -32,6 +53,7 @@ train.defaults = {
         time_limit = 0,         -- seconds; stop early when reached (0: none)
         log_every = 10,         -- steps between metric rows
         stop_at = 0,            -- stop after this step with a checkpoint, as if interrupted (0: no)
+        max_nonfinite = 5,      -- non-finite steps in a row that stop the run
     },
     data = {
         path = config.OPTIONAL, -- file or folder; unset: the default corpus
@@ -45,8 +67,9 @@ train.defaults = {
     },
     out = {
         dir = "runs",           -- run folder root
-        name = config.OPTIONAL, -- run folder name; unset: <script>-<seed>
-        checkpoint_every = 100, -- steps between checkpoints (0: only at the end and on SIGINT/SIGTERM)
+        name = config.OPTIONAL, -- run folder name; unset: <script>-<seed>, or the next free <script>-<seed>.N
+        overwrite = false,      -- a named run folder that exists is replaced instead of refused
+        checkpoint_every = 100, -- steps between checkpoints (0: only at the end and on a signal)
         metrics_flush = 10,     -- metric rows between flushes of metrics.h5
         plot = true,            -- write loss.png at the end
     },
@@ -54,28 +77,57 @@ train.defaults = {
 
 train.docs = {
     train = {
-        steps = "optimiser steps", batch = "rows per step", seq_len = "bytes per row (row = [BOS, bytes])",
-        lr = "peak learning rate", warmup = "linear warmup steps",
-        schedule = "warmup_cosine | constant | linear", min_lr_ratio = "final lr as a fraction of lr",
+        steps = "optimiser steps", total_steps = "steps the lr schedule spans (0: train.steps when the run starts)",
+        batch = "rows per step", seq_len = "bytes per row (row = [BOS, bytes])",
+        lr = "peak learning rate", warmup = "linear warmup steps", schedule = "learning-rate schedule",
+        min_lr_ratio = "final lr as a fraction of lr",
         weight_decay = "AdamW decoupled weight decay (matrices only)", beta1 = "AdamW beta1", beta2 = "AdamW beta2",
         eps = "AdamW epsilon", grad_clip = "global gradient-norm clip (0: off)", seed = "init and sampling seed",
         threads = "threads (0: BLT_THREADS or all cores)", time_limit = "stop after this many seconds (0: none)",
         log_every = "steps between metric rows", stop_at = "stop after this step with a checkpoint (0: no)",
+        max_nonfinite = "steps in a row with a non-finite loss or gradient norm (each skipped) that stop the run",
     },
     data = {path = "corpus file or folder (unset: the default corpus)", val_fraction = "held-out fraction"},
     eval = {
         every = "steps between validation runs (0: end only)", max_bytes = "validation bytes per periodic run (0: all)",
         final_max_bytes = "validation bytes for the final report (0: all)", batch = "rows per validation batch",
     },
-    out = {dir = "run folder root", name = "run folder name (unset: <script>-<seed>)",
-           checkpoint_every = "steps between checkpoints (0: end and SIGINT/SIGTERM only)",
+    out = {dir = "run folder root", name = "run folder name (unset: <script>-<seed>, or the next free <script>-<seed>.N)",
+           overwrite = "replace an existing out.name folder instead of refusing",
+           checkpoint_every = "steps between checkpoints (0: end and signals only)",
            metrics_flush = "metric rows between flushes of metrics.h5", plot = "write loss.png at the end"},
+}
+
+train.rules = {
+    ["train.steps"] = ">= 1", ["train.total_steps"] = ">= 0", ["train.batch"] = ">= 1", ["train.seq_len"] = ">= 1",
+    ["train.lr"] = "> 0", ["train.warmup"] = ">= 0", ["train.schedule"] = {"warmup_cosine", "constant", "linear"},
+    ["train.min_lr_ratio"] = "[0, 1]", ["train.weight_decay"] = ">= 0", ["train.beta1"] = "[0, 1)",
+    ["train.beta2"] = "[0, 1)", ["train.eps"] = "> 0", ["train.grad_clip"] = ">= 0", ["train.seed"] = ">= 0",
+    ["train.threads"] = "[0, 256]", ["train.time_limit"] = ">= 0", ["train.log_every"] = ">= 1",
+    ["train.stop_at"] = ">= 0", ["train.max_nonfinite"] = ">= 1",
+    ["data.path"] = "readable", ["data.val_fraction"] = "(0, 1)",
+    ["eval.every"] = ">= 0", ["eval.max_bytes"] = ">= 0", ["eval.final_max_bytes"] = ">= 0", ["eval.batch"] = ">= 1",
+    ["out.dir"] = function(v) if v == "" then return "must not be empty" end end,
+    ["out.name"] = function(v)
+        v = tostring(v)
+        if v == "" or v == "." or v == ".." or v:find("/", 1, true) then return "must be a folder name (no '/')" end
+    end,
+    ["out.checkpoint_every"] = ">= 0", ["out.metrics_flush"] = ">= 1",
+}
+
+-- Keys a --resume may change: how long and how the run goes on, not what it trains.
+-- Any other change needs --fork NAME (a new run).
+train.RESUMABLE = {
+    ["train.steps"] = true, ["train.threads"] = true, ["train.time_limit"] = true, ["train.stop_at"] = true,
+    ["train.log_every"] = true, ["train.max_nonfinite"] = true,
+    ["eval.every"] = true, ["eval.max_bytes"] = true, ["eval.final_max_bytes"] = true, ["eval.batch"] = true,
+    ["out.checkpoint_every"] = true, ["out.metrics_flush"] = true, ["out.plot"] = true,
 }
 
 local LN2 = math.log(2)
 
--- Bits per byte over validation windows (BLT-SPEC section 7): summed nats over
--- all non-pad targets, divided by ln 2 times their count. Returns bpb, bytes.
+-- Bits per byte over validation windows: summed nats over all non-pad targets,
+-- divided by ln 2 times their count. Returns bpb, bytes.
 function train.evaluate(model, corpus, o)
     local nats, count = 0.0, 0
     core.no_grad(function()
@@ -92,11 +144,28 @@ function train.evaluate(model, corpus, o)
     return nats / (LN2 * count), count
 end
 
-local function merged_defaults(model_defaults, extra)
-    local d = config.copy(train.defaults)
-    d.model = config.copy(model_defaults)
-    for k, v in pairs(extra or {}) do d[k] = config.copy(v) end
-    return d
+-- ---------------------------------------------------------------- helpers
+
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+-- Raised for a bad command line or config: train.run prints it and exits with status 2.
+local ConfigError = {}
+local function config_error(msg) error(setmetatable({msg = msg}, ConfigError), 0) end
+
+local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
+
+local function exists(path)
+    local f = io.open(path, "rb")
+    if f then f:close() return true end
+    return core.listdir(path) ~= nil
+end
+
+local function write_file_atomic(path, text)
+    local tmp = path .. ".tmp"
+    local f = assert(io.open(tmp, "wb"))
+    f:write(text)
+    f:close()
+    assert(os.rename(tmp, path))
 end
 
 local function param_table(model)
@@ -106,197 +175,450 @@ local function param_table(model)
 end
 
 -- Everything needed to continue exactly: parameters, optimiser moments and step,
--- the sampler's RNG state, the step, the config.
-local function save_checkpoint(path, cfg, step, model, opt, sampler)
+-- the sampler's RNG state, the step, the config, the wall time so far.
+local function save_checkpoint(run, step)
     local checkpoint = require "blt.checkpoint"
-    local st = opt:state()
-    checkpoint.save(path, {config = cfg, step = step, params = param_table(model),
-                           optim = {step = st.step, m = st.m, v = st.v, kind = st.kind},
-                           state = {rng = sampler:state(), step = step}})
+    local st = run.opt:state()
+    checkpoint.save(run.ckpt_path, {config = run.cfg, step = step, params = param_table(run.model),
+                                    optim = {step = st.step, m = st.m, v = st.v, kind = st.kind},
+                                    state = {rng = run.sampler:state(), step = step,
+                                             elapsed = run.elapsed0 + core.now() - run.start}})
+    run.saved_step = step
 end
 
--- Puts a loaded checkpoint (checkpoint.load's table) into the model, optimiser and
--- sampler; every parameter must be there with the model's shape, and no other.
-local function apply_checkpoint(run, path, model, opt, sampler)
+-- Copies a loaded checkpoint's parameters into the model: every parameter must be
+-- there with the model's shape, and no other (the first mismatch is named).
+local function load_params(model, saved, path)
     local params = param_table(model)
-    local function shape(t) return "[" .. table.concat(t:shape(), ",") .. "]" end
-    for _, p in ipairs(model:parameter_list()) do -- in model order: the first mismatch is reported
-        local name, t = p.name, p.tensor
-        local src = run.params[name]
-        if not src then error(("%s: missing parameter %s %s"):format(path, name, shape(t)), 0) end
-        if shape(src) ~= shape(t) then
-            error(("%s: parameter %s is %s in the checkpoint, %s in the model"):format(path, name, shape(src), shape(t)), 0)
+    local function shape(x) return "[" .. table.concat(x:shape(), ",") .. "]" end
+    for _, p in ipairs(model:parameter_list()) do
+        local src = saved.params[p.name]
+        if not src then error(("%s: missing parameter %s %s"):format(path, p.name, shape(p.tensor)), 0) end
+        if shape(src) ~= shape(p.tensor) then
+            error(("%s: parameter %s is %s in the checkpoint, %s in the model"):format(path, p.name, shape(src),
+                  shape(p.tensor)), 0)
         end
-        t:copy(src)
+        p.tensor:copy(src)
     end
-    for name in pairs(run.params) do
+    for name in pairs(saved.params) do
         if not params[name] then error(("%s: parameter %s is not in this model"):format(path, name), 0) end
     end
-    opt:load_state({kind = run.optim.kind, step = run.optim.step, m = run.optim.m, v = run.optim.v})
-    sampler:set_state(run.state.rng)
-    return run.step
 end
 
-function train.run(spec)
-    local data = require "blt.data"
-    local checkpoint = require "blt.checkpoint"
-    local defaults = merged_defaults(spec.model_defaults, spec.extra_defaults)
-    local docs = config.copy(train.docs)
-    docs.model = spec.model_docs or {}
-    local function fail(msg) io.stderr:write(spec.name, ": ", tostring(msg), "\n") os.exit(2) end
-    local ok, cfg, flags = pcall(config.parse, defaults, spec.args or {})
-    if not ok then fail(cfg) end
-    if flags.help then
-        print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume PATH]\n\nkeys (default, meaning):\n%s")
-              :format(spec.script or spec.name, config.help(defaults, docs)))
-        return
-    end
-    local saved -- the checkpoint a resumed run continues from, read once
+-- Bytes a model of n parameters needs for training: parameters, gradients and two
+-- AdamW moments in float32.
+local function training_bytes(n) return 16 * n end
+
+local function available_memory()
+    local f = io.open("/proc/meminfo")
+    if not f then return nil end
+    local text = f:read("a")
+    f:close()
+    local kb = text:match("MemAvailable:%s*(%d+)") or text:match("MemTotal:%s*(%d+)")
+    return kb and tonumber(kb) * 1024
+end
+
+-- ---------------------------------------------------------------- 1. parse
+
+-- The command line and, for --resume/--fork, the checkpoint: returns the resolved
+-- config, the flags and the loaded checkpoint (or nil). Raises a ConfigError.
+local function parse(spec, defaults, docs, rules)
+    local ok, cfg, flags = pcall(config.parse, defaults, spec.args or {},
+                                 {flags = {resume = "CHECKPOINT", fork = "NAME"}})
+    if not ok then config_error(cfg) end
+    if flags.help then return nil, flags end
+    if flags.fork and not flags.resume then config_error("--fork NAME starts a new run from a checkpoint: give --resume CHECKPOINT too") end
+    local saved
     if flags.resume then
-        -- the run continues with its own config; command-line keys still override it
+        local checkpoint = require "blt.checkpoint"
         local okl
         okl, saved = pcall(checkpoint.load, flags.resume)
-        if not okl then fail(saved) end
-        local okm, base = pcall(config.merge, defaults, saved.config)
-        if not okm then fail(base) end
-        local args = {}
-        for _, a in ipairs(spec.args) do if a:find("=") then args[#args + 1] = a end end
-        for k, v in pairs(base) do defaults[k] = v end
-        defaults.train.stop_at = 0 -- a stop request belongs to the run that made it
-        ok, cfg = pcall(config.parse, defaults, args)
-        if not ok then fail(cfg) end
-    end
-    if spec.check then
-        local cok, err = pcall(spec.check, cfg)
-        if not cok then fail(err) end
-    end
-    local t = cfg.train
-    if t.threads > 0 then core.set_threads(t.threads) end
-    local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
-    local model = spec.build(cfg)
-    local opt = optim.AdamW(model, {lr = t.lr, beta1 = t.beta1, beta2 = t.beta2, eps = t.eps,
-                                    weight_decay = t.weight_decay})
-    local sched = optim.schedule(t.schedule, t.schedule == "constant" and {lr = t.lr, warmup = t.warmup}
-        or {peak = t.lr, warmup = t.warmup, total = t.steps, floor_ratio = t.min_lr_ratio})
-    local sampler = corpus:sampler {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed}
-    local run_dir = cfg.out.dir .. "/" .. (cfg.out.name or (spec.name .. "-" .. t.seed))
-    os.execute("mkdir -p '" .. run_dir:gsub("'", "'\\''") .. "'")
-    local ckpt_path = run_dir .. "/checkpoint.h5"
-    -- a save interrupted by a kill leaves its temporary file; the checkpoint itself is intact
-    os.execute("rm -f '" .. ckpt_path:gsub("'", "'\\''") .. "'.tmp.* 2>/dev/null")
-    local step = 0
-    if flags.resume then
-        local okr, s = pcall(apply_checkpoint, saved, flags.resume, model, opt, sampler)
-        if not okr then fail(s) end
-        step = s
-    end
-    local info = corpus:info()
-    io.stderr:write(("%s: %d parameters, %d threads; corpus %s: %d train / %d validation ids; run folder %s%s\n")
-        :format(spec.name, model:num_params(), core.threads(), table.concat(corpus.paths, ", "), info.train, info.val,
-                run_dir, flags.resume and (" (resumed at step " .. step .. ")") or ""))
-    local metrics_path = run_dir .. "/metrics.h5"
-    local metrics = checkpoint.Metrics(metrics_path, {flush_every = cfg.out.metrics_flush,
-                                                      append = flags.resume ~= nil})
-    if flags.resume then -- rows logged after the checkpoint are logged again: drop them
-        local keep = 0
-        local okf, f = pcall(blt.h5_open, metrics_path)
-        if okf and f:exists("/step") then
-            local steps = f:read("/step")
-            for _, s_ in ipairs(type(steps) == "table" and steps or {steps}) do
-                if s_ <= step then keep = keep + 1 else break end
+        if not okl then config_error(saved) end
+        local okm, base = pcall(config.merge, defaults, saved.config or {}, flags.resume)
+        if not okm then config_error(base) end
+        -- checkpoints written before train.total_steps existed: the schedule spanned train.steps
+        if base.train.total_steps == 0 then base.train.total_steps = base.train.steps end
+        -- the keys the command line (or --config) set override the checkpoint's values
+        local changed = {}
+        for _, p in ipairs(config.paths(defaults)) do
+            local v = config.get(cfg, p)
+            if flags.given[p] and config.get(base, p) ~= v then
+                changed[#changed + 1] = p
+                local section, key = p:match("^(.*)%.([^.]+)$")
+                config.get(base, section)[key] = v
             end
         end
-        if okf then f:close() end
-        metrics:truncate(keep)
+        if not flags.fork then
+            local refused = {}
+            for _, p in ipairs(changed) do if not train.RESUMABLE[p] then refused[#refused + 1] = p end end
+            if #refused > 0 then
+                local was = {}
+                for i, p in ipairs(refused) do was[i] = p .. "=" .. tostring(config.get(saved.config, p) or "(unset)") end
+                config_error(("--resume continues the same run: it cannot change %s (the checkpoint has %s); "
+                    .. "use --fork NEW_NAME to start a new run from this checkpoint with other settings")
+                    :format(table.concat(refused, ", "), table.concat(was, ", ")))
+            end
+        end
+        base.train.stop_at = config.get(cfg, "train.stop_at") -- a stop request belongs to the run that made it
+        cfg = base
     end
-    core.catch_signals(true)
+    local okc, err = pcall(config.check, cfg, rules, defaults)
+    if not okc then config_error(err) end
+    if spec.check then
+        local oks, e = pcall(spec.check, cfg)
+        if not oks then config_error(e) end
+    end
+    if cfg.train.total_steps == 0 then cfg.train.total_steps = cfg.train.steps end
+    if saved and cfg.train.steps <= saved.step then
+        config_error(("train.steps = %d, but %s is at step %d: nothing to run (give train.steps > %d to continue)")
+            :format(cfg.train.steps, flags.resume, saved.step, saved.step))
+    end
+    if spec.param_count then -- a model larger than memory is refused before any allocation
+        local n = spec.param_count(cfg)
+        local need, have = training_bytes(n), available_memory()
+        if have and need > have then
+            config_error(("the model has %d parameters: training needs at least %.1f GB (parameters, gradients, "
+                .. "AdamW moments), more than the %.1f GB available"):format(n, need / 1e9, have / 1e9))
+        end
+    end
+    return cfg, flags, saved
+end
 
-    local history = {}
-    local bar = progress.new {total = t.steps, unit = "B", label = spec.name, work0 = step * t.batch * t.seq_len}
-    local start = core.now()
-    local eval_time = 0
+-- ---------------------------------------------------------------- 2. the run folder
+
+-- Chooses and takes the run folder: never another run's. Returns the folder and
+-- whether an existing folder is being replaced.
+local function take_folder(spec, cfg, flags)
+    local dir
+    if flags.resume and not flags.fork then
+        dir = dirname(flags.resume)
+    elseif flags.fork then
+        local okn = train.rules["out.name"](flags.fork)
+        if okn then config_error("--fork " .. flags.fork .. ": " .. okn) end
+        cfg.out.name = flags.fork
+        dir = cfg.out.dir .. "/" .. flags.fork
+        if exists(dir) then config_error(("--fork %s: %s exists; choose another name"):format(flags.fork, dir)) end
+    elseif cfg.out.name then
+        dir = cfg.out.dir .. "/" .. cfg.out.name
+        local names = core.listdir(dir)
+        if (names and #names > 0 or (not names and exists(dir))) and not cfg.out.overwrite then
+            config_error(("%s exists (out.name = %s): choose another out.name, continue it with --resume %s/checkpoint.h5, "
+                .. "or replace it with out.overwrite=true"):format(dir, cfg.out.name, dir))
+        end
+    else
+        local base = ("%s-%d"):format(spec.name, cfg.train.seed)
+        local name, k = base, 1
+        while exists(cfg.out.dir .. "/" .. name) do
+            k = k + 1
+            name = ("%s.%d"):format(base, k)
+        end
+        cfg.out.name = name
+        dir = cfg.out.dir .. "/" .. name
+    end
+    local ok, err = core.mkdir(dir)
+    if not ok then config_error(err) end
+    -- one run per folder: a second process is refused before it touches a file here
+    local okl, lerr = core.lock(dir .. "/.lock")
+    if not okl then config_error(lerr .. ": another run is using this folder") end
+    if not flags.resume or flags.fork then
+        if cfg.out.overwrite then -- a replaced run leaves none of its files behind
+            for _, f in ipairs {"checkpoint.h5", "metrics.h5", "result.json", "config.json", "loss.png"} do
+                os.remove(dir .. "/" .. f)
+            end
+        end
+    end
+    -- a save interrupted by a kill leaves its temporary file; the checkpoint itself is intact,
+    -- and the lock says no other process is writing here
+    for _, f in ipairs(core.listdir(dir) or {}) do
+        if f:match("^checkpoint%.h5%.tmp%.") then os.remove(dir .. "/" .. f) end
+    end
+    return dir
+end
+
+-- ---------------------------------------------------------------- 3. the steps
+
+local function schedule_fn(t)
+    if t.schedule == "constant" then return optim.schedule("constant", {lr = t.lr, warmup = t.warmup}) end
+    return optim.schedule(t.schedule, {peak = t.lr, warmup = t.warmup, total = t.total_steps,
+                                       floor_ratio = t.min_lr_ratio})
+end
+
+local function describe_schedule(t)
+    if t.schedule == "constant" then
+        return ("constant lr %.3g after %d warmup steps"):format(t.lr, t.warmup)
+    end
+    return ("%s, peak lr %.3g, warmup %d, over %d steps (train.total_steps)%s"):format(t.schedule, t.lr, t.warmup,
+        t.total_steps, t.steps > t.total_steps and ("; steps %d-%d stay at the final lr"):format(t.total_steps + 1, t.steps) or "")
+end
+
+-- Drops metric rows logged after the checkpoint (they are logged again).
+local function truncate_metrics(metrics, path, step)
+    local keep = 0
+    local okf, f = pcall(blt.h5_open, path)
+    if okf and f:exists("/step") then
+        local steps = f:read("/step")
+        for _, s in ipairs(type(steps) == "table" and steps or {steps}) do
+            if s <= step then keep = keep + 1 else break end
+        end
+    end
+    if okf then f:close() end
+    metrics:truncate(keep)
+end
+
+-- Runs steps until train.steps, a stop or a fault. Returns the exit reason.
+local function step_loop(spec, run)
+    local t, cfg = run.cfg.train, run.cfg
+    local sched = schedule_fn(t)
     local bytes_per_step = t.batch * t.seq_len
-    local start_step = step
-    local last_loss
-    local stopped
-    while step < t.steps do
-        step = step + 1
+    local bar = progress.new {total = t.steps, unit = "B", label = spec.name, work0 = run.step * bytes_per_step}
+    local bad, first_bad = 0, nil
+    local start_step = run.step
+    while run.step < t.steps do
+        local step = run.step + 1
         -- the scope frees the step's tensors when it ends, not whenever the GC runs
-        local loss, gnorm, lr = core.scope(function()
-            local rows = sampler:next()
-            opt:zero_grad()
-            local l = model:loss(rows)
+        local loss, gnorm, lr, skipped = core.scope(function()
+            local rows = run.sampler:next()
+            run.opt:zero_grad()
+            local l = run.model:loss(rows)
             l:backward()
-            local gn = opt:clip_grad_norm(t.grad_clip)
+            local li = l:item()
+            local gn = run.opt:grad_norm()
             local rate = sched(step)
-            opt:step(rate)
-            return l:item(), gn, rate
+            -- a non-finite loss or gradient would poison the weights and the moments: skip the update
+            if not (finite(li) and finite(gn)) then return li, gn, rate, true end
+            run.opt:clip_grad_norm(t.grad_clip)
+            run.opt:step(rate)
+            return li, gn, rate, false
         end)
-        last_loss = loss
+        run.step = step
+        if skipped then
+            bad = bad + 1
+            first_bad = first_bad or step
+            run.skipped = run.skipped + 1
+        else
+            bad, first_bad = 0, nil
+            run.last_loss = loss
+        end
         bar:update(step, {("loss %.4f"):format(loss), ("lr %.2e"):format(lr)}, step * bytes_per_step)
-        local row = {step = step, loss = loss, lr = lr, grad_norm = gnorm,
-                     bytes_per_s = (step - start_step) * bytes_per_step / math.max(1e-9, core.now() - start - eval_time)}
+        local row = {step = step, loss = loss, lr = lr, grad_norm = gnorm, skipped = skipped and 1 or 0,
+                     bytes_per_s = (step - start_step) * bytes_per_step
+                                   / math.max(1e-9, core.now() - run.start - run.eval_time)}
+        if bad >= t.max_nonfinite then
+            run.metrics:log(row)
+            bar:finish()
+            run.fault = ("the loss or gradient norm was not finite at steps %d-%d (%d in a row, train.max_nonfinite = %d); "
+                .. "those updates were skipped"):format(first_bad, step, bad, t.max_nonfinite)
+            return "nonfinite"
+        end
         local e = cfg.eval
-        if e.every > 0 and step % e.every == 0 and step < t.steps then
+        local last = step == t.steps
+        if e.every > 0 and step % e.every == 0 and not last then
             local t0 = core.now()
-            local bpb = train.evaluate(model, corpus, {seq_len = t.seq_len + 1, batch = e.batch, max_bytes = e.max_bytes})
-            eval_time = eval_time + core.now() - t0
+            local bpb, nbytes = train.evaluate(run.model, run.corpus, {seq_len = t.seq_len + 1, batch = e.batch,
+                                                                       max_bytes = e.max_bytes})
+            run.eval_time = run.eval_time + core.now() - t0
             row.val_bpb = bpb
             bar:note(("%s step %d: validation %.4f bits/byte (%d bytes), %.0f s"):format(spec.name, step, bpb,
-                     e.max_bytes, core.now() - start))
+                     nbytes, core.now() - run.start))
         end
-        if step % t.log_every == 0 or step == t.steps or row.val_bpb then
-            metrics:log(row)
-            history[#history + 1] = row
+        local sig, signum = core.interrupted()
+        local stop_at = t.stop_at > 0 and step >= t.stop_at
+        local timed_out = t.time_limit > 0 and core.now() - run.start >= t.time_limit
+        if last or sig or stop_at or timed_out then
+            run.final_row = row -- the final report adds the final validation to it
+            bar:finish()
+            if sig then run.signum = signum return sig end
+            if stop_at then return "stop_at" end
+            if timed_out then
+                io.stderr:write(("%s: time limit %g s reached at step %d\n"):format(spec.name, t.time_limit, step))
+                return "time_limit"
+            end
+            return "finished"
         end
-        local sig = core.interrupted()
-        if sig or (t.stop_at > 0 and step >= t.stop_at) then
-            stopped = sig or ("train.stop_at = " .. t.stop_at)
-            break
-        end
-        if cfg.out.checkpoint_every > 0 and step % cfg.out.checkpoint_every == 0 then
-            save_checkpoint(ckpt_path, cfg, step, model, opt, sampler)
-        end
-        if t.time_limit > 0 and core.now() - start >= t.time_limit then
-            bar:note(("%s: time limit %g s reached at step %d"):format(spec.name, t.time_limit, step))
-            break
+        if step % t.log_every == 0 or row.val_bpb then run.metrics:log(row) end
+        -- no checkpoint in a run of non-finite steps: the last one stays the last good one
+        if cfg.out.checkpoint_every > 0 and step % cfg.out.checkpoint_every == 0 and bad == 0 then
+            save_checkpoint(run, step)
         end
     end
     bar:finish()
-    save_checkpoint(ckpt_path, cfg, step, model, opt, sampler)
-    metrics:close()
-    core.catch_signals(false)
-    if stopped then
-        io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  ./blt %s --resume %s\n")
-            :format(spec.name, stopped, step, spec.script or "SCRIPT", ckpt_path))
-        return {stopped = stopped, steps = step, checkpoint = ckpt_path, final_loss = last_loss}
-    end
-    local train_time = core.now() - start - eval_time
-    local bpb, nbytes = train.evaluate(model, corpus, {seq_len = t.seq_len + 1, batch = cfg.eval.batch,
-                                                       max_bytes = cfg.eval.final_max_bytes})
-    local result = {steps = step, final_loss = last_loss, val_bpb = bpb, val_bytes = nbytes,
-                    train_seconds = train_time, bytes_per_s = (step - start_step) * bytes_per_step / train_time,
-                    history = history, model = model, config = cfg, run_dir = run_dir, checkpoint = ckpt_path}
-    if cfg.out.plot and #history > 1 then
-        local plot = require "blt.plot"
-        if plot.available() then
-            local xs, ys, vx, vy = {}, {}, {}, {}
-            for _, h in ipairs(history) do
-                xs[#xs + 1], ys[#ys + 1] = h.step, h.loss / LN2
-                if h.val_bpb then vx[#vx + 1], vy[#vy + 1] = h.step, h.val_bpb end
-            end
-            vx[#vx + 1], vy[#vy + 1] = step, bpb
-            plot.lines {path = run_dir .. "/loss.png", title = spec.name .. ": bits per byte", xlabel = "step",
-                        ylabel = "bits per byte", series = {{name = "train", x = xs, y = ys, style = "lines"},
-                                                            {name = "validation", x = vx, y = vy}}}
-            result.plot = run_dir .. "/loss.png"
+    return "finished"
+end
+
+-- ---------------------------------------------------------------- 4. the report
+
+-- The whole history from metrics.h5 (earlier runs of a resumed run included).
+local function read_history(path)
+    local ok, f = pcall(blt.h5_open, path)
+    if not ok then return {} end
+    local cols = {}
+    for _, c in ipairs {"step", "loss", "val_bpb"} do
+        if f:exists("/" .. c) then
+            local v = f:read("/" .. c)
+            cols[c] = type(v) == "table" and v or {v}
         end
     end
-    print(("%s: %d steps in %.1f s (%.0f bytes/s); final train loss %s nats; validation %.4f bits/byte over %d bytes")
-          :format(spec.name, step, train_time, result.bytes_per_s,
-                  last_loss and ("%.4f"):format(last_loss) or "(no step run)", bpb, nbytes))
-    print(("%s: checkpoint %s, metrics %s/metrics.h5%s"):format(spec.name, ckpt_path, run_dir,
-          result.plot and (", plot " .. result.plot) or ""))
+    f:close()
+    local h = {}
+    for i, s in ipairs(cols.step or {}) do
+        h[i] = {step = s, loss = cols.loss and cols.loss[i], val_bpb = cols.val_bpb and cols.val_bpb[i]}
+    end
+    return h
+end
+
+local function plot_history(spec, run)
+    local plot = require "blt.plot"
+    if not plot.available() then return nil end
+    local xs, ys, vx, vy = {}, {}, {}, {}
+    for _, h in ipairs(read_history(run.metrics_path)) do
+        if h.loss and finite(h.loss) then xs[#xs + 1], ys[#ys + 1] = h.step, h.loss / LN2 end
+        if h.val_bpb and finite(h.val_bpb) then vx[#vx + 1], vy[#vy + 1] = h.step, h.val_bpb end
+    end
+    if #xs < 2 then return nil end
+    local series = {{name = "train", x = xs, y = ys, style = "lines"}}
+    if #vx > 0 then series[2] = {name = "validation", x = vx, y = vy} end
+    return plot.lines {path = run.dir .. "/loss.png", title = spec.name .. ": bits per byte", xlabel = "step",
+                       ylabel = "bits per byte", series = series}
+end
+
+local function report(spec, run, reason)
+    local t, cfg = run.cfg.train, run.cfg
+    local result = {run_dir = run.dir, checkpoint = run.ckpt_path, config = cfg, model = run.model, steps = run.step,
+                    final_loss = run.last_loss, exit_reason = reason,
+                    exit_status = train.EXIT[reason] or (run.signum and 128 + run.signum) or 0}
+    local train_time = core.now() - run.start - run.eval_time
+    result.train_seconds = train_time
+    result.bytes_per_s = (run.step - run.start_step) * t.batch * t.seq_len / math.max(1e-9, train_time)
+    local signal = reason:match("^SIG")
+    if reason ~= "nonfinite" and not signal then
+        local t0 = core.now()
+        result.val_bpb, result.val_bytes = train.evaluate(run.model, run.corpus, {seq_len = t.seq_len + 1,
+            batch = cfg.eval.batch, max_bytes = cfg.eval.final_max_bytes})
+        run.eval_time = run.eval_time + core.now() - t0
+        if run.final_row then run.final_row.val_bpb = result.val_bpb end
+    end
+    if run.final_row then run.metrics:log(run.final_row) end
+    if reason ~= "nonfinite" then save_checkpoint(run, run.step) end
+    run.metrics:close()
+    core.catch_signals(false)
+    local wall = core.now() - run.start
+    local record = {exit_reason = reason, exit_status = result.exit_status, step = run.step, steps_planned = t.steps,
+                    val_bpb = result.val_bpb, val_bytes = result.val_bytes,
+                    bytes_seen = run.step * t.batch * t.seq_len, skipped_steps = run.skipped,
+                    wall_seconds = wall, wall_seconds_total = run.elapsed0 + wall, train_seconds = train_time,
+                    bytes_per_s = result.bytes_per_s, final_train_loss = run.last_loss,
+                    checkpoint = reason ~= "nonfinite" and "checkpoint.h5" or nil, fault = run.fault,
+                    resumed_from = run.resumed_from, forked_from = run.forked_from}
+    write_file_atomic(run.dir .. "/result.json", json.encode(record) .. "\n")
+    result.record = record
+    if cfg.out.plot then
+        local okp, png = pcall(plot_history, spec, run)
+        if okp then result.plot = png
+        else io.stderr:write(spec.name, ": no loss.png: ", tostring(png), "\n") end
+    end
+    if reason == "nonfinite" then
+        io.stderr:write(("%s: stopped at step %d: %s. %s\n"):format(spec.name, run.step, run.fault, run.saved_step
+            and ("The last checkpoint (%s, step %d) is intact: --resume it, or --fork it with a lower train.lr")
+                :format(run.ckpt_path, run.saved_step)
+            or "No checkpoint was saved before; lower train.lr and start again"))
+    elseif signal or reason == "stop_at" then
+        io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  ./blt %s --resume %s\n")
+            :format(spec.name, reason == "stop_at" and ("train.stop_at = " .. t.stop_at) or reason, run.step,
+                    spec.script or "SCRIPT", run.ckpt_path))
+    end
+    if result.val_bpb then
+        print(("%s: %d steps in %.1f s (%.0f bytes/s); final train loss %s nats; validation %.4f bits/byte over %d bytes")
+              :format(spec.name, run.step, train_time, result.bytes_per_s,
+                      run.last_loss and ("%.4f"):format(run.last_loss) or "(no step run)", result.val_bpb, result.val_bytes))
+        print(("%s: run folder %s: checkpoint.h5, metrics.h5, result.json, config.json%s"):format(spec.name, run.dir,
+              result.plot and ", loss.png" or ""))
+    end
+    result.stopped = reason ~= "finished" and reason ~= "time_limit" and reason or nil
+    return result
+end
+
+-- ---------------------------------------------------------------- the whole run
+
+local function merged_defaults(spec)
+    local d = config.copy(train.defaults)
+    d.model = config.copy(spec.model_defaults)
+    for k, v in pairs(spec.extra_defaults or {}) do d[k] = config.copy(v) end
+    local docs = config.copy(train.docs)
+    docs.model = spec.model_docs or {}
+    local rules = {}
+    for k, v in pairs(train.rules) do rules[k] = v end
+    for k, v in pairs(spec.model_rules or {}) do rules["model." .. k] = v end
+    return d, docs, rules
+end
+
+local function run_inner(spec)
+    local data = require "blt.data"
+    local checkpoint = require "blt.checkpoint"
+    local defaults, docs, rules = merged_defaults(spec)
+    local cfg, flags, saved = parse(spec, defaults, docs, rules)
+    if flags.help then
+        print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume CHECKPOINT [--fork NAME]]\n\n"
+               .. "keys (default, meaning; allowed values):\n%s\n\nexit status: 0 finished, 2 bad config, "
+               .. "3 stopped on non-finite values, 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (checkpoint saved)")
+              :format(spec.script or spec.name, config.help(defaults, docs, rules)))
+        return nil
+    end
+    local dir = take_folder(spec, cfg, flags)
+    local t = cfg.train
+    if t.threads > 0 then core.set_threads(t.threads) end
+    local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
+    if not okc then config_error("data.path: " .. tostring(corpus)) end
+    local run = {cfg = cfg, dir = dir, corpus = corpus, ckpt_path = dir .. "/checkpoint.h5",
+                 metrics_path = dir .. "/metrics.h5", step = 0, skipped = 0, eval_time = 0, elapsed0 = 0}
+    run.model = spec.build(cfg)
+    run.opt = optim.AdamW(run.model, {lr = t.lr, beta1 = t.beta1, beta2 = t.beta2, eps = t.eps,
+                                      weight_decay = t.weight_decay})
+    run.sampler = corpus:sampler {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed}
+    if saved then
+        local okr, err = pcall(load_params, run.model, saved, flags.resume)
+        if not okr then config_error(err) end
+        run.opt:load_state({kind = saved.optim.kind, step = saved.optim.step, m = saved.optim.m, v = saved.optim.v})
+        run.sampler:set_state(saved.state.rng)
+        run.step = saved.step
+        run.saved_step = saved.step
+        run.elapsed0 = tonumber(saved.state.elapsed) or 0
+        if flags.fork then run.forked_from = flags.resume else run.resumed_from = flags.resume end
+    end
+    run.start_step = run.step
+    write_file_atomic(dir .. "/config.json", json.encode(cfg) .. "\n")
+    local info = corpus:info()
+    io.stderr:write(("%s: %d parameters, %d threads; corpus %s: %d train / %d validation ids\n")
+        :format(spec.name, run.model:num_params(), core.threads(), table.concat(corpus.paths, ", "), info.train, info.val))
+    io.stderr:write(("%s: run folder %s%s; schedule %s\n"):format(spec.name, dir,
+        flags.fork and (" (forked from " .. flags.resume .. " at step " .. run.step .. ")")
+        or flags.resume and (" (resumed at step " .. run.step .. ")") or "", describe_schedule(t)))
+    run.metrics = checkpoint.Metrics(run.metrics_path, {flush_every = cfg.out.metrics_flush,
+                                                        append = flags.resume ~= nil and not flags.fork})
+    if flags.resume and not flags.fork then truncate_metrics(run.metrics, run.metrics_path, run.step) end
+    core.catch_signals(true)
+    run.start = core.now()
+    local reason = step_loop(spec, run)
+    return report(spec, run, reason)
+end
+
+function train.run(spec)
+    local ok, res = pcall(run_inner, spec)
+    if ok then return res end
+    core.catch_signals(false)
+    if getmetatable(res) == ConfigError then
+        io.stderr:write(spec.name, ": ", tostring(res.msg), "\n")
+        os.exit(train.EXIT.config)
+    end
+    error(res, 0)
+end
+
+-- Runs a training script and exits with the run's status (0 when finished).
+function train.main(spec)
+    local result = train.run(spec)
+    if result and result.exit_status ~= 0 then
+        io.stdout:flush()
+        os.exit(result.exit_status)
+    end
     return result
 end
 

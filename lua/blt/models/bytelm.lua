@@ -38,6 +38,14 @@ function ByteLM.check_config(m, where)
     if type(m.norm_eps) ~= "number" or m.norm_eps <= 0 then error(where .. ".norm_eps must be > 0", 0) end
 end
 
+-- Parameters of a ByteLM of config m, without building it (a size check before any
+-- allocation): embedding and head 260 x dim each, per block 4 dim^2 (attention)
+-- + 3 dim hidden (SwiGLU) + 2 dim (norms), and the final norm.
+function ByteLM.param_count(m)
+    local hidden = nn.ffn_hidden(m.dim, m.multiple_of)
+    return 2 * ByteLM.VOCAB * m.dim + m.layers * (4 * m.dim * m.dim + 3 * m.dim * hidden + 2 * m.dim) + m.dim
+end
+
 -- ByteLM.new(config, seed): config keys as in ByteLM.defaults (missing ones take the default).
 function ByteLM.new(cfg, seed)
     local m = {}
