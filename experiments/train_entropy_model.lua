@@ -1,4 +1,4 @@
--- Train the entropy model (BLT-SPEC section 3): a small ByteLM with a sliding
+-- Train the entropy model (docs/model.md): a small ByteLM with a sliding
 -- attention window; its checkpoint is what entropy patching loads.
 --   ./blt experiments/train_entropy_model.lua [key=value ...]   (--help lists the keys)
 -- The model is saved in runs/entropy-<seed>/checkpoint.h5 (out.dir, out.name).

@@ -1,15 +1,27 @@
--- Benchmarks (not tests): ./blt scripts/bench.lua [matmul] [attention] [bytelm] [patching] [reps=N]
+-- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,patching] [reps=N]
 -- Each figure is the median of several runs (these machines are noisy) and is
 -- printed next to a reference measured in the same run.
 local blt = require "blt"
 local core = require "blt.core"
+local config = require "blt.config"
 
-local sections, reps = {}, 5
-for _, a in ipairs(arg) do
-    local r = a:match("^reps=(%d+)$")
-    if r then reps = tonumber(r) else sections[a] = true end
-end
-if next(sections) == nil then sections = {matmul = true, attention = true, bytelm = true, patching = true} end
+local ALL = {"matmul", "attention", "bytelm", "patching"}
+local opts = config.script {
+    name = "bench", args = arg,
+    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,patching] [reps=N]",
+    defaults = {sections = table.concat(ALL, ","), reps = 5},
+    docs = {sections = "comma-separated benchmarks to run", reps = "timed runs per figure (the median is printed)"},
+    rules = {reps = ">= 1", sections = function(v)
+        for name in tostring(v):gmatch("[^,]+") do
+            local known = false
+            for _, a in ipairs(ALL) do known = known or a == name end
+            if not known then return "unknown section '" .. name .. "' (known: " .. table.concat(ALL, ", ") .. ")" end
+        end
+    end},
+}
+if not opts then return end -- --help
+local reps, sections = opts.reps, {}
+for name in opts.sections:gmatch("[^,]+") do sections[name] = true end
 
 local function median(xs)
     table.sort(xs)

@@ -1,4 +1,4 @@
--- Checkpoints (BLT-SPEC section 9, docs/checkpoint-format.md) and metrics files.
+-- Checkpoints (docs/model.md, docs/checkpoint-format.md) and metrics files.
 --   local checkpoint = require "blt.checkpoint"
 --   checkpoint.save(path, run)
 --   run = checkpoint.load(path [, {expect = {[name] = shape}, finite = true}])

@@ -334,7 +334,7 @@ function config.check(cfg, rules, defaults)
     end
     for _, k in ipairs(keys) do
         local v = config.get(cfg, k)
-        if v ~= nil then
+        if v ~= nil and v ~= config.OPTIONAL then
             local msg = check_rule(rules[k], v)
             if msg then error(("config: %s = %s: %s"):format(k, tostring(v), msg), 0) end
         end

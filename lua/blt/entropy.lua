@@ -1,4 +1,4 @@
--- blt.entropy: the entropy model's next-byte entropies (BLT-SPEC section 3), in
+-- blt.entropy: the entropy model's next-byte entropies (docs/model.md), in
 -- batches, with reset_on_newline, cached per (corpus, model) in HDF5.
 --
 --   local model = entropy.load_model("runs/entropy-1/checkpoint.h5")

@@ -3,7 +3,7 @@
 --
 -- A module owns parameters and child modules, both registered by name, in order.
 -- module:parameters() iterates (name, tensor) with dotted names that match the
--- checkpoint layout of BLT-SPEC section 9 (layers.3.attn.wq). A single-weight
+-- checkpoint layout of docs/model.md (layers.3.attn.wq). A single-weight
 -- layer (Linear, Embedding, RMSNorm) names its weight after itself.
 local core = require "blt.core"
 local util = require "blt.util"
@@ -190,7 +190,7 @@ function Attention.new(opts)
 end
 
 -- segments (optional, int32 [B,T]): a query sees only keys of its own segment
--- (e.g. reset_on_newline, BLT-SPEC section 2).
+-- (e.g. reset_on_newline, docs/model.md).
 function Attention:forward(x, positions, segments)
     local rope_opts = {theta = self.theta, positions = positions}
     local q = core.rope(self.wq:forward(x), self.heads, rope_opts)
@@ -208,7 +208,7 @@ end
 local CrossAttention = nn.class("CrossAttention")
 nn.CrossAttention = CrossAttention
 
--- nn.CrossAttention{dim=, kv_dim=dim, heads=, seed= | rng=}: BLT-SPEC section 5.
+-- nn.CrossAttention{dim=, kv_dim=dim, heads=, seed= | rng=}: docs/model.md.
 -- forward(q_in [B,Tq,dim], kv_in [B,Tk,kv_dim], mask) = q_in + Wo Attn(Wq norm(q), Wk norm(kv), Wv norm(kv))
 -- mask: {q_seg=, k_seg=} (patch ids: a query sees the keys of its own patch) or
 -- {k_start=, k_end=}; no positional encoding.
@@ -246,7 +246,7 @@ end
 local FeedForward = nn.class("FeedForward")
 nn.FeedForward = FeedForward
 
--- hidden = multiple_of * ceil(floor(8 dim / 3) / multiple_of)  (BLT-SPEC section 6)
+-- hidden = multiple_of * ceil(floor(8 dim / 3) / multiple_of)  (docs/model.md)
 function nn.ffn_hidden(dim, multiple_of)
     local h = (8 * dim) // 3
     return multiple_of * ((h + multiple_of - 1) // multiple_of)

@@ -1,4 +1,4 @@
--- Patching schemes (BLT-SPEC §2): patchers, patch statistics, threshold calibration.
+-- Patching schemes (docs/model.md): patchers, patch statistics, threshold calibration.
 --
 --   local patching = require "blt.patching"
 --   local p = patching.patcher{scheme = "space"}
@@ -191,7 +191,7 @@ function Patcher:next_flag(input, ent)
     return nx
 end
 
---- p:decoder_ids(input [, entropies]) -> decoder patch ids (BLT-SPEC §5), one per token:
+--- p:decoder_ids(input [, entropies]) -> decoder patch ids (docs/model.md), one per token:
 -- patch_of(t+1) - 1, position N counted with s[N] (a new patch when unknown).
 function Patcher:decoder_ids(input, ent)
     local lengths, nx = self:lengths(input, ent)
@@ -274,12 +274,12 @@ function Patcher:check_incremental(input, ent)
     return true
 end
 
---- patching.decoder_ids(lengths, N): decoder patch ids (BLT-SPEC §5) from patch lengths
+--- patching.decoder_ids(lengths, N): decoder patch ids (docs/model.md) from patch lengths
 -- (Lua array, int32 [P] or [B,P] zero-padded); positions at or past the lengths' sum count
 -- as a new patch. {1,3,2,2}, 7 -> {0,0,0,1,1,2,2}.
 function patching.decoder_ids(lengths, n) return core.patch_decoder_ids(lengths, n) end
 
---- patching.hash_buckets(ids, ngrams, buckets): hash n-gram buckets (BLT-SPEC §4).
+--- patching.hash_buckets(ids, ngrams, buckets): hash n-gram buckets (docs/model.md).
 -- ids: int32 [N] or [B,N] -> int32 [#ngrams,N] or [#ngrams,B,N]; a string or array -> one Lua
 -- array per n. ngrams defaults to {3,4,5,6,7,8}.
 function patching.hash_buckets(ids, ngrams, buckets)

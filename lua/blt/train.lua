@@ -447,8 +447,9 @@ end
 
 -- ---------------------------------------------------------------- 4. the report
 
--- The whole history from metrics.h5 (earlier runs of a resumed run included).
-local function read_history(path)
+-- The whole history of a run from its metrics.h5 (the steps before a resume included):
+-- a list of {step =, loss =, val_bpb =} in logged order; what loss.png is drawn from.
+function train.history(path)
     local ok, f = pcall(blt.h5_open, path)
     if not ok then return {} end
     local cols = {}
@@ -470,7 +471,7 @@ local function plot_history(spec, run)
     local plot = require "blt.plot"
     if not plot.available() then return nil end
     local xs, ys, vx, vy = {}, {}, {}, {}
-    for _, h in ipairs(read_history(run.metrics_path)) do
+    for _, h in ipairs(train.history(run.metrics_path)) do
         if h.loss and finite(h.loss) then xs[#xs + 1], ys[#ys + 1] = h.step, h.loss / LN2 end
         if h.val_bpb and finite(h.val_bpb) then vx[#vx + 1], vy[#vy + 1] = h.step, h.val_bpb end
     end

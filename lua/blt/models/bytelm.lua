@@ -1,5 +1,5 @@
 -- ByteLM: the plain byte-level transformer (the `byte` scheme, and the entropy
--- model of BLT-SPEC section 3): embedding (260), pre-norm blocks with sliding-window
+-- model of docs/model.md): embedding (260), pre-norm blocks with sliding-window
 -- causal attention, final RMSNorm, head. Parameter names: embed, layers.<i>.*, norm, head.
 local core = require "blt.core"
 local nn = require "blt.nn"
@@ -15,7 +15,7 @@ ByteLM.defaults = {
     layers = 4,         -- transformer blocks
     heads = 4,          -- attention heads (must divide dim into even head sizes)
     window = 512,       -- sliding attention window (query t sees keys t-window < j <= t)
-    multiple_of = 256,  -- FFN hidden rounding (BLT-SPEC section 6)
+    multiple_of = 256,  -- FFN hidden rounding (docs/model.md)
     rope_theta = 10000.0,
     norm_eps = 1e-5,
 }
@@ -82,7 +82,7 @@ end
 
 -- rows int32 [B,N] ([BOS, ids...], 0-padded): predicts rows[:, 2..N] from rows[:, 1..N-1].
 -- Returns the mean loss (nats) over non-pad targets, and the summed loss and
--- count when sum = true (for bits per byte, BLT-SPEC section 7).
+-- count when sum = true (for bits per byte, docs/model.md).
 function ByteLM:loss(rows, reduction)
     local n = rows:size(2)
     local inputs = core.narrow(rows, 2, 1, n - 1)
@@ -91,7 +91,7 @@ function ByteLM:loss(rows, reduction)
     return core.cross_entropy(logits, targets, {ignore_index = ByteLM.PAD, reduction = reduction or "mean"})
 end
 
--- Next-byte entropies in nats (BLT-SPEC section 3): e[b][t] is the entropy of the
+-- Next-byte entropies in nats (docs/model.md): e[b][t] is the entropy of the
 -- predicted distribution for token t+1, computed from tokens <= t. rows int32 [B,T]
 -- -> float32 [B,T]. No gradients are recorded.
 function ByteLM:entropies(rows, segments)
