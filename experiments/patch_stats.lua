@@ -77,6 +77,8 @@ for _, s in ipairs(schemes) do
     series[#series + 1] = {name = s[1], x = xs, y = ys}
 end
 print(("(%d rows of %d bytes; BOS patches excluded)"):format(B, R))
+print(("calibrated to %.2f bytes/patch: entropy reached %.3f on the sample and %.3f on the whole split; "
+       .. "entropy_delta %.3f and %.3f"):format(opts.target, got, result.entropy.mean, got_d, result.entropy_delta.mean))
 if opts.plot then
     local plot = require "blt.plot"
     plot.lines {path = opts.plot, title = "patch length distribution, validation split", xlabel = "bytes per patch",

@@ -112,6 +112,16 @@ do
     T.is(val[#val], r.val_bpb, "and holds the final validation bits per byte (not NaN)")
 end
 
+-- calibration on a sample drawn across the split, reported there and on the whole split
+do
+    rc, out = sh(bin .. " experiments/patch_stats.lua model=" .. q(dir .. "/bytelm-7.2/checkpoint.h5") .. " data=" .. q(corpus)
+        .. " row=64 calib_bytes=1024 target=3")
+    local sample, whole = out:match("entropy reached ([%d.]+) on the sample and ([%d.]+) on the whole split")
+    T.ok(rc == 0 and out:find("16 rows of 64 bytes sampled across the split (seed 1)", 1, true) and sample and whole,
+         "patch_stats calibrates on a seeded sample across the split and reports both means", out)
+    T.ok(sample and math.abs(tonumber(sample) - 3) < 0.1, "the sample reaches the target", sample)
+end
+
 -- ---- 3. resume continues in its own folder and refuses other settings; --fork starts a new run ----
 do
     local before = hashes("bytelm-7.2")

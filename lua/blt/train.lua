@@ -234,6 +234,11 @@ local function parse(spec, defaults, docs, rules)
         local okl
         okl, saved = pcall(checkpoint.load, flags.resume)
         if not okl then config_error(saved) end
+        if type(saved.optim) ~= "table" or type(saved.optim.m) ~= "table" or type(saved.state) ~= "table"
+            or saved.state.rng == nil then
+            config_error(("%s holds no optimiser or sampler state (/optim, /state): it is a model, not a run to "
+                .. "resume"):format(flags.resume))
+        end
         local okm, base = pcall(config.merge, defaults, saved.config or {}, flags.resume)
         if not okm then config_error(base) end
         -- checkpoints written before train.total_steps existed: the schedule spanned train.steps
