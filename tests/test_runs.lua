@@ -304,6 +304,20 @@ do
     T.ok(rc == 0 and json.decode(read(dir .. "/fromfile/config.json")).train.steps == 3, "a --config file sets keys", out)
 end
 
+-- a checkpoint whose config describes a huge model is refused before allocating it
+do
+    local checkpoint = require "blt.checkpoint"
+    local ck = checkpoint.load(dir .. "/bytelm-7.2/checkpoint.h5")
+    ck.config.model.layers = 100000000
+    checkpoint.save(dir .. "/huge.h5", ck)
+    local t0 = core.now()
+    T.raises(function() require("blt.entropy").load_model(dir .. "/huge.h5") end,
+             "describes a ByteLM of %d+ parameters, but the file holds", "entropy.load_model: a config that lies about the size")
+    T.ok(core.now() - t0 < 5, "refused at once")
+    rc, out = sh(bin .. " experiments/train_bytelm.lua --resume " .. q(dir .. "/huge.h5") .. " train.steps=20")
+    T.ok(rc == 2 and out:find("GB", 1, true), "--resume of it: status 2, the memory it would need", out)
+end
+
 -- ---- 9. one run per folder ----
 do
     assert(core.lock(dir .. "/sched/.lock"))

@@ -17,7 +17,18 @@ local NEWLINE = 10 + 4
 -- A ByteLM from a checkpoint written by a training script (its config's model section).
 function entropy.load_model(path)
     local run = checkpoint.load(path)
-    local cfg = config.merge({model = ByteLM.defaults}, {model = run.config.model or {}})
+    local okc, cfg = pcall(config.merge, {model = ByteLM.defaults}, {model = run.config.model or {}}, path)
+    if okc then okc, cfg = pcall(function() ByteLM.check_config(cfg.model) return cfg end) end
+    if not okc then error(("entropy.load_model: %s: %s"):format(path, tostring(cfg)), 2) end
+    -- the config must describe the parameters the file holds: a damaged or crafted config
+    -- (model.layers=1e8) is refused before it allocates anything
+    local held = 0
+    for _, t in pairs(run.params) do held = held + t:numel() end
+    local want = ByteLM.param_count(cfg.model)
+    if want ~= held then
+        error(("entropy.load_model: %s: its config describes a ByteLM of %d parameters, but the file holds %d")
+              :format(path, want, held), 2)
+    end
     local model = ByteLM.new(cfg.model, 1)
     for name, t in pairs(model:parameter_list()) do
         local src = run.params[t.name]
