@@ -1,0 +1,270 @@
+-- The Byte Latent Transformer (docs/model.md): hash n-gram embeddings, a local
+-- encoder pooling bytes into k slots per patch by cross-attention, a global
+-- transformer over patches, a local decoder cross-attending the patches that are
+-- complete before each byte, and a head over the 260 ids.
+--
+--   local BLT = require "blt.models.blt"
+--   local m = BLT.new(model_cfg, seed, {patcher = patching.patcher{...}, entropy_model = bytelm})
+--   m:loss(rows [, "sum"])            rows int32 [B,N] = [BOS, ids...] (0-padded)
+--   m:prepare(inputs)                 the work without gradients: entropies, patches, hash ids
+-- Parameter names as in docs/model.md (encoder.*, global.*, decoder.*); the entropy
+-- model, when there is one, is stored under entropy.* and is not trained.
+local core = require "blt.core"
+local nn = require "blt.nn"
+local ids = require "blt.ids"
+
+local BLT = nn.class("BLT")
+
+-- Documented defaults (the config section `model` of experiments/train_blt.lua).
+BLT.defaults = {
+    dim = 128,                  -- local width d_E = d_D (encoder and decoder)
+    heads = 4,                  -- heads of the local self-attention
+    k = 2,                      -- slots per patch (queries of the pooling, keys of the decoder)
+    multiple_of = 256,          -- FFN hidden rounding
+    rope_theta = 10000.0,
+    norm_eps = 1e-5,
+    encoder = {layers = 1, window = 128, cross_every_layer = false},
+    global = {dim = 256, layers = 4, heads = 4, window = 0},
+    decoder = {layers = 2, window = 128, cross_every_layer = true},
+    cross = {heads = 4},
+    hash = {ngrams = "3,4,5,6,7,8", buckets = 4096},
+}
+
+BLT.docs = {
+    dim = "local width d_E = d_D (encoder and decoder)", heads = "heads of the local self-attention",
+    k = "slots per patch (pooling queries, decoder keys)", multiple_of = "FFN hidden rounding",
+    rope_theta = "RoPE base", norm_eps = "RMSNorm epsilon",
+    encoder = {layers = "encoder blocks", window = "encoder self-attention window (bytes)",
+               cross_every_layer = "pool after every encoder layer (false: after the last)"},
+    global = {dim = "global width d_G", layers = "global blocks", heads = "global attention heads",
+              window = "global attention window in patches (0: every earlier patch)"},
+    decoder = {layers = "decoder blocks", window = "decoder self-attention window (bytes)",
+               cross_every_layer = "cross-attention in every decoder layer (false: the first)"},
+    cross = {heads = "cross-attention heads"},
+    hash = {ngrams = "n-gram sizes of the hash embeddings, comma-separated (empty: none)",
+            buckets = "hash buckets per n-gram size (0: no hash embeddings)"},
+}
+
+local function int_ge(min)
+    return function(v) if math.type(v) ~= "integer" or v < min then return ("must be an integer >= %d"):format(min) end end
+end
+
+-- Rules for blt.config (keys relative to the model section).
+BLT.rules = {
+    dim = int_ge(2), heads = int_ge(1), k = int_ge(1), multiple_of = int_ge(1), rope_theta = "> 0", norm_eps = "> 0",
+    ["encoder.layers"] = int_ge(1), ["encoder.window"] = int_ge(1),
+    ["global.dim"] = int_ge(2), ["global.layers"] = int_ge(1), ["global.heads"] = int_ge(1), ["global.window"] = int_ge(0),
+    ["decoder.layers"] = int_ge(1), ["decoder.window"] = int_ge(1), ["cross.heads"] = int_ge(1),
+    ["hash.buckets"] = int_ge(0),
+    ["hash.ngrams"] = function(v)
+        if type(v) ~= "string" then return "must be a comma-separated list of sizes, like 3,4,5" end
+        for n in v:gmatch("[^,]+") do
+            local x = math.tointeger(tonumber(n))
+            if not x or x < 1 or x > 64 then return ("has '%s': each size must be an integer in 1..64"):format(n) end
+        end
+    end,
+}
+
+-- The n-gram sizes of a config, as a Lua array.
+function BLT.ngrams(m)
+    local out = {}
+    for n in tostring(m.hash.ngrams):gmatch("[^,]+") do out[#out + 1] = math.tointeger(tonumber(n)) end
+    if m.hash.buckets == 0 then return {} end
+    return out
+end
+
+-- Shapes that must fit together; raises "model.<key> ..." naming the keys.
+function BLT.check_config(m, where)
+    where = where or "model"
+    local function even_heads(dim, heads, dkey, hkey)
+        if dim % heads ~= 0 then
+            error(("%s.%s = %d does not divide %s.%s = %d"):format(where, hkey, heads, where, dkey, dim), 0)
+        end
+        if (dim // heads) % 2 ~= 0 then
+            error(("%s.%s / %s.%s = %d must be even (RoPE rotates pairs)"):format(where, dkey, where, hkey, dim // heads), 0)
+        end
+    end
+    even_heads(m.dim, m.heads, "dim", "heads")
+    even_heads(m.global.dim, m.global.heads, "global.dim", "global.heads")
+    if m.dim % m.cross.heads ~= 0 then
+        error(("%s.cross.heads = %d does not divide %s.dim = %d"):format(where, m.cross.heads, where, m.dim), 0)
+    end
+    if #BLT.ngrams(m) == 0 and m.hash.buckets > 0 then
+        error(("%s.hash.ngrams is empty: give sizes, or set %s.hash.buckets=0"):format(where, where), 0)
+    end
+end
+
+local function block(o, rng)
+    return nn.TransformerBlock {dim = o.dim, heads = o.heads, window = o.window, multiple_of = o.multiple_of,
+                                rope_theta = o.rope_theta, norm_eps = o.norm_eps, rng = rng}
+end
+
+-- Parameters of a BLT of config m, without building it.
+function BLT.param_count(m)
+    local d, dg, k = m.dim, m.global.dim, m.k
+    local function blocks(n, w) return n * (4 * w * w + 3 * w * nn.ffn_hidden(w, m.multiple_of) + 2 * w) end
+    local cross = 4 * d * d + 2 * d
+    local n_cross_e = m.encoder.cross_every_layer and m.encoder.layers or 1
+    local n_cross_d = m.decoder.cross_every_layer and m.decoder.layers or 1
+    local total = ids.VOCAB * d + #BLT.ngrams(m) * m.hash.buckets * d
+        + blocks(m.encoder.layers, d) + k * d * d + n_cross_e * cross
+        + (k * d ~= dg and dg * k * d or 0) + blocks(m.global.layers, dg)
+        + k * d * dg + n_cross_d * cross + blocks(m.decoder.layers, d) + d + ids.VOCAB * d
+    return total
+end
+
+-- BLT.new(model config, seed, {patcher =, entropy_model =}): the patcher decides the
+-- patches (blt.patching); an entropy model (a ByteLM) is needed by the entropy schemes.
+function BLT.new(m, seed, opts)
+    opts = opts or {}
+    BLT.check_config(m)
+    if math.type(seed) ~= "integer" then error("blt.models.blt: needs an integer seed", 2) end
+    if not opts.patcher then error("blt.models.blt: needs a patcher (blt.patching.patcher{...})", 2) end
+    local self = nn.Module.new(BLT)
+    local rng = core.Generator(seed)
+    local d, dg, k = m.dim, m.global.dim, m.k
+    self.config, self.patcher, self.entropy_model = m, opts.patcher, opts.entropy_model
+    self.reset_on_newline = opts.reset_on_newline or false
+    self.ngrams = BLT.ngrams(m)
+    local local_block = {dim = d, heads = m.heads, multiple_of = m.multiple_of, rope_theta = m.rope_theta,
+                         norm_eps = m.norm_eps}
+
+    local enc = self:child("encoder", nn.Module.new(nn.Module))
+    self.byte_embed = enc:child("byte_embed", nn.Embedding {num = ids.VOCAB, dim = d, rng = rng})
+    self.hash_tables = {}
+    if #self.ngrams > 0 then
+        local hash = enc:child("hash", nn.Module.new(nn.Module))
+        for i, n in ipairs(self.ngrams) do
+            self.hash_tables[i] = hash:child("n" .. n, nn.Embedding {num = m.hash.buckets, dim = d, rng = rng})
+        end
+    end
+    self.enc_layers = {}
+    local el = enc:child("layers", nn.Module.new(nn.Module))
+    local_block.window = m.encoder.window
+    for i = 1, m.encoder.layers do self.enc_layers[i] = el:child(i - 1, block(local_block, rng)) end
+    self.pool_proj = enc:child("pool_proj", nn.Linear {in_dim = d, out_dim = k * d, rng = rng})
+    self.enc_cross = {} -- by encoder layer index (1-based): the layers followed by pooling
+    local ec = enc:child("cross", nn.Module.new(nn.Module))
+    local first_e = m.encoder.cross_every_layer and 1 or m.encoder.layers
+    for i = first_e, m.encoder.layers do
+        self.enc_cross[i] = ec:child(i - first_e, nn.CrossAttention {dim = d, heads = m.cross.heads, rng = rng})
+    end
+
+    local glob = self:child("global", nn.Module.new(nn.Module))
+    if k * d ~= dg then self.in_proj = glob:child("in_proj", nn.Linear {in_dim = k * d, out_dim = dg, rng = rng}) end
+    self.glob_layers = {}
+    local gl = glob:child("layers", nn.Module.new(nn.Module))
+    for i = 1, m.global.layers do
+        self.glob_layers[i] = gl:child(i - 1, block({dim = dg, heads = m.global.heads, window = m.global.window,
+            multiple_of = m.multiple_of, rope_theta = m.rope_theta, norm_eps = m.norm_eps}, rng))
+    end
+
+    local dec = self:child("decoder", nn.Module.new(nn.Module))
+    self.patch_proj = dec:child("patch_proj", nn.Linear {in_dim = dg, out_dim = k * d, rng = rng})
+    self.dec_cross = {}
+    local dc = dec:child("cross", nn.Module.new(nn.Module))
+    local n_dc = m.decoder.cross_every_layer and m.decoder.layers or 1
+    for i = 1, n_dc do self.dec_cross[i] = dc:child(i - 1, nn.CrossAttention {dim = d, heads = m.cross.heads, rng = rng}) end
+    self.dec_layers = {}
+    local dl = dec:child("layers", nn.Module.new(nn.Module))
+    local_block.window = m.decoder.window
+    for i = 1, m.decoder.layers do self.dec_layers[i] = dl:child(i - 1, block(local_block, rng)) end
+    self.norm = dec:child("norm", nn.RMSNorm {dim = d, eps = m.norm_eps})
+    self.head = dec:child("head", nn.Linear {in_dim = d, out_dim = ids.VOCAB, rng = rng})
+    return self
+end
+
+-- Parameters a checkpoint holds: the trained ones, then the entropy model's under
+-- entropy.* (frozen: not in parameter_list, so no optimiser updates them).
+function BLT:state_list()
+    local out = self:parameter_list()
+    if self.entropy_model then self.entropy_model:parameter_list("entropy", out) end
+    return out
+end
+
+-- The work on a batch that needs no gradients: entropies (entropy schemes), patch
+-- lengths and ids, the decoder's patch ids, the slots' patch ids and the hash buckets.
+-- inputs int32 [B,T]. The batch is padded to its own largest patch count.
+function BLT:prepare(inputs)
+    return core.no_grad(function()
+        local B, T = inputs:size(1), inputs:size(2)
+        local p = {}
+        if self.patcher.needs_entropy then
+            if not self.entropy_model then error("blt.models.blt: the entropy scheme needs an entropy model", 2) end
+            local seg = self.reset_on_newline and require("blt.entropy").newline_segments(inputs) or nil
+            p.entropies = self.entropy_model:entropies(inputs, seg)
+        end
+        local lengths, pid, counts, next_flags = self.patcher:batch(inputs, p.entropies)
+        p.lengths, p.pid, p.counts = lengths, pid, counts
+        local P = lengths:size(2)
+        p.P = P
+        -- decoder patch id of position t: patch_of(t + 1) - 1 (docs/model.md); the last
+        -- position's next patch comes from s[T] (unknown counts as a new patch)
+        local pids, nexts = pid:totable(), next_flags:totable()
+        local dec = {}
+        for b = 1, B do
+            local r, out = pids[b], {}
+            for t = 1, T - 1 do out[t] = r[t + 1] - 1 end
+            out[T] = nexts[b] == 0 and r[T] - 1 or r[T]
+            dec[b] = out
+        end
+        p.dec = core.tensor(dec, "int32")
+        local k, slots = self.config.k, {}
+        for s = 1, P * k do slots[s] = (s - 1) // k end
+        local row = core.tensor(slots, "int32"):reshape({1, P * k})
+        p.slot_pid = core.concat((function()
+            local t = {}
+            for b = 1, B do t[b] = row end
+            return t
+        end)(), 1)
+        if #self.ngrams > 0 then p.buckets = core.hash_buckets(inputs, self.ngrams, self.config.hash.buckets) end
+        return p
+    end)
+end
+
+-- Cross-attention pooling after an encoder layer: the first pooled layer makes the
+-- queries from the max over each patch's bytes.
+local function pool(self, cross, h, q, p)
+    local B, d, k = h:size(1), self.config.dim, self.config.k
+    if not q then
+        q = self.pool_proj:forward(core.segment_maxpool(h, p.lengths)):reshape({B, p.P * k, d})
+    end
+    return cross:forward(q, h, {q_seg = p.slot_pid, k_seg = p.pid})
+end
+
+-- inputs int32 [B,T] -> logits [B,T,260]; p: prepare(inputs) (computed when absent).
+function BLT:forward(inputs, p)
+    p = p or self:prepare(inputs)
+    local B, T = inputs:size(1), inputs:size(2)
+    local d, k = self.config.dim, self.config.k
+    -- encoder
+    local h = self.byte_embed:forward(inputs)
+    for i, tbl in ipairs(self.hash_tables) do h = h + tbl:forward(core.narrow(p.buckets, 1, i, 1):reshape({B, T})) end
+    local q
+    for i, layer in ipairs(self.enc_layers) do
+        h = layer:forward(h)
+        if self.enc_cross[i] then q = pool(self, self.enc_cross[i], h, q, p) end
+    end
+    -- global, over the patch vectors (k slots side by side)
+    local g = q:reshape({B, p.P, k * d})
+    if self.in_proj then g = self.in_proj:forward(g) end
+    for _, layer in ipairs(self.glob_layers) do g = layer:forward(g) end
+    -- decoder: bytes query the slots of the last patch complete before them
+    local kv = self.patch_proj:forward(g):reshape({B, p.P * k, d})
+    for i, layer in ipairs(self.dec_layers) do
+        if self.dec_cross[i] then h = self.dec_cross[i]:forward(h, kv, {q_seg = p.dec, k_seg = p.slot_pid}) end
+        h = layer:forward(h)
+    end
+    return self.head:forward(self.norm:forward(h))
+end
+
+-- rows int32 [B,N] ([BOS, ids...], 0-padded): predicts rows[:, 2..N] from
+-- rows[:, 1..N-1]. The mean loss (nats) over non-pad targets, or their sum.
+function BLT:loss(rows, reduction)
+    local n = rows:size(2)
+    local inputs, targets = core.narrow(rows, 2, 1, n - 1), core.narrow(rows, 2, 2, n - 1)
+    local logits = self:forward(inputs)
+    return core.cross_entropy(logits, targets, {ignore_index = ids.PAD, reduction = reduction or "mean"})
+end
+
+return BLT
