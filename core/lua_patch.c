@@ -373,7 +373,7 @@ static int l_patch_text_ids(lua_State *L)
 static int l_hash_buckets(lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TTABLE);
-    int64_t buckets = bltL_int(L, 3, "hash_buckets", "bucket count", 1, INT32_MAX);
+    int64_t buckets = bltL_int(L, 3, "hash_buckets", "bucket count", INT32_MIN, INT32_MAX) /* 0 and negatives: the core says why */;
     lua_Integer nl = luaL_len(L, 2);
     if (nl < 1 || nl > 64) return luaL_error(L, "blt.hash_buckets: the list of n-gram sizes has %I entries (want 1..64)", nl);
     int nn = (int)nl;
