@@ -325,8 +325,8 @@ blt_status blt_corpus_ids(const blt_corpus *c, int64_t pos, int64_t n, int32_t *
 {
     if (!c || (!out && n > 0)) return blt_fail(BLT_EINVAL, "data.ids: corpus or out is NULL");
     if (pos < 0 || n < 0 || pos > c->stream || n > c->stream - pos)
-        return blt_fail(BLT_EINVAL, "data.ids: range [%lld, %lld) outside the stream [0, %lld)", (long long)pos,
-                        (long long)(pos + n), (long long)c->stream);
+        return blt_fail(BLT_EINVAL, "data.ids: %lld ids from position %lld: outside the stream [0, %lld)",
+                        (long long)n, (long long)pos, (long long)c->stream); /* pos + n may overflow */
     return guarded_read(c, pos, n, out, "data.ids");
 }
 
@@ -361,8 +361,8 @@ blt_status blt_corpus_val_windows(const blt_corpus *c, int64_t first, int64_t B,
     if (N < 2) return blt_fail(BLT_EINVAL, "data.val_windows: seq_len %lld must be >= 2", (long long)N);
     int64_t count = blt_corpus_val_count(c, N);
     if (B < 0 || first < 0 || first > count || B > count - first)
-        return blt_fail(BLT_EINVAL, "data.val_windows: windows [%lld, %lld) outside [0, %lld) for seq_len %lld",
-                        (long long)first, (long long)(first + B), (long long)count, (long long)N);
+        return blt_fail(BLT_EINVAL, "data.val_windows: %lld windows from window %lld: outside [0, %lld) for seq_len %lld",
+                        (long long)B, (long long)first, (long long)count, (long long)N); /* first + B may overflow */
     int64_t W = N - 1;
     if (B > 0) {
         int64_t lo = first * W, hi = (first + B) * W < c->val ? (first + B) * W : c->val;
