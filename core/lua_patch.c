@@ -244,7 +244,7 @@ static uint8_t *row_flags(lua_State *L, const char *fn, int64_t *n_out, int *kno
     uint8_t *f = scratch(L, (size_t)n + 1);
     *known = 1;
     if (p->scheme == BLT_PATCH_GIVEN) *known = check_given(L, 4, n, f, fn);
-    if (blt_patch_flags(p, ids, ent, f, n, f)) bltL_error(L, "patch_flags");
+    if (blt_patch_flags(p, ids, ent, f, n, f)) bltL_error(L, fn);
     *n_out = n;
     return f;
 }
