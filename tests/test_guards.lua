@@ -24,6 +24,11 @@ T.raises(function() blt.zeros {4}:get(nan) end, "blt%.get: index must be an inte
 T.raises(function() blt.zeros {4}:sum(inf) end, "blt%.sum: dimension must be an integer, got inf", "sum over dimension inf")
 T.raises(function() blt.zeros {2 ^ 41} end, "blt%.zeros: shape entry 1 = 2199023255552 out of range %(at most 1099511627776%)", "a size above 2^40")
 T.raises(function() blt.zeros {2.5} end, "blt%.zeros: shape entry 1 must be an integer, got 2%.5", "a fractional size")
+T.raises(function() blt.zeros {4}:reshape {2 ^ 40, 2 ^ 40, 2 ^ 40} end, "blt%.reshape: cannot view %[4%] %(4 elements%) as",
+    "reshape to sizes whose product overflows int64")
+T.is(blt.zeros {0}:reshape {5, 0}:numel(), 0, "reshape of a 0-size tensor to {5, 0}")
+T.raises(function() blt.zeros {4}:narrow(-1, 3, math.maxinteger - 1) end, "blt%.narrow: start 3, length 9223372036854775806 out of range",
+    "narrow near maxinteger from the end")
 T.raises(function() blt.rope(blt.zeros {1, 2, 4}, 2 ^ 32 + 1) end, "blt%.rope: heads = 4294967297 out of range 1%.%.2147483647",
     "rope heads above 2^32 (was truncated to 1)")
 local q = blt.zeros {1, 2, 4}
