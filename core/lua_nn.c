@@ -85,6 +85,7 @@ static blt_slice *read_slices(lua_State *L, int idx, int *nsl, int64_t limit)
     return sl;
 }
 
+/* A flat buffer that the caller writes in place (its version is bumped); see flat_read. */
 static float *flat_arg(lua_State *L, int idx, int64_t n, const char *what)
 {
     blt_tensor *t = bltL_check(L, idx);
@@ -92,6 +93,13 @@ static float *flat_arg(lua_State *L, int idx, int64_t n, const char *what)
         luaL_error(L, "blt.optim: %s must be a live contiguous float32 buffer of %I elements", what, (lua_Integer)n);
     blt_tensor_bump(t); /* written in place (params, moments; grads are zeroed or scaled) */
     return blt_f32(t);
+}
+
+static const float *flat_read(lua_State *L, int idx, int64_t n, const char *what)
+{
+    float *p = flat_arg(L, idx, n, what);
+    bltL_check(L, idx)->st->version--; /* only read: undo flat_arg's bump */
+    return p;
 }
 
 /* nn_adamw_step(p, g, m, v, slices, step, lr, beta1, beta2, eps, weight_decay) */
@@ -124,7 +132,7 @@ static int l_sgd_step(lua_State *L)
 static int l_l2norm(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1);
-    lua_pushnumber(L, blt_l2norm(flat_arg(L, 1, t->numel, "tensor"), t->numel));
+    lua_pushnumber(L, blt_l2norm(flat_read(L, 1, t->numel, "tensor"), t->numel));
     return 1;
 }
 
