@@ -399,6 +399,15 @@ static int l_totable(lua_State *L)
     blt_tensor *t = bltL_check(L, 1);
     check_live(L, t, "totable");
     if (t->ndim == 0) { push_elem(L, t, t->offset); return 1; }
+    if (t->numel == 0) { /* no elements, but maybe 2^40 empty tables for a shape like {2^40, 0} */
+        double tables = 1;
+        for (int i = 0; i < t->ndim && t->shape[i] > 0; i++) tables *= (double)t->shape[i];
+        if (tables > 1e7) {
+            char b[160];
+            return luaL_error(L, "blt.totable: tensor of shape %s has no elements but would need %f empty tables",
+                              blt_shape_str(t, b, sizeof b), tables);
+        }
+    }
     luaL_checkstack(L, t->ndim + 4, "tensor too deep");
     totable_rec(L, t, 0, t->offset);
     return 1;

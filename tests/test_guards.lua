@@ -27,6 +27,9 @@ T.raises(function() blt.zeros {2.5} end, "blt%.zeros: shape entry 1 must be an i
 T.raises(function() blt.zeros {4}:reshape {2 ^ 40, 2 ^ 40, 2 ^ 40} end, "blt%.reshape: cannot view %[4%] %(4 elements%) as",
     "reshape to sizes whose product overflows int64")
 T.is(blt.zeros {0}:reshape {5, 0}:numel(), 0, "reshape of a 0-size tensor to {5, 0}")
+T.raises(function() blt.zeros {0}:reshape {2 ^ 40, 0}:totable() end, "blt%.totable: tensor of shape %[1099511627776,0%] has no elements but would need",
+    "totable of a 0-size tensor with a huge outer dimension (was 2^40 empty tables)")
+T.is(#blt.zeros {3, 0}:totable(), 3, "totable of a small 0-size tensor")
 T.raises(function() blt.zeros {4}:narrow(-1, 3, math.maxinteger - 1) end, "blt%.narrow: start 3, length 9223372036854775806 out of range",
     "narrow near maxinteger from the end")
 T.raises(function() blt.rope(blt.zeros {1, 2, 4}, 2 ^ 32 + 1) end, "blt%.rope: heads = 4294967297 out of range 1%.%.2147483647",
