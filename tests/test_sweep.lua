@@ -199,6 +199,17 @@ local SUBS = {
     {"a huge 2-d shape", function() return {2 ^ 21, 2 ^ 21} end},
     {"a non-contiguous view", function(v) return blt.is_tensor(v) and strided_like(v) or NA end, view = true},
     {"a released tensor", function(v) return blt.is_tensor(v) and released(v) or released(blt.zeros {2}) end},
+    {"same shape, int32 ids of 2^31 - 1", function(v)
+        return blt.is_tensor(v) and v:dtype() == "int32" and blt.full(v:shape(), 2 ^ 31 - 1, "int32") or NA end},
+    {"same shape, int32 ids of -1", function(v)
+        return blt.is_tensor(v) and v:dtype() == "int32" and blt.full(v:shape(), -1, "int32") or NA end},
+    {"same shape, all NaN", function(v)
+        return blt.is_tensor(v) and v:dtype() == "float32" and blt.full(v:shape(), 0 / 0) or NA end},
+    {"same shape, all -inf", function(v)
+        return blt.is_tensor(v) and v:dtype() == "float32" and blt.full(v:shape(), -math.huge) or NA end},
+    {"other shape [3,2]", function(v) return blt.is_tensor(v) and blt.ones({3, 2}, v:dtype()) or NA end},
+    {"other shape [2,3,4]", function(v) return blt.is_tensor(v) and blt.ones({2, 3, 4}, v:dtype()) or NA end},
+    {"a 0-d tensor", function(v) return blt.is_tensor(v) and blt.tensor(1, v:dtype()) or NA end},
     {"NaN", function() return 0 / 0 end},
     {"inf", function() return math.huge end},
     {"-inf", function() return -math.huge end},
@@ -216,8 +227,6 @@ local LONG_SUBS = {
     {"1 - 2^32", function() return 1 - 2 ^ 32 end},
     {"-2^31 - 1", function() return -2 ^ 31 - 1 end},
     {"a string with NUL", function() return "a\0b" end},
-    {"a 0-d tensor", function() return blt.tensor(1) end},
-    {"an int32 0-d tensor", function() return blt.tensor(1, "int32") end},
     {"a big float tensor", function() return blt.randn({3, 4, 5}, 9) end},
     {"a table of NaN", function() return {0 / 0, 0 / 0} end},
     {"a table with a huge entry", function() return {2 ^ 60} end},
@@ -252,7 +261,7 @@ local function same_values(a, b)
 end
 
 local function names_fn(err, name)
-    name = name:gsub("^Tensor:", "")
+    name = name:gsub("^Tensor:", ""):gsub("^Generator:", "")
     local short = name:gsub("^nn_", ""):gsub("^data_", "data."):gsub("_$", "")
     local alias = {nn_adamw_step = "optim", nn_sgd_step = "optim", nn_l2norm = "optim", nn_scale_ = "optim",
                    nn_zero_ = "optim", bmm = "matmul", set_requires_grad = "requires_grad", view = "reshape", t = "transpose", release = "release"}
@@ -270,6 +279,7 @@ end
 
 local function run_case(label, name, f, make, subs)
     local args = make()
+    local nvalid = #args
     local n = math.max(#args, 1)
     local view = true -- only views substituted: the valid call's result is the answer
     for pos, sub in pairs(subs) do
@@ -296,6 +306,18 @@ local function run_case(label, name, f, make, subs)
         end
     end
     if blt.is_tensor(r) then tostring(r) end -- the result must be usable
+    -- an extra argument past the valid ones: when the call returns, it must be the
+    -- valid call's result (counted as correct when it is; optional flags may differ)
+    local extra = true
+    for pos in pairs(subs) do extra = extra and pos > nvalid end
+    if extra then
+        local vok, want = blt.scope(valid_result, f, make)
+        if vok and ((blt.is_tensor(r) and same_values(r, want)) or
+                    (not blt.is_tensor(r) and type(r) ~= "table" and type(r) ~= "userdata" and (r == want or (r ~= r and want ~= want)))) then
+            counts.correct = counts.correct + 1
+            return
+        end
+    end
     counts.returned = counts.returned + 1
 end
 
@@ -305,6 +327,18 @@ local function sweep(name, f, make, is_method)
     for pos = 1, positions do
         for _, sub in ipairs(SUBS) do
             run_case(("%s arg %d = %s"):format(name, pos, sub[1]), name, f, make, {[pos] = sub})
+        end
+    end
+    if LONG then -- random combinations of up to three positions (a fixed seed: reproducible)
+        local g = blt.Generator(#name * 7919 + positions)
+        for _ = 1, 150 do
+            local subs, label = {}, {}
+            for _ = 1, g:integer(3) do
+                local pos, sub = g:integer(positions), SUBS[g:integer(#SUBS)]
+                subs[pos] = sub
+                label[#label + 1] = ("%d = %s"):format(pos, sub[1])
+            end
+            run_case(("%s args %s"):format(name, table.concat(label, ", ")), name, f, make, subs)
         end
     end
     if LONG then -- pairs of positions
@@ -352,6 +386,26 @@ for _, k in ipairs(mnames) do
         sweep("Tensor:" .. k, f, M[k])
     end
 end
+-- Generator methods
+local G = {
+    randn = function() return {blt.Generator(1), {2, 3}} end, rand = function() return {blt.Generator(1), {2, 3}} end,
+    uniform = function() return {blt.Generator(1)} end, integer = function() return {blt.Generator(1), 6} end,
+    state = function() return {blt.Generator(1)} end, clone = function() return {blt.Generator(1)} end,
+    set_state = function() local g = blt.Generator(1); return {blt.Generator(2), g:state()} end,
+}
+local gmethods = getmetatable(blt.Generator(1)).__index
+local gnames = {}
+for k in pairs(gmethods) do gnames[#gnames + 1] = k end
+table.sort(gnames)
+for _, k in ipairs(gnames) do
+    if not G[k] then missing[#missing + 1] = "Generator:" .. k
+    else
+        nfun = nfun + 1
+        local f = load(("local m = ...; return function(...) local r = table.pack(m.%s(...)); "
+            .. "return table.unpack(r, 1, r.n) end"):format(k))(gmethods)
+        sweep("Generator:" .. k, f, G[k])
+    end
+end
 -- the valid calls themselves must still work
 for k, make in pairs(A) do
     if blt[k] then
@@ -366,7 +420,7 @@ os.remove(corpus_path)
 T.ok(#missing == 0, "every function of blt and every tensor method has a row in the sweep", "missing: " .. table.concat(missing, ", "))
 T.ok(#unclear == 0, "every bad call raised a clear error naming its function or returned a correct result",
     ("%d unclear:\n%s"):format(#unclear, table.concat(unclear, "\n", 1, math.min(#unclear, tonumber(os.getenv("SWEEP_SHOW") or 40)))))
-io.write(("# sweep (%s): %d functions and methods, %d cases: %d clean errors, %d correct results (views), "
+io.write(("# sweep (%s): %d functions and methods, %d cases: %d clean errors, %d correct results (checked: views, extra arguments), "
     .. "%d other returns, %d unclear, 0 crashes; %.1f s\n"):format(LONG and "long" or "short", nfun, counts.cases,
     counts.errors, counts.correct, counts.returned, #unclear, blt.now() - t0))
 T.done()
