@@ -139,6 +139,18 @@ do
     out:backward()
     T.ok(w.grad ~= nil, "a clone changed in place does not trip the guard")
 
+    -- reading a buffer (its norm) is not a change
+    local w2 = blt.randn({3, 3}, 1):set_requires_grad()
+    local out2 = blt.sum(blt.matmul(blt.randn({2, 3}, 2), w2))
+    core.nn_l2norm(w2)
+    out2:backward()
+    T.ok(w2.grad ~= nil, "nn_l2norm of a saved tensor does not trip the guard")
+    -- zero_grad after the gradient's storage was released: nothing to zero, no crash
+    local g = w2.grad
+    g:release()
+    w2:zero_grad()
+    T.ok(true, "zero_grad with a released gradient does not crash")
+
     local nn, optim = require "blt.nn", require "blt.optim"
     local m = nn.Linear {in_dim = 3, out_dim = 2, seed = 1}
     local opt1 = optim.AdamW(m, {lr = 0.1})
