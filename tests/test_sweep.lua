@@ -127,6 +127,33 @@ local A = {
     nn_zero_ = function() return {blt.randn({4}, 1)} end,
 }
 
+-- more valid calls of the same functions, for their other arguments and options
+local VARIANTS = {
+    {"attention", function()
+        return {blt.randn({2, 3, 4}, 1), blt.randn({2, 5, 4}, 2), blt.randn({2, 5, 4}, 3),
+                {heads = 1, q_seg = ints {{0, 0, 1}, {0, 1, 1}}, k_seg = ints {{0, 0, 1, 1, 1}, {0, 0, 0, 1, 1}},
+                 k_start = ints {{0, 0, 1}, {0, 1, 2}}, k_end = ints {{2, 3, 5}, {1, 4, 5}}}}
+    end},
+    {"patch_new", function() return {{scheme = "entropy_delta", delta = 0.5, threshold = 2}} end},
+    {"patch_new", function() return {{scheme = "fixed", size = 3, max_patch_len = 2}} end},
+    {"patch_flags", function()
+        return {blt.patch_new {scheme = "entropy", threshold = 1}, ints {1, 5, 6, 7}, blt.tensor {0.5, 2, 0.1, 3}}
+    end},
+    {"patch_flags", function() return {blt.patch_new {scheme = "given"}, {1, 5, 6}, nil, {1, 0, 1, 1}} end},
+    {"patch_batch", function()
+        return {blt.patch_new {scheme = "entropy", threshold = 1}, ints {{1, 5, 6, 7}}, blt.tensor {{0.5, 2, 0.1, 3}}}
+    end},
+    {"patch_batch", function() return {blt.patch_new {scheme = "given"}, ints {{1, 5, 6}}, nil, ints {{1, 0, 1, 1}}} end},
+    {"hash_buckets", function() return {ints {{1, 5, 6, 7}, {1, 9, 9, 9}}, {3}, 100} end},
+    {"patch_decoder_ids", function() return {ints {1, 2, 1}, 5} end},
+    {"cross_entropy", function() return {blt.randn({2, 2, 3}, 1), ints {{0, 2}, {1, 1}}} end},
+    {"matmul", function() return {blt.randn({2, 2, 3}, 1), blt.randn({3, 2}, 2)} end},
+    {"segment_maxpool", function() return {blt.randn({5, 2}, 1), ints {3, 2}} end},
+    {"gather", function() return {blt.randn({3, 2, 2}, 1), 1, ints {{{0, 2}, {1, 1}}}} end},
+    {"full", function() return {{2}, 7, "int32"} end},
+    {"tensor", function() return {{{1, 2}, {3, 4}}, "int32"} end},
+}
+
 -- not swept, and why
 local SKIP = {
     version = "a string", core = "the C module table (its functions are the ones swept)",
@@ -284,9 +311,18 @@ local function run_case(label, name, f, make, subs)
     local view = true -- only views substituted: the valid call's result is the answer
     for pos, sub in pairs(subs) do
         local v = args[pos]
-        args[pos] = sub[2](v)
-        if args[pos] == NA then return end
-        view = view and sub.view
+        if sub.field then -- one field of an option table
+            local copy = {}
+            for k, x in pairs(v) do copy[k] = x end
+            copy[sub.field] = sub.sub[2](v[sub.field])
+            if copy[sub.field] == NA then return end
+            args[pos] = copy
+            view = view and sub.sub.view
+        else
+            args[pos] = sub[2](v)
+            if args[pos] == NA then return end
+            view = view and sub.view
+        end
         if pos > n then n = pos end
     end
     counts.cases = counts.cases + 1
@@ -327,6 +363,22 @@ local function sweep(name, f, make, is_method)
     for pos = 1, positions do
         for _, sub in ipairs(SUBS) do
             run_case(("%s arg %d = %s"):format(name, pos, sub[1]), name, f, make, {[pos] = sub})
+        end
+    end
+    -- each field of an option table (string keys)
+    local valid = make()
+    for pos = 1, nargs do
+        local v = valid[pos]
+        if type(v) == "table" and #v == 0 and next(v) ~= nil then
+            local keys = {}
+            for k in pairs(v) do keys[#keys + 1] = k end
+            table.sort(keys)
+            for _, k in ipairs(keys) do
+                for _, sub in ipairs(SUBS) do
+                    run_case(("%s arg %d field %s = %s"):format(name, pos, k, sub[1]), name, f, make,
+                        {[pos] = {field = k, sub = sub}})
+                end
+            end
         end
     end
     if LONG then -- random combinations of up to three positions (a fixed seed: reproducible)
@@ -386,6 +438,10 @@ for _, k in ipairs(mnames) do
         sweep("Tensor:" .. k, f, M[k])
     end
 end
+for _, v in ipairs(VARIANTS) do
+    nfun = nfun + 1
+    sweep(v[1], blt[v[1]], v[2])
+end
 -- Generator methods
 local G = {
     randn = function() return {blt.Generator(1), {2, 3}} end, rand = function() return {blt.Generator(1), {2, 3}} end,
@@ -414,13 +470,18 @@ for k, make in pairs(A) do
         if not ok then unclear[#unclear + 1] = ("valid call of %s failed: %s"):format(k, tostring(err)) end
     end
 end
+for i, v in ipairs(VARIANTS) do
+    local args = v[2]()
+    local ok, err = blt.scope(call, blt[v[1]], args, #args)
+    if not ok then unclear[#unclear + 1] = ("valid call of %s (variant %d) failed: %s"):format(v[1], i, tostring(err)) end
+end
 blt.set_threads(blt.threads())
 os.remove(corpus_path)
 
 T.ok(#missing == 0, "every function of blt and every tensor method has a row in the sweep", "missing: " .. table.concat(missing, ", "))
 T.ok(#unclear == 0, "every bad call raised a clear error naming its function or returned a correct result",
     ("%d unclear:\n%s"):format(#unclear, table.concat(unclear, "\n", 1, math.min(#unclear, tonumber(os.getenv("SWEEP_SHOW") or 40)))))
-io.write(("# sweep (%s): %d functions and methods, %d cases: %d clean errors, %d correct results (checked: views, extra arguments), "
+io.write(("# sweep (%s): %d valid calls (functions, methods, variants), %d cases: %d clean errors, %d correct results (checked: views, extra arguments), "
     .. "%d other returns, %d unclear, 0 crashes; %.1f s\n"):format(LONG and "long" or "short", nfun, counts.cases,
     counts.errors, counts.correct, counts.returned, #unclear, blt.now() - t0))
 T.done()
