@@ -106,9 +106,10 @@ int bltL_shape(lua_State *L, int idx, int64_t *shape, const char *fn, int allow_
     return nd;
 }
 
-static blt_dtype check_dtype(lua_State *L, int idx, blt_dtype def)
+static blt_dtype check_dtype(lua_State *L, int idx, blt_dtype def, const char *fn)
 {
     const char *names[] = {"float32", "int32", NULL};
+    if (lua_type(L, idx) == LUA_TSTRING) bltL_name(L, idx, fn, "dtype"); /* "int32\0x" is not "int32" */
     return (blt_dtype)luaL_checkoption(L, idx, def == BLT_F32 ? "float32" : "int32", names);
 }
 
@@ -120,7 +121,10 @@ void bltL_check_opts(lua_State *L, int idx, const char *fn, const char *const *a
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        size_t klen = 0;
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &klen) : NULL;
+        if (k && strlen(k) != klen)
+            return (void)luaL_error(L, "blt.%s: option name contains a NUL byte", fn);
         int ok = 0;
         for (int i = 0; k && allowed[i]; i++) ok |= !strcmp(k, allowed[i]);
         if (!ok) {
@@ -176,7 +180,7 @@ static void fill_nested(lua_State *L, int idx, int depth, int nd, const int64_t 
 
 static int l_tensor(lua_State *L)
 {
-    blt_dtype dt = check_dtype(L, 2, BLT_F32);
+    blt_dtype dt = check_dtype(L, 2, BLT_F32, "tensor");
     int64_t shape[BLT_MAX_DIMS];
     int nd = 0;
     if (lua_type(L, 1) == LUA_TNUMBER) { /* a scalar */
@@ -216,7 +220,7 @@ static int make_filled(lua_State *L, const char *fn, double value, int value_arg
             return luaL_error(L, "blt.%s: value must be a number, got %s", fn, luaL_typename(L, next));
         value = lua_tonumber(L, next);
     }
-    blt_dtype dt = check_dtype(L, next + value_arg, BLT_F32);
+    blt_dtype dt = check_dtype(L, next + value_arg, BLT_F32, fn);
     if (value_arg && dt == BLT_I32) value = (double)bltL_int(L, next, fn, "int32 value", INT32_MIN, INT32_MAX);
     next += value_arg;
     blt_tensor *t;
@@ -864,7 +868,7 @@ static int l_cross_entropy(lua_State *L)
     if (opt_field(L, 3, "reduction") != LUA_TNIL) {
         if (lua_type(L, -1) != LUA_TSTRING)
             return luaL_error(L, "blt.cross_entropy: option reduction must be 'mean' or 'sum', got %s", luaL_typename(L, -1));
-        const char *r = lua_tostring(L, -1);
+        const char *r = bltL_name(L, -1, "cross_entropy", "option reduction");
         if (!strcmp(r, "sum")) mean = 0;
         else if (strcmp(r, "mean")) return luaL_error(L, "blt.cross_entropy: reduction must be 'mean' or 'sum', got '%s'", r);
     }
@@ -957,7 +961,9 @@ static int l_attention(lua_State *L)
 static int l_index(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1);
-    const char *k = lua_tostring(L, 2);
+    size_t klen = 0;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &klen) : NULL;
+    if (k && strlen(k) != klen) k = NULL; /* "grad\0x" is not "grad": falls through to a nil method */
     if (k && !strcmp(k, "grad")) {
         if (t->grad && !t->node) bltL_push(L, blt_tensor_retain(t->grad));
         else lua_pushnil(L);
@@ -974,7 +980,9 @@ static int l_index(lua_State *L)
 static int l_newindex(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1);
-    const char *k = luaL_checkstring(L, 2);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_error(L, "blt.Tensor: cannot set a field named by a %s (only grad and requires_grad)", luaL_typename(L, 2));
+    const char *k = bltL_name(L, 2, "Tensor", "field name");
     if (!strcmp(k, "requires_grad")) {
         lua_settop(L, 3);
         lua_pushvalue(L, 1);

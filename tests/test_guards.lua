@@ -186,6 +186,14 @@ do
     T.raises(function() core.data_open({"x", "a\0b"}) end, "blt%.data%.open: path contains a NUL byte", "NUL in a corpus path list")
     T.raises(function() core.hash_file("/tmp\0x") end, "blt%.hash_file: path contains a NUL byte", "NUL in hash_file's path")
     T.raises(function() core.patch_new {scheme = "fixed\0x", size = 2} end, "blt%.patch_new: scheme contains a NUL byte", "NUL in a patch scheme")
+    T.raises(function() blt.zeros({2}, "int32\0junk") end, "blt%.zeros: dtype contains a NUL byte", "NUL in a dtype name")
+    T.raises(function() blt.cross_entropy(blt.zeros {1, 2}, ints {0}, {reduction = "sum\0x"}) end,
+        "blt%.cross_entropy: option reduction contains a NUL byte", "NUL in a reduction name")
+    T.raises(function() blt.attention(blt.zeros {1, 2, 4}, blt.zeros {1, 2, 4}, blt.zeros {1, 2, 4}, {heads = 1, ["causal\0"] = true}) end,
+        "blt%.attention: option name contains a NUL byte", "NUL in an option name (was silently ignored)")
+    T.raises(function() blt.zeros {1}["requires_grad\0x"] = true end, "blt%.Tensor: field name contains a NUL byte",
+        "NUL in a field name set")
+    T.is(blt.zeros {1}["grad\0x"], nil, "a field name with NUL is not 'grad'")
     local q = blt.zeros {1, 2, 4}
     T.raises(function() blt.attention(q, q, q) end, "blt%.attention: argument 4 must be an option table %(with heads%), got no value",
         "attention without options")
