@@ -250,14 +250,18 @@ static void read_ids(const blt_corpus *c, int64_t pos, int64_t n, int32_t *out)
 /* A file truncated while mapped turns reads past its new end into SIGBUS. Reads
  * from the mappings run under a guard: the handler jumps back to it and the read
  * fails with a message, instead of the process dying. A SIGBUS outside a guarded
- * read takes the default action. */
+ * read goes to the handler installed before ours. */
 static _Thread_local sigjmp_buf *volatile bus_env;
+static struct sigaction old_bus; /* the handler before ours (ASan's, or the default) */
 
-static void on_sigbus(int sig)
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
+    (void)uc;
     if (bus_env) siglongjmp(*bus_env, 1);
-    signal(sig, SIG_DFL);
-    raise(sig);
+    /* not ours: give it back to the previous handler. A fault re-runs the faulting
+     * access when we return and reaches it; a sent signal is raised again. */
+    sigaction(SIGBUS, &old_bus, NULL);
+    if (si->si_code <= 0) raise(sig);
 }
 
 static void install_sigbus(void)
@@ -266,9 +270,10 @@ static void install_sigbus(void)
     if (done) return;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigbus;
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGBUS, &sa, &old_bus);
     done = 1;
 }
 
