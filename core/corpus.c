@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,8 @@ struct blt_corpus {
 };
 
 #define FN "data.open"
+
+static void install_sigbus(void);
 
 void blt_corpus_close(blt_corpus *c)
 {
@@ -168,6 +172,7 @@ blt_status blt_corpus_open(blt_corpus **out, int npaths, const char *const *path
     if (npaths < 1 || !paths) return blt_fail(BLT_EINVAL, FN ": no path given");
     if (!(val_fraction >= 0.0 && val_fraction <= 1.0))
         return blt_fail(BLT_EINVAL, FN ": val_fraction %g must be in [0, 1]", val_fraction);
+    install_sigbus();
     blt_corpus *c = calloc(1, sizeof *c);
     if (!c) return blt_fail(BLT_ENOMEM, FN ": out of memory");
     for (int i = 0; i < npaths; i++) {
@@ -242,6 +247,67 @@ static void read_ids(const blt_corpus *c, int64_t pos, int64_t n, int32_t *out)
     }
 }
 
+/* A file truncated while mapped turns reads past its new end into SIGBUS. Reads
+ * from the mappings run under a guard: the handler jumps back to it and the read
+ * fails with a message, instead of the process dying. A SIGBUS outside a guarded
+ * read goes to the handler installed before ours. */
+static _Thread_local sigjmp_buf *volatile bus_env;
+static struct sigaction old_bus; /* the handler before ours (ASan's, or the default) */
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    if (bus_env) siglongjmp(*bus_env, 1);
+    /* not ours: give it back to the previous handler. A fault re-runs the faulting
+     * access when we return and reaches it; a sent signal is raised again. */
+    sigaction(SIGBUS, &old_bus, NULL);
+    if (si->si_code <= 0) raise(sig);
+}
+
+static void install_sigbus(void)
+{
+    static int done;
+    if (done) return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &old_bus);
+    done = 1;
+}
+
+/* Names the first document over [pos, pos + n) whose file no longer has its mapped size. */
+static blt_status changed_file(const blt_corpus *c, int64_t pos, int64_t n, const char *fn)
+{
+    for (int64_t d = find_doc(c, pos); d < c->ndocs && c->docs[d].start < pos + n; d++) {
+        struct stat st;
+        if (stat(c->docs[d].path, &st) != 0 || (int64_t)st.st_size != c->docs[d].size)
+            return blt_fail(BLT_EIO, "%s: corpus file '%s' changed under the run (mapped %lld bytes, now %lld); "
+                            "reopen the corpus", fn, c->docs[d].path, (long long)c->docs[d].size,
+                            stat(c->docs[d].path, &st) ? -1LL : (long long)st.st_size);
+    }
+    return blt_fail(BLT_EIO, "%s: reading the corpus at stream position %lld failed (SIGBUS: a file was "
+                    "truncated or its disk failed); reopen the corpus", fn, (long long)pos);
+}
+
+/* read_ids under the SIGBUS guard. */
+static blt_status guarded_read(const blt_corpus *c, int64_t pos_, int64_t n_, int32_t *out_, const char *fn)
+{
+    /* volatile: their values are read again after the jump back */
+    volatile int64_t pos = pos_, n = n_;
+    int32_t *volatile out = out_;
+    sigjmp_buf env;
+    if (sigsetjmp(env, 1)) {
+        bus_env = NULL;
+        return changed_file(c, pos, n, fn);
+    }
+    bus_env = &env;
+    read_ids(c, pos, n, out);
+    bus_env = NULL;
+    return BLT_OK;
+}
+
 /* Asks the kernel to read stream positions [pos, pos + n) ahead (a hint; errors
  * are ignored). The mappings are MADV_RANDOM, so sequential readers say what they
  * will need. */
@@ -264,10 +330,9 @@ blt_status blt_corpus_ids(const blt_corpus *c, int64_t pos, int64_t n, int32_t *
 {
     if (!c || (!out && n > 0)) return blt_fail(BLT_EINVAL, "data.ids: corpus or out is NULL");
     if (pos < 0 || n < 0 || pos > c->stream || n > c->stream - pos)
-        return blt_fail(BLT_EINVAL, "data.ids: range [%lld, %lld) outside the stream [0, %lld)", (long long)pos,
-                        (long long)(pos + n), (long long)c->stream);
-    read_ids(c, pos, n, out);
-    return BLT_OK;
+        return blt_fail(BLT_EINVAL, "data.ids: %lld ids from position %lld: outside the stream [0, %lld)",
+                        (long long)n, (long long)pos, (long long)c->stream); /* pos + n may overflow */
+    return guarded_read(c, pos, n, out, "data.ids");
 }
 
 blt_status blt_corpus_sample(const blt_corpus *c, blt_rng *r, int64_t B, int64_t N, int32_t *out)
@@ -284,7 +349,7 @@ blt_status blt_corpus_sample(const blt_corpus *c, blt_rng *r, int64_t B, int64_t
         int64_t o = (int64_t)blt_rng_below(r, span);
         int32_t *row = out + b * N;
         row[0] = BLT_ID_BOS;
-        read_ids(c, o, N - 1, row + 1);
+        BLT_TRY(guarded_read(c, o, N - 1, row + 1, "data.sample"));
     }
     return BLT_OK;
 }
@@ -301,8 +366,8 @@ blt_status blt_corpus_val_windows(const blt_corpus *c, int64_t first, int64_t B,
     if (N < 2) return blt_fail(BLT_EINVAL, "data.val_windows: seq_len %lld must be >= 2", (long long)N);
     int64_t count = blt_corpus_val_count(c, N);
     if (B < 0 || first < 0 || first > count || B > count - first)
-        return blt_fail(BLT_EINVAL, "data.val_windows: windows [%lld, %lld) outside [0, %lld) for seq_len %lld",
-                        (long long)first, (long long)(first + B), (long long)count, (long long)N);
+        return blt_fail(BLT_EINVAL, "data.val_windows: %lld windows from window %lld: outside [0, %lld) for seq_len %lld",
+                        (long long)B, (long long)first, (long long)count, (long long)N); /* first + B may overflow */
     int64_t W = N - 1;
     if (B > 0) {
         int64_t lo = first * W, hi = (first + B) * W < c->val ? (first + B) * W : c->val;
@@ -313,7 +378,7 @@ blt_status blt_corpus_val_windows(const blt_corpus *c, int64_t first, int64_t B,
         int64_t n = c->val - lo < W ? c->val - lo : W;
         int32_t *row = out + b * N;
         row[0] = BLT_ID_BOS;
-        read_ids(c, c->train + lo, n, row + 1);
+        BLT_TRY(guarded_read(c, c->train + lo, n, row + 1, "data.val_windows"));
         for (int64_t i = n + 1; i < N; i++) row[i] = BLT_ID_PAD;
         if (len) len[b] = n + 1;
     }

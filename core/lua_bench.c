@@ -18,8 +18,13 @@ static int l_bench_sgemm(lua_State *L)
 {
     blt_tensor *a = bltL_check(L, 1), *b = bltL_check(L, 2), *c = bltL_check(L, 3);
     int ta = lua_toboolean(L, 4), tb = lua_toboolean(L, 5);
-    int reps = (int)luaL_optinteger(L, 6, 5);
+    int reps = (int)bltL_optint(L, 6, "bench_sgemm", "reps", 1, 1000000, 5);
     if (a->ndim != 2 || b->ndim != 2 || c->ndim != 2) return luaL_error(L, "blt.bench_sgemm: 2-d tensors only");
+    blt_tensor *abc[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) /* raw cblas reads them as dense row-major arrays */
+        if (blt_check("bench_sgemm", i == 0 ? "a" : i == 1 ? "b" : "c", abc[i], BLT_F32) ||
+            !blt_tensor_is_contiguous(abc[i]))
+            return luaL_error(L, "blt.bench_sgemm: a, b and c must be live contiguous float32 tensors");
     int64_t M = c->shape[0], N = c->shape[1], K = ta ? a->shape[0] : a->shape[1];
     if ((ta ? a->shape[1] : a->shape[0]) != M || (tb ? b->shape[1] : b->shape[0]) != K || (tb ? b->shape[0] : b->shape[1]) != N)
         return luaL_error(L, "blt.bench_sgemm: shapes do not fit");

@@ -5,16 +5,57 @@
 #include "ops.h"
 #include "thread.h"
 #include <lauxlib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+int64_t bltL_int(lua_State *L, int idx, const char *fn, const char *what, int64_t lo, int64_t hi)
+{
+    int64_t v;
+    if (lua_isinteger(L, idx)) {
+        v = (int64_t)lua_tointeger(L, idx);
+    } else if (lua_type(L, idx) == LUA_TNUMBER) {
+        double d = lua_tonumber(L, idx);
+        char b[64];
+        if (d != d) snprintf(b, sizeof b, "nan"); /* not "-nan" */
+        else snprintf(b, sizeof b, "%.17g", d);
+        /* 2^63 itself is out of int64's range, hence < and not <= */
+        if (!(d == d) || d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
+            return luaL_error(L, "blt.%s: %s must be an integer, got %s", fn, what, b);
+        v = (int64_t)d;
+    } else {
+        return luaL_error(L, "blt.%s: %s must be an integer, got %s", fn, what, luaL_typename(L, idx));
+    }
+    if (v < lo || v > hi) {
+        if (lo == INT64_MIN) return luaL_error(L, "blt.%s: %s = %I out of range (at most %I)", fn, what, (lua_Integer)v, (lua_Integer)hi);
+        if (hi == INT64_MAX) return luaL_error(L, "blt.%s: %s = %I out of range (at least %I)", fn, what, (lua_Integer)v, (lua_Integer)lo);
+        return luaL_error(L, "blt.%s: %s = %I out of range %I..%I", fn, what, (lua_Integer)v, (lua_Integer)lo,
+                          (lua_Integer)hi);
+    }
+    return v;
+}
+
+int64_t bltL_optint(lua_State *L, int idx, const char *fn, const char *what, int64_t lo, int64_t hi, int64_t def)
+{
+    return lua_isnoneornil(L, idx) ? def : bltL_int(L, idx, fn, what, lo, hi);
+}
+
+const char *bltL_name(lua_State *L, int idx, const char *fn, const char *what)
+{
+    size_t len;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_error(L, "blt.%s: %s must be a string, got %s", fn, what, luaL_typename(L, idx));
+    const char *s = lua_tolstring(L, idx, &len);
+    if (strlen(s) != len) luaL_error(L, "blt.%s: %s contains a NUL byte (at byte %I)", fn, what, (lua_Integer)strlen(s) + 1);
+    return s;
+}
+
 static int l_set_threads(lua_State *L)
 {
-    lua_Integer n = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, n >= 1 && n <= 256, 1, "thread count must be in 1..256");
+    int64_t n = bltL_int(L, 1, "set_threads", "thread count", 1, 256);
     blt_threads_init((int)n);
     return 0;
 }
@@ -42,7 +83,7 @@ static int l_now(lua_State *L)
 
 static int l_isatty(lua_State *L)
 {
-    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 2)));
+    lua_pushboolean(L, isatty((int)bltL_optint(L, 1, "isatty", "file descriptor", 0, INT32_MAX, 2)));
     return 1;
 }
 
@@ -79,7 +120,7 @@ static void push_hex(lua_State *L, uint64_t h)
 /* hash_file(path) -> 16 hex digits, or nil and a message */
 static int l_hash_file(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = bltL_name(L, 1, "hash_file", "path");
     FILE *f = fopen(path, "rb");
     if (!f) { lua_pushnil(L); lua_pushfstring(L, "cannot open %s", path); return 2; }
     unsigned char buf[65536];

@@ -23,6 +23,14 @@ void bltL_open_bench(lua_State *L); /* lua_bench.c: reference timings */
 int bltL_shape(lua_State *L, int idx, int64_t *shape, const char *fn, int allow_infer);
 void bltL_check_opts(lua_State *L, int idx, const char *fn, const char *const *allowed);
 blt_rng *bltL_check_gen(lua_State *L, int idx);
+/* The one checked conversion from a Lua number to a C integer (sizes, offsets, counts,
+ * options, int32 stores): the value at idx must be an integer-valued number (not 1.5,
+ * NaN, inf, nor a string) within lo..hi, or it raises "blt.<fn>: <what> ...". */
+int64_t bltL_int(lua_State *L, int idx, const char *fn, const char *what, int64_t lo, int64_t hi);
+/* The same, def when idx is none or nil. */
+int64_t bltL_optint(lua_State *L, int idx, const char *fn, const char *what, int64_t lo, int64_t hi, int64_t def);
+/* A string going to C as a name or path: rejects embedded NUL bytes (C would cut it). */
+const char *bltL_name(lua_State *L, int idx, const char *fn, const char *what);
 
 /* Each adds its functions to the module table on top of the stack. */
 void bltL_open_tensor(lua_State *L);

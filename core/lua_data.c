@@ -21,13 +21,18 @@ static blt_corpus *check_corpus(lua_State *L, int idx, const char *fn)
 /* data_open(path | {paths...}, val_fraction) -> corpus */
 static int l_open(lua_State *L)
 {
-    double vf = luaL_optnumber(L, 2, 0.1);
+    double vf = 0.1;
+    if (!lua_isnoneornil(L, 2)) {
+        if (lua_type(L, 2) != LUA_TNUMBER)
+            return luaL_error(L, "blt.data.open: val_fraction must be a number, got %s", luaL_typename(L, 2));
+        vf = lua_tonumber(L, 2);
+    }
     int n;
     const char **paths;
     if (lua_type(L, 1) == LUA_TSTRING) {
         n = 1;
         paths = lua_newuserdatauv(L, sizeof *paths, 0);
-        paths[0] = lua_tostring(L, 1);
+        paths[0] = bltL_name(L, 1, "data.open", "path");
     } else if (lua_istable(L, 1)) {
         lua_Integer len = luaL_len(L, 1);
         if (len < 1) return luaL_error(L, "blt.data.open: the list of paths is empty");
@@ -38,7 +43,7 @@ static int l_open(lua_State *L)
             lua_geti(L, 1, i + 1);
             if (lua_type(L, -1) != LUA_TSTRING)
                 return luaL_error(L, "blt.data.open: path %d is %s, not a string", i + 1, luaL_typename(L, -1));
-            paths[i] = lua_tostring(L, -1); /* kept alive by the table at index 1 */
+            paths[i] = bltL_name(L, -1, "data.open", "path"); /* kept alive by the table at index 1 */
             lua_pop(L, 1);
         }
     } else {
@@ -107,7 +112,7 @@ static int l_info(lua_State *L)
 static int l_document(lua_State *L)
 {
     blt_corpus *c = check_corpus(L, 1, "data.document");
-    lua_Integer i = luaL_checkinteger(L, 2);
+    int64_t i = bltL_int(L, 2, "data.document", "document number", INT64_MIN + 1, INT64_MAX);
     const char *path;
     int64_t start, size;
     if (blt_corpus_document(c, (int64_t)i - 1, &path, &start, &size) != BLT_OK) return bltL_error(L, "data.document");
@@ -121,8 +126,8 @@ static int l_document(lua_State *L)
 static int l_ids(lua_State *L)
 {
     blt_corpus *c = check_corpus(L, 1, "data.ids");
-    lua_Integer first = luaL_checkinteger(L, 2), n = luaL_checkinteger(L, 3);
-    luaL_argcheck(L, n >= 0, 3, "count must be >= 0");
+    int64_t first = bltL_int(L, 2, "data.ids", "first position", INT64_MIN + 1, INT64_MAX);
+    int64_t n = bltL_int(L, 3, "data.ids", "count", 0, (int64_t)1 << 40);
     blt_tensor *t;
     int64_t shape[1] = {(int64_t)n};
     if (blt_tensor_new(&t, BLT_I32, 1, shape) != BLT_OK) return bltL_error(L, "data.ids");
@@ -136,9 +141,8 @@ static int l_sample(lua_State *L)
 {
     blt_corpus *c = check_corpus(L, 1, "data.sample");
     blt_rng *r = bltL_check_gen(L, 2);
-    lua_Integer B = luaL_checkinteger(L, 3), N = luaL_checkinteger(L, 4);
-    luaL_argcheck(L, B >= 1, 3, "batch must be >= 1");
-    luaL_argcheck(L, N >= 2, 4, "seq_len must be >= 2");
+    int64_t B = bltL_int(L, 3, "data.sample", "batch", 1, (int64_t)1 << 40);
+    int64_t N = bltL_int(L, 4, "data.sample", "seq_len", 2, (int64_t)1 << 40);
     blt_tensor *t;
     int64_t shape[2] = {(int64_t)B, (int64_t)N};
     if (blt_tensor_new(&t, BLT_I32, 2, shape) != BLT_OK) return bltL_error(L, "data.sample");
@@ -151,8 +155,7 @@ static int l_sample(lua_State *L)
 static int l_val_count(lua_State *L)
 {
     blt_corpus *c = check_corpus(L, 1, "data.val_count");
-    lua_Integer N = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, N >= 2, 2, "seq_len must be >= 2");
+    int64_t N = bltL_int(L, 2, "data.val_count", "seq_len", 2, (int64_t)1 << 40);
     lua_pushinteger(L, (lua_Integer)blt_corpus_val_count(c, (int64_t)N));
     return 1;
 }
@@ -161,10 +164,9 @@ static int l_val_count(lua_State *L)
 static int l_val_windows(lua_State *L)
 {
     blt_corpus *c = check_corpus(L, 1, "data.val_windows");
-    lua_Integer first = luaL_checkinteger(L, 2), B = luaL_checkinteger(L, 3), N = luaL_checkinteger(L, 4);
-    luaL_argcheck(L, first >= 1, 2, "window number must be >= 1");
-    luaL_argcheck(L, B >= 1, 3, "batch must be >= 1");
-    luaL_argcheck(L, N >= 2, 4, "seq_len must be >= 2");
+    int64_t first = bltL_int(L, 2, "data.val_windows", "window number", 1, INT64_MAX);
+    int64_t B = bltL_int(L, 3, "data.val_windows", "batch", 1, INT32_MAX);
+    int64_t N = bltL_int(L, 4, "data.val_windows", "seq_len", 2, (int64_t)1 << 40);
     blt_tensor *t;
     int64_t shape[2] = {(int64_t)B, (int64_t)N};
     if (blt_tensor_new(&t, BLT_I32, 2, shape) != BLT_OK) return bltL_error(L, "data.val_windows");
@@ -173,7 +175,7 @@ static int l_val_windows(lua_State *L)
     if (blt_corpus_val_windows(c, (int64_t)first - 1, (int64_t)B, (int64_t)N, blt_i32(t), len) != BLT_OK)
         return bltL_error(L, "data.val_windows");
     lua_createtable(L, (int)B, 0);
-    for (lua_Integer b = 0; b < B; b++) {
+    for (int64_t b = 0; b < B; b++) {
         lua_pushinteger(L, (lua_Integer)len[b]);
         lua_rawseti(L, -2, b + 1);
     }

@@ -27,13 +27,17 @@ static int l_trunc_normal(lua_State *L)
 static int l_flatten(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    int n = (int)luaL_len(L, 1);
+    lua_Integer nl = luaL_len(L, 1);
+    if (nl < 0 || nl > INT32_MAX) return luaL_error(L, "blt.flatten: list of %I parameters", nl);
+    int n = (int)nl;
     int64_t total = 0;
     for (int i = 1; i <= n; i++) {
         lua_geti(L, 1, i);
+        if (!bltL_is_tensor(L, -1))
+            return luaL_error(L, "blt.flatten: parameter %d is %s, not a tensor", i, luaL_typename(L, -1));
         blt_tensor *t = bltL_check(L, -1);
-        if (t->dtype != BLT_F32 || t->node)
-            return luaL_error(L, "blt.flatten: parameter %d must be a float32 leaf tensor", i);
+        if (t->dtype != BLT_F32 || t->node || t->st->released)
+            return luaL_error(L, "blt.flatten: parameter %d must be a live float32 leaf tensor", i);
         total += t->numel;
         lua_pop(L, 1);
     }
@@ -58,32 +62,44 @@ static int l_flatten(lua_State *L)
 static blt_slice *read_slices(lua_State *L, int idx, int *nsl, int64_t limit)
 {
     luaL_checktype(L, idx, LUA_TTABLE);
-    int n = (int)luaL_len(L, idx);
+    lua_Integer nl = luaL_len(L, idx);
+    if (nl < 0 || nl > INT32_MAX) luaL_error(L, "blt.optim: %I slices", nl);
+    int n = (int)nl;
     blt_slice *sl = lua_newuserdatauv(L, sizeof(blt_slice) * (n ? n : 1), 0);
     int64_t end = 0;
     for (int i = 0; i < n; i++) {
-        lua_geti(L, idx, i + 1);
+        if (lua_geti(L, idx, i + 1) != LUA_TTABLE) luaL_error(L, "blt.optim: slice %d is not a table", i + 1);
         lua_getfield(L, -1, "off");
         lua_getfield(L, -2, "len");
         lua_getfield(L, -3, "decay");
-        sl[i].off = lua_tointeger(L, -3);
-        sl[i].len = lua_tointeger(L, -2);
+        sl[i].off = bltL_int(L, -3, "optim", "slice offset", 0, limit);
+        sl[i].len = bltL_int(L, -2, "optim", "slice length", 0, limit);
         sl[i].decay = lua_toboolean(L, -1);
         lua_pop(L, 4);
-        if (sl[i].off != end || sl[i].len < 0) luaL_error(L, "blt.optim: slices must be consecutive");
-        end += sl[i].len;
+        if (sl[i].off != end) luaL_error(L, "blt.optim: slices must be consecutive");
+        end += sl[i].len; /* both <= limit: no overflow */
+        if (end > limit)
+            luaL_error(L, "blt.optim: slices cover %I elements, buffers hold %I", (lua_Integer)end, (lua_Integer)limit);
     }
-    if (end > limit) luaL_error(L, "blt.optim: slices cover %d elements, buffers hold %d", (int)end, (int)limit);
     *nsl = n;
     return sl;
 }
 
+/* A flat buffer that the caller writes in place (its version is bumped); see flat_read. */
 static float *flat_arg(lua_State *L, int idx, int64_t n, const char *what)
 {
     blt_tensor *t = bltL_check(L, idx);
     if (t->dtype != BLT_F32 || !blt_tensor_is_contiguous(t) || t->numel < n || t->st->released)
-        luaL_error(L, "blt.optim: %s must be a live contiguous float32 buffer of %d elements", what, (int)n);
+        luaL_error(L, "blt.optim: %s must be a live contiguous float32 buffer of %I elements", what, (lua_Integer)n);
+    blt_tensor_bump(t); /* written in place (params, moments; grads are zeroed or scaled) */
     return blt_f32(t);
+}
+
+static const float *flat_read(lua_State *L, int idx, int64_t n, const char *what)
+{
+    float *p = flat_arg(L, idx, n, what);
+    bltL_check(L, idx)->st->version--; /* only read: undo flat_arg's bump */
+    return p;
 }
 
 /* nn_adamw_step(p, g, m, v, slices, step, lr, beta1, beta2, eps, weight_decay) */
@@ -94,8 +110,7 @@ static int l_adamw_step(lua_State *L)
     blt_slice *sl = read_slices(L, 5, &nsl, n);
     float *p = flat_arg(L, 1, n, "params"), *g = flat_arg(L, 2, n, "grads");
     float *m = flat_arg(L, 3, n, "exp_avg"), *v = flat_arg(L, 4, n, "exp_avg_sq");
-    lua_Integer step = luaL_checkinteger(L, 6);
-    luaL_argcheck(L, step >= 1, 6, "step counts from 1");
+    int64_t step = bltL_int(L, 6, "optim.step", "step (counts from 1)", 1, INT32_MAX);
     blt_adamw_hp hp = {(float)luaL_checknumber(L, 7), (float)luaL_checknumber(L, 8), (float)luaL_checknumber(L, 9),
                        (float)luaL_checknumber(L, 10), (float)luaL_checknumber(L, 11)};
     blt_adamw_step(p, g, m, v, sl, nsl, step, hp);
@@ -110,14 +125,14 @@ static int l_sgd_step(lua_State *L)
     blt_slice *sl = read_slices(L, 4, &nsl, n);
     float *p = flat_arg(L, 1, n, "params"), *g = flat_arg(L, 2, n, "grads"), *b = flat_arg(L, 3, n, "momentum");
     blt_sgd_step(p, g, b, sl, nsl, (float)luaL_checknumber(L, 6), (float)luaL_checknumber(L, 7),
-                 (float)luaL_checknumber(L, 8), luaL_checkinteger(L, 5));
+                 (float)luaL_checknumber(L, 8), bltL_int(L, 5, "optim.step", "step (counts from 1)", 1, INT32_MAX));
     return 0;
 }
 
 static int l_l2norm(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1);
-    lua_pushnumber(L, blt_l2norm(flat_arg(L, 1, t->numel, "tensor"), t->numel));
+    lua_pushnumber(L, blt_l2norm(flat_read(L, 1, t->numel, "tensor"), t->numel));
     return 1;
 }
 
@@ -139,7 +154,7 @@ static int l_zero_(lua_State *L)
 static int l_count_ne(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1), *c;
-    lua_Integer v = luaL_checkinteger(L, 2);
+    int64_t v = bltL_int(L, 2, "count_ne", "value", INT64_MIN, INT64_MAX);
     if (t->dtype != BLT_I32) return luaL_error(L, "blt.count_ne: needs an int32 tensor");
     if (blt_contiguous(&c, t)) return bltL_error(L, "count_ne");
     const int32_t *d = blt_i32(c);

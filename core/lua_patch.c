@@ -33,14 +33,7 @@ static int64_t opt_int_field(lua_State *L, int idx, const char *key, int64_t def
     int ty = lua_getfield(L, idx, key);
     int64_t v = def;
     if (ty != LUA_TNIL) {
-        int ok;
-        lua_Integer x = lua_tointegerx(L, -1, &ok);
-        if (!ok) {
-            if (ty == LUA_TNUMBER)
-                luaL_error(L, "blt.patch_new: %s = %s is not an integer", key, lua_tostring(L, -1));
-            luaL_error(L, "blt.patch_new: %s must be an integer, got %s", key, luaL_typename(L, -1));
-        }
-        v = x;
+        v = bltL_int(L, -1, "patch_new", key, INT32_MIN, INT32_MAX);
     }
     lua_pop(L, 1);
     return v;
@@ -67,7 +60,7 @@ static int l_patch_new(lua_State *L)
     lua_getfield(L, 1, "scheme");
     if (lua_type(L, -1) != LUA_TSTRING)
         return luaL_error(L, "blt.patch_new: scheme must be a string, got %s", luaL_typename(L, -1));
-    if (blt_patch_scheme_parse(lua_tostring(L, -1), &p.scheme)) return bltL_error(L, "patch_new");
+    if (blt_patch_scheme_parse(bltL_name(L, -1, "patch_new", "scheme"), &p.scheme)) return bltL_error(L, "patch_new");
     lua_pop(L, 1);
     p.size = opt_int_field(L, 1, "size", -1);
     p.max_len = opt_int_field(L, 1, "max_patch_len", 0);
@@ -251,7 +244,7 @@ static uint8_t *row_flags(lua_State *L, const char *fn, int64_t *n_out, int *kno
     uint8_t *f = scratch(L, (size_t)n + 1);
     *known = 1;
     if (p->scheme == BLT_PATCH_GIVEN) *known = check_given(L, 4, n, f, fn);
-    if (blt_patch_flags(p, ids, ent, f, n, f)) bltL_error(L, "patch_flags");
+    if (blt_patch_flags(p, ids, ent, f, n, f)) bltL_error(L, fn);
     *n_out = n;
     return f;
 }
@@ -336,8 +329,7 @@ static int l_patch_batch(lua_State *L)
 
 static int l_patch_decoder_ids(lua_State *L)
 {
-    lua_Integer n = luaL_checkinteger(L, 2);
-    if (n < 0) return luaL_error(L, "blt.patch_decoder_ids: N = %d is negative", (int)n);
+    int64_t n = bltL_int(L, 2, "patch_decoder_ids", "N", 0, INT32_MAX);
     if (bltL_is_tensor(L, 1)) {
         blt_tensor *o;
         if (blt_patch_decoder_ids_tensor(bltL_check(L, 1), n, &o)) return bltL_error(L, "patch_decoder_ids");
@@ -381,9 +373,10 @@ static int l_patch_text_ids(lua_State *L)
 static int l_hash_buckets(lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer buckets = luaL_checkinteger(L, 3);
-    int nn = (int)luaL_len(L, 2);
-    if (nn < 1) return luaL_error(L, "blt.hash_buckets: the list of n-gram sizes is empty");
+    int64_t buckets = bltL_int(L, 3, "hash_buckets", "bucket count", INT32_MIN, INT32_MAX) /* 0 and negatives: the core says why */;
+    lua_Integer nl = luaL_len(L, 2);
+    if (nl < 1 || nl > 64) return luaL_error(L, "blt.hash_buckets: the list of n-gram sizes has %I entries (want 1..64)", nl);
+    int nn = (int)nl;
     int *ng = scratch(L, (size_t)nn * sizeof *ng);
     for (int i = 0; i < nn; i++) {
         int ok;

@@ -50,6 +50,7 @@ static int l_scope(lua_State *L)
     int base = lua_gettop(L) - nargs;
     int rc = lua_pcall(L, nargs, LUA_MULTRET, 0);
     int nres = lua_gettop(L) - base + 1;
+    luaL_checkstack(L, 8, "blt.scope: too many results");
     lua_pushnil(L);
     lua_rawseti(L, scopes, level); /* pop this scope */
     /* keep what is returned: mark results, close the rest */
@@ -57,7 +58,8 @@ static int l_scope(lua_State *L)
     int keep = lua_gettop(L);
     if (rc == LUA_OK)
         for (int i = 0; i < nres; i++) {
-            if (lua_type(L, base + i) != LUA_TUSERDATA) continue; /* only tensors are kept; NaN is no key */
+            /* only tensors are scope-tracked; other results (nil, NaN) cannot be keys */
+            if (!bltL_is_tensor(L, base + i)) continue;
             lua_pushvalue(L, base + i);
             lua_pushboolean(L, 1);
             lua_rawset(L, keep);

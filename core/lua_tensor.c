@@ -13,6 +13,8 @@
 #include <string.h>
 
 #define TENSOR_MT "blt.Tensor"
+/* the largest size accepted for one dimension; blt_tensor_new bounds the product (2^40) */
+#define BLT_MAX_SIZE ((int64_t)1 << 40)
 
 typedef struct { blt_tensor *t; } tensor_ud;
 
@@ -66,11 +68,11 @@ static int push_status(lua_State *L, blt_status s, blt_tensor **out, const char 
 /* A dimension argument: 1-based, negative from the end; returns 0-based. */
 static int check_dim(lua_State *L, int idx, int ndim, const char *fn)
 {
-    lua_Integer d = luaL_checkinteger(L, idx);
-    lua_Integer z = d < 0 ? d + ndim : d - 1;
+    int64_t d = bltL_int(L, idx, fn, "dimension", INT64_MIN + 1, INT64_MAX);
+    int64_t z = d < 0 ? d + ndim : d - 1;
     if (d == 0 || z < 0 || z >= ndim)
-        return luaL_error(L, "blt.%s: dimension %d out of range for a %d-d tensor (1..%d or -1..-%d)", fn,
-                          (int)d, ndim, ndim, ndim);
+        return luaL_error(L, "blt.%s: dimension %I out of range for a %d-d tensor (1..%d or -1..-%d)", fn,
+                          (lua_Integer)d, ndim, ndim, ndim);
     return (int)z;
 }
 
@@ -79,34 +81,35 @@ int bltL_shape(lua_State *L, int idx, int64_t *shape, const char *fn, int allow_
 {
     int nd = 0;
     if (lua_istable(L, idx)) {
-        int n = (int)luaL_len(L, idx);
-        if (n > BLT_MAX_DIMS) return luaL_error(L, "blt.%s: shape has %d dimensions (at most %d)", fn, n, BLT_MAX_DIMS);
+        lua_Integer n = luaL_len(L, idx);
+        if (n > BLT_MAX_DIMS)
+            return luaL_error(L, "blt.%s: shape has %I dimensions (at most %d)", fn, n, BLT_MAX_DIMS);
         for (int i = 1; i <= n; i++) {
+            char what[32];
+            snprintf(what, sizeof what, "shape entry %d", i);
             lua_geti(L, idx, i);
-            int ok;
-            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            shape[nd++] = bltL_int(L, -1, fn, what, INT64_MIN, BLT_MAX_SIZE); /* negatives: below */
             lua_pop(L, 1);
-            if (!ok) return luaL_error(L, "blt.%s: shape entry %d is not an integer", fn, i);
-            shape[nd++] = v;
         }
     } else {
         int top = lua_gettop(L);
         for (int i = idx; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
             if (nd == BLT_MAX_DIMS) return luaL_error(L, "blt.%s: too many dimensions", fn);
-            shape[nd++] = luaL_checkinteger(L, i);
+            shape[nd++] = bltL_int(L, i, fn, "size", INT64_MIN, BLT_MAX_SIZE);
         }
         if (nd == 0) return luaL_error(L, "blt.%s: expected a shape (a table like {2, 3}), got %s", fn,
                                        luaL_typename(L, idx));
     }
     for (int i = 0; i < nd; i++)
         if (shape[i] < 0 && !(allow_infer && shape[i] == -1))
-            return luaL_error(L, "blt.%s: negative size %d in shape (dimension %d)", fn, (int)shape[i], i + 1);
+            return luaL_error(L, "blt.%s: negative size %I in shape (dimension %d)", fn, (lua_Integer)shape[i], i + 1);
     return nd;
 }
 
-static blt_dtype check_dtype(lua_State *L, int idx, blt_dtype def)
+static blt_dtype check_dtype(lua_State *L, int idx, blt_dtype def, const char *fn)
 {
     const char *names[] = {"float32", "int32", NULL};
+    if (lua_type(L, idx) == LUA_TSTRING) bltL_name(L, idx, fn, "dtype"); /* "int32\0x" is not "int32" */
     return (blt_dtype)luaL_checkoption(L, idx, def == BLT_F32 ? "float32" : "int32", names);
 }
 
@@ -118,7 +121,10 @@ void bltL_check_opts(lua_State *L, int idx, const char *fn, const char *const *a
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        size_t klen = 0;
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &klen) : NULL;
+        if (k && strlen(k) != klen)
+            return (void)luaL_error(L, "blt.%s: option name contains a NUL byte", fn);
         int ok = 0;
         for (int i = 0; k && allowed[i]; i++) ok |= !strcmp(k, allowed[i]);
         if (!ok) {
@@ -148,22 +154,22 @@ static void fill_nested(lua_State *L, int idx, int depth, int nd, const int64_t 
 {
     int64_t n = (int64_t)luaL_len(L, idx);
     if (n != shape[depth])
-        luaL_error(L, "blt.tensor: ragged table: dimension %d has %d entries where %d were expected", depth + 1,
-                   (int)n, (int)shape[depth]);
+        luaL_error(L, "blt.tensor: ragged table: dimension %d has %I entries where %I were expected", depth + 1,
+                   (lua_Integer)n, (lua_Integer)shape[depth]);
     for (int64_t i = 1; i <= n; i++) {
         lua_geti(L, idx, i);
         if (depth + 1 < nd) {
             if (!lua_istable(L, -1)) luaL_error(L, "blt.tensor: ragged table at dimension %d", depth + 2);
             fill_nested(L, lua_gettop(L), depth + 1, nd, shape, t, pos);
         } else {
-            int ok;
-            lua_Number v = lua_tonumberx(L, -1, &ok);
-            if (!ok) luaL_error(L, "blt.tensor: entry %d is %s, not a number", (int)(*pos + 1), luaL_typename(L, -1));
+            if (lua_type(L, -1) != LUA_TNUMBER)
+                luaL_error(L, "blt.tensor: entry %I is %s, not a number", (lua_Integer)(*pos + 1), luaL_typename(L, -1));
             if (t->dtype == BLT_I32) {
-                if (v != floor(v) || v < INT32_MIN || v > INT32_MAX)
-                    luaL_error(L, "blt.tensor: entry %d (%f) is not an int32", (int)(*pos + 1), v);
-                blt_i32(t)[*pos] = (int32_t)v;
+                char what[48];
+                snprintf(what, sizeof what, "int32 entry %lld", (long long)(*pos + 1));
+                blt_i32(t)[*pos] = (int32_t)bltL_int(L, -1, "tensor", what, INT32_MIN, INT32_MAX);
             } else {
+                lua_Number v = lua_tonumber(L, -1);
                 blt_f32(t)[*pos] = (float)v;
             }
             (*pos)++;
@@ -174,14 +180,14 @@ static void fill_nested(lua_State *L, int idx, int depth, int nd, const int64_t 
 
 static int l_tensor(lua_State *L)
 {
-    blt_dtype dt = check_dtype(L, 2, BLT_F32);
+    blt_dtype dt = check_dtype(L, 2, BLT_F32, "tensor");
     int64_t shape[BLT_MAX_DIMS];
     int nd = 0;
     if (lua_type(L, 1) == LUA_TNUMBER) { /* a scalar */
         blt_tensor *t;
         if (blt_tensor_new(&t, dt, 0, shape)) return bltL_error(L, "tensor");
         bltL_push(L, t);
-        if (dt == BLT_I32) blt_i32(t)[0] = (int32_t)luaL_checkinteger(L, 1);
+        if (dt == BLT_I32) blt_i32(t)[0] = (int32_t)bltL_int(L, 1, "tensor", "int32 value", INT32_MIN, INT32_MAX);
         else blt_f32(t)[0] = (float)lua_tonumber(L, 1);
         return 1;
     }
@@ -190,6 +196,8 @@ static int l_tensor(lua_State *L)
     while (lua_istable(L, -1)) {
         if (nd == BLT_MAX_DIMS) return luaL_error(L, "blt.tensor: more than %d nested levels", BLT_MAX_DIMS);
         shape[nd++] = (int64_t)luaL_len(L, -1);
+        if (shape[nd - 1] < 0 || shape[nd - 1] > BLT_MAX_SIZE)
+            return luaL_error(L, "blt.tensor: table of length %I", (lua_Integer)shape[nd - 1]);
         if (shape[nd - 1] == 0) break;
         lua_geti(L, -1, 1);
     }
@@ -207,8 +215,14 @@ static int make_filled(lua_State *L, const char *fn, double value, int value_arg
     int64_t shape[BLT_MAX_DIMS];
     int nd = bltL_shape(L, 1, shape, fn, 0);
     int next = lua_istable(L, 1) ? 2 : nd + 1;
-    if (value_arg) { value = luaL_checknumber(L, next); next++; }
-    blt_dtype dt = check_dtype(L, next, BLT_F32);
+    if (value_arg) {
+        if (lua_type(L, next) != LUA_TNUMBER)
+            return luaL_error(L, "blt.%s: value must be a number, got %s", fn, luaL_typename(L, next));
+        value = lua_tonumber(L, next);
+    }
+    blt_dtype dt = check_dtype(L, next + value_arg, BLT_F32, fn);
+    if (value_arg && dt == BLT_I32) value = (double)bltL_int(L, next, fn, "int32 value", INT32_MIN, INT32_MAX);
+    next += value_arg;
     blt_tensor *t;
     if (blt_tensor_new(&t, dt, nd, shape)) return bltL_error(L, fn);
     for (int64_t i = 0; i < t->numel; i++) {
@@ -231,7 +245,7 @@ blt_rng *bltL_check_gen(lua_State *L, int idx) { return luaL_checkudata(L, idx, 
 
 static int l_generator(lua_State *L)
 {
-    lua_Integer seed = luaL_checkinteger(L, 1);
+    int64_t seed = bltL_int(L, 1, "Generator", "seed", INT64_MIN, INT64_MAX);
     blt_rng *r = lua_newuserdatauv(L, sizeof *r, 0);
     blt_rng_seed(r, (uint64_t)seed);
     luaL_setmetatable(L, GEN_MT);
@@ -256,7 +270,7 @@ static blt_rng seed_arg(lua_State *L, int idx, const char *fn)
         luaL_error(L, "blt.%s: needs an explicit seed (an integer) or a blt.Generator", fn);
     blt_rng r;
     if (luaL_testudata(L, idx, GEN_MT)) return *(blt_rng *)lua_touserdata(L, idx);
-    blt_rng_seed(&r, (uint64_t)luaL_checkinteger(L, idx));
+    blt_rng_seed(&r, (uint64_t)bltL_int(L, idx, fn, "seed", INT64_MIN, INT64_MAX));
     return r;
 }
 
@@ -283,8 +297,7 @@ static int g_uniform(lua_State *L)
 }
 static int g_integer(lua_State *L)
 { /* integer in [1, n], like math.random(n) */
-    lua_Integer n = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, n >= 1, 2, "upper bound must be at least 1");
+    int64_t n = bltL_int(L, 2, "Generator:integer", "upper bound", 1, INT64_MAX);
     lua_pushinteger(L, (lua_Integer)blt_rng_below(bltL_check_gen(L, 1), (uint64_t)n) + 1);
     return 1;
 }
@@ -390,6 +403,15 @@ static int l_totable(lua_State *L)
     blt_tensor *t = bltL_check(L, 1);
     check_live(L, t, "totable");
     if (t->ndim == 0) { push_elem(L, t, t->offset); return 1; }
+    if (t->numel == 0) { /* no elements, but maybe 2^40 empty tables for a shape like {2^40, 0} */
+        double tables = 1;
+        for (int i = 0; i < t->ndim && t->shape[i] > 0; i++) tables *= (double)t->shape[i];
+        if (tables > 1e7) {
+            char b[160];
+            return luaL_error(L, "blt.totable: tensor of shape %s has no elements but would need %f empty tables",
+                              blt_shape_str(t, b, sizeof b), tables);
+        }
+    }
     luaL_checkstack(L, t->ndim + 4, "tensor too deep");
     totable_rec(L, t, 0, t->offset);
     return 1;
@@ -401,8 +423,8 @@ static int l_item(lua_State *L)
     check_live(L, t, "item");
     if (t->numel != 1) {
         char b[160];
-        return luaL_error(L, "blt.item: tensor of shape %s has %d elements, not 1", blt_shape_str(t, b, sizeof b),
-                          (int)t->numel);
+        return luaL_error(L, "blt.item: tensor of shape %s has %I elements, not 1", blt_shape_str(t, b, sizeof b),
+                          (lua_Integer)t->numel);
     }
     push_elem(L, t, elem_offset(t, 0));
     return 1;
@@ -417,10 +439,10 @@ static int64_t index_args(lua_State *L, blt_tensor *t, int first, const char *fn
         return luaL_error(L, "blt.%s: %d indices for a tensor of shape %s", fn, n, blt_shape_str(t, b, sizeof b));
     int64_t off = t->offset;
     for (int i = 0; i < n; i++) {
-        lua_Integer k = luaL_checkinteger(L, first + i);
+        int64_t k = bltL_int(L, first + i, fn, "index", INT64_MIN, INT64_MAX);
         if (k < 1 || k > t->shape[i])
-            return luaL_error(L, "blt.%s: index %d out of range 1..%d in dimension %d of shape %s", fn, (int)k,
-                              (int)t->shape[i], i + 1, blt_shape_str(t, b, sizeof b));
+            return luaL_error(L, "blt.%s: index %I out of range 1..%I in dimension %d of shape %s", fn,
+                              (lua_Integer)k, (lua_Integer)t->shape[i], i + 1, blt_shape_str(t, b, sizeof b));
         off += (k - 1) * t->stride[i];
     }
     return off;
@@ -434,14 +456,28 @@ static int l_get(lua_State *L)
     return 1;
 }
 
+/* The value stored by set/fill: a number; for int32 tensors an integer that fits. */
+typedef union { int32_t i; float f; } elem_value;
+
+static elem_value store_value(lua_State *L, const blt_tensor *t, int idx, const char *fn)
+{
+    elem_value e;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "blt.%s: value must be a number, got %s", fn, luaL_typename(L, idx));
+    if (t->dtype == BLT_I32) e.i = (int32_t)bltL_int(L, idx, fn, "int32 value", INT32_MIN, INT32_MAX);
+    else e.f = (float)lua_tonumber(L, idx);
+    return e;
+}
+
 static int l_set(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1);
     check_live(L, t, "set");
-    lua_Number v = luaL_checknumber(L, 2);
+    elem_value v = store_value(L, t, 2, "set");
     int64_t off = index_args(L, t, 3, "set");
-    if (t->dtype == BLT_I32) ((int32_t *)t->st->data)[off] = (int32_t)v;
-    else ((float *)t->st->data)[off] = (float)v;
+    if (t->dtype == BLT_I32) ((int32_t *)t->st->data)[off] = v.i;
+    else ((float *)t->st->data)[off] = v.f;
+    t->st->version++;
     lua_settop(L, 1);
     return 1;
 }
@@ -451,12 +487,13 @@ static int l_fill(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1);
     check_live(L, t, "fill");
-    lua_Number v = luaL_checknumber(L, 2);
+    elem_value v = store_value(L, t, 2, "fill");
     for (int64_t i = 0; i < t->numel; i++) {
         int64_t o = elem_offset(t, i);
-        if (t->dtype == BLT_I32) ((int32_t *)t->st->data)[o] = (int32_t)v;
-        else ((float *)t->st->data)[o] = (float)v;
+        if (t->dtype == BLT_I32) ((int32_t *)t->st->data)[o] = v.i;
+        else ((float *)t->st->data)[o] = v.f;
     }
+    t->st->version++;
     lua_settop(L, 1);
     return 1;
 }
@@ -472,7 +509,17 @@ static int l_copy(lua_State *L)
         return luaL_error(L, "blt.copy: source %s %s does not match destination %s %s",
                           blt_shape_str(src, b2, sizeof b2), blt_dtype_name(src->dtype),
                           blt_shape_str(t, b1, sizeof b1), blt_dtype_name(t->dtype));
-    blt_strided_copy(t, src);
+    if (t->st == src->st && t->numel > 0) {
+        /* views of one storage may overlap: go through a temporary */
+        blt_tensor *tmp;
+        if (blt_tensor_new_like(&tmp, src)) return bltL_error(L, "copy");
+        blt_strided_copy(tmp, src);
+        blt_strided_copy(t, tmp);
+        blt_tensor_release(tmp);
+    } else {
+        blt_strided_copy(t, src);
+    }
+    t->st->version++;
     lua_settop(L, 1);
     return 1;
 }
@@ -506,6 +553,9 @@ static int l_cast(lua_State *L, blt_dtype dt, const char *fn)
         int64_t o = elem_offset(t, i);
         if (dt == BLT_I32) {
             double v = t->dtype == BLT_I32 ? ((int32_t *)t->st->data)[o] : ((float *)t->st->data)[o];
+            /* truncates toward zero; NaN, inf and out-of-range values have no int32 */
+            if (!(v > -2147483649.0 && v < 2147483648.0))
+                return luaL_error(L, "blt.int: element %I (%f) does not fit int32", (lua_Integer)i + 1, v);
             blt_i32(c)[i] = (int32_t)v;
         } else {
             blt_f32(c)[i] = t->dtype == BLT_I32 ? (float)((int32_t *)t->st->data)[o] : ((float *)t->st->data)[o];
@@ -600,7 +650,11 @@ static int l_backward(lua_State *L)
 static int l_zero_grad(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1);
-    if (t->grad) memset(blt_f32(t->grad), 0, sizeof(float) * t->grad->numel);
+    if (t->grad && !t->grad->st->released) {
+        blt_tensor *g = t->grad; /* may be a view (flat buffers): zero its elements, not its storage */
+        if (blt_tensor_is_contiguous(g)) memset(blt_f32(g), 0, sizeof(float) * (size_t)g->numel);
+        else for (int64_t i = 0; i < g->numel; i++) ((float *)g->st->data)[elem_offset(g, i)] = 0.0f;
+    }
     return 0;
 }
 
@@ -652,12 +706,14 @@ static int l_narrow(lua_State *L)
 {
     blt_tensor *x = bltL_check(L, 1), *y;
     int d = check_dim(L, 2, x->ndim, "narrow");
-    lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
-    if (start < 1) return luaL_error(L, "blt.narrow: start %d must be >= 1", (int)start);
-    if (len < 0 || start - 1 + len > x->shape[d]) { /* here, so the message is 1-based like the call */
+    int64_t start = bltL_int(L, 3, "narrow", "start", INT64_MIN, INT64_MAX);
+    int64_t len = bltL_int(L, 4, "narrow", "length", INT64_MIN, INT64_MAX);
+    if (start < 1) return luaL_error(L, "blt.narrow: start %I must be >= 1", (lua_Integer)start);
+    /* len > size - (start - 1), not start - 1 + len > size: that sum can overflow */
+    if (len < 0 || start - 1 > x->shape[d] || len > x->shape[d] - (start - 1)) { /* 1-based like the call */
         char b[160];
-        return luaL_error(L, "blt.narrow: start %d, length %d out of range for dimension %d of shape %s",
-                          (int)start, (int)len, d + 1, blt_shape_str(x, b, sizeof b));
+        return luaL_error(L, "blt.narrow: start %I, length %I out of range for dimension %d of shape %s",
+                          (lua_Integer)start, (lua_Integer)len, d + 1, blt_shape_str(x, b, sizeof b));
     }
     return push_status(L, blt_narrow(&y, x, d, start - 1, len), &y, "narrow");
 }
@@ -670,9 +726,12 @@ static int l_contiguous(lua_State *L)
 
 static int l_concat(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    int n = (int)luaL_len(L, 1);
-    if (n < 1) return luaL_error(L, "blt.concat: needs a non-empty list of tensors");
+    if (!lua_istable(L, 1)) return luaL_error(L, "blt.concat: expected a list of tensors, got %s", luaL_typename(L, 1));
+    lua_settop(L, 2); /* the dim stays at 2 (nil when absent), below the scratch list */
+    lua_Integer len = luaL_len(L, 1);
+    if (len < 1 || len > 1000000)
+        return luaL_error(L, "blt.concat: needs a list of 1..1000000 tensors, got %I entries", len);
+    int n = (int)len;
     blt_tensor **xs = lua_newuserdatauv(L, sizeof(blt_tensor *) * n, 0); /* freed by the GC on error */
     for (int i = 0; i < n; i++) {
         lua_geti(L, 1, i + 1);
@@ -803,10 +862,13 @@ static int l_cross_entropy(lua_State *L)
     blt_tensor *x = bltL_check(L, 1), *t = bltL_check(L, 2), *y;
     bltL_check_opts(L, 3, "cross_entropy", keys);
     int ignore = -100, mean = 1;
-    if (opt_field(L, 3, "ignore_index") != LUA_TNIL) ignore = (int)luaL_checkinteger(L, -1);
+    if (opt_field(L, 3, "ignore_index") != LUA_TNIL)
+        ignore = (int)bltL_int(L, -1, "cross_entropy", "option ignore_index", INT32_MIN, INT32_MAX);
     lua_settop(L, 3);
     if (opt_field(L, 3, "reduction") != LUA_TNIL) {
-        const char *r = luaL_checkstring(L, -1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "blt.cross_entropy: option reduction must be 'mean' or 'sum', got %s", luaL_typename(L, -1));
+        const char *r = bltL_name(L, -1, "cross_entropy", "option reduction");
         if (!strcmp(r, "sum")) mean = 0;
         else if (strcmp(r, "mean")) return luaL_error(L, "blt.cross_entropy: reduction must be 'mean' or 'sum', got '%s'", r);
     }
@@ -827,16 +889,30 @@ static int l_embedding(lua_State *L)
     return push_status(L, blt_embedding(&y, bltL_check(L, 1), bltL_check(L, 2)), &y, "embedding");
 }
 
+/* The tensor option on top of the stack (bltL_check would say "bad argument #-1"). */
+static blt_tensor *check_opt_tensor(lua_State *L, const char *fn, const char *key)
+{
+    if (!bltL_is_tensor(L, -1))
+        luaL_error(L, "blt.%s: option %s must be a tensor, got %s", fn, key, luaL_typename(L, -1));
+    tensor_ud *u = lua_touserdata(L, -1);
+    if (!u->t) luaL_error(L, "blt.%s: option %s is a tensor that was closed", fn, key);
+    return u->t;
+}
+
 static int l_rope(lua_State *L)
 {
     static const char *const keys[] = {"theta", "positions", NULL};
     blt_tensor *x = bltL_check(L, 1), *y, *pos = NULL;
-    lua_Integer heads = luaL_checkinteger(L, 2);
+    int64_t heads = bltL_int(L, 2, "rope", "heads", 1, INT32_MAX);
     bltL_check_opts(L, 3, "rope", keys);
     double theta = 10000.0;
-    if (opt_field(L, 3, "theta") != LUA_TNIL) theta = luaL_checknumber(L, -1);
+    if (opt_field(L, 3, "theta") != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            return luaL_error(L, "blt.rope: option theta must be a number, got %s", luaL_typename(L, -1));
+        theta = lua_tonumber(L, -1);
+    }
     lua_settop(L, 3);
-    if (opt_field(L, 3, "positions") != LUA_TNIL) pos = bltL_check(L, -1); /* stays on the stack */
+    if (opt_field(L, 3, "positions") != LUA_TNIL) pos = check_opt_tensor(L, "rope", "positions"); /* stays on the stack */
     return push_status(L, blt_rope(&y, x, (int)heads, theta, pos), &y, "rope");
 }
 
@@ -857,20 +933,26 @@ static int l_attention(lua_State *L)
 {
     static const char *const keys[] = {"heads", "causal", "window", "q_seg", "k_seg", "k_start", "k_end", "scale", NULL};
     blt_tensor *q = bltL_check(L, 1), *k = bltL_check(L, 2), *v = bltL_check(L, 3), *y;
-    luaL_checktype(L, 4, LUA_TTABLE);
+    if (!lua_istable(L, 4))
+        return luaL_error(L, "blt.attention: argument 4 must be an option table (with heads), got %s", luaL_typename(L, 4));
+    lua_settop(L, 4);
     bltL_check_opts(L, 4, "attention", keys);
     blt_attn_opts o = {0};
     if (lua_getfield(L, 4, "heads") == LUA_TNIL) return luaL_error(L, "blt.attention: option 'heads' is required");
-    o.heads = (int)luaL_checkinteger(L, -1);
+    o.heads = (int)bltL_int(L, -1, "attention", "option heads", 1, INT32_MAX);
     lua_getfield(L, 4, "causal");
     o.causal = lua_toboolean(L, -1);
-    if (lua_getfield(L, 4, "window") != LUA_TNIL) o.window = luaL_checkinteger(L, -1);
-    if (lua_getfield(L, 4, "scale") != LUA_TNIL) o.scale = (float)luaL_checknumber(L, -1);
+    if (lua_getfield(L, 4, "window") != LUA_TNIL) o.window = bltL_int(L, -1, "attention", "option window", INT64_MIN, INT64_MAX);
+    if (lua_getfield(L, 4, "scale") != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            return luaL_error(L, "blt.attention: option scale must be a number, got %s", luaL_typename(L, -1));
+        o.scale = (float)lua_tonumber(L, -1);
+    }
     /* index tensors stay on the stack while the op runs */
-    if (lua_getfield(L, 4, "q_seg") != LUA_TNIL) o.q_seg = bltL_check(L, -1);
-    if (lua_getfield(L, 4, "k_seg") != LUA_TNIL) o.k_seg = bltL_check(L, -1);
-    if (lua_getfield(L, 4, "k_start") != LUA_TNIL) o.k_start = bltL_check(L, -1);
-    if (lua_getfield(L, 4, "k_end") != LUA_TNIL) o.k_end = bltL_check(L, -1);
+    if (lua_getfield(L, 4, "q_seg") != LUA_TNIL) o.q_seg = check_opt_tensor(L, "attention", "q_seg");
+    if (lua_getfield(L, 4, "k_seg") != LUA_TNIL) o.k_seg = check_opt_tensor(L, "attention", "k_seg");
+    if (lua_getfield(L, 4, "k_start") != LUA_TNIL) o.k_start = check_opt_tensor(L, "attention", "k_start");
+    if (lua_getfield(L, 4, "k_end") != LUA_TNIL) o.k_end = check_opt_tensor(L, "attention", "k_end");
     return push_status(L, blt_attention(&y, q, k, v, &o), &y, "attention");
 }
 
@@ -879,7 +961,9 @@ static int l_attention(lua_State *L)
 static int l_index(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1);
-    const char *k = lua_tostring(L, 2);
+    size_t klen = 0;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &klen) : NULL;
+    if (k && strlen(k) != klen) k = NULL; /* "grad\0x" is not "grad": falls through to a nil method */
     if (k && !strcmp(k, "grad")) {
         if (t->grad && !t->node) bltL_push(L, blt_tensor_retain(t->grad));
         else lua_pushnil(L);
@@ -896,7 +980,9 @@ static int l_index(lua_State *L)
 static int l_newindex(lua_State *L)
 {
     blt_tensor *t = bltL_check(L, 1);
-    const char *k = luaL_checkstring(L, 2);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_error(L, "blt.Tensor: cannot set a field named by a %s (only grad and requires_grad)", luaL_typename(L, 2));
+    const char *k = bltL_name(L, 2, "Tensor", "field name");
     if (!strcmp(k, "requires_grad")) {
         lua_settop(L, 3);
         lua_pushvalue(L, 1);

@@ -23,6 +23,10 @@ static void sm_fwd(void *ctx, int64_t r0, int64_t r1, int tid)
         const float *x = j->x + r * C;
         float *y = j->y + r * C;
         float m = blt_vmax(x, C, -INFINITY);
+        if (m == -INFINITY) { /* a row of all -inf has no mass: softmax 0, log-softmax -inf */
+            for (int64_t c = 0; c < C; c++) y[c] = j->log ? -INFINITY : 0.0f;
+            continue;
+        }
         if (j->log) {
             float ls = logf(blt_vexp_sum(x, m, C)); /* (x - m) - ls: m + ls would round away digits of large logits */
             for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) - ls;
@@ -46,6 +50,7 @@ static void sm_bwd(void *ctx, int64_t r0, int64_t r1, int tid)
         float *gx = j->y + r * C;
         double s = 0.0;
         if (j->log) {
+            if (blt_vmax(y, C, -INFINITY) == -INFINITY) continue; /* an all -inf row: zero gradient */
             for (int64_t c = 0; c < C; c++) s += g[c];
             for (int64_t c = 0; c < C; c++) gx[c] += g[c];
             blt_vexp_axpy(gx, y, 0.0f, -(float)s, C); /* softmax = exp(log_softmax) */
@@ -100,6 +105,12 @@ static void ent_fwd(void *ctx, int64_t r0, int64_t r1, int tid)
     for (int64_t r = r0; r < r1; r++) {
         const float *x = j->x + r * V;
         float m = blt_vmax(x, V, -INFINITY), z = 0.0f, s1 = 0.0f;
+        if (m == -INFINITY) { /* a row of all -inf: entropy 0, zero gradient (lse -inf marks it) */
+            j->y[r] = 0.0f;
+            j->aux[2 * r] = -INFINITY;
+            j->aux[2 * r + 1] = 0.0f;
+            continue;
+        }
         for (int64_t i = 0; i < V; i += 256) {
             float e[256];
             int64_t k = V - i < 256 ? V - i : 256;
@@ -124,6 +135,7 @@ static void ent_bwd(void *ctx, int64_t r0, int64_t r1, int tid)
     for (int64_t r = r0; r < r1; r++) {
         const float *x = j->x + r * V;
         float *gx = j->gx + r * V, lse = j->aux[2 * r], h = j->aux[2 * r + 1], g = j->g[r];
+        if (lse == -INFINITY) continue;
         for (int64_t i = 0; i < V; i += 256) {
             float p[256];
             int64_t k = V - i < 256 ? V - i : 256;
@@ -198,6 +210,11 @@ static void ce_fwd(void *ctx, int64_t c0, int64_t c1, int tid)
             if (j->t[r] == j->ignore) { j->lse[r] = NAN; continue; }
             const float *x = j->x + r * j->V;
             float m = blt_vmax(x, j->V, -INFINITY);
+            if (m == -INFINITY) { /* a row of all -inf: the target has probability 0, loss +inf */
+                j->lse[r] = -INFINITY; /* and zero gradient */
+                acc += INFINITY;
+                continue;
+            }
             double ls = log((double)blt_vexp_sum(x, m, j->V));
             j->lse[r] = m + (float)ls;
             acc += ((double)m - x[j->t[r]]) + ls;
@@ -214,6 +231,7 @@ static void ce_bwd(void *ctx, int64_t r0, int64_t r1, int tid)
         if (j->t[r] == j->ignore) continue;
         const float *x = j->x + r * j->V;
         float *gx = j->gx + r * j->V, lse = j->lse[r];
+        if (lse == -INFINITY) continue;
         blt_vexp_axpy(gx, x, lse, j->gscale, j->V);
         gx[j->t[r]] -= j->gscale;
     }

@@ -62,12 +62,17 @@ blt_status blt_reshape(blt_tensor **out, blt_tensor *x, int ndim, const int64_t 
             return blt_fail(BLT_EINVAL, "reshape: negative size in shape %s",
                             blt_fmt_shape(b1, sizeof b1, ndim, shape));
         } else {
+            /* no tensor holds more than 2^40 elements: stopping there keeps the product from overflowing */
+            if (shape[i] > 0 && known > ((int64_t)1 << 40) / shape[i] + 1)
+                return blt_fail(BLT_EINVAL, "reshape: cannot view %s (%lld elements) as %s",
+                                blt_shape_str(x, b1, sizeof b1), (long long)x->numel,
+                                blt_fmt_shape(b2, sizeof b2, ndim, shape));
             known *= shape[i];
         }
     }
     if (infer >= 0) sh[infer] = known ? x->numel / known : 0;
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= sh[i];
+    for (int i = 0; i < ndim && n; i++) n *= sh[i];
     if (n != x->numel)
         return blt_fail(BLT_EINVAL, "reshape: cannot view %s (%lld elements) as %s",
                         blt_shape_str(x, b1, sizeof b1), (long long)x->numel,
@@ -146,7 +151,7 @@ blt_status blt_narrow(blt_tensor **out, blt_tensor *x, int dim, int64_t start, i
     if (d < 0 || d >= x->ndim)
         return blt_fail(BLT_EINVAL, "narrow: dimension %d out of range for shape %s", dim,
                         blt_shape_str(x, b, sizeof b));
-    if (start < 0 || len < 0 || start + len > x->shape[d])
+    if (start < 0 || len < 0 || start > x->shape[d] || len > x->shape[d] - start) /* no start + len: it may overflow */
         return blt_fail(BLT_EINVAL, "narrow: start %lld, length %lld out of range for dimension %d "
                         "of shape %s", (long long)start, (long long)len, dim,
                         blt_shape_str(x, b, sizeof b));

@@ -206,13 +206,39 @@ void blt_strided_add(blt_tensor *dst, const blt_tensor *src) { strided_apply(dst
 
 /* ---- autograd ---- */
 
-void blt_node_release(blt_node *n)
+/* Releasing a node releases its inputs, whose nodes release theirs...: done
+ * recursively, a chain of 200,000 ops overflows the C stack. Nodes whose last
+ * reference goes are queued instead, and the outermost call frees the queue. */
+static _Thread_local blt_node **pending;
+static _Thread_local size_t npending, cap_pending;
+static _Thread_local int draining;
+
+static void node_free(blt_node *n)
 {
-    if (!n || --n->refs > 0) return;
     for (int i = 0; i < n->nin; i++) blt_tensor_release(n->in[i]);
     for (int i = 0; i < BLT_NODE_MAX_SAVED; i++) blt_tensor_release(n->saved[i]);
     blt_mem_free(n->aux, n->auxbytes);
     free(n);
+}
+
+void blt_node_release(blt_node *n)
+{
+    if (!n || --n->refs > 0) return;
+    if (npending == cap_pending) {
+        size_t cap = cap_pending ? cap_pending * 2 : 256;
+        blt_node **p = realloc(pending, cap * sizeof *p);
+        if (!p) { node_free(n); return; } /* out of memory: recurse rather than leak */
+        pending = p;
+        cap_pending = cap;
+    }
+    pending[npending++] = n;
+    if (draining) return;
+    draining = 1;
+    while (npending) node_free(pending[--npending]);
+    draining = 0;
+    free(pending); /* graphs are freed rarely; keep no buffer between them */
+    pending = NULL;
+    cap_pending = 0;
 }
 
 /* Drops what backward needed but keeps the node, so a second backward can say why
@@ -257,11 +283,13 @@ blt_status blt_node_attach(blt_tensor *out, const char *op, blt_backward_fn bw,
 blt_status blt_node_save(blt_node *n, int slot, blt_tensor *t)
 {
     n->saved[slot] = blt_tensor_retain(t);
+    if (t) n->saved_version[slot] = t->st->version;
     return BLT_OK;
 }
 
 blt_status blt_node_save_alias(blt_node *n, int slot, blt_tensor *t)
 {
+    n->saved_version[slot] = t->st->version;
     return blt_tensor_alias(&n->saved[slot], t);
 }
 
@@ -368,6 +396,12 @@ blt_status blt_backward(blt_tensor *t, blt_tensor *grad)
             if (n->saved[k] && n->saved[k]->st->released)
                 s = blt_fail(BLT_ESTATE, "backward: a tensor that '%s' saved for backward was released",
                              n->op);
+            else if (n->saved[k] && n->saved[k]->st->version != n->saved_version[k])
+                s = blt_fail(BLT_ESTATE, "backward: a tensor of shape %s that '%s' saved for backward was "
+                             "changed in place (fill, copy, set or an optimiser step) after it was saved "
+                             "(version %llu, now %llu); clone it before changing it",
+                             blt_shape_str(n->saved[k], b1, sizeof b1), n->op,
+                             (unsigned long long)n->saved_version[k], (unsigned long long)n->saved[k]->st->version);
         if (s == BLT_OK && u->grad && !n->freed) {
             blt_tensor **gin = calloc((size_t)n->nin + 1, sizeof *gin);
             if (!gin) s = blt_fail(BLT_ENOMEM, "backward: out of memory");

@@ -22,6 +22,8 @@ typedef struct blt_storage {
     int reported;   /* its size was already reported to Lua's collector */
     size_t nbytes;
     void *data;
+    uint64_t version; /* bumped by every in-place change (set, fill, copy, optimiser
+                         steps): backward refuses a saved tensor changed since saved */
 } blt_storage;
 
 typedef struct blt_node blt_node;
@@ -52,6 +54,7 @@ struct blt_node {
     const char *op;
     blt_backward_fn backward;
     blt_tensor *saved[BLT_NODE_MAX_SAVED];
+    uint64_t saved_version[BLT_NODE_MAX_SAVED]; /* storage version when saved */
     int64_t iarg[8];
     double farg[4];
     void *aux;          /* op-specific buffer from the pool, freed with the node */
@@ -70,6 +73,8 @@ void blt_tensor_release(blt_tensor *t); /* drops one reference; NULL is fine */
 void blt_storage_release(blt_storage *st); /* drops one reference to a storage */
 /* A new tensor over the same storage and layout, without node or grad. */
 blt_status blt_tensor_alias(blt_tensor **out, blt_tensor *t);
+/* Records an in-place change of t's storage (see blt_storage.version). */
+static inline void blt_tensor_bump(blt_tensor *t) { t->st->version++; }
 /* Frees the storage now (all views of it become unusable). */
 void blt_tensor_free_storage(blt_tensor *t);
 
@@ -98,7 +103,7 @@ blt_status blt_node_attach(blt_tensor *out, const char *op, blt_backward_fn bw,
                            int nin, blt_tensor *const *in, blt_node **node);
 blt_status blt_node_save(blt_node *n, int slot, blt_tensor *t); /* retains */
 blt_status blt_node_save_alias(blt_node *n, int slot, blt_tensor *t); /* saves out without a cycle */
-void blt_node_release(blt_node *n);
+void blt_node_release(blt_node *n); /* iterative: a long chain does not recurse */
 /* Runs backward from t; grad NULL means ones (t must then hold one element). */
 blt_status blt_backward(blt_tensor *t, blt_tensor *grad);
 

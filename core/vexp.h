@@ -2,9 +2,11 @@
  * element, which made the softmax of attention cost more than its matrix products
  * at head size 32). Cephes' method: x = k ln2 + r with |r| <= ln2/2, a degree-6
  * polynomial for e^r (relative error about 2e-7, close to float's 6e-8), then the
- * exponent bits for 2^k. Inputs below -87.3 (and -inf) give exactly 0. */
+ * exponent bits for 2^k. Inputs below -87.3 (and -inf) give exactly 0, above 88.7
+ * (and +inf) +inf, NaN gives NaN. */
 #ifndef BLT_VEXP_H
 #define BLT_VEXP_H
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -13,8 +15,10 @@ static inline void blt_vexp_shift(float *x, float shift, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
         float v = x[i] - shift;
-        float z = v > 88.3f ? 88.3f : v;
-        z = z < -87.3f ? -87.3f : z;
+        /* written so NaN lands inside the clamp (comparisons with NaN are false): the
+         * int conversion and shift below then stay defined for every input */
+        float z = v < 88.3f ? v : 88.3f;
+        z = z > -87.3f ? z : -87.3f;
         /* round to nearest by the 1.5 * 2^23 trick (vectorises; |z log2 e| < 2^22) */
         float k = (z * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
         float r = z - k * 0.693359375f;
@@ -30,6 +34,8 @@ static inline void blt_vexp_shift(float *x, float shift, int64_t n)
         float scale;
         memcpy(&scale, &bits, sizeof scale);
         float y = e * scale;
+        y = v > 88.7f ? INFINITY : y; /* float overflows above ln(FLT_MAX) = 88.72 */
+        y = v != v ? v : y;           /* NaN stays NaN */
         x[i] = v < -87.3f ? 0.0f : y;
     }
 }

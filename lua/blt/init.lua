@@ -9,7 +9,12 @@ for k, v in pairs(core) do blt[k] = v end
 blt.version = "0.1.0"
 
 -- blt.bmm is matmul on [B,M,K] x [B,K,N]; kept as a name researchers look for.
-blt.bmm = core.matmul
+-- A wrapper, not the same function: Lua names a C function in argument errors by
+-- the first key it finds it under, and blt.matmul's errors must not say 'blt.bmm'.
+function blt.bmm(a, b, ta, tb)
+    local y = core.matmul(a, b, ta, tb)
+    return y
+end
 
 -- the C module itself (runtime helpers: now, rss, threads, nn_* and h5_* functions)
 blt.core = core

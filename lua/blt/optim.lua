@@ -31,11 +31,28 @@ end
 local Optimizer = {}
 Optimizer.__index = Optimizer
 
+-- parameter tensor -> the optimiser that owns it. A second optimiser would move the
+-- parameter into its own flat buffer and the first one's step would silently update
+-- a buffer nobody reads, so it is an error. Weak both ways: a collected optimiser
+-- frees its parameters for a new one.
+local owner = setmetatable({}, {__mode = "kv"})
+
 local function new(kind, params, o, decay_rule)
     local self = setmetatable({kind = kind, hp = o, step_count = 0}, Optimizer)
     self.params = param_list(kind, params)
     local tensors = {}
-    for i, p in ipairs(self.params) do tensors[i] = p.tensor end
+    for i, p in ipairs(self.params) do
+        if not core.is_tensor(p.tensor) then
+            error(("blt.optim.%s: parameter '%s' is %s, not a tensor"):format(kind, tostring(p.name), type(p.tensor)), 3)
+        end
+        local prev = owner[p.tensor]
+        if prev then
+            error(("blt.optim.%s: parameter '%s' already belongs to an earlier %s (one optimiser per parameter; "
+                .. "a second would leave the first one's step without effect)"):format(kind, tostring(p.name), prev.kind), 3)
+        end
+        tensors[i] = p.tensor
+    end
+    for _, t in ipairs(tensors) do owner[t] = self end
     self.flat, self.flat_grad = core.nn_flatten(tensors)
     self.slices = {}
     local off = 0
