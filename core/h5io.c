@@ -1020,24 +1020,41 @@ blt_status blt_h5_attr_names(blt_h5 *f, const char *obj, char ***names, int *n)
     return BLT_OK;
 }
 
-typedef struct {
-    name_list *l;
-} link_ctx;
-
+/* Records a link's name only: objects are opened after the iteration, never
+ * inside it. */
 static herr_t link_cb(hid_t g, const char *name, const BLT_LINFO *info, void *data)
 {
-    char kind = '?';
-    if (info->type == H5L_TYPE_HARD) {
-        hid_t o = H5Oopen(g, name, H5P_DEFAULT);
-        if (o >= 0) {
-            H5I_type_t t = H5Iget_type(o);
-            kind = t == H5I_DATASET ? 'd' : t == H5I_GROUP ? 'g' : '?';
-            H5Oclose(o);
-        } else {
-            H5Eclear2(H5E_DEFAULT);
-        }
+    (void)g;
+    return list_add(data, name, info->type == H5L_TYPE_HARD ? 'h' : '?') < 0 ? -1 : 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(**(char *const *const *)a, **(char *const *const *)b);
+}
+
+/* Sorts l by name, keeping each kind with its name. */
+static int sort_list(name_list *l)
+{
+    if (l->n < 2) return 0;
+    char ***idx = malloc((size_t)l->n * sizeof *idx);
+    char **nn = malloc((size_t)l->n * sizeof *nn);
+    char *nk = malloc((size_t)l->n);
+    if (!idx || !nn || !nk) {
+        free(idx); free(nn); free(nk);
+        return -1;
     }
-    return list_add(data, name, kind) < 0 ? -1 : 0;
+    for (int i = 0; i < l->n; i++) idx[i] = &l->names[i];
+    qsort(idx, (size_t)l->n, sizeof *idx, by_name);
+    for (int i = 0; i < l->n; i++) {
+        size_t j = (size_t)(idx[i] - l->names);
+        nn[i] = l->names[j];
+        nk[i] = l->kinds[j];
+    }
+    memcpy(l->names, nn, (size_t)l->n * sizeof *nn);
+    memcpy(l->kinds, nk, (size_t)l->n);
+    free(idx); free(nn); free(nk);
+    return 0;
 }
 
 blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds, int *n, int *exists)
@@ -1061,9 +1078,26 @@ blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds
     l.limit = f->writing ? INT32_MAX : (f->fsize < INT32_MAX ? f->fsize : INT32_MAX);
     hsize_t idx = 0;
     blt_status s = BLT_OK;
-    if (blt_Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, link_cb, &l) < 0)
+    /* native order: on a damaged group, HDF5 1.10's sorted iteration frees a
+     * half-built link table (a double free in H5G__link_release_table); the
+     * names are sorted here instead */
+    if (blt_Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, link_cb, &l) < 0)
         s = l.oom ? blt_fail(BLT_ENOMEM, "%s: out of memory", fn)
                   : blt_fail(BLT_EFORMAT, "%s: %s: cannot list group '%s' (%s)", fn, f->path, group, h5msg());
+    for (int i = 0; s == BLT_OK && i < l.n; i++) {
+        if (l.kinds[i] != 'h') continue;
+        char kind = '?';
+        hid_t o = H5Oopen(g, l.names[i], H5P_DEFAULT);
+        if (o >= 0) {
+            H5I_type_t ot = H5Iget_type(o);
+            kind = ot == H5I_DATASET ? 'd' : ot == H5I_GROUP ? 'g' : '?';
+            H5Oclose(o);
+        } else {
+            H5Eclear2(H5E_DEFAULT);
+        }
+        l.kinds[i] = kind;
+    }
+    if (s == BLT_OK && sort_list(&l) < 0) s = blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
     H5Gclose(g);
     if (s != BLT_OK) {
         list_free(&l);
