@@ -8,9 +8,13 @@
 --   config = {...},                 -- the resolved configuration, stored as config_json
 --   step = 1200,                    -- integer
 --   params = {[name] = tensor},     -- float32, PyTorch order ([out, in] for a linear map)
---   optim = {step = 1200, m = {[name] = tensor}, v = {[name] = tensor}, ...},  -- optional
---   state = {rng = {"0123456789abcdef", ... (4)}, data_pos = 123456, ...},      -- optional
+--   optim = {step = 1200, kind = "AdamW", m = {[name] = tensor}, v = {[name] = tensor}, ...},  -- optional
+--   state = {rng = {"0123456789abcdef", ... (4)}, step = 1200, ...},                           -- optional
 -- }
+-- Moments (optim.m, optim.v) are stored with their parameter's shape (a flat slice
+-- of the right size, as blt.optim's state() gives, is reshaped) and load that way.
+-- Every file starts with a checksum header that load checks before HDF5 parses the
+-- file; load then checks every value a resumed run trusts (docs/checkpoint-format.md).
 -- optim and state are flat tables: a tensor is a dataset, an integer an int64 scalar,
 -- a float a float64 scalar, an array of integers (or floats) a 1-d int64 (float64)
 -- dataset, an array of 16-digit hex strings (RNG states) a uint64 dataset, any other
