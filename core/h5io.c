@@ -7,7 +7,15 @@
  * checksums, which turns most corruption into a clean "checksum" error instead
  * of a parse of garbage. Only hard links are followed when reading: a soft or
  * external link, an external-storage or virtual dataset is refused, so a hostile
- * file cannot make us read other files. */
+ * file cannot make us read other files.
+ *
+ * Whole-file checksum: every file written by blt_h5_create starts with a 512-byte
+ * HDF5 user block (HDF5 and h5py skip it) holding a header: magic "BLT-CKPT",
+ * version, user block size, file length and the CRC-32 (zlib's) of the whole file
+ * with the CRC field read as zeros. blt_h5_open checks it before HDF5 sees a byte
+ * of the file: HDF5's metadata checksums do not cover raw data, v1 B-trees, local
+ * or global heaps, and HDF5 1.10 crashes on some damaged files (a bad free in
+ * H5Literate on a zeroed fractal heap), so damage must be caught before parsing. */
 #include "h5io.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +50,7 @@ struct blt_h5 {
     size_t img_size;
     int keep_img;
     long long fsize; /* reader: bytes on disk, the bound for declared sizes */
+    int sealed;      /* reader: the checksum header was present and matched */
 };
 
 /* ---- HDF5 error messages ---- */
@@ -71,6 +80,8 @@ static void h5init(void)
     if (!done) {
         H5open();
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        /* a file must not make HDF5 load a filter plugin (a shared library) */
+        H5PLset_loading_state(0);
         done = 1;
     }
     H5Eclear2(H5E_DEFAULT);
@@ -148,6 +159,143 @@ static blt_h5_type classify(hid_t t)
     case H5T_STRING: return BLT_H5_STR;
     default: return BLT_H5_OTHER;
     }
+}
+
+/* ---- whole-file checksum (the user block header) ---- */
+
+#define UB_SIZE 512
+#define UB_MAGIC "BLT-CKPT"
+#define UB_VERSION 1
+#define UB_CRC_AT 24 /* offset of the CRC field, read as zeros when summing */
+
+static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+/* CRC-32 as zlib computes it (reflected 0xEDB88320), sliced by 8 so that a
+ * multi-gigabyte checkpoint is summed at memory speed. zlib's, so that Python can
+ * check a file with zlib.crc32 alone (docs/checkpoint-format.md). */
+static uint32_t crc_tab[8][256];
+
+static void crc_init(void)
+{
+    static int done;
+    if (done) return;
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_tab[0][i] = c;
+    }
+    for (int t = 1; t < 8; t++)
+        for (int i = 0; i < 256; i++) crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
+    done = 1;
+}
+
+/* crc: the running value (0 to start) */
+static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n)
+{
+    crc = ~crc;
+    while (n >= 8) {
+        uint32_t lo = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        lo ^= crc;
+        crc = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^ crc_tab[5][(lo >> 16) & 0xff] ^
+              crc_tab[4][lo >> 24] ^ crc_tab[3][hi & 0xff] ^ crc_tab[2][(hi >> 8) & 0xff] ^
+              crc_tab[1][(hi >> 16) & 0xff] ^ crc_tab[0][hi >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n--) crc = crc_tab[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+uint32_t blt_h5_crc32(uint32_t crc, const void *data, size_t n)
+{
+    crc_init();
+    return crc32_update(crc, data, n);
+}
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* Fills the user block of a finished image of len bytes. */
+static void seal_image(unsigned char *im, uint64_t len)
+{
+    memset(im, 0, UB_SIZE);
+    memcpy(im, UB_MAGIC, 8);
+    put_le(im + 8, UB_VERSION, 4);
+    put_le(im + 12, UB_SIZE, 4);
+    put_le(im + 16, len, 8);
+    put_le(im + UB_CRC_AT, blt_h5_crc32(0, im, (size_t)len), 4); /* the field is still zero here */
+}
+
+/* Checks the header and the checksum of the open file fd (size bytes) before
+ * HDF5 reads it. *sealed: 1 when the file has a valid header and checksum,
+ * 0 when it is a plain HDF5 file (signature at offset 0: an older checkpoint, or
+ * one written by another tool). Anything else is an error: a damaged header must
+ * not pass as "no header". */
+static blt_status verify_file(const char *fn, const char *path, int fd, long long size, int *sealed)
+{
+    unsigned char ub[UB_SIZE];
+    *sealed = 0;
+    size_t got = 0;
+    while (got < UB_SIZE) {
+        ssize_t r = pread(fd, ub + got, UB_SIZE - got, (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return blt_fail(BLT_EIO, "%s: %s: read failed (%s)", fn, path, strerror(errno));
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    if (got >= 8 && !memcmp(ub, hdf5_sig, 8)) return BLT_OK; /* plain HDF5, no user block */
+    if (got < 8 || memcmp(ub, UB_MAGIC, 8)) {
+        return blt_fail(BLT_EFORMAT,
+                        "%s: %s: not a readable HDF5 file (neither the BLT checksum header nor the HDF5 signature at "
+                        "its start: damaged, or not HDF5)", fn, path);
+    }
+    if (got < UB_SIZE)
+        return blt_fail(BLT_EFORMAT, "%s: %s: truncated: %lld bytes, shorter than its %d-byte checksum header", fn, path,
+                        size, UB_SIZE);
+    uint64_t ver = get_le(ub + 8, 4), ubs = get_le(ub + 12, 4), len = get_le(ub + 16, 8);
+    if (ver != UB_VERSION || ubs != UB_SIZE)
+        return blt_fail(BLT_EFORMAT, "%s: %s: checksum header version %llu (user block %llu bytes) is not %d (%d): "
+                        "damaged, or written by a newer framework", fn, path, (unsigned long long)ver,
+                        (unsigned long long)ubs, UB_VERSION, UB_SIZE);
+    if (len != (uint64_t)size)
+        return blt_fail(BLT_EFORMAT, "%s: %s: the file has %lld bytes, its header says %llu: %s", fn, path, size,
+                        (unsigned long long)len, (uint64_t)size < len ? "truncated" : "damaged or appended to");
+    uint32_t want = (uint32_t)get_le(ub + UB_CRC_AT, 4);
+    memset(ub + UB_CRC_AT, 0, 4);
+    uint32_t crc = blt_h5_crc32(0, ub, UB_SIZE);
+    size_t cap = (size_t)1 << 20;
+    unsigned char *buf = malloc(cap);
+    if (!buf) return blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+    long long off = UB_SIZE;
+    while (off < size) {
+        size_t want_n = (size_t)(size - off < (long long)cap ? size - off : (long long)cap);
+        ssize_t r = pread(fd, buf, want_n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            blt_status s = blt_fail(BLT_EIO, "%s: %s: read failed at byte %lld (%s)", fn, path, off,
+                                    r < 0 ? strerror(errno) : "file shrank while being read");
+            free(buf);
+            return s;
+        }
+        crc = crc32_update(crc, buf, (size_t)r);
+        off += r;
+    }
+    free(buf);
+    if (crc != want)
+        return blt_fail(BLT_EFORMAT, "%s: %s: checksum mismatch (CRC-32 %08x, header says %08x): the file is damaged",
+                        fn, path, (unsigned)crc, (unsigned)want);
+    *sealed = 1;
+    return BLT_OK;
 }
 
 /* ---- file access ---- */
@@ -350,10 +498,14 @@ blt_status blt_h5_create(blt_h5 **out, const char *path, size_t size_hint)
     size_t inc = size_hint + ((size_t)1 << 20);
     if (inc < ((size_t)1 << 20) || inc > ((size_t)1 << 40)) inc = (size_t)1 << 20;
     hid_t fapl = make_fapl(1);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5FD_file_image_callbacks_t cb = {img_malloc, img_memcpy, img_realloc, img_free, img_udata_copy,
                                       img_udata_free, f};
-    if (fapl >= 0 && H5Pset_fapl_core(fapl, inc, 0) >= 0 && H5Pset_file_image_callbacks(fapl, &cb) >= 0)
-        f->file = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    /* the user block is where commit puts the checksum header */
+    if (fapl >= 0 && fcpl >= 0 && H5Pset_userblock(fcpl, UB_SIZE) >= 0 && H5Pset_fapl_core(fapl, inc, 0) >= 0 &&
+        H5Pset_file_image_callbacks(fapl, &cb) >= 0)
+        f->file = H5Fcreate(f->tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    close_id(fcpl);
     close_id(fapl);
     if (f->file < 0) {
         blt_status s = blt_fail(BLT_EIO, "h5_create: %s: cannot create an HDF5 file in memory (%s)", path, h5msg());
@@ -542,15 +694,18 @@ blt_status blt_h5_commit(blt_h5 *f)
         return s;
     }
     /* its length is the end-of-file address of the superblock (version 2 or 3,
-     * 8-byte addresses: signature, version, sizes, flags, base, extension, eof) */
-    if (f->img_size >= 48 && !memcmp(im, "\211HDF\r\n\032\n", 8) && (im[8] == 2 || im[8] == 3) && im[9] == 8)
-        for (int i = 7; i >= 0; i--) size = (size << 8) | im[28 + i];
-    if (size < 48 || size > f->img_size) {
+     * 8-byte addresses: signature, version, sizes, flags, base, extension, eof),
+     * which sits after the user block; addresses count from the base address */
+    const unsigned char *sb = im + UB_SIZE;
+    if (f->img_size >= UB_SIZE + 48 && !memcmp(sb, hdf5_sig, 8) && (sb[8] == 2 || sb[8] == 3) && sb[9] == 8)
+        size = get_le(sb + 12, 8) + get_le(sb + 28, 8);
+    if (size < UB_SIZE + 48 || size > f->img_size) {
         s = blt_fail(BLT_EIO, "%s: %s: unexpected in-memory HDF5 image (superblock v%d, eof %llu of %zu bytes)", fn,
-                     f->path, f->img_size > 8 ? im[8] : -1, (unsigned long long)size, f->img_size);
+                     f->path, f->img_size > UB_SIZE + 8 ? sb[8] : -1, (unsigned long long)size, f->img_size);
         blt_h5_abort(f);
         return s;
     }
+    seal_image(f->img, size);
     H5Eclear2(H5E_DEFAULT);
     /* write, flush to the disk, close, rename over the target */
     const char *step = "write";
@@ -586,32 +741,53 @@ void blt_h5_abort(blt_h5 *f)
 
 /* ---- reading ---- */
 
-blt_status blt_h5_open(blt_h5 **out, const char *path)
+blt_status blt_h5_open(blt_h5 **out, const char *path, int flags)
 {
+    const char *fn = "h5_open";
     *out = NULL;
     h5init();
-    if (!path || !path[0]) return blt_fail(BLT_EINVAL, "h5_open: empty path");
+    if (!path || !path[0]) return blt_fail(BLT_EINVAL, "%s: empty path", fn);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return blt_fail(BLT_EIO, "%s: %s: %s", fn, path, strerror(errno));
     struct stat st;
-    if (stat(path, &st) != 0) return blt_fail(BLT_EIO, "h5_open: %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return blt_fail(BLT_EIO, "h5_open: %s: not a regular file", path);
-    blt_h5 *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = dupstr(path))) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        blt_status s = blt_fail(BLT_EIO, "%s: %s: not a regular file", fn, path);
+        close(fd);
+        return s;
+    }
+    int sealed = 0;
+    blt_status s = verify_file(fn, path, fd, (long long)st.st_size, &sealed);
+    if (s == BLT_OK && !sealed && (flags & BLT_H5_REQUIRE_CHECKSUM))
+        s = blt_fail(BLT_EFORMAT, "%s: %s: has no checksum header (written by an earlier version of this "
+                     "framework or by another tool), so damage cannot be detected before HDF5 parses it", fn, path);
+    blt_h5 *f = s == BLT_OK ? calloc(1, sizeof *f) : NULL;
+    if (s == BLT_OK && (!f || !(f->path = dupstr(path)))) s = blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+    if (s != BLT_OK) {
         free_handle(f);
-        return blt_fail(BLT_ENOMEM, "h5_open: out of memory");
+        close(fd);
+        return s;
     }
     f->fd = -1;
+    f->sealed = sealed;
     f->fsize = (long long)st.st_size;
+    /* HDF5 opens the very file that was checked, even if path has been replaced since */
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    const char *hpath = access(proc, R_OK) == 0 ? proc : path;
     hid_t fapl = make_fapl(1);
-    f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    f->file = H5Fopen(hpath, H5F_ACC_RDONLY, fapl);
     close_id(fapl);
+    close(fd);
     if (f->file < 0) {
-        blt_status s = blt_fail(BLT_EFORMAT, "h5_open: %s: not a readable HDF5 file (%s)", path, h5msg());
+        s = blt_fail(BLT_EFORMAT, "%s: %s: not a readable HDF5 file (%s)", fn, path, h5msg());
         free_handle(f);
         return s;
     }
     *out = f;
     return BLT_OK;
 }
+
+int blt_h5_sealed(const blt_h5 *f) { return f ? f->sealed : 0; }
 
 void blt_h5_close(blt_h5 *f)
 {
@@ -844,24 +1020,41 @@ blt_status blt_h5_attr_names(blt_h5 *f, const char *obj, char ***names, int *n)
     return BLT_OK;
 }
 
-typedef struct {
-    name_list *l;
-} link_ctx;
-
+/* Records a link's name only: objects are opened after the iteration, never
+ * inside it. */
 static herr_t link_cb(hid_t g, const char *name, const BLT_LINFO *info, void *data)
 {
-    char kind = '?';
-    if (info->type == H5L_TYPE_HARD) {
-        hid_t o = H5Oopen(g, name, H5P_DEFAULT);
-        if (o >= 0) {
-            H5I_type_t t = H5Iget_type(o);
-            kind = t == H5I_DATASET ? 'd' : t == H5I_GROUP ? 'g' : '?';
-            H5Oclose(o);
-        } else {
-            H5Eclear2(H5E_DEFAULT);
-        }
+    (void)g;
+    return list_add(data, name, info->type == H5L_TYPE_HARD ? 'h' : '?') < 0 ? -1 : 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(**(char *const *const *)a, **(char *const *const *)b);
+}
+
+/* Sorts l by name, keeping each kind with its name. */
+static int sort_list(name_list *l)
+{
+    if (l->n < 2) return 0;
+    char ***idx = malloc((size_t)l->n * sizeof *idx);
+    char **nn = malloc((size_t)l->n * sizeof *nn);
+    char *nk = malloc((size_t)l->n);
+    if (!idx || !nn || !nk) {
+        free(idx); free(nn); free(nk);
+        return -1;
     }
-    return list_add(data, name, kind) < 0 ? -1 : 0;
+    for (int i = 0; i < l->n; i++) idx[i] = &l->names[i];
+    qsort(idx, (size_t)l->n, sizeof *idx, by_name);
+    for (int i = 0; i < l->n; i++) {
+        size_t j = (size_t)(idx[i] - l->names);
+        nn[i] = l->names[j];
+        nk[i] = l->kinds[j];
+    }
+    memcpy(l->names, nn, (size_t)l->n * sizeof *nn);
+    memcpy(l->kinds, nk, (size_t)l->n);
+    free(idx); free(nn); free(nk);
+    return 0;
 }
 
 blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds, int *n, int *exists)
@@ -885,9 +1078,26 @@ blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds
     l.limit = f->writing ? INT32_MAX : (f->fsize < INT32_MAX ? f->fsize : INT32_MAX);
     hsize_t idx = 0;
     blt_status s = BLT_OK;
-    if (blt_Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, link_cb, &l) < 0)
+    /* native order: on a damaged group, HDF5 1.10's sorted iteration frees a
+     * half-built link table (a double free in H5G__link_release_table); the
+     * names are sorted here instead */
+    if (blt_Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, link_cb, &l) < 0)
         s = l.oom ? blt_fail(BLT_ENOMEM, "%s: out of memory", fn)
                   : blt_fail(BLT_EFORMAT, "%s: %s: cannot list group '%s' (%s)", fn, f->path, group, h5msg());
+    for (int i = 0; s == BLT_OK && i < l.n; i++) {
+        if (l.kinds[i] != 'h') continue;
+        char kind = '?';
+        hid_t o = H5Oopen(g, l.names[i], H5P_DEFAULT);
+        if (o >= 0) {
+            H5I_type_t ot = H5Iget_type(o);
+            kind = ot == H5I_DATASET ? 'd' : ot == H5I_GROUP ? 'g' : '?';
+            H5Oclose(o);
+        } else {
+            H5Eclear2(H5E_DEFAULT);
+        }
+        l.kinds[i] = kind;
+    }
+    if (s == BLT_OK && sort_list(&l) < 0) s = blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
     H5Gclose(g);
     if (s != BLT_OK) {
         list_free(&l);
@@ -909,6 +1119,48 @@ blt_status blt_h5_exists(blt_h5 *f, const char *dset, int *exists)
     int t = object_type(f, "h5_exists", dset);
     if (t == -2) return BLT_EFORMAT;
     *exists = t == H5I_DATASET;
+    return BLT_OK;
+}
+
+#define CHUNK_FLOOR ((unsigned long long)1 << 20) /* a chunk may exceed a small dataset up to this */
+#define CHUNK_MAX ((unsigned long long)1 << 26)   /* and never this (64 MiB) */
+
+/* HDF5 allocates a whole chunk to read any part of it (and inflates it whole), so
+ * a crafted chunk far larger than its dataset costs time and memory for nothing:
+ * 32 floats in a 2^28-element gzip chunk took 5 s and 1 GB. A chunk may hold at
+ * most max(the dataset, 1 MiB) and never 64 MiB. Filters: only deflate, shuffle
+ * and fletcher32 (what h5py users write); anything else (szip, n-bit,
+ * scale-offset, a plugin) is refused rather than decoded. */
+static blt_status check_chunks(const blt_h5 *f, const char *fn, const char *dset, hid_t dcpl, int nd, size_t esize,
+                               unsigned long long dset_bytes)
+{
+    hsize_t cd[BLT_H5_MAX_DIMS + 1];
+    int cn = H5Pget_chunk(dcpl, BLT_H5_MAX_DIMS + 1, cd);
+    if (cn != nd || nd == 0)
+        return blt_fail(BLT_EFORMAT, "%s: %s: dataset %s has chunks of rank %d for rank %d", fn, f->path, dset, cn, nd);
+    unsigned long long cb = esize, lim = dset_bytes > CHUNK_FLOOR ? dset_bytes : CHUNK_FLOOR;
+    if (lim > CHUNK_MAX) lim = CHUNK_MAX;
+    for (int i = 0; i < nd; i++) {
+        if (cd[i] == 0 || cb > lim / cd[i] + 1) {
+            cb = lim + 1;
+            break;
+        }
+        cb *= cd[i];
+    }
+    if (cb > lim)
+        return blt_fail(BLT_EFORMAT, "%s: %s: dataset %s has chunks of more than %llu bytes (the dataset holds %llu): "
+                        "refused", fn, f->path, dset, lim, dset_bytes);
+    int nf = H5Pget_nfilters(dcpl);
+    if (nf < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot read the filters of %s (%s)", fn, f->path, dset, h5msg());
+    for (int i = 0; i < nf; i++) {
+        unsigned flags, cfg;
+        size_t ne = 0;
+        char name[64] = "";
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ne, NULL, sizeof name, name, &cfg);
+        if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32)
+            return blt_fail(BLT_EFORMAT, "%s: %s: dataset %s uses filter %d (%s): refused (allowed: deflate, shuffle, "
+                            "fletcher32)", fn, f->path, dset, (int)id, name[0] ? name : "unknown");
+    }
     return BLT_OK;
 }
 
@@ -972,6 +1224,10 @@ static blt_status open_dset(blt_h5 *f, const char *fn, const char *dset, hid_t *
         s = blt_fail(BLT_EFORMAT, "%s: %s: dataset %s declares shape %s of %s, more bytes than the whole file (%lld): refused",
                      fn, f->path, dset, blt_fmt_shape(sb, sizeof sb, nd, shape), blt_h5_type_name(*type), f->fsize);
         goto done;
+    }
+    if (lay == H5D_CHUNKED) {
+        s = check_chunks(f, fn, dset, dcpl, nd, esize, bytes);
+        if (s != BLT_OK) goto done;
     }
     *numel = shape_numel(nd, shape);
 done:
@@ -1125,7 +1381,7 @@ static blt_status metrics_adopt(blt_metrics *m)
 {
     const char *fn = "metrics";
     blt_h5 *f;
-    BLT_TRY(blt_h5_open(&f, m->path));
+    BLT_TRY(blt_h5_open(&f, m->path, 0));
     char **names;
     char *kinds;
     int n, ex;

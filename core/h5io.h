@@ -12,6 +12,8 @@
  * file in memory once (HDF5's image, taken over at close and written out). The
  * metrics writer, in contrast, lets HDF5 write to the disk (see below).
  *
+ * Every written file starts with a 512-byte user block holding a checksum header
+ * (the CRC-32 of the whole file); opening checks it before HDF5 parses anything.
  * Reading validates before it allocates or copies: a dataset's dtype, rank and
  * shape are checked against what the caller expects, a declared size larger than
  * the file itself is refused (hostile files), and float data can be checked for
@@ -67,7 +69,18 @@ void blt_h5_abort(blt_h5 *f);
 const char *blt_h5_tmp_path(const blt_h5 *f);
 
 /* ---- reading ---- */
-blt_status blt_h5_open(blt_h5 **out, const char *path);
+/* Before HDF5 reads anything, the checksum header (the first 512 bytes, HDF5's
+ * user block, written by blt_h5_commit) is checked: magic, version, the file's
+ * length and the CRC-32 of the whole file. A file with a damaged header or a
+ * wrong checksum is refused. A plain HDF5 file (signature at offset 0: older
+ * checkpoints, metrics files, files written by h5py) is opened unchecked unless
+ * flags has BLT_H5_REQUIRE_CHECKSUM. */
+enum { BLT_H5_REQUIRE_CHECKSUM = 1 };
+blt_status blt_h5_open(blt_h5 **out, const char *path, int flags);
+/* 1 when the file opened had a valid checksum header, 0 otherwise. */
+int blt_h5_sealed(const blt_h5 *f);
+/* CRC-32 (zlib's polynomial) of n bytes, continuing from crc (0 to start). */
+uint32_t blt_h5_crc32(uint32_t crc, const void *data, size_t n);
 void blt_h5_close(blt_h5 *f); /* closes a reader, or aborts a writer; NULL is fine */
 const char *blt_h5_path(const blt_h5 *f);
 

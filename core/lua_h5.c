@@ -6,7 +6,10 @@
  *                                         numbers as "int64" (integers), "float64",
  *                                         "uint64" (bit patterns), "int32" or "float32"
  *   f:commit()   flush, fsync, rename over path       f:abort()   drop the temporary file
- *   f = blt.h5_open(path)          reader
+ *   f = blt.h5_open(path [, {checksum = true}])   reader; the checksum header is checked
+ *                                 before HDF5 parses the file (checksum = true: required)
+ *   f:sealed() -> whether the checksum header was there and matched
+ *   blt.h5_crc32(bytes [, crc]) -> CRC-32 (zlib's)
  *   f:attr(name [, obj]) -> value or nil   f:attrs([obj]) -> {name = value}
  *   f:list(group) -> {names...}, {name = "dataset"|"group"|"other"}, exists
  *   f:info(dset) -> {dtype =, shape =} or nil      f:exists(dset)
@@ -52,11 +55,37 @@ static int l_h5_create(lua_State *L)
     return 1;
 }
 
+/* blt.h5_open(path [, {checksum = true}]): checksum = true refuses a file without
+ * the checksum header (a damaged header or checksum is refused in any case). */
 static int l_h5_open(lua_State *L)
 {
+    static const char *const allowed[] = {"checksum", NULL};
     const char *path = luaL_checkstring(L, 1);
+    bltL_check_opts(L, 2, "h5_open", allowed);
+    int flags = 0;
+    if (lua_istable(L, 2)) {
+        if (lua_getfield(L, 2, "checksum") != LUA_TNIL && lua_toboolean(L, -1)) flags |= BLT_H5_REQUIRE_CHECKSUM;
+        lua_pop(L, 1);
+    }
     h5_ud *u = new_file_ud(L);
-    if (blt_h5_open(&u->f, path)) return bltL_error(L, "h5_open");
+    if (blt_h5_open(&u->f, path, flags)) return bltL_error(L, "h5_open");
+    return 1;
+}
+
+/* f:sealed() -> whether the file had a valid checksum header */
+static int f_sealed(lua_State *L)
+{
+    lua_pushboolean(L, blt_h5_sealed(check_file(L, 1)));
+    return 1;
+}
+
+/* blt.h5_crc32(string [, crc]) -> the CRC-32 zlib computes (for tests and tools) */
+static int l_h5_crc32(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_Integer crc = luaL_optinteger(L, 2, 0);
+    lua_pushinteger(L, (lua_Integer)blt_h5_crc32((uint32_t)crc, s, n));
     return 1;
 }
 
@@ -487,14 +516,14 @@ static int f_tostring(lua_State *L)
 static const luaL_Reg file_methods[] = {
     {"set_attr", f_set_attr}, {"write", f_write}, {"commit", f_commit}, {"abort", f_abort},
     {"attr", f_attr}, {"attrs", f_attrs}, {"list", f_list}, {"exists", f_exists}, {"info", f_info},
-    {"read", f_read}, {"close", f_close}, {"path", f_path}, {"tmp_path", f_tmp_path}, {NULL, NULL}};
+    {"read", f_read}, {"sealed", f_sealed}, {"close", f_close}, {"path", f_path}, {"tmp_path", f_tmp_path}, {NULL, NULL}};
 
 static const luaL_Reg metrics_methods[] = {
     {"log", m_log}, {"flush", m_flush}, {"rows", m_rows}, {"truncate", m_truncate}, {"close", m_close},
     {NULL, NULL}};
 
 static const luaL_Reg functions[] = {
-    {"h5_create", l_h5_create}, {"h5_open", l_h5_open}, {"h5_metrics", l_h5_metrics}, {NULL, NULL}};
+    {"h5_create", l_h5_create}, {"h5_open", l_h5_open}, {"h5_crc32", l_h5_crc32}, {"h5_metrics", l_h5_metrics}, {NULL, NULL}};
 
 void bltL_open_h5(lua_State *L)
 {

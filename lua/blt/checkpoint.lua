@@ -8,9 +8,13 @@
 --   config = {...},                 -- the resolved configuration, stored as config_json
 --   step = 1200,                    -- integer
 --   params = {[name] = tensor},     -- float32, PyTorch order ([out, in] for a linear map)
---   optim = {step = 1200, m = {[name] = tensor}, v = {[name] = tensor}, ...},  -- optional
---   state = {rng = {"0123456789abcdef", ... (4)}, data_pos = 123456, ...},      -- optional
+--   optim = {step = 1200, kind = "AdamW", m = {[name] = tensor}, v = {[name] = tensor}, ...},  -- optional
+--   state = {rng = {"0123456789abcdef", ... (4)}, step = 1200, ...},                           -- optional
 -- }
+-- Moments (optim.m, optim.v) are stored with their parameter's shape (a flat slice
+-- of the right size, as blt.optim's state() gives, is reshaped) and load that way.
+-- Every file starts with a checksum header that load checks before HDF5 parses the
+-- file; load then checks every value a resumed run trusts (docs/checkpoint-format.md).
 -- optim and state are flat tables: a tensor is a dataset, an integer an int64 scalar,
 -- a float a float64 scalar, an array of integers (or floats) a 1-d int64 (float64)
 -- dataset, an array of 16-digit hex strings (RNG states) a uint64 dataset, any other
@@ -81,6 +85,33 @@ local function classify(v)
     return "group"
 end
 
+-- Optimiser moments (optim.m, optim.v...) come from a flat buffer (blt.optim's
+-- state()): each is stored with its parameter's shape, as the format says.
+local function shape_moments(run)
+    if type(run.optim) ~= "table" then return run.optim end
+    local out = {}
+    for k, v in pairs(run.optim) do
+        if type(v) == "table" and classify(v) == "group" then
+            local sub = {}
+            for name, t in pairs(v) do
+                local p = run.params[name]
+                if not p then
+                    error(("checkpoint.save: optim.%s.%s has no parameter of that name in run.params"):format(k, name), 0)
+                end
+                if t:numel() ~= p:numel() then
+                    error(("checkpoint.save: optim.%s.%s has %d elements, parameter %s has %d"):format(
+                        k, name, t:numel(), name, p:numel()), 0)
+                end
+                sub[name] = t:contiguous():reshape(p:shape())
+            end
+            out[k] = sub
+        else
+            out[k] = v
+        end
+    end
+    return out
+end
+
 local function write_flat(f, group, tbl, what)
     for _, k in ipairs(sorted_keys(tbl)) do
         check_name(what, k)
@@ -147,7 +178,7 @@ function checkpoint.save(path, run)
         -- groups exist even when empty, so a reader finds the layout it expects
         f:set_attr("kind", "parameters", "/params")
         for _, name in ipairs(sorted_keys(run.params)) do f:write("/params/" .. name, run.params[name]) end
-        if run.optim then write_flat(f, "/optim", run.optim, "optim") end
+        if run.optim then write_flat(f, "/optim", shape_moments(run), "optim") end
         if run.state then write_flat(f, "/state", run.state, "state") end
         f:commit()
     end)
@@ -163,7 +194,16 @@ end
 
 local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
 
-local function read_flat(f, group, finite)
+local function numel(shape)
+    local n = 1
+    for _, d in ipairs(shape) do n = n * d end
+    return n
+end
+
+-- params: the loaded parameters; a subgroup of /optim holds one moment per
+-- parameter, with its shape (files written before moments were shaped hold them
+-- flat: those are read and reshaped).
+local function read_flat(f, path, group, finite, params)
     local names, kinds, exists = f:list(group)
     if not exists then return nil end
     local out = {}
@@ -173,7 +213,26 @@ local function read_flat(f, group, finite)
             local sub = {}
             local inner, ikinds = f:list(p)
             for _, n in ipairs(inner) do
-                if ikinds[n] == "dataset" then sub[n] = f:read(p .. "/" .. n, {finite = finite}) end
+                local q = p .. "/" .. n
+                if ikinds[n] ~= "dataset" then
+                    error(("%s: %s is not a dataset"):format(path, q), 0)
+                end
+                if params then
+                    local owner = params[n]
+                    if not owner then error(("%s: %s has no parameter /params/%s"):format(path, q, n), 0) end
+                    local want = owner:shape()
+                    local info = f:info(q)
+                    if info.dtype ~= "float32" then
+                        error(("%s: %s is %s, expected float32"):format(path, q, info.dtype), 0)
+                    end
+                    if #info.shape == 1 and #want ~= 1 and info.shape[1] == numel(want) then
+                        sub[n] = f:read(q, {shape = info.shape, finite = finite}):reshape(want)
+                    else
+                        sub[n] = f:read(q, {shape = want, finite = finite})
+                    end
+                else
+                    sub[n] = f:read(q, {finite = finite})
+                end
             end
             out[name] = sub
         elseif kinds[name] == "dataset" then
@@ -192,10 +251,67 @@ local function read_flat(f, group, finite)
             end
         end
     end
+    -- every attribute of /optim and /state is a value (optim.kind = "AdamW"); the
+    -- "kind" marker of an empty table of tensors sits on the subgroup itself
     for k, v in pairs(f:attrs(group)) do
-        if k ~= "kind" and out[k] == nil then out[k] = v end
+        if out[k] == nil then out[k] = v end
     end
     return out
+end
+
+checkpoint.MAX_STEP = 1e12 -- a step count beyond this is damage, not training
+checkpoint.OPTIMIZERS = {AdamW = {"m", "v"}, SGD = {"m"}} -- kind -> its moments
+
+-- Every value a resumed run will trust, checked after reading (a checksum only
+-- proves the file is the one written; these catch a writer's bug or a crafted file).
+local function check_values(path, run)
+    local function bad(fmt, ...) error(path .. ": " .. fmt:format(...), 0) end
+    if run.step < 0 or run.step > checkpoint.MAX_STEP then
+        bad("root attribute step = %d is out of range (0..%.0f)", run.step, checkpoint.MAX_STEP)
+    end
+    if type(run.config) ~= "table" then bad("root attribute config_json is not a JSON object") end
+    local st = run.state
+    if st and st.rng ~= nil then
+        local rng = st.rng
+        if type(rng) ~= "table" or #rng ~= 4 then
+            bad("/state/rng must be 4 uint64 values (a xoshiro256** state), found %s",
+                type(rng) == "table" and (#rng .. " values") or type(rng))
+        end
+        if table.concat(rng) == ("0"):rep(64) then bad("/state/rng is all zeros (not a valid xoshiro256** state)") end
+    end
+    if st and st.step ~= nil and (math.type(st.step) ~= "integer" or st.step < 0 or st.step > checkpoint.MAX_STEP) then
+        bad("/state/step = %s is out of range (an integer in 0..%.0f)", tostring(st.step), checkpoint.MAX_STEP)
+    end
+    local o = run.optim
+    if not o then return end
+    if o.step ~= nil then
+        if math.type(o.step) ~= "integer" then bad("/optim/step is not an integer") end
+        if o.step < 0 or o.step > run.step then
+            bad("/optim/step = %d is inconsistent with step %d (must be in 0..%d)", o.step, run.step, run.step)
+        end
+    end
+    local moments
+    if o.kind ~= nil then
+        moments = checkpoint.OPTIMIZERS[o.kind]
+        if not moments then
+            local known = {}
+            for k in pairs(checkpoint.OPTIMIZERS) do known[#known + 1] = k end
+            table.sort(known)
+            bad("/optim attribute kind = %q is not a known optimiser (%s)", tostring(o.kind), table.concat(known, ", "))
+        end
+        for _, key in ipairs(moments) do
+            local m = o[key]
+            if type(m) ~= "table" then bad("/optim/%s is missing (needed by %s)", key, o.kind) end
+            for name in pairs(run.params) do
+                if not m[name] then bad("/optim/%s/%s is missing (%s keeps one per parameter)", key, name, o.kind) end
+            end
+        end
+        if o.kind == "AdamW" then -- second moments are averages of squares
+            for name, t in pairs(o.v) do
+                if blt.sub(t, blt.relu(t)):sum():item() < 0 then bad("/optim/v/%s holds a negative value", name) end
+            end
+        end
+    end
 end
 
 local function load(f, path, opts)
@@ -220,7 +336,7 @@ local function load(f, path, opts)
     local step = f:attr("step")
     if math.type(step) ~= "integer" then error(("%s: root attribute step is missing or not an integer"):format(path), 0) end
     local finite = opts.finite ~= false
-    local run = {config = config, step = step, format_version = version, params = {}}
+    local run = {config = config, step = step, format_version = version, params = {}, verified = f:sealed()}
 
     local names, kinds, exists = f:list("/params")
     if not exists then error(("%s: no /params group"):format(path), 0) end
@@ -249,18 +365,29 @@ local function load(f, path, opts)
             run.params[name] = f:read(p, {shape = expect and expect[name] or nil, finite = finite})
         end
     end
-    run.optim = read_flat(f, "/optim", finite)
-    run.state = read_flat(f, "/state", finite)
+    run.optim = read_flat(f, path, "/optim", finite, run.params)
+    run.state = read_flat(f, path, "/state", finite, nil)
+    check_values(path, run)
     return run
 end
 
 -- opts: expect = {[name] = shape} (each must be present with that shape),
--- strict = true (no parameter beyond expect), finite = false (allow NaN/Inf).
+-- strict = true (no parameter beyond expect), finite = false (allow NaN/Inf),
+-- unverified = true (accept a file without the checksum header: older checkpoints,
+-- files written by h5py; the other checks still apply, but damage to such a file
+-- may reach HDF5's parser, which does not survive every damaged file).
+-- run.verified tells whether the file's checksum was checked.
 function checkpoint.load(path, opts)
     opts = opts or {}
     if type(path) ~= "string" then error("checkpoint.load: path must be a string", 2) end
-    local ok, f = pcall(blt.h5_open, path)
-    if not ok then error("checkpoint.load: " .. strip(f), 2) end
+    local ok, f = pcall(blt.h5_open, path, {checksum = not opts.unverified})
+    if not ok then
+        local err = strip(f)
+        if err:find("has no checksum header", 1, true) then
+            err = err .. "; checkpoint.load(path, {unverified = true}) loads it with the remaining checks"
+        end
+        error("checkpoint.load: " .. err, 2)
+    end
     local ok2, res = pcall(load, f, path, opts)
     f:close()
     if not ok2 then
