@@ -1,6 +1,6 @@
 /* Byte corpora: files mapped read-only, seen as one stream of token ids.
  *
- * Stream (BLT-SPEC section 1): every document's bytes b become ids b + 4 and every
+ * Stream (docs/model.md): every document's bytes b become ids b + 4 and every
  * document is followed by EOS (2), the last one included, so the stream holds
  * bytes + documents ids. A document is one file. Paths may name files or
  * directories; a directory contributes its regular files recursively, in sorted

@@ -1,4 +1,4 @@
-/* HDF5 input and output: checkpoints (BLT-SPEC section 9) and metrics files.
+/* HDF5 input and output: checkpoints (docs/model.md) and metrics files.
  * The only file that includes hdf5.h is h5io.c; callers see plain C types.
  *
  * Writing is atomic: blt_h5_create() creates "<path>.tmp.<pid>" in the same folder

@@ -2,7 +2,7 @@
  * researcher-facing objects on these functions. A corpus is a "blt.Corpus" userdata
  * holding the C corpus; __gc and __close unmap it (idempotent). Stream positions and
  * window / document numbers given or returned as Lua numbers are 1-based; token ids
- * inside tensors are the ids of BLT-SPEC section 1. */
+ * inside tensors are the ids of docs/model.md. */
 #include "corpus.h"
 #include "lua_blt.h"
 #include <lauxlib.h>

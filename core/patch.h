@@ -1,4 +1,4 @@
-/* Patching schemes (BLT-SPEC §2), the decoder's patch alignment (§5) and hash
+/* Patching schemes (docs/model.md), the decoder's patch alignment (§5) and hash
  * n-gram buckets (§4). Plain C on raw arrays; the tensor entry points at the end
  * wrap them for batches.
  *

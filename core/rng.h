@@ -12,7 +12,7 @@ uint64_t blt_rng_next(blt_rng *r);
 double blt_rng_uniform(blt_rng *r);              /* [0, 1), 53 random bits */
 uint64_t blt_rng_below(blt_rng *r, uint64_t n);  /* uniform in [0, n), unbiased */
 double blt_rng_normal(blt_rng *r);               /* standard normal */
-/* Normal with std sigma, redrawn until within +-3 sigma (BLT-SPEC section 6). */
+/* Normal with std sigma, redrawn until within +-3 sigma (docs/model.md). */
 double blt_rng_trunc_normal(blt_rng *r, double sigma);
 
 #endif

@@ -57,6 +57,10 @@ function Module:parameter_list(prefix, out)
     return out
 end
 
+-- What a checkpoint of the module holds: its parameters, and in models with frozen
+-- parts (a BLT's entropy model) those too. The optimiser takes parameter_list only.
+function Module:state_list() return self:parameter_list() end
+
 -- for name, tensor in module:parameters() do ... end
 function Module:parameters()
     local list, i = self:parameter_list(), 0

@@ -3,11 +3,12 @@
 -- causal attention, final RMSNorm, head. Parameter names: embed, layers.<i>.*, norm, head.
 local core = require "blt.core"
 local nn = require "blt.nn"
+local ids = require "blt.ids"
 
 local ByteLM = nn.class("ByteLM")
 
-ByteLM.VOCAB = 260
-ByteLM.PAD, ByteLM.BOS, ByteLM.EOS = 0, 1, 2
+ByteLM.VOCAB = ids.VOCAB
+ByteLM.PAD, ByteLM.BOS, ByteLM.EOS = ids.PAD, ids.BOS, ids.EOS
 
 -- Documented defaults (also the config section `model` of the training scripts).
 ByteLM.defaults = {
@@ -18,6 +19,12 @@ ByteLM.defaults = {
     multiple_of = 256,  -- FFN hidden rounding (docs/model.md)
     rope_theta = 10000.0,
     norm_eps = 1e-5,
+}
+
+ByteLM.model_docs = {
+    dim = "width d", layers = "transformer blocks", heads = "attention heads (divide dim into even sizes)",
+    window = "sliding attention window", multiple_of = "FFN hidden rounding", rope_theta = "RoPE base",
+    norm_eps = "RMSNorm epsilon",
 }
 
 function ByteLM.check_config(m, where)
@@ -45,6 +52,15 @@ function ByteLM.param_count(m)
     local hidden = nn.ffn_hidden(m.dim, m.multiple_of)
     return 2 * ByteLM.VOCAB * m.dim + m.layers * (4 * m.dim * m.dim + 3 * m.dim * hidden + 2 * m.dim) + m.dim
 end
+
+-- ---- the model kind "bytelm" (blt.models) ----
+ByteLM.kind = "bytelm"
+ByteLM.sections = {model = ByteLM.defaults}
+ByteLM.docs = {model = ByteLM.model_docs}
+ByteLM.rules = {}
+function ByteLM.check(cfg) ByteLM.check_config(cfg.model) end
+function ByteLM.count_params(cfg) return ByteLM.param_count(cfg.model) end
+function ByteLM.build(cfg, seed) return ByteLM.new(cfg.model, seed) end
 
 -- ByteLM.new(config, seed): config keys as in ByteLM.defaults (missing ones take the default).
 function ByteLM.new(cfg, seed)

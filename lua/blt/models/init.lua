@@ -1,0 +1,123 @@
+-- blt.models: the registry of model kinds. A kind maps to a module that the
+-- trainer, evaluation and loading use without knowing which model it is:
+--
+--   M.kind                       "bytelm", "blt", ...
+--   M.sections                   config sections it adds, with their defaults ({model = {...}, ...})
+--   M.docs, M.rules              doc strings and rules (blt.config) of those sections
+--   M.check(cfg)                 raises "<key> ..." for shapes that do not fit together
+--   M.count_params(cfg, frozen)  parameters (with frozen ones when frozen), without building the model
+--   M.setup(cfg, corpus, log)    optional: work before a new run builds its model (calibration)
+--   M.build(cfg, seed, source)   the model; source = a loaded checkpoint when resuming or
+--                                loading (frozen parts, such as an entropy model, come from it)
+-- and the model it builds:
+--   model:parameter_list()       the trained parameters (the optimiser's)
+--   model:state_list()           everything a checkpoint holds (trained and frozen)
+--   model:prepare(rows)          the work without gradients (patches, entropies, hash ids)
+--   model:loss(rows [, "sum"])   mean (or summed) next-byte loss in nats over non-pad targets
+-- models.nats(model, rows) gives the summed nats and the count of predicted bytes, so
+-- bits per byte is computed one way for every model.
+local core = require "blt.core"
+local ids = require "blt.ids"
+
+local models = {}
+
+local KINDS = {bytelm = "blt.models.bytelm", blt = "blt.models.blt"}
+
+function models.kinds()
+    local out = {}
+    for k in pairs(KINDS) do out[#out + 1] = k end
+    table.sort(out)
+    return out
+end
+
+-- Adds a kind: a module name (required on first use) or a module table.
+function models.register(kind, module)
+    if type(kind) ~= "string" or kind == "" then error("blt.models.register: kind must be a non-empty string", 2) end
+    KINDS[kind] = module
+end
+
+function models.get(kind)
+    local m = KINDS[kind]
+    if m == nil then
+        error(("blt.models: unknown kind '%s' (known: %s)"):format(tostring(kind), table.concat(models.kinds(), ", ")), 2)
+    end
+    if type(m) == "string" then m = require(m) end
+    return m
+end
+
+-- Summed next-byte loss (nats, a float) and the number of predicted targets (byte and
+-- EOS targets: every non-pad id after the first column) of rows int32 [B,N].
+function models.nats(model, rows)
+    return core.scope(function()
+        local k = core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), ids.PAD)
+        if k == 0 then return 0.0, 0 end
+        return model:loss(rows, "sum"):item(), k
+    end)
+end
+
+-- Copies a loaded checkpoint's tensors into model:state_list() (prefix: only the
+-- names under "<prefix>."; strict: no tensor of the checkpoint may be left over).
+-- Every name must be there with the model's shape; the first mismatch is named.
+function models.load_into(model, run, opts)
+    opts = opts or {}
+    local path = opts.path or "checkpoint"
+    local list = model.state_list and model:state_list() or model:parameter_list()
+    local function shape(x) return "[" .. table.concat(x:shape(), ",") .. "]" end
+    local prefix = opts.prefix and (opts.prefix .. ".") or ""
+    local used = {}
+    for _, p in ipairs(list) do
+        local name = prefix .. p.name
+        local src = run.params[name]
+        if not src then error(("%s: missing parameter %s %s"):format(path, name, shape(p.tensor)), 0) end
+        if shape(src) ~= shape(p.tensor) then
+            error(("%s: parameter %s is %s in the checkpoint, %s in the model"):format(path, name, shape(src),
+                  shape(p.tensor)), 0)
+        end
+        p.tensor:copy(src)
+        used[name] = true
+    end
+    if opts.strict ~= false then
+        local extra = {}
+        for name in pairs(run.params) do
+            if not used[name] and name:sub(1, #prefix) == prefix then extra[#extra + 1] = name end
+        end
+        table.sort(extra)
+        if #extra > 0 then error(("%s: parameter %s is not in this model"):format(path, extra[1]), 0) end
+    end
+end
+
+-- Rebuilds whatever model a checkpoint holds. Returns model, the loaded checkpoint.
+function models.load(path)
+    local checkpoint = require "blt.checkpoint"
+    local config = require "blt.config"
+    local run = checkpoint.load(path)
+    local cfg = run.config or {}
+    local kind = cfg.kind or "bytelm" -- checkpoints written before kinds were recorded
+    local M = models.get(kind)
+    local defaults = config.copy(M.sections)
+    defaults.kind = kind
+    local okm, merged = pcall(config.merge, defaults, models.model_part(cfg, M), path)
+    if not okm then error(("blt.models.load: %s"):format(merged), 2) end
+    local okc, err = pcall(M.check, merged)
+    if not okc then error(("blt.models.load: %s: %s"):format(path, err), 2) end
+    local held = 0
+    for _, t in pairs(run.params) do held = held + t:numel() end
+    local want = M.count_params(merged, true)
+    if want ~= held then
+        error(("blt.models.load: %s: its config describes a %s of %d parameters, but the file holds %d")
+              :format(path, kind, want, held), 2)
+    end
+    local model = M.build(merged, 1, run)
+    models.load_into(model, run, {path = path})
+    model.source_path = path
+    return model, run
+end
+
+-- The sections of a run's config that describe the model (the kind's sections).
+function models.model_part(cfg, M)
+    local out = {kind = cfg.kind}
+    for k in pairs(M.sections) do out[k] = cfg[k] end
+    return out
+end
+
+return models
