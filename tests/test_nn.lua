@@ -46,7 +46,7 @@ do -- cross-attention: 3 patches of 3 byte queries... here patch queries see the
     check_layer("CrossAttention", ca, {q, kv}, 2e-3, mask)
 end
 
--- names follow BLT-SPEC section 9
+-- names follow docs/model.md
 do
     local blk = nn.TransformerBlock {dim = 8, heads = 2, multiple_of = 8, seed = 1}
     local names = {}

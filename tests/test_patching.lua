@@ -41,7 +41,7 @@ local function sum(t)
 end
 
 -------------------------------------------------------------------------------
--- BLT-SPEC §2 test vectors
+-- docs/model.md: patching test vectors
 -------------------------------------------------------------------------------
 local space = patching.patcher{scheme = "space"}
 same(space:lengths("Hi there, you!"), {1, 3, 6, 5}, "space: 'Hi there, you!' -> [1,3,6,5]")
@@ -78,7 +78,7 @@ same(patching.patcher{scheme = "entropy_delta", delta = 0}:flags({1, 5, 6}, {5, 
     "entropy_delta: s[2] = 1 whatever the entropies")
 
 -------------------------------------------------------------------------------
--- BLT-SPEC §4 hash n-gram test vector
+-- docs/model.md: hash n-gram test vector
 -------------------------------------------------------------------------------
 local want_hash = {
     [3] = {443987, 124875, 393970, 386145, 358223, 190185},
@@ -343,7 +343,7 @@ do
 end
 
 -------------------------------------------------------------------------------
--- decoder alignment (BLT-SPEC §5)
+-- decoder alignment (docs/model.md)
 -------------------------------------------------------------------------------
 same(patching.decoder_ids({1, 3, 2, 2}, 7), {0, 0, 0, 1, 1, 2, 2}, "decoder ids: spec example")
 do
