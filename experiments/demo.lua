@@ -9,9 +9,7 @@ local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "."
 package.path = here .. "/../scripts/?.lua;" .. package.path
 
 local core = require "blt.core"
-local config = require "blt.config"
 local data = require "blt.data"
-local ByteLM = require "blt.models.bytelm"
 local train = require "blt.train"
 local entropy = require "blt.entropy"
 local plot = require "blt.plot"
@@ -27,20 +25,9 @@ local SENTENCE = "Then said the Byte Latent Transformer unto them, Behold, I mak
 local function section(title) print(("\n== %s =="):format(title)) end
 
 -- ---- demo defaults: a smaller model and a shorter run than train_bytelm.lua's ----
-local model_defaults = config.copy(ByteLM.defaults)
-model_defaults.dim, model_defaults.layers, model_defaults.heads = 192, 3, 4
-local defaults = {train = config.copy(train.defaults.train), eval = config.copy(train.defaults.eval),
-                  out = config.copy(train.defaults.out)}
-defaults.train.steps = 500
-defaults.eval.every = 250
-defaults.eval.max_bytes = 32768
-defaults.eval.final_max_bytes = 131072 -- the first 128 KB of the held-out 10%: a few seconds
-
-local model_docs = {
-    dim = "width d", layers = "transformer blocks", heads = "attention heads (divide dim into even sizes)",
-    window = "sliding attention window", multiple_of = "FFN hidden rounding", rope_theta = "RoPE base",
-    norm_eps = "RMSNorm epsilon",
-}
+local defaults = {model = {dim = 192, layers = 3, heads = 4}, train = {steps = 500},
+                  eval = {every = 250, max_bytes = 32768,
+                          final_max_bytes = 131072}} -- the first 128 KB of the held-out 10%: a few seconds
 
 local help = false
 for _, a in ipairs(arg or {}) do help = help or a == "--help" or a == "-h" end
@@ -55,12 +42,8 @@ local result = train.run {
     name = "demo",
     script = "experiments/demo.lua",
     args = arg,
-    model_defaults = model_defaults,
-    model_docs = model_docs,
-    extra_defaults = defaults,
-    check = function(cfg) ByteLM.check_config(cfg.model) end,
-    build = function(cfg) return ByteLM.new(cfg.model, cfg.train.seed) end,
-    param_count = function(cfg) return ByteLM.param_count(cfg.model) end,
+    kind = "bytelm",
+    defaults = defaults,
 }
 if not result then return end -- --help
 if result.stopped then

@@ -290,6 +290,16 @@ local function check_values(path, run)
             bad("/optim/step = %d is inconsistent with step %d (must be in 0..%d)", o.step, run.step, run.step)
         end
     end
+    -- parameters stored but not trained (a BLT's entropy model) have no moments
+    local prefixes = {}
+    if o.frozen ~= nil then
+        if type(o.frozen) ~= "string" then bad("/optim attribute frozen is not a string") end
+        for p in o.frozen:gmatch("[^,]+") do prefixes[#prefixes + 1] = p .. "." end
+    end
+    local function frozen(name)
+        for _, p in ipairs(prefixes) do if name:sub(1, #p) == p then return true end end
+        return false
+    end
     local moments
     if o.kind ~= nil then
         moments = checkpoint.OPTIMIZERS[o.kind]
@@ -303,7 +313,9 @@ local function check_values(path, run)
             local m = o[key]
             if type(m) ~= "table" then bad("/optim/%s is missing (needed by %s)", key, o.kind) end
             for name in pairs(run.params) do
-                if not m[name] then bad("/optim/%s/%s is missing (%s keeps one per parameter)", key, name, o.kind) end
+                if not m[name] and not frozen(name) then
+                    bad("/optim/%s/%s is missing (%s keeps one per trained parameter)", key, name, o.kind)
+                end
             end
         end
         if o.kind == "AdamW" then -- second moments are averages of squares

@@ -1,16 +1,16 @@
 -- blt.train: the training loop shared by the experiment scripts.
 --
---   train.main{name =, script =, args = arg, model_defaults =, model_docs =, model_rules =,
---              extra_defaults =, check = function(cfg) end, build = function(cfg) return model end,
---              param_count = function(cfg) return n end}
+--   train.main{name =, script =, args = arg, kind = "bytelm" | "blt" | ...,
+--              defaults = {model = {dim = 192}, train = {steps = 500}, ...}, check = function(cfg) end}
 -- runs a training script's command line and exits with its status (below);
 -- train.run{...} does the same work and returns the result table instead (a config
 -- error still exits with status 2: it is the script's command line that is wrong).
 --
--- The model needs :loss(rows, "mean"|"sum") and :parameter_list(). The config has
--- sections model, train, data, eval, out (train.defaults, train.docs, train.rules);
--- the script adds its model section. The command line is key=value overrides,
--- --config FILE.lua, --resume CHECKPOINT and --fork NAME (config.lua).
+-- The model is any kind of the registry (blt.models): the config has the sections
+-- train, data, eval, out (train.defaults, train.docs, train.rules) and the kind's own
+-- (model, and patching for the BLT); `defaults` overrides some of their values for
+-- this script. The command line is key=value overrides, --config FILE.lua,
+-- --resume CHECKPOINT and --fork NAME (config.lua).
 --
 -- Run folders (out.dir/out.name): a new run never writes into an existing run's
 -- folder. Without out.name the folder is <name>-<seed>, or the first free of
@@ -26,6 +26,7 @@ local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
 local json = require "blt.json"
+local models = require "blt.models"
 local optim = require "blt.optim"
 local progress = require "blt.progress"
 
@@ -127,15 +128,13 @@ train.RESUMABLE = {
 local LN2 = math.log(2)
 
 -- Bits per byte over validation windows: summed nats over all non-pad targets,
--- divided by ln 2 times their count. Returns bpb, bytes.
+-- divided by ln 2 times their count (models.nats: the same for every model kind).
+-- Returns bpb, bytes.
 function train.evaluate(model, corpus, o)
     local nats, count = 0.0, 0
     core.no_grad(function()
         for rows in corpus:val_windows {seq_len = o.seq_len, batch = o.batch} do
-            local n, sum = core.scope(function()
-                local k = core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), 0)
-                return k, k > 0 and model:loss(rows, "sum"):item() or 0
-            end)
+            local sum, n = models.nats(model, rows)
             nats, count = nats + sum, count + n
             if o.max_bytes and o.max_bytes > 0 and count >= o.max_bytes then break end
         end
@@ -168,9 +167,10 @@ local function write_file_atomic(path, text)
     assert(os.rename(tmp, path))
 end
 
+-- Every tensor a checkpoint holds (frozen parts of the model included).
 local function param_table(model)
     local t = {}
-    for _, p in ipairs(model:parameter_list()) do t[p.name] = p.tensor end
+    for _, p in ipairs(model:state_list()) do t[p.name] = p.tensor end
     return t
 end
 
@@ -180,29 +180,11 @@ local function save_checkpoint(run, step)
     local checkpoint = require "blt.checkpoint"
     local st = run.opt:state()
     checkpoint.save(run.ckpt_path, {config = run.cfg, step = step, params = param_table(run.model),
-                                    optim = {step = st.step, m = st.m, v = st.v, kind = st.kind},
+                                    optim = {step = st.step, m = st.m, v = st.v, kind = st.kind,
+                                             frozen = run.model.frozen},
                                     state = {rng = run.sampler:state(), step = step,
                                              elapsed = run.elapsed0 + core.now() - run.start}})
     run.saved_step = step
-end
-
--- Copies a loaded checkpoint's parameters into the model: every parameter must be
--- there with the model's shape, and no other (the first mismatch is named).
-local function load_params(model, saved, path)
-    local params = param_table(model)
-    local function shape(x) return "[" .. table.concat(x:shape(), ",") .. "]" end
-    for _, p in ipairs(model:parameter_list()) do
-        local src = saved.params[p.name]
-        if not src then error(("%s: missing parameter %s %s"):format(path, p.name, shape(p.tensor)), 0) end
-        if shape(src) ~= shape(p.tensor) then
-            error(("%s: parameter %s is %s in the checkpoint, %s in the model"):format(path, p.name, shape(src),
-                  shape(p.tensor)), 0)
-        end
-        p.tensor:copy(src)
-    end
-    for name in pairs(saved.params) do
-        if not params[name] then error(("%s: parameter %s is not in this model"):format(path, name), 0) end
-    end
 end
 
 -- Bytes a model of n parameters needs for training: parameters, gradients and two
@@ -269,8 +251,8 @@ local function parse(spec, defaults, docs, rules)
     end
     local okc, err = pcall(config.check, cfg, rules, defaults)
     if not okc then config_error(err) end
-    if spec.check then
-        local oks, e = pcall(spec.check, cfg)
+    for _, check in ipairs {spec.M.check, spec.check} do
+        local oks, e = pcall(check, cfg)
         if not oks then config_error(e) end
     end
     if cfg.train.total_steps == 0 then cfg.train.total_steps = cfg.train.steps end
@@ -278,8 +260,8 @@ local function parse(spec, defaults, docs, rules)
         config_error(("train.steps = %d, but %s is at step %d: nothing to run (give train.steps > %d to continue)")
             :format(cfg.train.steps, flags.resume, saved.step, saved.step))
     end
-    if spec.param_count then -- a model larger than memory is refused before any allocation
-        local n = spec.param_count(cfg)
+    do -- a model larger than memory is refused before any allocation
+        local n = spec.M.count_params(cfg, true)
         local need, have = training_bytes(n), available_memory()
         if have and need > have then
             config_error(("the model has %d parameters: training needs at least %.1f GB (parameters, gradients, "
@@ -406,6 +388,7 @@ local function step_loop(spec, run)
         end
         bar:update(step, {("loss %.4f"):format(loss), ("lr %.2e"):format(lr)}, step * bytes_per_step)
         local row = {step = step, loss = loss, lr = lr, grad_norm = gnorm, skipped = skipped and 1 or 0,
+                     patch_mean = run.model.last_patch_mean, -- models with patches: the step's mean patch size
                      bytes_per_s = (step - start_step) * bytes_per_step
                                    / math.max(1e-9, core.now() - run.start - run.eval_time)}
         if bad >= t.max_nonfinite then
@@ -545,21 +528,33 @@ end
 
 -- ---------------------------------------------------------------- the whole run
 
+-- The script's config: train.defaults and the kind's sections, with the script's
+-- own defaults over them; docs and rules to match.
 local function merged_defaults(spec)
+    local M = spec.M
     local d = config.copy(train.defaults)
-    d.model = config.copy(spec.model_defaults)
-    for k, v in pairs(spec.extra_defaults or {}) do d[k] = config.copy(v) end
+    for k, v in pairs(M.sections) do d[k] = config.copy(v) end
+    local function over(dst, src, path)
+        for k, v in pairs(src) do
+            if dst[k] == nil then error(("train: the script's defaults name an unknown key %s%s"):format(path, k), 3) end
+            if type(v) == "table" and not getmetatable(v) then over(dst[k], v, path .. k .. ".") else dst[k] = v end
+        end
+    end
+    over(d, spec.defaults or {}, "")
+    d.kind = M.kind
     local docs = config.copy(train.docs)
-    docs.model = spec.model_docs or {}
-    local rules = {}
+    for k, v in pairs(M.docs) do docs[k] = v end
+    docs.kind = "model kind (fixed by the script)"
+    local rules = {kind = {M.kind}}
     for k, v in pairs(train.rules) do rules[k] = v end
-    for k, v in pairs(spec.model_rules or {}) do rules["model." .. k] = v end
+    for k, v in pairs(M.rules) do rules[k] = v end
     return d, docs, rules
 end
 
 local function run_inner(spec)
     local data = require "blt.data"
     local checkpoint = require "blt.checkpoint"
+    spec.M = models.get(spec.kind or "bytelm")
     local defaults, docs, rules = merged_defaults(spec)
     local cfg, flags, saved = parse(spec, defaults, docs, rules)
     if flags.help then
@@ -569,19 +564,28 @@ local function run_inner(spec)
               :format(spec.script or spec.name, config.help(defaults, docs, rules)))
         return nil
     end
-    local dir = take_folder(spec, cfg, flags)
     local t = cfg.train
     if t.threads > 0 then core.set_threads(t.threads) end
     local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
     if not okc then config_error("data.path: " .. tostring(corpus)) end
+    -- a new run's own preparation (the BLT: its entropy model, calibration); a resumed
+    -- or forked run takes everything from its checkpoint
+    local source = saved
+    if not saved and spec.M.setup then
+        local oks, res = pcall(spec.M.setup, cfg, corpus, function(msg) io.stderr:write(spec.name, ": ", msg, "\n") end)
+        if not oks then config_error(res) end
+        source = res
+    end
+    if saved then saved.path = flags.resume end
+    local dir = take_folder(spec, cfg, flags)
     local run = {cfg = cfg, dir = dir, corpus = corpus, ckpt_path = dir .. "/checkpoint.h5",
                  metrics_path = dir .. "/metrics.h5", step = 0, skipped = 0, eval_time = 0, elapsed0 = 0}
-    run.model = spec.build(cfg)
+    run.model = spec.M.build(cfg, t.seed, source)
     run.opt = optim.AdamW(run.model, {lr = t.lr, beta1 = t.beta1, beta2 = t.beta2, eps = t.eps,
                                       weight_decay = t.weight_decay})
     run.sampler = corpus:sampler {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed}
     if saved then
-        local okr, err = pcall(load_params, run.model, saved, flags.resume)
+        local okr, err = pcall(models.load_into, run.model, saved, {path = flags.resume})
         if not okr then config_error(err) end
         run.opt:load_state({kind = saved.optim.kind, step = saved.optim.step, m = saved.optim.m, v = saved.optim.v})
         run.sampler:set_state(saved.state.rng)

@@ -30,7 +30,7 @@ BLT.defaults = {
     hash = {ngrams = "3,4,5,6,7,8", buckets = 4096},
 }
 
-BLT.docs = {
+BLT.model_docs = {
     dim = "local width d_E = d_D (encoder and decoder)", heads = "heads of the local self-attention",
     k = "slots per patch (pooling queries, decoder keys)", multiple_of = "FFN hidden rounding",
     rope_theta = "RoPE base", norm_eps = "RMSNorm epsilon",
@@ -50,7 +50,7 @@ local function int_ge(min)
 end
 
 -- Rules for blt.config (keys relative to the model section).
-BLT.rules = {
+BLT.model_rules = {
     dim = int_ge(2), heads = int_ge(1), k = int_ge(1), multiple_of = int_ge(1), rope_theta = "> 0", norm_eps = "> 0",
     ["encoder.layers"] = int_ge(1), ["encoder.window"] = int_ge(1),
     ["global.dim"] = int_ge(2), ["global.layers"] = int_ge(1), ["global.heads"] = int_ge(1), ["global.window"] = int_ge(0),
@@ -113,6 +113,154 @@ function BLT.param_count(m)
     return total
 end
 
+-- ---- the model kind "blt" (blt.models): the config sections, setup and build ----
+
+local config = require "blt.config"
+
+BLT.kind = "blt"
+
+BLT.patching_defaults = {
+    scheme = "entropy",         -- fixed | space | entropy | entropy_delta | byte
+    size = 4,                   -- fixed: patch length
+    threshold = 0.0,            -- entropy: global threshold θ (nats); entropy_delta: combined θ (0: none)
+    delta = 0.0,                -- entropy_delta: threshold θ_r on the entropy increase
+    target = 4.5,               -- calibrate θ (entropy) or θ_r (entropy_delta) to this mean patch size (0: as given)
+    calibrated = 0.0,           -- the mean patch size the calibration reached (set by the run)
+    max_patch_len = 0,          -- cut longer patches (0: no limit)
+    reset_on_newline = false,   -- the entropy model's context restarts after each newline
+    entropy_model = "runs/entropy-1/checkpoint.h5", -- a ByteLM checkpoint (experiments/train_entropy_model.lua)
+    calib_bytes = 65536,        -- bytes of training text the calibration samples
+    calib_seed = 1,             -- seed of that sample
+}
+
+BLT.patching_docs = {
+    scheme = "patching scheme", size = "fixed: patch length",
+    threshold = "entropy: global threshold in nats; entropy_delta: combined threshold (0: none)",
+    delta = "entropy_delta: threshold on the entropy increase",
+    target = "mean bytes per patch the threshold (entropy) or delta (entropy_delta) is calibrated to at the start (0: as given)",
+    calibrated = "mean patch size the calibration reached (written by the run, 0: not calibrated)",
+    max_patch_len = "cut patches longer than this (0: no limit)",
+    reset_on_newline = "the entropy model's context restarts after each newline",
+    entropy_model = "ByteLM checkpoint of the entropy model, copied into the BLT's checkpoint under entropy.*",
+    calib_bytes = "bytes of training text (windows sampled across the split) the calibration uses",
+    calib_seed = "seed of the calibration sample",
+}
+
+local ByteLM_ = require "blt.models.bytelm"
+
+BLT.sections = {model = BLT.defaults, patching = BLT.patching_defaults, entropy = ByteLM_.defaults}
+BLT.docs = {model = BLT.model_docs, patching = BLT.patching_docs,
+            entropy = {dim = "entropy model width (from patching.entropy_model; not to be set)",
+                       layers = "entropy model blocks (from its checkpoint)", heads = "entropy model heads (from its checkpoint)",
+                       window = "entropy model window (from its checkpoint)", multiple_of = "(from its checkpoint)",
+                       rope_theta = "(from its checkpoint)", norm_eps = "(from its checkpoint)"}}
+BLT.rules = {
+    ["patching.scheme"] = {"fixed", "space", "entropy", "entropy_delta", "byte"},
+    ["patching.size"] = int_ge(1), ["patching.threshold"] = ">= 0", ["patching.delta"] = ">= 0",
+    ["patching.target"] = function(v) if v ~= 0 and not (v > 1) then return "must be 0 (as given) or > 1" end end,
+    ["patching.calibrated"] = ">= 0", ["patching.max_patch_len"] = int_ge(0), ["patching.calib_bytes"] = int_ge(1),
+    ["patching.calib_seed"] = int_ge(0),
+    ["patching.entropy_model"] = function(v) if v == "" then return "must be a path" end end,
+}
+for k, v in pairs(BLT.model_rules) do BLT.rules["model." .. k] = v end
+
+local function needs_entropy(pc) return pc.scheme == "entropy" or pc.scheme == "entropy_delta" end
+BLT.needs_entropy = needs_entropy
+
+function BLT.check(cfg)
+    BLT.check_config(cfg.model)
+    local pc = cfg.patching
+    if needs_entropy(pc) and not pc.entropy_model then
+        error(("patching.entropy_model: scheme '%s' needs an entropy model checkpoint"):format(pc.scheme), 0)
+    end
+    if pc.scheme == "entropy_delta" and pc.target == 0 and pc.delta == 0 and pc.calibrated == 0 then
+        error("patching.delta: give delta > 0 or a target patch size to calibrate it to", 0)
+    end
+end
+
+function BLT.count_params(cfg, frozen)
+    local n = BLT.param_count(cfg.model)
+    if frozen and needs_entropy(cfg.patching) then n = n + ByteLM_.param_count(cfg.entropy) end
+    return n
+end
+
+local function patcher_of(pc, entropy_model)
+    local patching = require "blt.patching"
+    local o = {scheme = pc.scheme, max_patch_len = pc.max_patch_len > 0 and pc.max_patch_len or nil}
+    if pc.scheme == "fixed" then o.size = pc.size end
+    if pc.scheme == "entropy" then o.threshold = pc.threshold end
+    if pc.scheme == "entropy_delta" then
+        o.delta = pc.delta
+        if pc.threshold > 0 then o.threshold = pc.threshold end
+    end
+    return patching.patcher(o)
+end
+
+-- Windows of `len` ids sampled across the training split (seeded): int32 [n, len + 1] rows [BOS, ids].
+local function sample_windows(corpus, len, bytes, seed)
+    local patching = require "blt.patching"
+    local info = corpus:info()
+    local count = math.max(1, info.train // len)
+    local k = math.max(1, math.min(count, bytes // len))
+    local rows = {}
+    for i, w in ipairs(patching.sample_rows(count, k, seed):totable()) do
+        rows[i] = core.concat({core.ones({1}, "int32"), corpus:ids(w * len + 1, len)}, 1):reshape({1, len + 1})
+    end
+    return core.concat(rows, 1)
+end
+
+-- Before a new run builds its model: loads the entropy model (its config goes into
+-- cfg.entropy) and calibrates the threshold to the target patch size on a seeded
+-- sample of training windows (cfg.patching.threshold or .delta, and .calibrated).
+-- Errors name the key. Returns the source build() takes.
+function BLT.setup(cfg, corpus, log)
+    local pc = cfg.patching
+    if not needs_entropy(pc) then return {} end
+    local entropy = require "blt.entropy"
+    local ok, em = pcall(entropy.load_model, pc.entropy_model)
+    if not ok then
+        error(("patching.entropy_model = %s: %s (train one with ./blt experiments/train_entropy_model.lua)")
+              :format(pc.entropy_model, (tostring(em):gsub("^[^\n]-:%d+: ", ""):gsub("^entropy%.load_model: ", ""))), 0)
+    end
+    for k in pairs(ByteLM_.defaults) do cfg.entropy[k] = em.config[k] end
+    if pc.target > 0 and pc.calibrated == 0 then
+        local seq = cfg.train and cfg.train.seq_len or 256
+        local rows = sample_windows(corpus, seq, pc.calib_bytes, pc.calib_seed)
+        local ents = core.no_grad(function()
+            local seg = pc.reset_on_newline and entropy.newline_segments(rows) or nil
+            return em:entropies(rows, seg)
+        end)
+        local value, reached = require("blt.patching").calibrate {
+            scheme = pc.scheme, target = pc.target, rows = rows, entropies = ents,
+            threshold = pc.scheme == "entropy_delta" and pc.threshold > 0 and pc.threshold or nil,
+            max_patch_len = pc.max_patch_len > 0 and pc.max_patch_len or nil}
+        if pc.scheme == "entropy" then pc.threshold = value else pc.delta = value end
+        pc.calibrated = reached
+        if log then
+            log(("patching: %s %s = %.4f calibrated to %.2f bytes/patch on %d sampled training windows of %d bytes (reached %.3f)")
+                :format(pc.scheme, pc.scheme == "entropy" and "threshold" or "delta", value, pc.target, rows:size(1), seq, reached))
+        end
+    end
+    return {entropy_model = em}
+end
+
+-- The model of a config. source: setup()'s result (a new run) or a loaded checkpoint
+-- (resume, load: the entropy model is rebuilt from its entropy.* tensors).
+function BLT.build(cfg, seed, source)
+    source = source or {}
+    local em
+    if needs_entropy(cfg.patching) then
+        em = source.entropy_model
+        if not em then
+            if not source.params then error("blt.models.blt: no entropy model to build from", 2) end
+            em = ByteLM_.new(cfg.entropy, 1)
+            require("blt.models").load_into(em, source, {prefix = "entropy", strict = false, path = source.path})
+        end
+    end
+    return BLT.new(cfg.model, seed, {patcher = patcher_of(cfg.patching, em), entropy_model = em,
+                                     reset_on_newline = cfg.patching.reset_on_newline})
+end
+
 -- BLT.new(model config, seed, {patcher =, entropy_model =}): the patcher decides the
 -- patches (blt.patching); an entropy model (a ByteLM) is needed by the entropy schemes.
 function BLT.new(m, seed, opts)
@@ -125,6 +273,7 @@ function BLT.new(m, seed, opts)
     local d, dg, k = m.dim, m.global.dim, m.k
     self.config, self.patcher, self.entropy_model = m, opts.patcher, opts.entropy_model
     self.reset_on_newline = opts.reset_on_newline or false
+    self.frozen = opts.entropy_model and "entropy" or nil -- stored with the model, never trained
     self.ngrams = BLT.ngrams(m)
     local local_block = {dim = d, heads = m.heads, multiple_of = m.multiple_of, rope_theta = m.rope_theta,
                          norm_eps = m.norm_eps}
@@ -196,6 +345,11 @@ function BLT:prepare(inputs)
         end
         local lengths, pid, counts, next_flags = self.patcher:batch(inputs, p.entropies)
         p.lengths, p.pid, p.counts = lengths, pid, counts
+        -- the batch's mean patch size (bytes per patch, BOS patches and pads excluded), for the metrics
+        local patches = 0
+        for _, c in ipairs(counts:totable()) do patches = patches + c - 1 end
+        local bytes = core.nn_count_ne(inputs, ids.PAD) - B
+        self.last_patch_mean = patches > 0 and bytes / patches or nil
         local P = lengths:size(2)
         p.P = P
         -- decoder patch id of position t: patch_of(t + 1) - 1 (docs/model.md); the last
