@@ -312,7 +312,7 @@ do
     checkpoint.save(dir .. "/huge.h5", ck)
     local t0 = core.now()
     T.raises(function() require("blt.entropy").load_model(dir .. "/huge.h5") end,
-             "describes a ByteLM of %d+ parameters, but the file holds", "entropy.load_model: a config that lies about the size")
+             "describes a bytelm of %d+ parameters, but the file holds", "entropy.load_model: a config that lies about the size")
     T.ok(core.now() - t0 < 5, "refused at once")
     rc, out = sh(bin .. " experiments/train_bytelm.lua --resume " .. q(dir .. "/huge.h5") .. " train.steps=20")
     T.ok(rc == 2 and out:find("GB", 1, true), "--resume of it: status 2, the memory it would need", out)

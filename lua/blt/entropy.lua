@@ -16,26 +16,12 @@ local NEWLINE = 10 + 4
 
 -- A ByteLM from a checkpoint written by a training script (its config's model section).
 function entropy.load_model(path)
-    local run = checkpoint.load(path)
-    local okc, cfg = pcall(config.merge, {model = ByteLM.defaults}, {model = run.config.model or {}}, path)
-    if okc then okc, cfg = pcall(function() ByteLM.check_config(cfg.model) return cfg end) end
-    if not okc then error(("entropy.load_model: %s: %s"):format(path, tostring(cfg)), 2) end
-    -- the config must describe the parameters the file holds: a damaged or crafted config
-    -- (model.layers=1e8) is refused before it allocates anything
-    local held = 0
-    for _, t in pairs(run.params) do held = held + t:numel() end
-    local want = ByteLM.param_count(cfg.model)
-    if want ~= held then
-        error(("entropy.load_model: %s: its config describes a ByteLM of %d parameters, but the file holds %d")
-              :format(path, want, held), 2)
+    local models = require "blt.models"
+    local ok, model, run = pcall(models.load, path)
+    if not ok then error("entropy.load_model: " .. tostring(model):gsub("^blt%.models%.load: ", ""), 2) end
+    if getmetatable(model) ~= ByteLM then
+        error(("entropy.load_model: %s holds a model of kind '%s', not a ByteLM"):format(path, run.config.kind), 2)
     end
-    local model = ByteLM.new(cfg.model, 1)
-    for name, t in pairs(model:parameter_list()) do
-        local src = run.params[t.name]
-        if not src then error(("entropy.load_model: %s has no parameter %s"):format(path, t.name), 2) end
-        t.tensor:copy(src)
-    end
-    model.source_path = path
     return model
 end
 
