@@ -84,6 +84,7 @@ local A = {
     scope = function() return {function(a) return blt.zeros {2}, a end, 2} end,
     scope_depth = function() return {} end,
     hash_file = function() return {corpus_path} end,
+    h5_crc32 = function() return {"some bytes", 7} end,
     hash_tensor = function() return {blt.randn({2, 3}, 1)} end,
     interrupted = function() return {} end,
     set_threads = function() return {blt.threads()} end,
@@ -161,6 +162,9 @@ local SKIP = {
     h5_create = "HDF5 binding (core/lua_h5.c) is outside this sweep's scope; it writes files at the given path",
     h5_open = "HDF5 binding (core/lua_h5.c) is outside this sweep's scope",
     h5_metrics = "HDF5 binding (core/lua_h5.c) is outside this sweep's scope; it writes files at the given path",
+    mkdir = "creates folders at the given path (tests/test_runs.lua covers it)",
+    listdir = "reads folders at the given path (tests/test_runs.lua covers it)",
+    lock = "creates and locks a file at the given path (tests/test_runs.lua covers it)",
 }
 
 -- tensor methods: self first, then the arguments
