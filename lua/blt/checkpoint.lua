@@ -417,6 +417,38 @@ function checkpoint.shapes(params)
     return out
 end
 
+-- checkpoint.load_into(model, run, {prefix =, strict = true, path =}): copies a loaded
+-- checkpoint's tensors (run = checkpoint.load's table) into model:state_list() (prefix:
+-- only the names under "<prefix>."; strict: no tensor of the checkpoint may be left over).
+-- Every name must be there with the model's shape; the first mismatch is named.
+function checkpoint.load_into(model, run, opts)
+    opts = opts or {}
+    local path = opts.path or "checkpoint"
+    local list = model.state_list and model:state_list() or model:parameter_list()
+    local function shape(x) return "[" .. table.concat(x:shape(), ",") .. "]" end
+    local prefix = opts.prefix and (opts.prefix .. ".") or ""
+    local used = {}
+    for _, p in ipairs(list) do
+        local name = prefix .. p.name
+        local src = run.params[name]
+        if not src then error(("%s: missing parameter %s %s"):format(path, name, shape(p.tensor)), 0) end
+        if shape(src) ~= shape(p.tensor) then
+            error(("%s: parameter %s is %s in the checkpoint, %s in the model"):format(path, name, shape(src),
+                  shape(p.tensor)), 0)
+        end
+        p.tensor:copy(src)
+        used[name] = true
+    end
+    if opts.strict ~= false then
+        local extra = {}
+        for name in pairs(run.params) do
+            if not used[name] and name:sub(1, #prefix) == prefix then extra[#extra + 1] = name end
+        end
+        table.sort(extra)
+        if #extra > 0 then error(("%s: parameter %s is not in this model"):format(path, extra[1]), 0) end
+    end
+end
+
 -- ---- metrics ----
 
 local Metrics = {}

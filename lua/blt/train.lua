@@ -204,51 +204,66 @@ end
 
 -- The command line and, for --resume/--fork, the checkpoint: returns the resolved
 -- config, the flags and the loaded checkpoint (or nil). Raises a ConfigError.
-local function parse(spec, defaults, docs, rules)
+-- --resume: the checkpoint (read once) and its config, with the command line's keys
+-- over it. A plain resume may change only train.RESUMABLE keys; --fork any.
+local function resume_config(defaults, cfg, flags)
+    local checkpoint = require "blt.checkpoint"
+    local ok, saved = pcall(checkpoint.load, flags.resume)
+    if not ok then config_error(saved) end
+    if type(saved.optim) ~= "table" or type(saved.optim.m) ~= "table" or type(saved.state) ~= "table"
+        or saved.state.rng == nil then
+        config_error(("%s holds no optimiser or sampler state (/optim, /state): it is a model, not a run to "
+            .. "resume"):format(flags.resume))
+    end
+    local okm, base = pcall(config.merge, defaults, saved.config or {}, flags.resume)
+    if not okm then config_error(base) end
+    -- checkpoints written before train.total_steps existed: the schedule spanned train.steps
+    if base.train.total_steps == 0 then base.train.total_steps = base.train.steps end
+    local refused, was = {}, {}
+    for _, p in ipairs(config.paths(defaults)) do
+        local v = config.get(cfg, p)
+        if flags.given[p] and config.get(base, p) ~= v then
+            local section, key = p:match("^(.*)%.([^.]+)$")
+            config.get(base, section)[key] = v
+            if not flags.fork and not train.RESUMABLE[p] then
+                refused[#refused + 1] = p
+                was[#was + 1] = p .. "=" .. tostring(config.get(saved.config, p) or "(unset)")
+            end
+        end
+    end
+    if #refused > 0 then
+        config_error(("--resume continues the same run: it cannot change %s (the checkpoint has %s); "
+            .. "use --fork NEW_NAME to start a new run from this checkpoint with other settings")
+            :format(table.concat(refused, ", "), table.concat(was, ", ")))
+    end
+    base.train.stop_at = config.get(cfg, "train.stop_at") -- a stop request belongs to the run that made it
+    if base.train.steps <= saved.step then
+        config_error(("train.steps = %d, but %s is at step %d: nothing to run (give train.steps > %d to continue)")
+            :format(base.train.steps, flags.resume, saved.step, saved.step))
+    end
+    return base, saved
+end
+
+-- A model larger than memory is refused before any allocation.
+local function check_memory(M, cfg)
+    local n = M.count_params(cfg, true)
+    local need, have = training_bytes(n), available_memory()
+    if have and need > have then
+        config_error(("the model has %d parameters: training needs at least %.1f GB (parameters, gradients, "
+            .. "AdamW moments), more than the %.1f GB available"):format(n, need / 1e9, have / 1e9))
+    end
+end
+
+-- The command line and, for --resume/--fork, the checkpoint: returns the resolved
+-- config (every value checked), the flags and the loaded checkpoint (or nil).
+local function parse(spec, defaults, rules)
     local ok, cfg, flags = pcall(config.parse, defaults, spec.args or {},
                                  {flags = {resume = "CHECKPOINT", fork = "NAME"}})
     if not ok then config_error(cfg) end
     if flags.help then return nil, flags end
     if flags.fork and not flags.resume then config_error("--fork NAME starts a new run from a checkpoint: give --resume CHECKPOINT too") end
     local saved
-    if flags.resume then
-        local checkpoint = require "blt.checkpoint"
-        local okl
-        okl, saved = pcall(checkpoint.load, flags.resume)
-        if not okl then config_error(saved) end
-        if type(saved.optim) ~= "table" or type(saved.optim.m) ~= "table" or type(saved.state) ~= "table"
-            or saved.state.rng == nil then
-            config_error(("%s holds no optimiser or sampler state (/optim, /state): it is a model, not a run to "
-                .. "resume"):format(flags.resume))
-        end
-        local okm, base = pcall(config.merge, defaults, saved.config or {}, flags.resume)
-        if not okm then config_error(base) end
-        -- checkpoints written before train.total_steps existed: the schedule spanned train.steps
-        if base.train.total_steps == 0 then base.train.total_steps = base.train.steps end
-        -- the keys the command line (or --config) set override the checkpoint's values
-        local changed = {}
-        for _, p in ipairs(config.paths(defaults)) do
-            local v = config.get(cfg, p)
-            if flags.given[p] and config.get(base, p) ~= v then
-                changed[#changed + 1] = p
-                local section, key = p:match("^(.*)%.([^.]+)$")
-                config.get(base, section)[key] = v
-            end
-        end
-        if not flags.fork then
-            local refused = {}
-            for _, p in ipairs(changed) do if not train.RESUMABLE[p] then refused[#refused + 1] = p end end
-            if #refused > 0 then
-                local was = {}
-                for i, p in ipairs(refused) do was[i] = p .. "=" .. tostring(config.get(saved.config, p) or "(unset)") end
-                config_error(("--resume continues the same run: it cannot change %s (the checkpoint has %s); "
-                    .. "use --fork NEW_NAME to start a new run from this checkpoint with other settings")
-                    :format(table.concat(refused, ", "), table.concat(was, ", ")))
-            end
-        end
-        base.train.stop_at = config.get(cfg, "train.stop_at") -- a stop request belongs to the run that made it
-        cfg = base
-    end
+    if flags.resume then cfg, saved = resume_config(defaults, cfg, flags) end
     local okc, err = pcall(config.check, cfg, rules, defaults)
     if not okc then config_error(err) end
     for _, check in ipairs {spec.M.check, spec.check} do
@@ -256,18 +271,7 @@ local function parse(spec, defaults, docs, rules)
         if not oks then config_error(e) end
     end
     if cfg.train.total_steps == 0 then cfg.train.total_steps = cfg.train.steps end
-    if saved and cfg.train.steps <= saved.step then
-        config_error(("train.steps = %d, but %s is at step %d: nothing to run (give train.steps > %d to continue)")
-            :format(cfg.train.steps, flags.resume, saved.step, saved.step))
-    end
-    do -- a model larger than memory is refused before any allocation
-        local n = spec.M.count_params(cfg, true)
-        local need, have = training_bytes(n), available_memory()
-        if have and need > have then
-            config_error(("the model has %d parameters: training needs at least %.1f GB (parameters, gradients, "
-                .. "AdamW moments), more than the %.1f GB available"):format(n, need / 1e9, have / 1e9))
-        end
-    end
+    check_memory(spec.M, cfg)
     return cfg, flags, saved
 end
 
@@ -352,6 +356,23 @@ local function truncate_metrics(metrics, path, step)
     metrics:truncate(keep)
 end
 
+-- One optimiser step at learning rate lr; the scope frees the step's tensors when it
+-- ends, not whenever the GC runs. Returns loss, gradient norm, lr, skipped.
+local function train_step(run, lr)
+    return core.scope(function()
+        local rows = run.sampler:next()
+        run.opt:zero_grad()
+        local l = run.model:loss(rows)
+        l:backward()
+        local li, gn = l:item(), run.opt:grad_norm()
+        -- a non-finite loss or gradient would poison the weights and the moments: skip the update
+        if not (finite(li) and finite(gn)) then return li, gn, lr, true end
+        run.opt:clip_grad_norm(run.cfg.train.grad_clip)
+        run.opt:step(lr)
+        return li, gn, lr, false
+    end)
+end
+
 -- Runs steps until train.steps, a stop or a fault. Returns the exit reason.
 local function step_loop(spec, run)
     local t, cfg = run.cfg.train, run.cfg
@@ -362,21 +383,7 @@ local function step_loop(spec, run)
     local start_step = run.step
     while run.step < t.steps do
         local step = run.step + 1
-        -- the scope frees the step's tensors when it ends, not whenever the GC runs
-        local loss, gnorm, lr, skipped = core.scope(function()
-            local rows = run.sampler:next()
-            run.opt:zero_grad()
-            local l = run.model:loss(rows)
-            l:backward()
-            local li = l:item()
-            local gn = run.opt:grad_norm()
-            local rate = sched(step)
-            -- a non-finite loss or gradient would poison the weights and the moments: skip the update
-            if not (finite(li) and finite(gn)) then return li, gn, rate, true end
-            run.opt:clip_grad_norm(t.grad_clip)
-            run.opt:step(rate)
-            return li, gn, rate, false
-        end)
+        local loss, gnorm, lr, skipped = train_step(run, sched(step))
         run.step = step
         if skipped then
             bad = bad + 1
@@ -470,6 +477,28 @@ local function plot_history(spec, run)
                        ylabel = "bits per byte", series = series}
 end
 
+-- What a person reads at the end: how the run ended and what to do next.
+local function tell(spec, run, result, reason)
+    local t = run.cfg.train
+    if reason == "nonfinite" then
+        io.stderr:write(("%s: stopped at step %d: %s. %s\n"):format(spec.name, run.step, run.fault, run.saved_step
+            and ("The last checkpoint (%s, step %d) is intact: --resume it, or --fork it with a lower train.lr")
+                :format(run.ckpt_path, run.saved_step)
+            or "No checkpoint was saved before; lower train.lr and start again"))
+    elseif reason:match("^SIG") or reason == "stop_at" then
+        io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  ./blt %s --resume %s\n")
+            :format(spec.name, reason == "stop_at" and ("train.stop_at = " .. t.stop_at) or reason, run.step,
+                    spec.script or "SCRIPT", run.ckpt_path))
+    end
+    if result.val_bpb then
+        print(("%s: %d steps in %.1f s (%.0f bytes/s); final train loss %s nats; validation %.4f bits/byte over %d bytes")
+              :format(spec.name, run.step, result.train_seconds, result.bytes_per_s,
+                      run.last_loss and ("%.4f"):format(run.last_loss) or "(no step run)", result.val_bpb, result.val_bytes))
+        print(("%s: run folder %s: checkpoint.h5, metrics.h5, result.json, config.json%s"):format(spec.name, run.dir,
+              result.plot and ", loss.png" or ""))
+    end
+end
+
 local function report(spec, run, reason)
     local t, cfg = run.cfg.train, run.cfg
     local result = {run_dir = run.dir, checkpoint = run.ckpt_path, config = cfg, model = run.model, steps = run.step,
@@ -505,23 +534,7 @@ local function report(spec, run, reason)
         if okp then result.plot = png
         else io.stderr:write(spec.name, ": no loss.png: ", tostring(png), "\n") end
     end
-    if reason == "nonfinite" then
-        io.stderr:write(("%s: stopped at step %d: %s. %s\n"):format(spec.name, run.step, run.fault, run.saved_step
-            and ("The last checkpoint (%s, step %d) is intact: --resume it, or --fork it with a lower train.lr")
-                :format(run.ckpt_path, run.saved_step)
-            or "No checkpoint was saved before; lower train.lr and start again"))
-    elseif signal or reason == "stop_at" then
-        io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  ./blt %s --resume %s\n")
-            :format(spec.name, reason == "stop_at" and ("train.stop_at = " .. t.stop_at) or reason, run.step,
-                    spec.script or "SCRIPT", run.ckpt_path))
-    end
-    if result.val_bpb then
-        print(("%s: %d steps in %.1f s (%.0f bytes/s); final train loss %s nats; validation %.4f bits/byte over %d bytes")
-              :format(spec.name, run.step, train_time, result.bytes_per_s,
-                      run.last_loss and ("%.4f"):format(run.last_loss) or "(no step run)", result.val_bpb, result.val_bytes))
-        print(("%s: run folder %s: checkpoint.h5, metrics.h5, result.json, config.json%s"):format(spec.name, run.dir,
-              result.plot and ", loss.png" or ""))
-    end
+    tell(spec, run, result, reason)
     result.stopped = reason ~= "finished" and reason ~= "time_limit" and reason or nil
     return result
 end
@@ -556,7 +569,7 @@ local function run_inner(spec)
     local checkpoint = require "blt.checkpoint"
     spec.M = models.get(spec.kind or "bytelm")
     local defaults, docs, rules = merged_defaults(spec)
-    local cfg, flags, saved = parse(spec, defaults, docs, rules)
+    local cfg, flags, saved = parse(spec, defaults, rules)
     if flags.help then
         print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume CHECKPOINT [--fork NAME]]\n\n"
                .. "keys (default, meaning; allowed values):\n%s\n\nexit status: 0 finished, 2 bad config, "
