@@ -313,7 +313,7 @@ static int f_write(lua_State *L)
         lua_pop(L, 1);
         if ((type == BLT_H5_I32 || type == BLT_H5_I64 || type == BLT_H5_U64) && !isint) {
             if (nv != floor(nv) || !(fabs(nv) < 9.2e18))
-                return luaL_error(L, "blt.h5_write: %s: entry %d (%g) is not an integer", dset, (int)i, nv);
+                return luaL_error(L, "blt.h5_write: %s: entry %d (%f) is not an integer", dset, (int)i, nv);
             iv = (lua_Integer)nv;
         }
         switch (type) {
