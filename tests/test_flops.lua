@@ -213,7 +213,7 @@ do
         encoder = {layers = 1, window = 16, cross_every_layer = false},
         global = {dim = 64, layers = 1, heads = 2, window = 0},
         decoder = {layers = 1, window = 16, cross_every_layer = true},
-        hash = {ngrams = "3", buckets = 16}}, patching.patcher{scheme = "entropy", threshold = 5.4}, lorem, 70,
+        hash = {ngrams = "3", buckets = 16}}, patching.patcher{scheme = "entropy", threshold = 5.09}, lorem, 70,
         {entropy_model = em})
 end
 
