@@ -62,23 +62,24 @@ static void block_keys(const attn_ctx *c, int64_t b, int64_t i0, int64_t i1, int
     *k1 = mx > mn ? mx : mn;
 }
 
-/* Sets S[r][c] to -inf where query i0+r may not see key j0+c; returns 1 if any allowed. */
-static int apply_mask(const attn_ctx *c, int64_t b, int64_t i0, int64_t nq, int64_t j0, int64_t nk, float *S)
+/* Sets S[r][c] to -inf where query i0+r may not see key j0+c; returns how many
+ * (query, key) pairs of the block are allowed (0: none). */
+static int64_t apply_mask(const attn_ctx *c, int64_t b, int64_t i0, int64_t nq, int64_t j0, int64_t nk, float *S)
 {
-    int any = 0;
+    int64_t allowed = 0;
     for (int64_t r = 0; r < nq; r++) {
         int64_t i = i0 + r, lo = c->lo[b * c->Tq + i], hi = c->hi[b * c->Tq + i];
         float *row = S + r * BK;
-        if (!c->kseg && lo <= j0 && j0 + nk <= hi) { any = 1; continue; } /* the whole row is visible */
+        if (!c->kseg && lo <= j0 && j0 + nk <= hi) { allowed += nk; continue; } /* the whole row is visible */
         int32_t qs = c->qseg ? c->qseg[b * c->Tq + i] : 0;
         for (int64_t cc = 0; cc < nk; cc++) {
             int64_t j = j0 + cc;
             int ok = j >= lo && j < hi && (!c->kseg || c->kseg[b * c->Tk + j] == qs);
             if (!ok) row[cc] = -INFINITY;
-            else any = 1;
+            allowed += ok;
         }
     }
-    return any;
+    return allowed;
 }
 
 static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
@@ -88,6 +89,7 @@ static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
     scratch sc;
     if (scratch_get(&sc, c->hd)) { ((attn_ctx *)ctx)->failed = 1; return; }
     int64_t hd = c->hd, D = c->D;
+    int64_t done = 0, pairs = 0; /* multiply-adds executed; allowed pairs (blt_macs_add) */
     for (int64_t t = t0; t < t1; t++) {
         int64_t b = t / c->H, h = t % c->H;
         const float *Q = c->q + b * c->Tq * D + h * hd;
@@ -101,7 +103,11 @@ static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
             for (int64_t j0 = k0 - k0 % BK; j0 < k1; j0 += BK) {
                 int64_t nk = c->Tk - j0 < BK ? c->Tk - j0 : BK;
                 blt_sgemm_serial(0, 1, nq, nk, hd, c->scale, Q + i0 * D, D, K + j0 * D, D, 0.0f, sc.S, BK);
-                if (!apply_mask(c, b, i0, nq, j0, nk, sc.S)) continue;
+                done += nq * nk * hd;
+                int64_t allowed = apply_mask(c, b, i0, nq, j0, nk, sc.S);
+                if (!allowed) continue;
+                pairs += allowed;
+                done += nq * nk * hd; /* the P V product below */
                 for (int64_t r = 0; r < nq; r++) {
                     float *s = sc.S + r * BK, mx = blt_vmax(s, nk, sc.m[r]);
                     if (mx == -INFINITY) { /* nothing visible yet in this row */
@@ -125,6 +131,8 @@ static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
             }
         }
     }
+    blt_macs_add(BLT_MACS_ATTENTION, done);
+    blt_macs_add(BLT_MACS_ATTENTION_USEFUL, 2 * pairs * hd); /* S = Q K^T and P V */
     blt_mem_free(sc.base, sc.bytes);
 }
 
@@ -135,6 +143,9 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
     scratch sc;
     if (scratch_get(&sc, c->hd)) { ((attn_ctx *)ctx)->failed = 1; return; }
     int64_t hd = c->hd, D = c->D;
+    int64_t done = 0, pairs = 0; /* multiply-adds executed; allowed pairs (blt_macs_add) */
+    /* products per visited block: S recomputed, dP, and dV, dQ, dK when wanted */
+    int64_t products = 2 + (c->gv != NULL) + (c->gq != NULL) + (c->gk != NULL);
     for (int64_t t = t0; t < t1; t++) {
         int64_t b = t / c->H, h = t % c->H;
         int64_t qoff = b * c->Tq * D + h * hd, koff = b * c->Tk * D + h * hd;
@@ -155,7 +166,10 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
             for (int64_t j0 = k0 - k0 % BK; j0 < k1; j0 += BK) {
                 int64_t nk = c->Tk - j0 < BK ? c->Tk - j0 : BK;
                 blt_sgemm_serial(0, 1, nq, nk, hd, c->scale, Q + i0 * D, D, K + j0 * D, D, 0.0f, sc.S, BK);
-                if (!apply_mask(c, b, i0, nq, j0, nk, sc.S)) continue;
+                int64_t allowed = apply_mask(c, b, i0, nq, j0, nk, sc.S);
+                done += (allowed ? products : 1) * nq * nk * hd;
+                if (!allowed) continue;
+                pairs += allowed;
                 for (int64_t r = 0; r < nq; r++) { /* P = exp(S - lse) */
                     float *s = sc.S + r * BK, L = lse[i0 + r];
                     if (L == -INFINITY) memset(s, 0, sizeof(float) * nk); /* the query sees no key */
@@ -173,6 +187,8 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
             }
         }
     }
+    blt_macs_add(BLT_MACS_ATTENTION, done);
+    blt_macs_add(BLT_MACS_ATTENTION_USEFUL, products * pairs * hd);
     blt_mem_free(sc.base, sc.bytes);
 }
 

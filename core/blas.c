@@ -1,6 +1,27 @@
 #include "blas.h"
 #include "thread.h"
 #include <cblas.h>
+#include <stdatomic.h>
+
+static _Atomic int64_t macs[BLT_MACS_KINDS];
+
+void blt_macs_add(int kind, int64_t n) { atomic_fetch_add_explicit(&macs[kind], n, memory_order_relaxed); }
+
+void blt_macs_read(int64_t out[BLT_MACS_KINDS])
+{
+    for (int i = 0; i < BLT_MACS_KINDS; i++) out[i] = atomic_load_explicit(&macs[i], memory_order_relaxed);
+}
+
+void blt_macs_reset(void)
+{
+    for (int i = 0; i < BLT_MACS_KINDS; i++) atomic_store_explicit(&macs[i], 0, memory_order_relaxed);
+}
+
+/* what a product of these sizes executes (cblas does nothing when one is 0) */
+static int64_t product_macs(int64_t M, int64_t N, int64_t K)
+{
+    return M > 0 && N > 0 && K > 0 ? M * N * K : 0;
+}
 
 void blt_blas_init(void) { openblas_set_num_threads(1); }
 
@@ -48,9 +69,10 @@ static void gemm_chunk(void *ctx, int64_t b, int64_t e, int tid)
     }
 }
 
-void blt_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
-               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-               float *C, int64_t ldc)
+/* blt_sgemm without counting (blt_sgemm_batched counts its products itself) */
+static void sgemm_pool(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc)
 {
     gemm_job j = {transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, M >= N};
     double flops = 2.0 * (double)M * (double)N * (double)K;
@@ -60,6 +82,14 @@ void blt_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float al
     }
     /* chunks of at least 32 rows/columns keep the micro-kernels busy */
     blt_parallel_for(j.split_rows ? M : N, 32, gemm_chunk, &j);
+}
+
+void blt_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+               float *C, int64_t ldc)
+{
+    blt_macs_add(BLT_MACS_MATMUL, product_macs(M, N, K));
+    sgemm_pool(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 typedef struct {
@@ -81,9 +111,10 @@ void blt_sgemm_batched(int transA, int transB, int64_t count, int64_t M, int64_t
                        float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
                        int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC)
 {
+    if (count > 0) blt_macs_add(BLT_MACS_MATMUL, count * product_macs(M, N, K));
     if (count < blt_threads_count()) {
         for (int64_t i = 0; i < count; i++)
-            blt_sgemm(transA, transB, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta,
+            sgemm_pool(transA, transB, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta,
                       C + i * sC, ldc);
         return;
     }

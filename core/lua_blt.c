@@ -142,7 +142,30 @@ static int l_hash_tensor(lua_State *L)
     return 1;
 }
 
+/* mac_counter() -> {matmul =, attention =, attention_useful =}: multiply-adds executed
+ * since the last mac_counter_reset() (blas.h), for checking lua/blt/flops.lua. */
+static int l_mac_counter(lua_State *L)
+{
+    int64_t m[BLT_MACS_KINDS];
+    blt_macs_read(m);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)m[BLT_MACS_MATMUL]);
+    lua_setfield(L, -2, "matmul");
+    lua_pushinteger(L, (lua_Integer)m[BLT_MACS_ATTENTION]);
+    lua_setfield(L, -2, "attention");
+    lua_pushinteger(L, (lua_Integer)m[BLT_MACS_ATTENTION_USEFUL]);
+    lua_setfield(L, -2, "attention_useful");
+    return 1;
+}
+
+static int l_mac_counter_reset(lua_State *L)
+{
+    blt_macs_reset();
+    return 0;
+}
+
 static const luaL_Reg runtime[] = {
+    {"mac_counter", l_mac_counter}, {"mac_counter_reset", l_mac_counter_reset},
     {"hash_file", l_hash_file}, {"hash_tensor", l_hash_tensor},
     {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
     {"isatty", l_isatty}, {"rss", l_rss}, {NULL, NULL}};

@@ -16,6 +16,12 @@ function blt.bmm(a, b, ta, tb)
     return y
 end
 
+-- blt.flops(cfg, {mean_patch =, seq_len =}): FLOPs per byte (lua/blt/flops.lua),
+-- loaded on first use so that "blt" stays light.
+setmetatable(blt, {__index = function(_, key)
+    if key == "flops" then return require("blt.flops").of end
+end})
+
 -- the C module itself (runtime helpers: now, rss, threads, nn_* and h5_* functions)
 blt.core = core
 
