@@ -136,7 +136,16 @@ end
 function flops.of(cfg, opts)
     local kind = cfg.kind or "bytelm"
     if kind == "bytelm" then return flops.bytelm(cfg.model, opts) end
-    if kind == "blt" then return flops.blt(cfg.model, opts) end
+    if kind == "blt" then
+        -- a run config knows its entropy model (online entropy patching is charged)
+        local o = {}
+        for k, v in pairs(opts or {}) do o[k] = v end
+        local pc = cfg.patching
+        if o.entropy == nil and pc and (pc.scheme == "entropy" or pc.scheme == "entropy_delta") then o.entropy = cfg.entropy end
+        if o.mean_patch == nil and pc and pc.scheme == "fixed" then o.mean_patch = pc.size end
+        if o.mean_patch == nil and pc and pc.scheme == "byte" then o.mean_patch = 1 end
+        return flops.blt(cfg.model, o)
+    end
     error(("blt.flops: no formula for model kind '%s'"):format(tostring(kind)), 2)
 end
 
