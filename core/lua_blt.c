@@ -2,6 +2,7 @@
  * builds the researcher-facing "blt" module on top of it. */
 #include "lua_blt.h"
 #include "blas.h"
+#include "ids.h"
 #include "ops.h"
 #include "thread.h"
 #include <lauxlib.h>
@@ -100,10 +101,24 @@ static int l_hash_tensor(lua_State *L)
     return 1;
 }
 
+/* token_ids() -> {PAD=, BOS=, EOS=, RESERVED=, OFFSET=, VOCAB=}: core/ids.h's values, so
+ * lua/blt/ids.lua can check that its table agrees with C's. */
+static int l_token_ids(lua_State *L)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, BLT_ID_PAD); lua_setfield(L, -2, "PAD");
+    lua_pushinteger(L, BLT_ID_BOS); lua_setfield(L, -2, "BOS");
+    lua_pushinteger(L, BLT_ID_EOS); lua_setfield(L, -2, "EOS");
+    lua_pushinteger(L, BLT_ID_RESERVED); lua_setfield(L, -2, "RESERVED");
+    lua_pushinteger(L, BLT_ID_OFFSET); lua_setfield(L, -2, "OFFSET");
+    lua_pushinteger(L, BLT_ID_VOCAB); lua_setfield(L, -2, "VOCAB");
+    return 1;
+}
+
 static const luaL_Reg runtime[] = {
     {"hash_file", l_hash_file}, {"hash_tensor", l_hash_tensor},
     {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
-    {"isatty", l_isatty}, {"rss", l_rss}, {NULL, NULL}};
+    {"isatty", l_isatty}, {"rss", l_rss}, {"token_ids", l_token_ids}, {NULL, NULL}};
 
 int luaopen_blt_core(lua_State *L)
 {
