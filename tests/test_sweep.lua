@@ -92,6 +92,7 @@ local A = {
     now = function() return {} end,
     isatty = function() return {2} end,
     rss = function() return {} end,
+    token_ids = function() return {} end,
     bench_sgemm = function() return {blt.randn({2, 3}, 1), blt.randn({3, 2}, 2), blt.zeros {2, 2}, false, false, 1} end,
     data_open = function() return {corpus_path, 0.2} end,
     data_close = function() return {corpus()} end,
