@@ -5,7 +5,6 @@
 #include "lua_blt.h"
 #include "mem.h"
 #include "ops.h"
-#include "rng.h"
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
