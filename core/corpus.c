@@ -1,5 +1,6 @@
 /* Byte corpora over mmap'ed files (see corpus.h for the stream and split rules). */
 #include "corpus.h"
+#include "ids.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -234,7 +235,7 @@ static void read_ids(const blt_corpus *c, int64_t pos, int64_t n, int32_t *out)
         if (off < dc->size) {
             int64_t k = dc->size - off < n ? dc->size - off : n;
             const unsigned char *src = dc->data + off;
-            for (int64_t i = 0; i < k; i++) out[i] = (int32_t)src[i] + BLT_ID_BYTE0;
+            for (int64_t i = 0; i < k; i++) out[i] = (int32_t)src[i] + BLT_ID_OFFSET;
             out += k;
             pos += k;
             n -= k;

@@ -1,7 +1,7 @@
 /* Byte corpora: files mapped read-only, seen as one stream of token ids.
  *
- * Stream (docs/model.md): every document's bytes b become ids b + 4 and every
- * document is followed by EOS (2), the last one included, so the stream holds
+ * Stream (docs/model.md): every document's bytes b become ids b + OFFSET and
+ * every document is followed by EOS (core/ids.h), the last one included, so the stream holds
  * bytes + documents ids. A document is one file. Paths may name files or
  * directories; a directory contributes its regular files recursively, in sorted
  * (strcmp, byte-wise) name order at each level, depth first; entries whose names
@@ -18,13 +18,10 @@
 #ifndef BLT_CORPUS_H
 #define BLT_CORPUS_H
 #include <stdint.h>
+#include "ids.h"
 #include "rng.h"
 #include "status.h"
 
-#define BLT_ID_PAD 0
-#define BLT_ID_BOS 1
-#define BLT_ID_EOS 2
-#define BLT_ID_BYTE0 4 /* byte b -> b + BLT_ID_BYTE0 */
 
 typedef struct blt_corpus blt_corpus;
 

@@ -1,4 +1,5 @@
-/* HDF5 checkpoints and metrics: the only file that includes hdf5.h (see h5io.h).
+/* HDF5 checkpoints (see h5io.h); the metrics writer is h5metrics.c, the helpers both
+ * use are h5util.c.
  *
  * HDF5's own error printing is switched off; when a call fails, the innermost
  * message of its error stack is put into ours, after the function, the file and
@@ -17,6 +18,7 @@
  * or global heaps, and HDF5 1.10 crashes on some damaged files (a bad free in
  * H5Literate on a zeroed fractal heap), so damage must be caught before parsing. */
 #include "h5io.h"
+#include "h5util.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -37,8 +39,6 @@
 #define blt_Literate H5Literate
 #endif
 
-#define PATH_CAP 1024
-
 struct blt_h5 {
     hid_t file;
     int writing;
@@ -52,55 +52,6 @@ struct blt_h5 {
     long long fsize; /* reader: bytes on disk, the bound for declared sizes */
     int sealed;      /* reader: the checksum header was present and matched */
 };
-
-/* ---- HDF5 error messages ---- */
-
-static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    char *buf = data;
-    (void)n;
-    if (!buf[0] && e->desc && e->desc[0]) snprintf(buf, 300, "%s", e->desc);
-    return 0;
-}
-
-/* The innermost message of the HDF5 error stack, then clears the stack. */
-static const char *h5msg(void)
-{
-    static _Thread_local char buf[300];
-    buf[0] = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, buf);
-    H5Eclear2(H5E_DEFAULT);
-    if (!buf[0]) snprintf(buf, sizeof buf, "HDF5 error");
-    return buf;
-}
-
-static void h5init(void)
-{
-    static int done;
-    if (!done) {
-        H5open();
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-        /* a file must not make HDF5 load a filter plugin (a shared library) */
-        H5PLset_loading_state(0);
-        done = 1;
-    }
-    H5Eclear2(H5E_DEFAULT);
-}
-
-static void close_id(hid_t id)
-{
-    if (id < 0) return;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE: H5Fclose(id); break;
-    case H5I_GROUP: H5Gclose(id); break;
-    case H5I_DATATYPE: H5Tclose(id); break;
-    case H5I_DATASPACE: H5Sclose(id); break;
-    case H5I_DATASET: H5Dclose(id); break;
-    case H5I_ATTR: H5Aclose(id); break;
-    case H5I_GENPROP_LST: H5Pclose(id); break;
-    default: break;
-    }
-}
 
 /* ---- types ---- */
 
@@ -300,29 +251,6 @@ static blt_status verify_file(const char *fn, const char *path, int fd, long lon
 
 /* ---- file access ---- */
 
-static hid_t make_fapl(int locking)
-{
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) return -1;
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
-    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG); /* closing the file closes everything in it */
-#if H5_VERSION_GE(1, 10, 7)
-    /* locking on, but a file system without locks (NFS, Lustre) is no error */
-    H5Pset_file_locking(fapl, locking ? 1 : 0, 1);
-#else
-    (void)locking;
-#endif
-    return fapl;
-}
-
-static char *dupstr(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 static void free_handle(blt_h5 *f)
 {
     if (!f) return;
@@ -341,7 +269,7 @@ static blt_status check_path(const char *fn, const blt_h5 *f, const char *p, int
     if (!p || p[0] != '/')
         return blt_fail(BLT_EINVAL, "%s: %s: object path '%s' must start with '/'", fn, f->path, p ? p : "(null)");
     size_t n = strlen(p);
-    if (n >= PATH_CAP) return blt_fail(BLT_EINVAL, "%s: %s: object path of %zu bytes is too long", fn, f->path, n);
+    if (n >= BLT_H5U_PATH_CAP) return blt_fail(BLT_EINVAL, "%s: %s: object path of %zu bytes is too long", fn, f->path, n);
     if (n == 1) {
         if (allow_root) return BLT_OK;
         return blt_fail(BLT_EINVAL, "%s: %s: '/' is not a dataset path", fn, f->path);
@@ -364,7 +292,7 @@ static blt_status check_path(const char *fn, const blt_h5 *f, const char *p, int
 static int walk_path(const blt_h5 *f, const char *fn, const char *p)
 {
     if (!strcmp(p, "/")) return 1;
-    char buf[PATH_CAP];
+    char buf[BLT_H5U_PATH_CAP];
     snprintf(buf, sizeof buf, "%s", p);
     size_t n = strlen(buf);
     for (size_t i = 1; i <= n; i++) {
@@ -373,13 +301,13 @@ static int walk_path(const blt_h5 *f, const char *fn, const char *p)
         buf[i] = 0;
         htri_t e = H5Lexists(f->file, buf, H5P_DEFAULT);
         if (e < 0) {
-            blt_fail(BLT_EFORMAT, "%s: %s: cannot look up '%s' (%s)", fn, f->path, buf, h5msg());
+            blt_fail(BLT_EFORMAT, "%s: %s: cannot look up '%s' (%s)", fn, f->path, buf, blt_h5u_msg());
             return -1;
         }
         if (e == 0) return 0;
         BLT_LINFO li;
         if (blt_Lget_info(f->file, buf, &li, H5P_DEFAULT) < 0) {
-            blt_fail(BLT_EFORMAT, "%s: %s: cannot read link '%s' (%s)", fn, f->path, buf, h5msg());
+            blt_fail(BLT_EFORMAT, "%s: %s: cannot read link '%s' (%s)", fn, f->path, buf, blt_h5u_msg());
             return -1;
         }
         if (li.type != H5L_TYPE_HARD) {
@@ -400,7 +328,7 @@ static int object_type(const blt_h5 *f, const char *fn, const char *p)
     if (w == 0) return H5I_BADID;
     hid_t o = H5Oopen(f->file, p, H5P_DEFAULT);
     if (o < 0) {
-        blt_fail(BLT_EFORMAT, "%s: %s: cannot open object '%s' (%s)", fn, f->path, p, h5msg());
+        blt_fail(BLT_EFORMAT, "%s: %s: cannot open object '%s' (%s)", fn, f->path, p, blt_h5u_msg());
         return -2;
     }
     int t = H5Iget_type(o);
@@ -411,7 +339,7 @@ static int object_type(const blt_h5 *f, const char *fn, const char *p)
 /* Creates the missing groups of p (all of p when last, else up to its parent). */
 static blt_status make_groups(blt_h5 *f, const char *fn, const char *p, int last)
 {
-    char buf[PATH_CAP];
+    char buf[BLT_H5U_PATH_CAP];
     snprintf(buf, sizeof buf, "%s", p);
     size_t n = strlen(buf);
     for (size_t i = 1; i <= n; i++) {
@@ -422,7 +350,7 @@ static blt_status make_groups(blt_h5 *f, const char *fn, const char *p, int last
         if (t == -2) return BLT_EFORMAT;
         if (t == H5I_BADID) {
             hid_t g = H5Gcreate2(f->file, buf, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-            if (g < 0) return blt_fail(BLT_EIO, "%s: %s: cannot create group '%s' (%s)", fn, f->path, buf, h5msg());
+            if (g < 0) return blt_fail(BLT_EIO, "%s: %s: cannot create group '%s' (%s)", fn, f->path, buf, blt_h5u_msg());
             H5Gclose(g);
         } else if (t != H5I_GROUP && save == '/') {
             return blt_fail(BLT_EINVAL, "%s: %s: '%s' exists and is not a group", fn, f->path, buf);
@@ -469,7 +397,7 @@ static herr_t img_udata_free(void *ud) { (void)ud; return 0; }
 blt_status blt_h5_create(blt_h5 **out, const char *path, size_t size_hint)
 {
     *out = NULL;
-    h5init();
+    blt_h5u_init();
     if (!path || !path[0]) return blt_fail(BLT_EINVAL, "h5_create: empty path");
     blt_h5 *f = calloc(1, sizeof *f);
     if (!f) return blt_fail(BLT_ENOMEM, "h5_create: out of memory");
@@ -477,7 +405,7 @@ blt_status blt_h5_create(blt_h5 **out, const char *path, size_t size_hint)
     f->fd = -1;
     f->writing = 1;
     size_t n = strlen(path) + 32;
-    f->path = dupstr(path);
+    f->path = blt_h5u_dupstr(path);
     f->tmp = malloc(n);
     if (!f->path || !f->tmp) {
         free_handle(f);
@@ -497,7 +425,7 @@ blt_status blt_h5_create(blt_h5 **out, const char *path, size_t size_hint)
      * error instead of a half-closed HDF5 file (HDF5 1.10 crashes at exit on one). */
     size_t inc = size_hint + ((size_t)1 << 20);
     if (inc < ((size_t)1 << 20) || inc > ((size_t)1 << 40)) inc = (size_t)1 << 20;
-    hid_t fapl = make_fapl(1);
+    hid_t fapl = blt_h5u_fapl(1);
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5FD_file_image_callbacks_t cb = {img_malloc, img_memcpy, img_realloc, img_free, img_udata_copy,
                                       img_udata_free, f};
@@ -505,10 +433,10 @@ blt_status blt_h5_create(blt_h5 **out, const char *path, size_t size_hint)
     if (fapl >= 0 && fcpl >= 0 && H5Pset_userblock(fcpl, UB_SIZE) >= 0 && H5Pset_fapl_core(fapl, inc, 0) >= 0 &&
         H5Pset_file_image_callbacks(fapl, &cb) >= 0)
         f->file = H5Fcreate(f->tmp, H5F_ACC_TRUNC, fcpl, fapl);
-    close_id(fcpl);
-    close_id(fapl);
+    blt_h5u_close_id(fcpl);
+    blt_h5u_close_id(fapl);
     if (f->file < 0) {
-        blt_status s = blt_fail(BLT_EIO, "h5_create: %s: cannot create an HDF5 file in memory (%s)", path, h5msg());
+        blt_status s = blt_fail(BLT_EIO, "h5_create: %s: cannot create an HDF5 file in memory (%s)", path, blt_h5u_msg());
         blt_h5_abort(f);
         return s;
     }
@@ -541,7 +469,7 @@ static blt_status open_obj(blt_h5 *f, const char *fn, const char *obj, hid_t *o)
         BLT_TRY(make_groups(f, fn, obj, 1));
     }
     *o = H5Oopen(f->file, obj, H5P_DEFAULT);
-    if (*o < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open '%s' (%s)", fn, f->path, obj, h5msg());
+    if (*o < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open '%s' (%s)", fn, f->path, obj, blt_h5u_msg());
     return BLT_OK;
 }
 
@@ -557,31 +485,31 @@ static blt_status write_attr(blt_h5 *f, const char *fn, const char *obj, const c
     htri_t ex = H5Aexists(o, name);
     if (ex > 0 && H5Adelete(o, name) < 0) ex = -1;
     if (ex < 0) {
-        s = blt_fail(BLT_EIO, "%s: %s: cannot replace attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+        s = blt_fail(BLT_EIO, "%s: %s: cannot replace attribute '%s' of '%s' (%s)", fn, f->path, name, obj, blt_h5u_msg());
         goto done;
     }
     sp = H5Screate(H5S_SCALAR);
     a = sp < 0 ? -1 : H5Acreate2(o, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
     if (a < 0 || H5Awrite(a, mtype, value) < 0)
-        s = blt_fail(BLT_EIO, "%s: %s: cannot write attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+        s = blt_fail(BLT_EIO, "%s: %s: cannot write attribute '%s' of '%s' (%s)", fn, f->path, name, obj, blt_h5u_msg());
 done:
-    close_id(a);
-    close_id(sp);
+    blt_h5u_close_id(a);
+    blt_h5u_close_id(sp);
     H5Oclose(o);
     return s;
 }
 
 blt_status blt_h5_set_attr_str(blt_h5 *f, const char *obj, const char *name, const char *value)
 {
-    h5init();
+    blt_h5u_init();
     BLT_TRY(need_writer(f, "h5_set_attr"));
     if (!value) return blt_fail(BLT_EINVAL, "h5_set_attr: %s: NULL value for '%s'", f->path, name ? name : "?");
     /* fixed-length, NUL-terminated UTF-8: stored inside the (checksummed) object header */
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0 || H5Tset_size(t, strlen(value) + 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0 ||
         H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        close_id(t);
-        return blt_fail(BLT_EIO, "h5_set_attr: %s: cannot make a string type (%s)", f->path, h5msg());
+        blt_h5u_close_id(t);
+        return blt_fail(BLT_EIO, "h5_set_attr: %s: cannot make a string type (%s)", f->path, blt_h5u_msg());
     }
     blt_status s = write_attr(f, "h5_set_attr", obj, name, t, t, value);
     H5Tclose(t);
@@ -590,7 +518,7 @@ blt_status blt_h5_set_attr_str(blt_h5 *f, const char *obj, const char *name, con
 
 blt_status blt_h5_set_attr_int(blt_h5 *f, const char *obj, const char *name, int64_t value)
 {
-    h5init();
+    blt_h5u_init();
     return write_attr(f, "h5_set_attr", obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
 }
 
@@ -610,7 +538,7 @@ blt_status blt_h5_write(blt_h5 *f, const char *dset, blt_h5_type type, int ndim,
                         const void *data)
 {
     const char *fn = "h5_write";
-    h5init();
+    blt_h5u_init();
     BLT_TRY(need_writer(f, fn));
     BLT_TRY(check_path(fn, f, dset, 0));
     if (file_type(type) < 0)
@@ -634,17 +562,17 @@ blt_status blt_h5_write(blt_h5 *f, const char *dset, blt_h5_type type, int ndim,
     hid_t sp = ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndim, dims, NULL);
     hid_t d = sp < 0 ? -1 : H5Dcreate2(f->file, dset, file_type(type), sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     blt_status s = BLT_OK;
-    if (d < 0) s = blt_fail(BLT_EIO, "%s: %s: cannot create dataset %s (%s)", fn, f->path, dset, h5msg());
+    if (d < 0) s = blt_fail(BLT_EIO, "%s: %s: cannot create dataset %s (%s)", fn, f->path, dset, blt_h5u_msg());
     else if (numel > 0 && H5Dwrite(d, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        s = blt_fail(BLT_EIO, "%s: %s: cannot write dataset %s (%s)", fn, f->path, dset, h5msg());
-    close_id(d);
-    close_id(sp);
+        s = blt_fail(BLT_EIO, "%s: %s: cannot write dataset %s (%s)", fn, f->path, dset, blt_h5u_msg());
+    blt_h5u_close_id(d);
+    blt_h5u_close_id(sp);
     return s;
 }
 
 static void fsync_dir(const char *path)
 {
-    char *dir = dupstr(path);
+    char *dir = blt_h5u_dupstr(path);
     if (!dir) return;
     char *sl = strrchr(dir, '/');
     if (sl == dir) sl[1] = 0;
@@ -674,7 +602,7 @@ static int write_all(int fd, const char *p, size_t n)
 blt_status blt_h5_commit(blt_h5 *f)
 {
     const char *fn = "h5_commit";
-    h5init();
+    blt_h5u_init();
     blt_status s = need_writer(f, fn);
     if (s != BLT_OK) {
         blt_h5_abort(f);
@@ -689,7 +617,7 @@ blt_status blt_h5_commit(blt_h5 *f)
     const unsigned char *im = f->img;
     uint64_t size = 0;
     if (cl < 0 || !im) {
-        s = blt_fail(BLT_EIO, "%s: %s: cannot finish the file (%s)", fn, f->path, cl < 0 ? h5msg() : "no image");
+        s = blt_fail(BLT_EIO, "%s: %s: cannot finish the file (%s)", fn, f->path, cl < 0 ? blt_h5u_msg() : "no image");
         blt_h5_abort(f);
         return s;
     }
@@ -745,7 +673,7 @@ blt_status blt_h5_open(blt_h5 **out, const char *path, int flags)
 {
     const char *fn = "h5_open";
     *out = NULL;
-    h5init();
+    blt_h5u_init();
     if (!path || !path[0]) return blt_fail(BLT_EINVAL, "%s: empty path", fn);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return blt_fail(BLT_EIO, "%s: %s: %s", fn, path, strerror(errno));
@@ -761,7 +689,7 @@ blt_status blt_h5_open(blt_h5 **out, const char *path, int flags)
         s = blt_fail(BLT_EFORMAT, "%s: %s: has no checksum header (written by an earlier version of this "
                      "framework or by another tool), so damage cannot be detected before HDF5 parses it", fn, path);
     blt_h5 *f = s == BLT_OK ? calloc(1, sizeof *f) : NULL;
-    if (s == BLT_OK && (!f || !(f->path = dupstr(path)))) s = blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+    if (s == BLT_OK && (!f || !(f->path = blt_h5u_dupstr(path)))) s = blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
     if (s != BLT_OK) {
         free_handle(f);
         close(fd);
@@ -774,12 +702,12 @@ blt_status blt_h5_open(blt_h5 **out, const char *path, int flags)
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     const char *hpath = access(proc, R_OK) == 0 ? proc : path;
-    hid_t fapl = make_fapl(1);
+    hid_t fapl = blt_h5u_fapl(1);
     f->file = H5Fopen(hpath, H5F_ACC_RDONLY, fapl);
-    close_id(fapl);
+    blt_h5u_close_id(fapl);
     close(fd);
     if (f->file < 0) {
-        s = blt_fail(BLT_EFORMAT, "%s: %s: not a readable HDF5 file (%s)", fn, path, h5msg());
+        s = blt_fail(BLT_EFORMAT, "%s: %s: not a readable HDF5 file (%s)", fn, path, blt_h5u_msg());
         free_handle(f);
         return s;
     }
@@ -814,14 +742,14 @@ static blt_status open_attr(blt_h5 *f, const char *fn, const char *obj, const ch
     if (t == -2) return BLT_EFORMAT;
     if (t == H5I_BADID) return BLT_OK;
     htri_t e = H5Aexists_by_name(f->file, obj, name, H5P_DEFAULT);
-    if (e < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot look up attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+    if (e < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot look up attribute '%s' of '%s' (%s)", fn, f->path, name, obj, blt_h5u_msg());
     if (e == 0) return BLT_OK;
     *a = H5Aopen_by_name(f->file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
-    if (*a < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+    if (*a < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open attribute '%s' of '%s' (%s)", fn, f->path, name, obj, blt_h5u_msg());
     /* one value: a scalar or a single-element array */
     hid_t sp = H5Aget_space(*a);
     hssize_t np = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
-    close_id(sp);
+    blt_h5u_close_id(sp);
     if (np != 1) {
         H5Aclose(*a);
         *a = -1;
@@ -833,7 +761,7 @@ static blt_status open_attr(blt_h5 *f, const char *fn, const char *obj, const ch
 
 blt_status blt_h5_attr_kind(blt_h5 *f, const char *obj, const char *name, int *kind)
 {
-    h5init();
+    blt_h5u_init();
     *kind = BLT_H5_ATTR_NONE;
     hid_t a;
     blt_status s = open_attr(f, "h5_attr", obj, name, &a);
@@ -854,7 +782,7 @@ blt_status blt_h5_attr_kind(blt_h5 *f, const char *obj, const char *name, int *k
     case H5T_STRING: *kind = BLT_H5_ATTR_STR; break;
     default: *kind = BLT_H5_ATTR_OTHER; break;
     }
-    close_id(t);
+    blt_h5u_close_id(t);
     H5Aclose(a);
     return BLT_OK;
 }
@@ -862,7 +790,7 @@ blt_status blt_h5_attr_kind(blt_h5 *f, const char *obj, const char *name, int *k
 static blt_status read_num_attr(blt_h5 *f, const char *obj, const char *name, H5T_class_t cls, hid_t mtype, void *v)
 {
     const char *fn = "h5_attr";
-    h5init();
+    blt_h5u_init();
     hid_t a;
     BLT_TRY(open_attr(f, fn, obj, name, &a));
     if (a < 0) return blt_fail(BLT_EFORMAT, "%s: %s: no attribute '%s' on '%s'", fn, f->path, name, obj);
@@ -873,8 +801,8 @@ static blt_status read_num_attr(blt_h5 *f, const char *obj, const char *name, H5
         s = blt_fail(BLT_EFORMAT, "%s: %s: attribute '%s' of '%s' is not %s", fn, f->path, name, obj,
                      cls == H5T_INTEGER ? "an integer" : "a number");
     else if (H5Aread(a, mtype, v) < 0)
-        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
-    close_id(t);
+        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read attribute '%s' of '%s' (%s)", fn, f->path, name, obj, blt_h5u_msg());
+    blt_h5u_close_id(t);
     H5Aclose(a);
     return s;
 }
@@ -893,7 +821,7 @@ blt_status blt_h5_get_attr_str(blt_h5 *f, const char *obj, const char *name, cha
 {
     const char *fn = "h5_attr";
     *value = NULL;
-    h5init();
+    blt_h5u_init();
     hid_t a;
     BLT_TRY(open_attr(f, fn, obj, name, &a));
     if (a < 0) return blt_fail(BLT_EFORMAT, "%s: %s: no attribute '%s' on '%s'", fn, f->path, name, obj);
@@ -908,10 +836,10 @@ blt_status blt_h5_get_attr_str(blt_h5 *f, const char *obj, const char *name, cha
         char *p = NULL;
         if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0 ||
             H5Aread(a, mt, &p) < 0) {
-            s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+            s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read attribute '%s' of '%s' (%s)", fn, f->path, name, obj, blt_h5u_msg());
             goto done;
         }
-        *value = dupstr(p ? p : "");
+        *value = blt_h5u_dupstr(p ? p : "");
         if (p) H5free_memory(p);
     } else {
         size_t n = H5Tget_size(t);
@@ -928,7 +856,7 @@ blt_status blt_h5_get_attr_str(blt_h5 *f, const char *obj, const char *name, cha
         if (mt < 0 || H5Tset_size(mt, n) < 0 || H5Tset_strpad(mt, H5Tget_strpad(t)) < 0 ||
             H5Tset_cset(mt, H5Tget_cset(t)) < 0 || H5Aread(a, mt, buf) < 0) {
             free(buf);
-            s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read attribute '%s' of '%s' (%s)", fn, f->path, name, obj, h5msg());
+            s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read attribute '%s' of '%s' (%s)", fn, f->path, name, obj, blt_h5u_msg());
             goto done;
         }
         buf[n] = 0;
@@ -936,8 +864,8 @@ blt_status blt_h5_get_attr_str(blt_h5 *f, const char *obj, const char *name, cha
     }
     if (!*value) s = blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
 done:
-    close_id(mt);
-    close_id(t);
+    blt_h5u_close_id(mt);
+    blt_h5u_close_id(t);
     H5Aclose(a);
     return s;
 }
@@ -963,7 +891,7 @@ static int list_add(name_list *l, const char *name, char kind)
         l->kinds = nk;
         l->cap = cap;
     }
-    if (!(l->names[l->n] = dupstr(name))) { l->oom = 1; return -1; }
+    if (!(l->names[l->n] = blt_h5u_dupstr(name))) { l->oom = 1; return -1; }
     l->kinds[l->n++] = kind;
     return 0;
 }
@@ -992,7 +920,7 @@ blt_status blt_h5_attr_names(blt_h5 *f, const char *obj, char ***names, int *n)
     const char *fn = "h5_attrs";
     *names = NULL;
     *n = 0;
-    h5init();
+    blt_h5u_init();
     hid_t o;
     BLT_TRY(need_open(f, fn));
     if (!f->writing) {
@@ -1008,7 +936,7 @@ blt_status blt_h5_attr_names(blt_h5 *f, const char *obj, char ***names, int *n)
     blt_status s = BLT_OK;
     if (H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_cb, &l) < 0)
         s = l.oom ? blt_fail(BLT_ENOMEM, "%s: out of memory", fn)
-                  : blt_fail(BLT_EFORMAT, "%s: %s: cannot list the attributes of '%s' (%s)", fn, f->path, obj, h5msg());
+                  : blt_fail(BLT_EFORMAT, "%s: %s: cannot list the attributes of '%s' (%s)", fn, f->path, obj, blt_h5u_msg());
     H5Oclose(o);
     if (s != BLT_OK) {
         list_free(&l);
@@ -1064,7 +992,7 @@ blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds
     if (kinds) *kinds = NULL;
     *n = 0;
     if (exists) *exists = 0;
-    h5init();
+    blt_h5u_init();
     BLT_TRY(need_open(f, fn));
     BLT_TRY(check_path(fn, f, group, 1));
     int t = object_type(f, fn, group);
@@ -1073,7 +1001,7 @@ blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds
     if (t != H5I_GROUP) return blt_fail(BLT_EFORMAT, "%s: %s: '%s' is not a group", fn, f->path, group);
     if (exists) *exists = 1;
     hid_t g = H5Gopen2(f->file, group, H5P_DEFAULT);
-    if (g < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open group '%s' (%s)", fn, f->path, group, h5msg());
+    if (g < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open group '%s' (%s)", fn, f->path, group, blt_h5u_msg());
     name_list l = {0};
     l.limit = f->writing ? INT32_MAX : (f->fsize < INT32_MAX ? f->fsize : INT32_MAX);
     hsize_t idx = 0;
@@ -1083,7 +1011,7 @@ blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds
      * names are sorted here instead */
     if (blt_Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, link_cb, &l) < 0)
         s = l.oom ? blt_fail(BLT_ENOMEM, "%s: out of memory", fn)
-                  : blt_fail(BLT_EFORMAT, "%s: %s: cannot list group '%s' (%s)", fn, f->path, group, h5msg());
+                  : blt_fail(BLT_EFORMAT, "%s: %s: cannot list group '%s' (%s)", fn, f->path, group, blt_h5u_msg());
     for (int i = 0; s == BLT_OK && i < l.n; i++) {
         if (l.kinds[i] != 'h') continue;
         char kind = '?';
@@ -1113,7 +1041,7 @@ blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds
 blt_status blt_h5_exists(blt_h5 *f, const char *dset, int *exists)
 {
     *exists = 0;
-    h5init();
+    blt_h5u_init();
     BLT_TRY(need_open(f, "h5_exists"));
     BLT_TRY(check_path("h5_exists", f, dset, 1));
     int t = object_type(f, "h5_exists", dset);
@@ -1151,7 +1079,7 @@ static blt_status check_chunks(const blt_h5 *f, const char *fn, const char *dset
         return blt_fail(BLT_EFORMAT, "%s: %s: dataset %s has chunks of more than %llu bytes (the dataset holds %llu): "
                         "refused", fn, f->path, dset, lim, dset_bytes);
     int nf = H5Pget_nfilters(dcpl);
-    if (nf < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot read the filters of %s (%s)", fn, f->path, dset, h5msg());
+    if (nf < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot read the filters of %s (%s)", fn, f->path, dset, blt_h5u_msg());
     for (int i = 0; i < nf; i++) {
         unsigned flags, cfg;
         size_t ne = 0;
@@ -1177,7 +1105,7 @@ static blt_status open_dset(blt_h5 *f, const char *fn, const char *dset, hid_t *
     if (t == H5I_BADID) return blt_fail(BLT_EFORMAT, "%s: %s: missing dataset %s", fn, f->path, dset);
     if (t != H5I_DATASET) return blt_fail(BLT_EFORMAT, "%s: %s: %s is not a dataset", fn, f->path, dset);
     hid_t id = H5Dopen2(f->file, dset, H5P_DEFAULT);
-    if (id < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open dataset %s (%s)", fn, f->path, dset, h5msg());
+    if (id < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open dataset %s (%s)", fn, f->path, dset, blt_h5u_msg());
     blt_status s = BLT_OK;
     hid_t ty = -1, sp = -1, dcpl = -1;
     dcpl = H5Dget_create_plist(id);
@@ -1193,7 +1121,7 @@ static blt_status open_dset(blt_h5 *f, const char *fn, const char *dset, hid_t *
     ty = H5Dget_type(id);
     sp = H5Dget_space(id);
     if (ty < 0 || sp < 0) {
-        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read the type or shape of %s (%s)", fn, f->path, dset, h5msg());
+        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read the type or shape of %s (%s)", fn, f->path, dset, blt_h5u_msg());
         goto done;
     }
     *type = classify(ty);
@@ -1206,7 +1134,7 @@ static blt_status open_dset(blt_h5 *f, const char *fn, const char *dset, hid_t *
     }
     hsize_t dims[BLT_H5_MAX_DIMS] = {0};
     if (nd > 0 && H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
-        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read the shape of %s (%s)", fn, f->path, dset, h5msg());
+        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read the shape of %s (%s)", fn, f->path, dset, blt_h5u_msg());
         goto done;
     }
     size_t esize = H5Tget_size(ty);
@@ -1231,9 +1159,9 @@ static blt_status open_dset(blt_h5 *f, const char *fn, const char *dset, hid_t *
     }
     *numel = shape_numel(nd, shape);
 done:
-    close_id(dcpl);
-    close_id(ty);
-    close_id(sp);
+    blt_h5u_close_id(dcpl);
+    blt_h5u_close_id(ty);
+    blt_h5u_close_id(sp);
     if (s != BLT_OK) H5Dclose(id);
     else *d = id;
     return s;
@@ -1241,7 +1169,7 @@ done:
 
 blt_status blt_h5_info(blt_h5 *f, const char *dset, blt_h5_type *type, int *ndim, int64_t *shape)
 {
-    h5init();
+    blt_h5u_init();
     hid_t d;
     int64_t numel;
     BLT_TRY(open_dset(f, "h5_info", dset, &d, type, ndim, shape, &numel));
@@ -1253,7 +1181,7 @@ blt_status blt_h5_read(blt_h5 *f, const char *dset, blt_h5_type type, int ndim, 
                        size_t cap, int check_finite)
 {
     const char *fn = "h5_read";
-    h5init();
+    blt_h5u_init();
     hid_t d;
     blt_h5_type ft;
     int nd;
@@ -1283,7 +1211,7 @@ blt_status blt_h5_read(blt_h5 *f, const char *dset, blt_h5_type type, int ndim, 
         goto done;
     }
     if (numel > 0 && H5Dread(d, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read dataset %s (%s)", fn, f->path, dset, h5msg());
+        s = blt_fail(BLT_EFORMAT, "%s: %s: cannot read dataset %s (%s)", fn, f->path, dset, blt_h5u_msg());
         goto done;
     }
     if (check_finite && (type == BLT_H5_F32 || type == BLT_H5_F64)) {
@@ -1299,283 +1227,5 @@ blt_status blt_h5_read(blt_h5 *f, const char *dset, blt_h5_type type, int ndim, 
     }
 done:
     H5Dclose(d);
-    return s;
-}
-
-/* ---- metrics ---- */
-
-#define METRICS_CHUNK 1024
-
-typedef struct {
-    char *name;
-    double *buf; /* rows not yet in the file */
-} metric_col;
-
-struct blt_metrics {
-    char *path;
-    int flush_every;
-    int created;
-    int64_t rows_file; /* rows in the file */
-    int64_t rows_buf;  /* rows buffered */
-    int64_t cap_buf;
-    int ncols, capcols;
-    metric_col *cols;
-};
-
-static blt_status check_col_name(const char *fn, const char *path, const char *name)
-{
-    if (!name || !name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
-        return blt_fail(BLT_EINVAL, "%s: %s: bad column name '%s' (non-empty, no '/')", fn, path, name ? name : "(null)");
-    return BLT_OK;
-}
-
-static int find_col(blt_metrics *m, const char *name)
-{
-    for (int i = 0; i < m->ncols; i++)
-        if (!strcmp(m->cols[i].name, name)) return i;
-    return -1;
-}
-
-static blt_status add_col(blt_metrics *m, const char *name, int *idx)
-{
-    if (m->ncols == m->capcols) {
-        int cap = m->capcols ? 2 * m->capcols : 8;
-        metric_col *c = realloc(m->cols, cap * sizeof *c);
-        if (!c) return blt_fail(BLT_ENOMEM, "metrics: out of memory");
-        m->cols = c;
-        m->capcols = cap;
-    }
-    metric_col *c = &m->cols[m->ncols];
-    c->name = dupstr(name);
-    c->buf = malloc((m->cap_buf ? m->cap_buf : 1) * sizeof(double));
-    if (!c->name || !c->buf) {
-        free(c->name);
-        free(c->buf);
-        return blt_fail(BLT_ENOMEM, "metrics: out of memory");
-    }
-    for (int64_t r = 0; r < m->rows_buf; r++) c->buf[r] = NAN;
-    *idx = m->ncols++;
-    return BLT_OK;
-}
-
-static void metrics_free(blt_metrics *m)
-{
-    if (!m) return;
-    for (int i = 0; i < m->ncols; i++) {
-        free(m->cols[i].name);
-        free(m->cols[i].buf);
-    }
-    free(m->cols);
-    free(m->path);
-    free(m);
-}
-
-static hid_t metrics_fapl(void)
-{
-    hid_t fapl = make_fapl(0); /* no lock: a reader holding the file must not stop the run */
-    return fapl;
-}
-
-/* Appending to an existing file: its columns must be 1-d float datasets. */
-static blt_status metrics_adopt(blt_metrics *m)
-{
-    const char *fn = "metrics";
-    blt_h5 *f;
-    BLT_TRY(blt_h5_open(&f, m->path, 0));
-    char **names;
-    char *kinds;
-    int n, ex;
-    blt_status s = blt_h5_list(f, "/", &names, &kinds, &n, &ex);
-    for (int i = 0; s == BLT_OK && i < n; i++) {
-        char p[PATH_CAP];
-        snprintf(p, sizeof p, "/%s", names[i]);
-        blt_h5_type t;
-        int nd;
-        int64_t sh[BLT_H5_MAX_DIMS];
-        if (kinds[i] != 'd') continue;
-        s = blt_h5_info(f, p, &t, &nd, sh);
-        if (s != BLT_OK) break;
-        if (nd != 1 || (t != BLT_H5_F64 && t != BLT_H5_F32)) {
-            s = blt_fail(BLT_EFORMAT, "%s: %s: %s is not a 1-d float column", fn, m->path, p);
-            break;
-        }
-        int idx;
-        s = add_col(m, names[i], &idx);
-        if (sh[0] > m->rows_file) m->rows_file = sh[0];
-    }
-    blt_h5_free_names(names, n);
-    free(kinds);
-    blt_h5_close(f);
-    return s;
-}
-
-blt_status blt_metrics_open(blt_metrics **out, const char *path, int flush_every, int append)
-{
-    const char *fn = "metrics";
-    *out = NULL;
-    h5init();
-    if (!path || !path[0]) return blt_fail(BLT_EINVAL, "%s: empty path", fn);
-    if (flush_every < 1) return blt_fail(BLT_EINVAL, "%s: %s: flush_every = %d (must be >= 1)", fn, path, flush_every);
-    blt_metrics *m = calloc(1, sizeof *m);
-    if (!m || !(m->path = dupstr(path))) {
-        free(m);
-        return blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
-    }
-    m->flush_every = flush_every;
-    m->cap_buf = flush_every;
-    struct stat st;
-    if (append && stat(path, &st) == 0) {
-        blt_status s = metrics_adopt(m);
-        if (s != BLT_OK) {
-            metrics_free(m);
-            return s;
-        }
-        m->created = 1;
-    } else {
-        /* a new, empty file right away: a bad folder shows now, not at the first flush */
-        hid_t fapl = metrics_fapl();
-        hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-        close_id(fapl);
-        if (file < 0) {
-            blt_status s = blt_fail(BLT_EIO, "%s: %s: cannot create the metrics file (%s)", fn, path, h5msg());
-            metrics_free(m);
-            return s;
-        }
-        H5Fclose(file);
-        m->created = 1;
-    }
-    *out = m;
-    return BLT_OK;
-}
-
-blt_status blt_metrics_log(blt_metrics *m, int ncols, const char *const *names, const double *values)
-{
-    const char *fn = "metrics:log";
-    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
-    for (int i = 0; i < ncols; i++) BLT_TRY(check_col_name(fn, m->path, names[i]));
-    if (m->rows_buf == m->cap_buf) { /* only when a flush failed and rows piled up */
-        int64_t cap = 2 * m->cap_buf;
-        for (int i = 0; i < m->ncols; i++) {
-            double *b = realloc(m->cols[i].buf, cap * sizeof(double));
-            if (!b) return blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
-            m->cols[i].buf = b;
-        }
-        m->cap_buf = cap;
-    }
-    for (int i = 0; i < ncols; i++) {
-        int idx = find_col(m, names[i]);
-        if (idx < 0) BLT_TRY(add_col(m, names[i], &idx));
-    }
-    int64_t r = m->rows_buf;
-    for (int i = 0; i < m->ncols; i++) m->cols[i].buf[r] = NAN;
-    for (int i = 0; i < ncols; i++) m->cols[find_col(m, names[i])].buf[r] = values[i];
-    m->rows_buf++;
-    if (m->rows_buf >= m->flush_every) return blt_metrics_flush(m);
-    return BLT_OK;
-}
-
-/* Appends the buffered rows of one column (creating it, NaN-filled, if new). */
-static blt_status flush_col(blt_metrics *m, hid_t file, metric_col *c)
-{
-    const char *fn = "metrics:flush";
-    blt_status s = BLT_OK;
-    hid_t d = -1, fsp = -1, msp = -1, dcpl = -1;
-    int64_t total = m->rows_file + m->rows_buf;
-    htri_t ex = H5Lexists(file, c->name, H5P_DEFAULT);
-    if (ex < 0) return blt_fail(BLT_EIO, "%s: %s: cannot look up column %s (%s)", fn, m->path, c->name, h5msg());
-    if (ex == 0) {
-        hsize_t cur = (hsize_t)total, max = H5S_UNLIMITED, chunk = METRICS_CHUNK;
-        double nan = NAN;
-        fsp = H5Screate_simple(1, &cur, &max);
-        dcpl = H5Pcreate(H5P_DATASET_CREATE);
-        if (fsp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
-            H5Pset_fill_value(dcpl, H5T_NATIVE_DOUBLE, &nan) < 0 ||
-            H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC) < 0 ||
-            (d = H5Dcreate2(file, c->name, H5T_IEEE_F64LE, fsp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0) {
-            s = blt_fail(BLT_EIO, "%s: %s: cannot create column %s (%s)", fn, m->path, c->name, h5msg());
-            goto done;
-        }
-        close_id(fsp);
-        fsp = -1;
-    } else {
-        hsize_t cur = (hsize_t)total;
-        d = H5Dopen2(file, c->name, H5P_DEFAULT);
-        if (d < 0 || H5Dset_extent(d, &cur) < 0) {
-            s = blt_fail(BLT_EIO, "%s: %s: cannot extend column %s (%s)", fn, m->path, c->name, h5msg());
-            goto done;
-        }
-    }
-    if (m->rows_buf > 0) {
-        hsize_t start = (hsize_t)m->rows_file, count = (hsize_t)m->rows_buf;
-        fsp = H5Dget_space(d);
-        msp = H5Screate_simple(1, &count, NULL);
-        if (fsp < 0 || msp < 0 || H5Sselect_hyperslab(fsp, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
-            H5Dwrite(d, H5T_NATIVE_DOUBLE, msp, fsp, H5P_DEFAULT, c->buf) < 0)
-            s = blt_fail(BLT_EIO, "%s: %s: cannot append to column %s (%s)", fn, m->path, c->name, h5msg());
-    }
-done:
-    close_id(dcpl);
-    close_id(msp);
-    close_id(fsp);
-    close_id(d);
-    return s;
-}
-
-blt_status blt_metrics_flush(blt_metrics *m)
-{
-    const char *fn = "metrics:flush";
-    h5init();
-    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
-    if (m->rows_buf == 0) return BLT_OK;
-    hid_t fapl = metrics_fapl();
-    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
-    close_id(fapl);
-    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, h5msg());
-    blt_status s = BLT_OK;
-    for (int i = 0; s == BLT_OK && i < m->ncols; i++) s = flush_col(m, file, &m->cols[i]);
-    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, h5msg());
-    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, h5msg());
-    if (s == BLT_OK) {
-        m->rows_file += m->rows_buf;
-        m->rows_buf = 0;
-    }
-    return s;
-}
-
-blt_status blt_metrics_close(blt_metrics *m)
-{
-    if (!m) return BLT_OK;
-    blt_status s = blt_metrics_flush(m);
-    metrics_free(m);
-    return s;
-}
-
-int64_t blt_metrics_rows(const blt_metrics *m) { return m ? m->rows_file + m->rows_buf : 0; }
-
-blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows)
-{
-    const char *fn = "metrics:truncate";
-    h5init();
-    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
-    if (rows < 0) return blt_fail(BLT_EINVAL, "%s: %s: negative row count %lld", fn, m->path, (long long)rows);
-    BLT_TRY(blt_metrics_flush(m));
-    if (rows >= m->rows_file) return BLT_OK;
-    hid_t fapl = metrics_fapl();
-    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
-    close_id(fapl);
-    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, h5msg());
-    blt_status s = BLT_OK;
-    hsize_t cur = (hsize_t)rows;
-    for (int i = 0; s == BLT_OK && i < m->ncols; i++) {
-        hid_t d = H5Dopen2(file, m->cols[i].name, H5P_DEFAULT);
-        if (d < 0 || H5Dset_extent(d, &cur) < 0)
-            s = blt_fail(BLT_EIO, "%s: %s: cannot shrink column %s (%s)", fn, m->path, m->cols[i].name, h5msg());
-        close_id(d);
-    }
-    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, h5msg());
-    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, h5msg());
-    if (s == BLT_OK) m->rows_file = rows;
     return s;
 }

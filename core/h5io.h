@@ -1,5 +1,6 @@
-/* HDF5 input and output: checkpoints (docs/model.md) and metrics files.
- * The only file that includes hdf5.h is h5io.c; callers see plain C types.
+/* HDF5 input and output of checkpoints (docs/model.md); the metrics files are
+ * h5metrics.h. Only h5io.c, h5metrics.c and h5util.c include hdf5.h; callers see
+ * plain C types.
  *
  * Writing is atomic: blt_h5_create() creates "<path>.tmp.<pid>" in the same folder
  * and builds the HDF5 file in memory (core driver, no backing store);
@@ -10,7 +11,7 @@
  * the disk, so a disk-full error is our clean error (HDF5 1.10 crashes at exit
  * when a file it could not flush is left open). The price: a save holds the whole
  * file in memory once (HDF5's image, taken over at close and written out). The
- * metrics writer, in contrast, lets HDF5 write to the disk (see below).
+ * metrics writer, in contrast, lets HDF5 write to the disk (h5metrics.h).
  *
  * Every written file starts with a 512-byte user block holding a checksum header
  * (the CRC-32 of the whole file); opening checks it before HDF5 parses anything.
@@ -112,23 +113,5 @@ blt_status blt_h5_info(blt_h5 *f, const char *dset, blt_h5_type *type, int *ndim
  * dataset and the element. */
 blt_status blt_h5_read(blt_h5 *f, const char *dset, blt_h5_type type, int ndim, const int64_t *shape,
                        void *data, size_t cap, int check_finite);
-
-/* ---- metrics ---- */
-/* A per-run file of float64 columns (one extendible 1-d dataset per column name,
- * all of the same length: a row per log call, NaN where a row lacks a column).
- * Rows are buffered in memory and appended every flush_every rows: the file is
- * opened, extended, flushed and closed, so between flushes it is complete and can
- * be read by h5dump or h5py while the run goes on (no SWMR, no lock held).
- * append: keep the rows of an existing file (resuming a run) instead of starting
- * a new file. */
-typedef struct blt_metrics blt_metrics;
-blt_status blt_metrics_open(blt_metrics **out, const char *path, int flush_every, int append);
-blt_status blt_metrics_log(blt_metrics *m, int ncols, const char *const *names, const double *values);
-blt_status blt_metrics_flush(blt_metrics *m);
-/* Flushes and frees m (even when the flush fails). NULL is fine. */
-blt_status blt_metrics_close(blt_metrics *m);
-int64_t blt_metrics_rows(const blt_metrics *m); /* rows logged, flushed or not */
-/* Keeps the first `rows` rows (a resumed run drops what it will log again). */
-blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows);
 
 #endif

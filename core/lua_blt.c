@@ -2,56 +2,15 @@
  * builds the researcher-facing "blt" module on top of it. */
 #include "lua_blt.h"
 #include "blas.h"
+#include "ids.h"
 #include "ops.h"
 #include "thread.h"
 #include <lauxlib.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-int64_t bltL_int(lua_State *L, int idx, const char *fn, const char *what, int64_t lo, int64_t hi)
-{
-    int64_t v;
-    if (lua_isinteger(L, idx)) {
-        v = (int64_t)lua_tointeger(L, idx);
-    } else if (lua_type(L, idx) == LUA_TNUMBER) {
-        double d = lua_tonumber(L, idx);
-        char b[64];
-        if (d != d) snprintf(b, sizeof b, "nan"); /* not "-nan" */
-        else snprintf(b, sizeof b, "%.17g", d);
-        /* 2^63 itself is out of int64's range, hence < and not <= */
-        if (!(d == d) || d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
-            return luaL_error(L, "blt.%s: %s must be an integer, got %s", fn, what, b);
-        v = (int64_t)d;
-    } else {
-        return luaL_error(L, "blt.%s: %s must be an integer, got %s", fn, what, luaL_typename(L, idx));
-    }
-    if (v < lo || v > hi) {
-        if (lo == INT64_MIN) return luaL_error(L, "blt.%s: %s = %I out of range (at most %I)", fn, what, (lua_Integer)v, (lua_Integer)hi);
-        if (hi == INT64_MAX) return luaL_error(L, "blt.%s: %s = %I out of range (at least %I)", fn, what, (lua_Integer)v, (lua_Integer)lo);
-        return luaL_error(L, "blt.%s: %s = %I out of range %I..%I", fn, what, (lua_Integer)v, (lua_Integer)lo,
-                          (lua_Integer)hi);
-    }
-    return v;
-}
-
-int64_t bltL_optint(lua_State *L, int idx, const char *fn, const char *what, int64_t lo, int64_t hi, int64_t def)
-{
-    return lua_isnoneornil(L, idx) ? def : bltL_int(L, idx, fn, what, lo, hi);
-}
-
-const char *bltL_name(lua_State *L, int idx, const char *fn, const char *what)
-{
-    size_t len;
-    if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "blt.%s: %s must be a string, got %s", fn, what, luaL_typename(L, idx));
-    const char *s = lua_tolstring(L, idx, &len);
-    if (strlen(s) != len) luaL_error(L, "blt.%s: %s contains a NUL byte (at byte %I)", fn, what, (lua_Integer)strlen(s) + 1);
-    return s;
-}
 
 static int l_set_threads(lua_State *L)
 {
@@ -164,11 +123,25 @@ static int l_mac_counter_reset(lua_State *L)
     return 0;
 }
 
+/* token_ids() -> {PAD=, BOS=, EOS=, RESERVED=, OFFSET=, VOCAB=}: core/ids.h's values, so
+ * lua/blt/ids.lua can check that its table agrees with C's. */
+static int l_token_ids(lua_State *L)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, BLT_ID_PAD); lua_setfield(L, -2, "PAD");
+    lua_pushinteger(L, BLT_ID_BOS); lua_setfield(L, -2, "BOS");
+    lua_pushinteger(L, BLT_ID_EOS); lua_setfield(L, -2, "EOS");
+    lua_pushinteger(L, BLT_ID_RESERVED); lua_setfield(L, -2, "RESERVED");
+    lua_pushinteger(L, BLT_ID_OFFSET); lua_setfield(L, -2, "OFFSET");
+    lua_pushinteger(L, BLT_ID_VOCAB); lua_setfield(L, -2, "VOCAB");
+    return 1;
+}
+
 static const luaL_Reg runtime[] = {
     {"mac_counter", l_mac_counter}, {"mac_counter_reset", l_mac_counter_reset},
     {"hash_file", l_hash_file}, {"hash_tensor", l_hash_tensor},
     {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
-    {"isatty", l_isatty}, {"rss", l_rss}, {NULL, NULL}};
+    {"isatty", l_isatty}, {"rss", l_rss}, {"token_ids", l_token_ids}, {NULL, NULL}};
 
 int luaopen_blt_core(lua_State *L)
 {
@@ -180,6 +153,7 @@ int luaopen_blt_core(lua_State *L)
     }
     luaL_newlib(L, runtime);
     bltL_open_tensor(L);
+    bltL_open_generator(L);
     bltL_open_patch(L);
     bltL_open_data(L);
     bltL_open_h5(L);

@@ -1,4 +1,4 @@
-/* Lua binding: HDF5 checkpoints and metrics (core/h5io.h).
+/* Lua binding: HDF5 checkpoints and metrics (core/h5io.h, core/h5metrics.h).
  *
  *   f = blt.h5_create(path [, size_hint])   writer; data goes to path.tmp.<pid> at f:commit()
  *   f:set_attr(name, value [, obj])       string or integer attribute ("/" by default)
@@ -19,6 +19,7 @@
  *   m = blt.h5_metrics(path [, {flush_every =, append =}])   m:log{...} m:flush()
  *   m:rows() m:truncate(rows) m:close() */
 #include "h5io.h"
+#include "h5metrics.h"
 #include "lua_blt.h"
 #include <lauxlib.h>
 #include <math.h>

@@ -9,13 +9,14 @@
  *   patch_batch(P, ids [B,N] [, ent [B,N] [, given [B,N+1]|[B,N]]])
  *                                            -> lengths [B,Pmax], patch ids [B,N], counts [B], next [B]
  *   patch_decoder_ids(lengths, N)            -> decoder patch ids (array in, array out; tensor in, tensor out)
- *   patch_text_ids(text)                     -> int32 [1+#text]: BOS then bytes + 4
+ *   patch_text_ids(text)                     -> int32 [1+#text]: BOS then bytes + OFFSET
  *   hash_buckets(ids, {n...}, B)             -> int32 [#n,N] / [#n,B,N] (tensor in), or {{...},...} (Lua in)
  *
- * A row is a Lua string (text: BOS then byte + 4), a Lua array of ids, or an int32
+ * A row is a Lua string (text: BOS then byte + OFFSET, core/ids.h), a Lua array of ids, or an int32
  * tensor [N]. Entropies: a Lua array of N numbers or a float32 tensor [N]. given
  * (scheme "given" only): N or N+1 flags, booleans or numbers (nonzero = start). */
 #include "lua_blt.h"
+#include "ids.h"
 #include "patch.h"
 #include <lauxlib.h>
 #include <math.h>
@@ -117,8 +118,8 @@ static int l_patch_info(lua_State *L)
 
 static void text_to_ids(const char *s, size_t len, int32_t *ids)
 {
-    ids[0] = 1;
-    for (size_t i = 0; i < len; i++) ids[i + 1] = (int32_t)(unsigned char)s[i] + 4;
+    ids[0] = BLT_ID_BOS;
+    for (size_t i = 0; i < len; i++) ids[i + 1] = (int32_t)(unsigned char)s[i] + BLT_ID_OFFSET;
 }
 
 /* A row at idx: string, array or int32 tensor [N]. May push a scratch buffer. */

@@ -6,37 +6,23 @@
 #include "lua_blt.h"
 #include <lauxlib.h>
 
-#define SCOPES "blt.scopes" /* registry: array of lists, one per open scope */
-
 static int depth(lua_State *L)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, SCOPES);
+    lua_getfield(L, LUA_REGISTRYINDEX, BLTL_SCOPES);
     int n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
     lua_pop(L, 1);
     return n;
-}
-
-void bltL_scope_track(lua_State *L, int idx)
-{
-    idx = lua_absindex(L, idx);
-    if (lua_getfield(L, LUA_REGISTRYINDEX, SCOPES) != LUA_TTABLE) { lua_pop(L, 1); return; }
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    if (n == 0) { lua_pop(L, 1); return; }
-    lua_rawgeti(L, -1, n);                     /* innermost list */
-    lua_pushvalue(L, idx);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    lua_pop(L, 2);
 }
 
 static int l_scope(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     int nargs = lua_gettop(L) - 1;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, SCOPES) != LUA_TTABLE) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, BLTL_SCOPES) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, SCOPES);
+        lua_setfield(L, LUA_REGISTRYINDEX, BLTL_SCOPES);
     }
     int scopes = lua_gettop(L);
     lua_Integer level = (lua_Integer)lua_rawlen(L, scopes) + 1;

@@ -1,62 +1,15 @@
-/* Lua binding for tensors and ops: the only place (with lua_blt.c) that raises Lua
- * errors. Conventions: dimensions and positions given as Lua numbers are 1-based
+/* Lua binding for the Tensor class and its ops (shared helpers: lua_util.c; random
+ * numbers: lua_generator.c). Conventions: dimensions and positions given as Lua numbers are 1-based
  * (negative counts from the end, -1 is the last); values inside int32 tensors (ids,
  * indices, positions, segment ids) are 0-based. */
 #include "lua_blt.h"
 #include "mem.h"
 #include "ops.h"
-#include "rng.h"
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define TENSOR_MT "blt.Tensor"
-/* the largest size accepted for one dimension; blt_tensor_new bounds the product (2^40) */
-#define BLT_MAX_SIZE ((int64_t)1 << 40)
-
-typedef struct { blt_tensor *t; } tensor_ud;
-
-int bltL_error(lua_State *L, const char *fn)
-{
-    const char *m = blt_errmsg();
-    /* the C message starts with the op name; when that is not fn (an op it called,
-     * e.g. "tensor: shape too large" from blt.zeros) name fn first */
-    size_t n = strlen(fn);
-    if (!strncmp(m, fn, n) && m[n] == ':') return luaL_error(L, "blt.%s", m);
-    return luaL_error(L, "blt.%s: %s", fn, m);
-}
-
-blt_tensor *bltL_check(lua_State *L, int idx)
-{
-    tensor_ud *u = luaL_checkudata(L, idx, TENSOR_MT);
-    if (!u->t) luaL_argerror(L, idx, "tensor was closed (by the end of its blt.scope, or <close>)");
-    return u->t;
-}
-
-blt_tensor *bltL_opt(lua_State *L, int idx)
-{
-    return lua_isnoneornil(L, idx) ? NULL : bltL_check(L, idx);
-}
-
-int bltL_is_tensor(lua_State *L, int idx) { return luaL_testudata(L, idx, TENSOR_MT) != NULL; }
-
-/* Takes ownership of one reference. Reports fresh storage to the collector so that
- * its pace follows the real memory, not the few bytes of the userdata. */
-void bltL_push(lua_State *L, blt_tensor *t)
-{
-    tensor_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->t = NULL;
-    luaL_setmetatable(L, TENSOR_MT);
-    u->t = t;
-    bltL_scope_track(L, -1);
-    if (!t->st->reported) {
-        t->st->reported = 1;
-        int kb = (int)(t->st->nbytes >> 10);
-        if (kb > 0) lua_gc(L, LUA_GCSTEP, kb);
-    }
-}
 
 static int push_status(lua_State *L, blt_status s, blt_tensor **out, const char *fn)
 {
@@ -76,69 +29,11 @@ static int check_dim(lua_State *L, int idx, int ndim, const char *fn)
     return (int)z;
 }
 
-/* Reads a shape given as a table {2,3} or as integer arguments from idx on. */
-int bltL_shape(lua_State *L, int idx, int64_t *shape, const char *fn, int allow_infer)
-{
-    int nd = 0;
-    if (lua_istable(L, idx)) {
-        lua_Integer n = luaL_len(L, idx);
-        if (n > BLT_MAX_DIMS)
-            return luaL_error(L, "blt.%s: shape has %I dimensions (at most %d)", fn, n, BLT_MAX_DIMS);
-        for (int i = 1; i <= n; i++) {
-            char what[32];
-            snprintf(what, sizeof what, "shape entry %d", i);
-            lua_geti(L, idx, i);
-            shape[nd++] = bltL_int(L, -1, fn, what, INT64_MIN, BLT_MAX_SIZE); /* negatives: below */
-            lua_pop(L, 1);
-        }
-    } else {
-        int top = lua_gettop(L);
-        for (int i = idx; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
-            if (nd == BLT_MAX_DIMS) return luaL_error(L, "blt.%s: too many dimensions", fn);
-            shape[nd++] = bltL_int(L, i, fn, "size", INT64_MIN, BLT_MAX_SIZE);
-        }
-        if (nd == 0) return luaL_error(L, "blt.%s: expected a shape (a table like {2, 3}), got %s", fn,
-                                       luaL_typename(L, idx));
-    }
-    for (int i = 0; i < nd; i++)
-        if (shape[i] < 0 && !(allow_infer && shape[i] == -1))
-            return luaL_error(L, "blt.%s: negative size %I in shape (dimension %d)", fn, (lua_Integer)shape[i], i + 1);
-    return nd;
-}
-
 static blt_dtype check_dtype(lua_State *L, int idx, blt_dtype def, const char *fn)
 {
     const char *names[] = {"float32", "int32", NULL};
     if (lua_type(L, idx) == LUA_TSTRING) bltL_name(L, idx, fn, "dtype"); /* "int32\0x" is not "int32" */
     return (blt_dtype)luaL_checkoption(L, idx, def == BLT_F32 ? "float32" : "int32", names);
-}
-
-/* Option tables: rejects keys that are not in allowed. */
-void bltL_check_opts(lua_State *L, int idx, const char *fn, const char *const *allowed)
-{
-    if (lua_isnoneornil(L, idx)) return;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        size_t klen = 0;
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &klen) : NULL;
-        if (k && strlen(k) != klen)
-            return (void)luaL_error(L, "blt.%s: option name contains a NUL byte", fn);
-        int ok = 0;
-        for (int i = 0; k && allowed[i]; i++) ok |= !strcmp(k, allowed[i]);
-        if (!ok) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            for (int i = 0; allowed[i]; i++) {
-                if (i) luaL_addstring(&b, ", ");
-                luaL_addstring(&b, allowed[i]);
-            }
-            luaL_pushresult(&b);
-            return (void)luaL_error(L, "blt.%s: unknown option '%s' (known: %s)", fn,
-                                    k ? k : luaL_typename(L, -2), lua_tostring(L, -1));
-        }
-    }
 }
 
 static int opt_field(lua_State *L, int idx, const char *key)
@@ -196,7 +91,7 @@ static int l_tensor(lua_State *L)
     while (lua_istable(L, -1)) {
         if (nd == BLT_MAX_DIMS) return luaL_error(L, "blt.tensor: more than %d nested levels", BLT_MAX_DIMS);
         shape[nd++] = (int64_t)luaL_len(L, -1);
-        if (shape[nd - 1] < 0 || shape[nd - 1] > BLT_MAX_SIZE)
+        if (shape[nd - 1] < 0 || shape[nd - 1] > BLTL_MAX_SIZE)
             return luaL_error(L, "blt.tensor: table of length %I", (lua_Integer)shape[nd - 1]);
         if (shape[nd - 1] == 0) break;
         lua_geti(L, -1, 1);
@@ -236,109 +131,6 @@ static int make_filled(lua_State *L, const char *fn, double value, int value_arg
 static int l_zeros(lua_State *L) { return make_filled(L, "zeros", 0.0, 0); }
 static int l_ones(lua_State *L) { return make_filled(L, "ones", 1.0, 0); }
 static int l_full(lua_State *L) { return make_filled(L, "full", 0.0, 1); }
-
-/* ---- random numbers: a Generator object, and randn/rand with an explicit seed ---- */
-
-#define GEN_MT "blt.Generator"
-
-blt_rng *bltL_check_gen(lua_State *L, int idx) { return luaL_checkudata(L, idx, GEN_MT); }
-
-static int l_generator(lua_State *L)
-{
-    int64_t seed = bltL_int(L, 1, "Generator", "seed", INT64_MIN, INT64_MAX);
-    blt_rng *r = lua_newuserdatauv(L, sizeof *r, 0);
-    blt_rng_seed(r, (uint64_t)seed);
-    luaL_setmetatable(L, GEN_MT);
-    return 1;
-}
-
-static int random_fill(lua_State *L, blt_rng *r, int shape_idx, const char *fn, int normal)
-{
-    int64_t shape[BLT_MAX_DIMS];
-    int nd = bltL_shape(L, shape_idx, shape, fn, 0);
-    blt_tensor *t;
-    if (blt_tensor_new(&t, BLT_F32, nd, shape)) return bltL_error(L, fn);
-    float *d = blt_f32(t);
-    for (int64_t i = 0; i < t->numel; i++) d[i] = (float)(normal ? blt_rng_normal(r) : blt_rng_uniform(r));
-    bltL_push(L, t);
-    return 1;
-}
-
-static blt_rng seed_arg(lua_State *L, int idx, const char *fn)
-{
-    if (lua_isnoneornil(L, idx))
-        luaL_error(L, "blt.%s: needs an explicit seed (an integer) or a blt.Generator", fn);
-    blt_rng r;
-    if (luaL_testudata(L, idx, GEN_MT)) return *(blt_rng *)lua_touserdata(L, idx);
-    blt_rng_seed(&r, (uint64_t)bltL_int(L, idx, fn, "seed", INT64_MIN, INT64_MAX));
-    return r;
-}
-
-static int l_randn(lua_State *L)
-{
-    if (luaL_testudata(L, 2, GEN_MT)) return random_fill(L, lua_touserdata(L, 2), 1, "randn", 1);
-    blt_rng r = seed_arg(L, 2, "randn");
-    return random_fill(L, &r, 1, "randn", 1);
-}
-
-static int l_rand(lua_State *L)
-{
-    if (luaL_testudata(L, 2, GEN_MT)) return random_fill(L, lua_touserdata(L, 2), 1, "rand", 0);
-    blt_rng r = seed_arg(L, 2, "rand");
-    return random_fill(L, &r, 1, "rand", 0);
-}
-
-static int g_randn(lua_State *L) { return random_fill(L, bltL_check_gen(L, 1), 2, "Generator:randn", 1); }
-static int g_rand(lua_State *L) { return random_fill(L, bltL_check_gen(L, 1), 2, "Generator:rand", 0); }
-static int g_uniform(lua_State *L)
-{
-    lua_pushnumber(L, blt_rng_uniform(bltL_check_gen(L, 1)));
-    return 1;
-}
-static int g_integer(lua_State *L)
-{ /* integer in [1, n], like math.random(n) */
-    int64_t n = bltL_int(L, 2, "Generator:integer", "upper bound", 1, INT64_MAX);
-    lua_pushinteger(L, (lua_Integer)blt_rng_below(bltL_check_gen(L, 1), (uint64_t)n) + 1);
-    return 1;
-}
-/* state as four hex strings (exact, and JSON/HDF5-friendly) */
-static int g_state(lua_State *L)
-{
-    blt_rng *r = bltL_check_gen(L, 1);
-    lua_createtable(L, 4, 0);
-    for (int i = 0; i < 4; i++) {
-        char buf[20];
-        snprintf(buf, sizeof buf, "%016llx", (unsigned long long)r->s[i]);
-        lua_pushstring(L, buf);
-        lua_rawseti(L, -2, i + 1);
-    }
-    return 1;
-}
-static int g_set_state(lua_State *L)
-{
-    blt_rng *r = bltL_check_gen(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    blt_rng n;
-    for (int i = 0; i < 4; i++) {
-        lua_geti(L, 2, i + 1);
-        const char *s = lua_tostring(L, -1);
-        char *end = NULL;
-        if (!s || strlen(s) != 16) return luaL_error(L, "blt.Generator:set_state: entry %d is not 16 hex digits", i + 1);
-        n.s[i] = strtoull(s, &end, 16);
-        if (*end) return luaL_error(L, "blt.Generator:set_state: entry %d is not 16 hex digits", i + 1);
-        lua_pop(L, 1);
-    }
-    *r = n;
-    return 0;
-}
-static int g_clone(lua_State *L)
-{
-    blt_rng *r = bltL_check_gen(L, 1);
-    blt_rng *c = lua_newuserdatauv(L, sizeof *c, 0);
-    *c = *r;
-    luaL_setmetatable(L, GEN_MT);
-    return 1;
-}
 
 /* ---- inspection ---- */
 
@@ -577,17 +369,9 @@ static int l_release(lua_State *L)
     return 0;
 }
 
-/* Drops this Lua value's reference now (blt.scope's exit, __close, __gc). */
-void bltL_close(lua_State *L, int idx)
-{
-    tensor_ud *u = luaL_checkudata(L, idx, TENSOR_MT);
-    blt_tensor_release(u->t);
-    u->t = NULL;
-}
-
 static int l_gc(lua_State *L)
 {
-    tensor_ud *u = luaL_checkudata(L, 1, TENSOR_MT);
+    bltL_tensor_ud *u = luaL_checkudata(L, 1, BLTL_TENSOR_MT);
     blt_tensor_release(u->t);
     u->t = NULL;
     return 0;
@@ -613,7 +397,7 @@ static void tostring_rec(luaL_Buffer *b, const blt_tensor *t, int d, int64_t off
 
 static int l_tostring(lua_State *L)
 {
-    tensor_ud *u = luaL_checkudata(L, 1, TENSOR_MT);
+    bltL_tensor_ud *u = luaL_checkudata(L, 1, BLTL_TENSOR_MT);
     blt_tensor *t = u->t;
     if (!t) { lua_pushliteral(L, "blt.Tensor (closed)"); return 1; }
     char sb[160];
@@ -894,7 +678,7 @@ static blt_tensor *check_opt_tensor(lua_State *L, const char *fn, const char *ke
 {
     if (!bltL_is_tensor(L, -1))
         luaL_error(L, "blt.%s: option %s must be a tensor, got %s", fn, key, luaL_typename(L, -1));
-    tensor_ud *u = lua_touserdata(L, -1);
+    bltL_tensor_ud *u = lua_touserdata(L, -1);
     if (!u->t) luaL_error(L, "blt.%s: option %s is a tensor that was closed", fn, key);
     return u->t;
 }
@@ -1036,8 +820,7 @@ static const luaL_Reg metamethods[] = {
     {"__add", l_add}, {"__sub", l_sub}, {"__mul", l_mul}, {"__div", l_div}, {"__unm", l_unm}, {NULL, NULL}};
 
 static const luaL_Reg functions[] = {
-    {"tensor", l_tensor}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full}, {"randn", l_randn},
-    {"rand", l_rand}, {"Generator", l_generator},
+    {"tensor", l_tensor}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full},
     {"reshape", l_reshape}, {"transpose", l_transpose}, {"narrow", l_narrow}, {"contiguous", l_contiguous},
     {"concat", l_concat}, {"gather", l_gather}, {"index_select", l_index_select},
     {"segment_maxpool", l_segment_maxpool}, {"add", l_add}, {"sub", l_sub}, {"mul", l_mul}, {"div", l_div},
@@ -1052,20 +835,12 @@ static const luaL_Reg functions[] = {
 
 static int l_is_tensor(lua_State *L) { lua_pushboolean(L, bltL_is_tensor(L, 1)); return 1; }
 
-static const luaL_Reg gen_methods[] = {
-    {"randn", g_randn}, {"rand", g_rand}, {"uniform", g_uniform}, {"integer", g_integer},
-    {"state", g_state}, {"set_state", g_set_state}, {"clone", g_clone}, {NULL, NULL}};
-
 void bltL_open_tensor(lua_State *L)
 {
-    luaL_newmetatable(L, TENSOR_MT);
+    luaL_newmetatable(L, BLTL_TENSOR_MT);
     luaL_setfuncs(L, metamethods, 0);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "methods");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, GEN_MT);
-    luaL_newlib(L, gen_methods);
-    lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     /* the module table is on top */
     luaL_setfuncs(L, functions, 0);

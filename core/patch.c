@@ -5,6 +5,7 @@
  * only looks for the culprit when it found one; max_len is a separate pass that
  * runs only when a limit is set. Lengths come from a branch-free compaction of
  * start positions. */
+#include "ids.h"
 #include "patch.h"
 #include "thread.h"
 #include <math.h>
@@ -78,14 +79,14 @@ static int64_t first_nan(const float *e, int64_t n)
 
 /* ---- scheme kernels: fill flags[2..n] (n >= 2) ---- */
 
-/* 0 special (< 4), 1 space-like byte, 2 word byte (ASCII letter, digit, UTF-8 continuation) */
+/* 0 special (< BLT_ID_OFFSET), 1 space-like byte, 2 word byte (ASCII letter, digit, UTF-8 continuation) */
 static inline uint8_t byte_class(int32_t id)
 {
-    uint32_t b = (uint32_t)id - 4u;
+    uint32_t b = (uint32_t)id - (uint32_t)BLT_ID_OFFSET;
     uint32_t digit = (b - '0') < 10u;
     uint32_t letter = ((b | 0x20u) - 'a') < 26u;
     uint32_t cont = (b & 0xC0u) == 0x80u && b < 256u;
-    return (uint8_t)((id >= 4) * (1u + (digit | letter | cont)));
+    return (uint8_t)((id >= BLT_ID_OFFSET) * (1u + (digit | letter | cont)));
 }
 
 static void flags_space(const int32_t *ids, int64_t n, uint8_t *f)
@@ -157,10 +158,10 @@ static blt_status check_row(const char *fn, const blt_patcher *p, const int32_t 
     if (n < 0) return blt_fail(BLT_EINVAL, "%s: row length %lld is negative", fn, (long long)n);
     if (n > INT32_MAX) return blt_fail(BLT_EINVAL, "%s: row of %lld tokens (at most %d)", fn, (long long)n, INT32_MAX);
     if (n > 0 && !ids) return blt_fail(BLT_EINVAL, "%s: ids is NULL", fn);
-    int64_t bad = first_bad_id(ids, n, BLT_PATCH_VOCAB);
+    int64_t bad = first_bad_id(ids, n, BLT_ID_VOCAB);
     if (bad >= 0)
         return blt_fail(BLT_EINVAL, "%s: token id %d at %sposition %lld is outside 0..%d", fn, (int)ids[bad], where,
-                        (long long)bad + 1, BLT_PATCH_VOCAB - 1);
+                        (long long)bad + 1, BLT_ID_VOCAB - 1);
     if (blt_patch_needs_entropy(p)) {
         if (n > 0 && !ent)
             return blt_fail(BLT_EINVAL, "%s: scheme '%s' needs entropies", fn, scheme_names[p->scheme]);

@@ -2,7 +2,8 @@
  * n-gram buckets (§4). Plain C on raw arrays; the tensor entry points at the end
  * wrap them for batches.
  *
- * A row is N token ids (int32: 0 pad/BOE, 1 BOS, 2 EOS, 3 reserved, byte b -> b+4).
+ * A row is N token ids (int32, core/ids.h: 0 pad/BOE, 1 BOS, 2 EOS, 3 reserved,
+ * byte b -> b + BLT_ID_OFFSET).
  * A scheme gives start flags s[0..N]: s[t] = 1 when a patch starts at t; s[N] is
  * the flag of the *next* token, which generation needs. Flags are uint8 0/1.
  * Every scheme is incremental: s[t] reads ids[< t] (space: ids[t-2], ids[t-1])
@@ -10,10 +11,10 @@
 #ifndef BLT_PATCH_H
 #define BLT_PATCH_H
 #include <stdint.h>
+#include "ids.h"
 #include "status.h"
 #include "tensor.h"
 
-#define BLT_PATCH_VOCAB 260 /* ids must lie in 0..259 */
 #define BLT_HASH_MAX_N 64   /* longest n-gram hash_buckets accepts */
 #define BLT_HASH_A 1000000007ULL
 

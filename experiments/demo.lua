@@ -16,6 +16,7 @@ local plot = require "blt.plot"
 local show = require "show_patches"
 local plot_entropy = require "plot_entropy"
 local patching = require "blt.patching"
+local tokens = require "blt.ids"
 
 local T0 = core.now()
 local TARGET = 4.5          -- bytes per patch the entropy thresholds are calibrated to
@@ -73,7 +74,7 @@ for _, w in ipairs(pick) do
         cur = {}
     end
     for _, id in ipairs(corpus:ids(info.train + 1 + w * R, math.min(R, info.val - w * R)):totable()) do
-        if id >= data.BYTE0 then cur[#cur + 1] = string.char(id - data.BYTE0) else flush() end -- EOS: a document ends
+        if id >= tokens.OFFSET then cur[#cur + 1] = string.char(tokens.to_byte(id)) else flush() end -- EOS: a document ends
     end
     flush()
 end

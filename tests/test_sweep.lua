@@ -95,6 +95,7 @@ local A = {
     rss = function() return {} end,
     mac_counter = function() return {} end,
     mac_counter_reset = function() return {} end,
+    token_ids = function() return {} end,
     bench_sgemm = function() return {blt.randn({2, 3}, 1), blt.randn({3, 2}, 2), blt.zeros {2, 2}, false, false, 1} end,
     data_open = function() return {corpus_path, 0.2} end,
     data_close = function() return {corpus()} end,

@@ -8,10 +8,11 @@
 --   local saved = s:state() ... s:set_state(saved)    -- exact resume
 --   for ids, lengths in corpus:val_windows{seq_len = 256, batch = 8} do ... end
 --
--- The stream: each document's bytes as ids b + 4, each document followed by EOS (2).
--- Rows start with BOS (1); validation rows are padded with 0. docs/data.md has the rules.
+-- The stream: each document's bytes as ids b + OFFSET, each document followed by EOS.
+-- Rows start with BOS; validation rows are padded with PAD (ids: blt.ids). docs/data.md has the rules.
 local core = require "blt.core"
 local util = require "blt.util"
+local tokens = require "blt.ids"
 
 local data = {}
 
@@ -185,6 +186,6 @@ function Corpus:val_windows(opts)
     end
 end
 
-data.PAD, data.BOS, data.EOS, data.BYTE0 = 0, 1, 2, 4
+data.PAD, data.BOS, data.EOS, data.BYTE0 = tokens.PAD, tokens.BOS, tokens.EOS, tokens.OFFSET
 
 return data

@@ -10,9 +10,10 @@ local core = require "blt.core"
 local ByteLM = require "blt.models.bytelm"
 local checkpoint = require "blt.checkpoint"
 local config = require "blt.config"
+local tokens = require "blt.ids"
 
 local entropy = {}
-local NEWLINE = 10 + 4
+local NEWLINE = tokens.of_byte(10) -- "\n"
 
 -- A ByteLM from a checkpoint written by a training script (its config's model section).
 function entropy.load_model(path)
@@ -49,9 +50,7 @@ function entropy.of_rows(model, rows, opts)
 end
 
 local function text_row(text)
-    local ids = {1}
-    for i = 1, #text do ids[i + 1] = text:byte(i) + 4 end
-    return blt.tensor({ids}, "int32")
+    return blt.tensor({tokens.row(text)}, "int32")
 end
 
 -- Lua array of #text + 1 entropies for the row [BOS, bytes of text].

@@ -1,5 +1,5 @@
 -- Token ids (docs/model.md): byte b is id b + OFFSET; the special ids come first.
--- The one Lua definition (core/ids.h is the one C definition; tests/test_runs.lua
+-- The one Lua definition (core/ids.h is the one C definition; tests/test_ids.lua
 -- checks that the two agree).
 local core = require "blt.core"
 

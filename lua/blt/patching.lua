@@ -7,11 +7,12 @@
 --   e:lengths(row, entropies)              -- entropies: one per token (Lua array or float32 [N])
 --   local lengths, ids, counts, next = p:batch(ids_BxN [, entropies_BxN])
 --
--- A row is a Lua string (BOS then byte + 4), a Lua array of ids, or an int32 tensor [N].
+-- A row is a Lua string (BOS then byte + OFFSET, blt.ids), a Lua array of ids, or an int32 tensor [N].
 -- Flags and lengths come back as Lua arrays (flags[1] is s[0]); patch ids are 0-based
 -- values, like every id inside the framework. See docs/patching.md.
 local core = require "blt.core"
 local util = require "blt.util"
+local tokens = require "blt.ids"
 
 local patching = {}
 
@@ -47,9 +48,7 @@ end
 local function row_array(input)
     local ty = type(input)
     if ty == "string" then
-        local row = {1}
-        for i = 1, #input do row[i + 1] = input:byte(i) + 4 end
-        return row
+        return tokens.row(input)
     elseif ty == "table" then
         return input
     elseif core.is_tensor(input) then

@@ -1,0 +1,286 @@
+/* The metrics writer (h5metrics.h): float64 columns appended to an HDF5 file.
+ * Existing files are read back through h5io.h. */
+#include "h5metrics.h"
+#include "h5io.h"
+#include "h5util.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define METRICS_CHUNK 1024
+
+typedef struct {
+    char *name;
+    double *buf; /* rows not yet in the file */
+} metric_col;
+
+struct blt_metrics {
+    char *path;
+    int flush_every;
+    int created;
+    int64_t rows_file; /* rows in the file */
+    int64_t rows_buf;  /* rows buffered */
+    int64_t cap_buf;
+    int ncols, capcols;
+    metric_col *cols;
+};
+
+static blt_status check_col_name(const char *fn, const char *path, const char *name)
+{
+    if (!name || !name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return blt_fail(BLT_EINVAL, "%s: %s: bad column name '%s' (non-empty, no '/')", fn, path, name ? name : "(null)");
+    return BLT_OK;
+}
+
+static int find_col(blt_metrics *m, const char *name)
+{
+    for (int i = 0; i < m->ncols; i++)
+        if (!strcmp(m->cols[i].name, name)) return i;
+    return -1;
+}
+
+static blt_status add_col(blt_metrics *m, const char *name, int *idx)
+{
+    if (m->ncols == m->capcols) {
+        int cap = m->capcols ? 2 * m->capcols : 8;
+        metric_col *c = realloc(m->cols, cap * sizeof *c);
+        if (!c) return blt_fail(BLT_ENOMEM, "metrics: out of memory");
+        m->cols = c;
+        m->capcols = cap;
+    }
+    metric_col *c = &m->cols[m->ncols];
+    c->name = blt_h5u_dupstr(name);
+    c->buf = malloc((m->cap_buf ? m->cap_buf : 1) * sizeof(double));
+    if (!c->name || !c->buf) {
+        free(c->name);
+        free(c->buf);
+        return blt_fail(BLT_ENOMEM, "metrics: out of memory");
+    }
+    for (int64_t r = 0; r < m->rows_buf; r++) c->buf[r] = NAN;
+    *idx = m->ncols++;
+    return BLT_OK;
+}
+
+static void metrics_free(blt_metrics *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->ncols; i++) {
+        free(m->cols[i].name);
+        free(m->cols[i].buf);
+    }
+    free(m->cols);
+    free(m->path);
+    free(m);
+}
+
+static hid_t metrics_fapl(void)
+{
+    hid_t fapl = blt_h5u_fapl(0); /* no lock: a reader holding the file must not stop the run */
+    return fapl;
+}
+
+/* Appending to an existing file: its columns must be 1-d float datasets. */
+static blt_status metrics_adopt(blt_metrics *m)
+{
+    const char *fn = "metrics";
+    blt_h5 *f;
+    BLT_TRY(blt_h5_open(&f, m->path, 0));
+    char **names;
+    char *kinds;
+    int n, ex;
+    blt_status s = blt_h5_list(f, "/", &names, &kinds, &n, &ex);
+    for (int i = 0; s == BLT_OK && i < n; i++) {
+        char p[BLT_H5U_PATH_CAP];
+        snprintf(p, sizeof p, "/%s", names[i]);
+        blt_h5_type t;
+        int nd;
+        int64_t sh[BLT_H5_MAX_DIMS];
+        if (kinds[i] != 'd') continue;
+        s = blt_h5_info(f, p, &t, &nd, sh);
+        if (s != BLT_OK) break;
+        if (nd != 1 || (t != BLT_H5_F64 && t != BLT_H5_F32)) {
+            s = blt_fail(BLT_EFORMAT, "%s: %s: %s is not a 1-d float column", fn, m->path, p);
+            break;
+        }
+        int idx;
+        s = add_col(m, names[i], &idx);
+        if (sh[0] > m->rows_file) m->rows_file = sh[0];
+    }
+    blt_h5_free_names(names, n);
+    free(kinds);
+    blt_h5_close(f);
+    return s;
+}
+
+blt_status blt_metrics_open(blt_metrics **out, const char *path, int flush_every, int append)
+{
+    const char *fn = "metrics";
+    *out = NULL;
+    blt_h5u_init();
+    if (!path || !path[0]) return blt_fail(BLT_EINVAL, "%s: empty path", fn);
+    if (flush_every < 1) return blt_fail(BLT_EINVAL, "%s: %s: flush_every = %d (must be >= 1)", fn, path, flush_every);
+    blt_metrics *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = blt_h5u_dupstr(path))) {
+        free(m);
+        return blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+    }
+    m->flush_every = flush_every;
+    m->cap_buf = flush_every;
+    struct stat st;
+    if (append && stat(path, &st) == 0) {
+        blt_status s = metrics_adopt(m);
+        if (s != BLT_OK) {
+            metrics_free(m);
+            return s;
+        }
+        m->created = 1;
+    } else {
+        /* a new, empty file right away: a bad folder shows now, not at the first flush */
+        hid_t fapl = metrics_fapl();
+        hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        blt_h5u_close_id(fapl);
+        if (file < 0) {
+            blt_status s = blt_fail(BLT_EIO, "%s: %s: cannot create the metrics file (%s)", fn, path, blt_h5u_msg());
+            metrics_free(m);
+            return s;
+        }
+        H5Fclose(file);
+        m->created = 1;
+    }
+    *out = m;
+    return BLT_OK;
+}
+
+blt_status blt_metrics_log(blt_metrics *m, int ncols, const char *const *names, const double *values)
+{
+    const char *fn = "metrics:log";
+    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
+    for (int i = 0; i < ncols; i++) BLT_TRY(check_col_name(fn, m->path, names[i]));
+    if (m->rows_buf == m->cap_buf) { /* only when a flush failed and rows piled up */
+        int64_t cap = 2 * m->cap_buf;
+        for (int i = 0; i < m->ncols; i++) {
+            double *b = realloc(m->cols[i].buf, cap * sizeof(double));
+            if (!b) return blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+            m->cols[i].buf = b;
+        }
+        m->cap_buf = cap;
+    }
+    for (int i = 0; i < ncols; i++) {
+        int idx = find_col(m, names[i]);
+        if (idx < 0) BLT_TRY(add_col(m, names[i], &idx));
+    }
+    int64_t r = m->rows_buf;
+    for (int i = 0; i < m->ncols; i++) m->cols[i].buf[r] = NAN;
+    for (int i = 0; i < ncols; i++) m->cols[find_col(m, names[i])].buf[r] = values[i];
+    m->rows_buf++;
+    if (m->rows_buf >= m->flush_every) return blt_metrics_flush(m);
+    return BLT_OK;
+}
+
+/* Appends the buffered rows of one column (creating it, NaN-filled, if new). */
+static blt_status flush_col(blt_metrics *m, hid_t file, metric_col *c)
+{
+    const char *fn = "metrics:flush";
+    blt_status s = BLT_OK;
+    hid_t d = -1, fsp = -1, msp = -1, dcpl = -1;
+    int64_t total = m->rows_file + m->rows_buf;
+    htri_t ex = H5Lexists(file, c->name, H5P_DEFAULT);
+    if (ex < 0) return blt_fail(BLT_EIO, "%s: %s: cannot look up column %s (%s)", fn, m->path, c->name, blt_h5u_msg());
+    if (ex == 0) {
+        hsize_t cur = (hsize_t)total, max = H5S_UNLIMITED, chunk = METRICS_CHUNK;
+        double nan = NAN;
+        fsp = H5Screate_simple(1, &cur, &max);
+        dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        if (fsp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
+            H5Pset_fill_value(dcpl, H5T_NATIVE_DOUBLE, &nan) < 0 ||
+            H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC) < 0 ||
+            (d = H5Dcreate2(file, c->name, H5T_IEEE_F64LE, fsp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0) {
+            s = blt_fail(BLT_EIO, "%s: %s: cannot create column %s (%s)", fn, m->path, c->name, blt_h5u_msg());
+            goto done;
+        }
+        blt_h5u_close_id(fsp);
+        fsp = -1;
+    } else {
+        hsize_t cur = (hsize_t)total;
+        d = H5Dopen2(file, c->name, H5P_DEFAULT);
+        if (d < 0 || H5Dset_extent(d, &cur) < 0) {
+            s = blt_fail(BLT_EIO, "%s: %s: cannot extend column %s (%s)", fn, m->path, c->name, blt_h5u_msg());
+            goto done;
+        }
+    }
+    if (m->rows_buf > 0) {
+        hsize_t start = (hsize_t)m->rows_file, count = (hsize_t)m->rows_buf;
+        fsp = H5Dget_space(d);
+        msp = H5Screate_simple(1, &count, NULL);
+        if (fsp < 0 || msp < 0 || H5Sselect_hyperslab(fsp, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+            H5Dwrite(d, H5T_NATIVE_DOUBLE, msp, fsp, H5P_DEFAULT, c->buf) < 0)
+            s = blt_fail(BLT_EIO, "%s: %s: cannot append to column %s (%s)", fn, m->path, c->name, blt_h5u_msg());
+    }
+done:
+    blt_h5u_close_id(dcpl);
+    blt_h5u_close_id(msp);
+    blt_h5u_close_id(fsp);
+    blt_h5u_close_id(d);
+    return s;
+}
+
+blt_status blt_metrics_flush(blt_metrics *m)
+{
+    const char *fn = "metrics:flush";
+    blt_h5u_init();
+    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
+    if (m->rows_buf == 0) return BLT_OK;
+    hid_t fapl = metrics_fapl();
+    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
+    blt_h5u_close_id(fapl);
+    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, blt_h5u_msg());
+    blt_status s = BLT_OK;
+    for (int i = 0; s == BLT_OK && i < m->ncols; i++) s = flush_col(m, file, &m->cols[i]);
+    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, blt_h5u_msg());
+    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, blt_h5u_msg());
+    if (s == BLT_OK) {
+        m->rows_file += m->rows_buf;
+        m->rows_buf = 0;
+    }
+    return s;
+}
+
+blt_status blt_metrics_close(blt_metrics *m)
+{
+    if (!m) return BLT_OK;
+    blt_status s = blt_metrics_flush(m);
+    metrics_free(m);
+    return s;
+}
+
+int64_t blt_metrics_rows(const blt_metrics *m) { return m ? m->rows_file + m->rows_buf : 0; }
+
+blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows)
+{
+    const char *fn = "metrics:truncate";
+    blt_h5u_init();
+    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
+    if (rows < 0) return blt_fail(BLT_EINVAL, "%s: %s: negative row count %lld", fn, m->path, (long long)rows);
+    BLT_TRY(blt_metrics_flush(m));
+    if (rows >= m->rows_file) return BLT_OK;
+    hid_t fapl = metrics_fapl();
+    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
+    blt_h5u_close_id(fapl);
+    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, blt_h5u_msg());
+    blt_status s = BLT_OK;
+    hsize_t cur = (hsize_t)rows;
+    for (int i = 0; s == BLT_OK && i < m->ncols; i++) {
+        hid_t d = H5Dopen2(file, m->cols[i].name, H5P_DEFAULT);
+        if (d < 0 || H5Dset_extent(d, &cur) < 0)
+            s = blt_fail(BLT_EIO, "%s: %s: cannot shrink column %s (%s)", fn, m->path, m->cols[i].name, blt_h5u_msg());
+        blt_h5u_close_id(d);
+    }
+    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, blt_h5u_msg());
+    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, blt_h5u_msg());
+    if (s == BLT_OK) m->rows_file = rows;
+    return s;
+}

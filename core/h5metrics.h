@@ -1,0 +1,24 @@
+/* Metrics files (HDF5, written by h5metrics.c). */
+#ifndef BLT_H5METRICS_H
+#define BLT_H5METRICS_H
+#include <stdint.h>
+#include "status.h"
+
+/* A per-run file of float64 columns (one extendible 1-d dataset per column name,
+ * all of the same length: a row per log call, NaN where a row lacks a column).
+ * Rows are buffered in memory and appended every flush_every rows: the file is
+ * opened, extended, flushed and closed, so between flushes it is complete and can
+ * be read by h5dump or h5py while the run goes on (no SWMR, no lock held).
+ * append: keep the rows of an existing file (resuming a run) instead of starting
+ * a new file. */
+typedef struct blt_metrics blt_metrics;
+blt_status blt_metrics_open(blt_metrics **out, const char *path, int flush_every, int append);
+blt_status blt_metrics_log(blt_metrics *m, int ncols, const char *const *names, const double *values);
+blt_status blt_metrics_flush(blt_metrics *m);
+/* Flushes and frees m (even when the flush fails). NULL is fine. */
+blt_status blt_metrics_close(blt_metrics *m);
+int64_t blt_metrics_rows(const blt_metrics *m); /* rows logged, flushed or not */
+/* Keeps the first `rows` rows (a resumed run drops what it will log again). */
+blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows);
+
+#endif
