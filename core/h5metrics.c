@@ -258,6 +258,50 @@ blt_status blt_metrics_close(blt_metrics *m)
 
 int64_t blt_metrics_rows(const blt_metrics *m) { return m ? m->rows_file + m->rows_buf : 0; }
 
+static blt_status set_root_attr(hid_t file, const char *name, const char *str, double num)
+{
+    if (H5Aexists(file, name) > 0 && H5Adelete(file, name) < 0) return BLT_EIO;
+    hid_t space = H5Screate(H5S_SCALAR), type = -1, attr = -1;
+    blt_status s = BLT_EIO;
+    if (space >= 0) {
+        if (str) {
+            type = H5Tcopy(H5T_C_S1);
+            if (type >= 0 && H5Tset_size(type, strlen(str) + 1) >= 0 && H5Tset_strpad(type, H5T_STR_NULLTERM) >= 0)
+                attr = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+            if (attr >= 0 && H5Awrite(attr, type, str) >= 0) s = BLT_OK;
+        } else {
+            attr = H5Acreate2(file, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+            if (attr >= 0 && H5Awrite(attr, H5T_NATIVE_DOUBLE, &num) >= 0) s = BLT_OK;
+        }
+    }
+    blt_h5u_close_id(attr);
+    blt_h5u_close_id(type);
+    blt_h5u_close_id(space);
+    return s;
+}
+
+blt_status blt_metrics_annotate(blt_metrics *m, int n, const char *const *names, const char *const *strs,
+                                const double *nums)
+{
+    const char *fn = "metrics:annotate";
+    blt_h5u_init();
+    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
+    for (int i = 0; i < n; i++) BLT_TRY(check_col_name(fn, m->path, names[i]));
+    BLT_TRY(blt_metrics_flush(m)); /* the file exists, with every row so far */
+    hid_t fapl = metrics_fapl();
+    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
+    blt_h5u_close_id(fapl);
+    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, blt_h5u_msg());
+    blt_status s = BLT_OK;
+    for (int i = 0; s == BLT_OK && i < n; i++)
+        if (set_root_attr(file, names[i], strs[i], nums[i]) != BLT_OK)
+            s = blt_fail(BLT_EIO, "%s: %s: cannot write attribute %s (%s)", fn, m->path, names[i], blt_h5u_msg());
+    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, blt_h5u_msg());
+    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, blt_h5u_msg());
+    return s;
+}
+
 blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows)
 {
     const char *fn = "metrics:truncate";

@@ -18,6 +18,11 @@ blt_status blt_metrics_flush(blt_metrics *m);
 /* Flushes and frees m (even when the flush fails). NULL is fine. */
 blt_status blt_metrics_close(blt_metrics *m);
 int64_t blt_metrics_rows(const blt_metrics *m); /* rows logged, flushed or not */
+/* Sets attributes of the file's root group (a run's result: final validation, exit
+ * reason...): names[i] gets strs[i] when strs[i] is not NULL, else nums[i] (float64).
+ * An attribute of that name is replaced. */
+blt_status blt_metrics_annotate(blt_metrics *m, int n, const char *const *names, const char *const *strs,
+                                const double *nums);
 /* Keeps the first `rows` rows (a resumed run drops what it will log again). */
 blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows);
 

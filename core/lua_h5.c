@@ -470,6 +470,43 @@ static int m_log(lua_State *L)
     return 0;
 }
 
+/* m:annotate{name = number | string | boolean, ...}: attributes of the file's root */
+static int m_annotate(lua_State *L)
+{
+    blt_metrics *m = check_metrics(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pop(L, 1);
+        if (++n > 1000) return luaL_error(L, "blt.metrics:annotate: more than 1000 attributes");
+    }
+    const char **names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0);
+    const char **strs = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *strs, 0);
+    double *nums = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *nums, 0);
+    int i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "blt.metrics:annotate: keys must be names (strings)");
+        size_t kl;
+        const char *k = lua_tolstring(L, -2, &kl); /* anchored in the table */
+        if (strlen(k) != kl) return luaL_error(L, "blt.metrics:annotate: a name contains a NUL byte");
+        strs[i] = NULL;
+        nums[i] = 0;
+        if (lua_type(L, -1) == LUA_TNUMBER) nums[i] = lua_tonumber(L, -1);
+        else if (lua_isboolean(L, -1)) nums[i] = lua_toboolean(L, -1);
+        else if (lua_type(L, -1) == LUA_TSTRING) {
+            size_t vl;
+            strs[i] = lua_tolstring(L, -1, &vl);
+            if (strlen(strs[i]) != vl) return luaL_error(L, "blt.metrics:annotate: '%s' contains a NUL byte", k);
+        } else return luaL_error(L, "blt.metrics:annotate: '%s' is %s, not a number or a string", k, luaL_typename(L, -1));
+        names[i++] = k;
+        lua_pop(L, 1);
+    }
+    if (blt_metrics_annotate(m, n, names, strs, nums)) return bltL_error(L, "metrics:annotate");
+    return 0;
+}
+
 static int m_flush(lua_State *L)
 {
     if (blt_metrics_flush(check_metrics(L, 1))) return bltL_error(L, "metrics:flush");
@@ -520,7 +557,7 @@ static const luaL_Reg file_methods[] = {
     {"read", f_read}, {"sealed", f_sealed}, {"close", f_close}, {"path", f_path}, {"tmp_path", f_tmp_path}, {NULL, NULL}};
 
 static const luaL_Reg metrics_methods[] = {
-    {"log", m_log}, {"flush", m_flush}, {"rows", m_rows}, {"truncate", m_truncate}, {"close", m_close},
+    {"log", m_log}, {"annotate", m_annotate}, {"flush", m_flush}, {"rows", m_rows}, {"truncate", m_truncate}, {"close", m_close},
     {NULL, NULL}};
 
 static const luaL_Reg functions[] = {

@@ -110,6 +110,12 @@ do
     local steps, val = column("bytelm-7.2", "step"), column("bytelm-7.2", "val_bpb")
     T.is(steps[#steps], 12.0, "the last metrics row is the last step")
     T.is(val[#val], r.val_bpb, "and holds the final validation bits per byte (not NaN)")
+    local f = blt.h5_open(dir .. "/bytelm-7.2/metrics.h5")
+    local at = f:attrs("/")
+    f:close()
+    T.ok(at.val_bpb == r.val_bpb and at.exit_reason == "finished" and at.bytes_seen == r.bytes_seen
+         and at.wall_seconds == r.wall_seconds, "metrics.h5's root attributes hold the same result",
+         json.encode(at))
 end
 
 -- calibration on a sample drawn across the split, reported there and on the whole split

@@ -467,6 +467,8 @@ end
 
 function Metrics:log(row) self.h:log(row) end
 function Metrics:flush() self.h:flush() end
+-- Attributes of the file's root group (numbers, booleans as 0/1, strings): a run's result.
+function Metrics:annotate(t) self.h:annotate(t) end
 function Metrics:rows() return self.h:rows() end
 -- Keeps the first n rows (a resumed run drops the rows it is about to log again).
 function Metrics:truncate(n) self.h:truncate(n) end

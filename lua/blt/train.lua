@@ -525,7 +525,6 @@ local function report(spec, run, reason)
     end
     if run.final_row then run.metrics:log(run.final_row) end
     if reason ~= "nonfinite" then save_checkpoint(run, run.step) end
-    run.metrics:close()
     core.catch_signals(false)
     local wall = core.now() - run.start
     local record = {exit_reason = reason, exit_status = result.exit_status, step = run.step, steps_planned = t.steps,
@@ -535,6 +534,10 @@ local function report(spec, run, reason)
                     bytes_per_s = result.bytes_per_s, final_train_loss = run.last_loss,
                     checkpoint = reason ~= "nonfinite" and "checkpoint.h5" or nil, fault = run.fault,
                     resumed_from = run.resumed_from, forked_from = run.forked_from}
+    -- the result twice: result.json for scripts, and the metrics file's root attributes
+    -- (absent values, e.g. no validation after a signal, are left out of both)
+    run.metrics:annotate(record)
+    run.metrics:close()
     write_file_atomic(run.dir .. "/result.json", json.encode(record) .. "\n")
     result.record = record
     if cfg.out.plot then
