@@ -57,13 +57,10 @@ def attention(q, k, v, heads, allowed):
     vh = v.view(B, Tk, heads, hd).transpose(1, 2)
     s = (qh @ kh.transpose(-1, -2)) / math.sqrt(hd)
     mask = allowed.unsqueeze(1)  # [B,1,Tq,Tk]
-    s = s.masked_fill(~mask, float("-inf"))
-    m = s.amax(-1, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m)).detach()
-    p = torch.exp(s - m) * mask
-    l = p.sum(-1, keepdim=True)
-    p = p / torch.where(l > 0, l, torch.ones_like(l))
-    o = p @ vh
+    # masked keys get the lowest finite score, so exp() makes them exactly 0 in any row
+    # that has a key; a row without keys (a padding patch's query) is zeroed after
+    p = torch.softmax(s.masked_fill(~mask, torch.finfo(s.dtype).min), -1)
+    o = (p @ vh) * mask.any(-1, keepdim=True)
     return o.transpose(1, 2).reshape(B, Tq, D)
 
 
@@ -316,7 +313,6 @@ def blt_forward(W, c, ids, p):
     enc_mask = causal_mask(B, T, c["encoder"]["window"])
     slot_patch = torch.arange(P * k) // k  # slot s belongs to patch s // k
     pool_mask = slot_patch.view(1, P * k, 1) == p["pid"].view(B, 1, T)  # [B, P*k, T]
-    member = torch.arange(P).view(1, P, 1) == p["pid"].view(B, 1, T)  # [B, P, T]
     pooled = pooled_layers(c)
     q = None
     for i in range(c["encoder"]["layers"]):
@@ -324,8 +320,8 @@ def blt_forward(W, c, ids, p):
         if i in pooled:
             if q is None:
                 # max over each patch's bytes (an empty, padding patch gives 0)
-                hm = h.unsqueeze(1).masked_fill(~member.unsqueeze(-1), float("-inf")).amax(2)  # [B,P,d]
-                hm = torch.where(member.any(-1, keepdim=True), hm, torch.zeros_like(hm))
+                idx = p["pid"].unsqueeze(-1).expand(B, T, d)
+                hm = torch.zeros(B, P, d, dtype=h.dtype).scatter_reduce(1, idx, h, "amax", include_self=False)
                 q = linear(hm, W["encoder.pool_proj"]).reshape(B, P * k, d)
             q = cross(W, f"encoder.cross.{pooled.index(i)}.", q, h, c["cross"]["heads"], pool_mask)
     # global transformer over patches: causal, RoPE positions = patch indices, no final norm
