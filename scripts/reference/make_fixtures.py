@@ -81,7 +81,7 @@ def blt_config(**kw):
              encoder=dict(layers=2, window=16, cross_every_layer=True),
              **{"global": dict(dim=32, layers=2, heads=2, window=0)},
              decoder=dict(layers=2, window=16, cross_every_layer=True),
-             cross=dict(heads=2), hash=dict(ngrams="3,4,5", buckets=64))
+             cross=dict(heads=2), hash=dict(ngrams="3,4,5", buckets=61))
     for k, v in kw.items():
         if isinstance(v, dict):
             c[k] = dict(c[k], **v)
@@ -144,7 +144,7 @@ def main():
                                                  decoder=dict(cross_every_layer=False)),
                 {"scheme": "space"}, seed=12)
     # entropy, k 2 with k d_E != d_G (in_proj), every layer both sides, a one-layer global transformer
-    blt_fixture(out, "ref_blt_entropy", blt_config(hash=dict(ngrams="3,4,5,6", buckets=32),
+    blt_fixture(out, "ref_blt_entropy", blt_config(hash=dict(ngrams="3,4,5,6,8", buckets=37),
                                                    **{"global": dict(dim=48, layers=1, heads=2, window=0)}),
                 {"scheme": "entropy"}, seed=13, ent_cfg=ent_cfg)
     # entropy, k 2 = d_G / d_E (no in_proj), last encoder layer, first decoder layer, small windows
