@@ -161,6 +161,10 @@ local SKIP = {
     h5_create = "HDF5 binding (core/lua_h5.c) is outside this sweep's scope; it writes files at the given path",
     h5_open = "HDF5 binding (core/lua_h5.c) is outside this sweep's scope",
     h5_metrics = "HDF5 binding (core/lua_h5.c) is outside this sweep's scope; it writes files at the given path",
+    h5_crc32 = "HDF5 binding (core/lua_h5.c) is outside this sweep's scope",
+    mkdir = "run-folder binding (core/lua_run.c): it creates folders at the given path",
+    listdir = "run-folder binding (core/lua_run.c): it reads folders at the given path",
+    lock = "run-folder binding (core/lua_run.c): it creates a file and holds a lock until the process ends",
 }
 
 -- tensor methods: self first, then the arguments
