@@ -13,6 +13,8 @@ local BLT = require "blt.models.blt"
 -- scripts/reference/make_fixtures.py (`make fixtures`); this test needs no PyTorch.
 -- Each holds the config, weights, rows, patch lengths, logits, the mean loss and the
 -- gradient of that loss for every trained parameter (the reference runs in float64).
+-- BLT_REF_FIXTURES=dir/ reads the fixtures from another folder (e.g. ones written by a
+-- deliberately altered reference, to see that the test notices).
 
 local DIR = os.getenv("BLT_REF_FIXTURES") or (arg[0]:gsub("[^/]*$", "") .. "fixtures/")
 local FIXTURES = {"ref_bytelm", "ref_blt_fixed4", "ref_blt_space", "ref_blt_entropy", "ref_blt_entropy_last"}
