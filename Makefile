@@ -4,6 +4,8 @@
 #   make test       build, then run the whole suite through prove (TAP)
 #   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      benchmarks (not tests)
+#   make fixtures   regenerate tests/fixtures/ref_*.h5 from the PyTorch reference (installs python3-torch,
+#                   python3-h5py with apt-get when missing; nothing else needs them)
 #   make demo       train and evaluate the default model on the default corpus
 
 PKGS     := lua5.4 hdf5 openblas
@@ -28,8 +30,10 @@ ASAN_FLAGS := -std=c11 -D_GNU_SOURCE -DBLT_NO_POOL -pthread -g -O1 -fno-omit-fra
               -fsanitize=address,undefined -fno-sanitize-recover=undefined $(WARN) $(PKG_CFLAGS)
 
 TESTS   := $(sort $(wildcard tests/test_*.lua))
+# Debian's python3 (python3-torch, python3-h5py install there), else the first on PATH
+PYTHON  ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 
-.PHONY: all deps test asan bench demo clean check-deps test-long
+.PHONY: all deps test asan bench demo clean check-deps test-long fixtures
 
 all: check-deps blt
 
@@ -71,6 +75,13 @@ asan: deps
 bench: deps
 	@$(MAKE) --no-print-directory blt
 	./blt scripts/bench.lua
+
+fixtures:
+	@$(PYTHON) -c 'import torch, h5py' 2>/dev/null || { \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  echo "installing python3-torch python3-h5py"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch python3-h5py; }
+	$(PYTHON) scripts/reference/make_fixtures.py tests/fixtures
 
 demo: deps
 	@$(MAKE) --no-print-directory blt

@@ -1,14 +1,14 @@
--- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,patching] [reps=N]
+-- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,patching,blt] [reps=N]
 -- Each figure is the median of several runs (these machines are noisy) and is
 -- printed next to a reference measured in the same run.
 local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
 
-local ALL = {"matmul", "attention", "bytelm", "patching"}
+local ALL = {"matmul", "attention", "bytelm", "patching", "blt"}
 local opts = config.script {
     name = "bench", args = arg,
-    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,patching] [reps=N]",
+    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,patching,blt] [reps=N]",
     defaults = {sections = table.concat(ALL, ","), reps = 5},
     docs = {sections = "comma-separated benchmarks to run", reps = "timed runs per figure (the median is printed)"},
     rules = {reps = ">= 1", sections = function(v)
@@ -167,4 +167,147 @@ if sections.patching then
     local total = corpus:info().stream
     print(("entropy model (d 128, 2 layers, window 256): %.0f bytes/s -> the %.1f MB default corpus in %.0f s (goal: under 60 s)")
           :format(n / t, total / 1e6, total / (n / t)))
+end
+
+-- Matrix-multiply FLOPs of one BLT training step (docs/model.md's counting: 2 per
+-- multiply-add, training = 3 x forward, attention charged for the pairs its mask
+-- allows, lookups free), from the config and the batch's patch lengths (real patches
+-- only: a row's padding patches are not counted); plus one forward of the entropy
+-- model (no gradients) when it runs in the step.
+local function blt_step_flops(m, lengths, T, ent)
+    local nn = require "blt.nn"
+    local V = 260
+    local d, dg, k = m.dim, m.global.dim, m.k
+    local h, hg = nn.ffn_hidden(d, m.multiple_of), nn.ffn_hidden(dg, m.multiple_of)
+    local B = #lengths
+    local function keys(n, w) -- allowed (query, key) pairs of a causal window over n positions
+        local s = 0
+        for t = 1, n do s = s + ((w and w > 0) and math.min(t, w) or t) end
+        return s
+    end
+    local function blocks(L, width, hidden, n, w, heads_pairs)
+        return L * (n * 2 * (4 * width * width + 3 * width * hidden) + 4 * width * heads_pairs)
+    end
+    local fwd = 0
+    for b = 1, B do
+        local P = 0
+        for _, l in ipairs(lengths[b]) do if l > 0 then P = P + 1 end end
+        local n_e = m.encoder.cross_every_layer and m.encoder.layers or 1
+        local n_d = m.decoder.cross_every_layer and m.decoder.layers or 1
+        fwd = fwd + blocks(m.encoder.layers, d, h, T, m.encoder.window, keys(T, m.encoder.window))
+        fwd = fwd + P * 2 * d * k * d                                        -- pool_proj
+        fwd = fwd + n_e * (P * k * 4 * d * d + T * 4 * d * d + 4 * d * k * T) -- wq, wo; wk, wv; pairs
+        if k * d ~= dg then fwd = fwd + P * 2 * k * d * dg end               -- in_proj
+        fwd = fwd + blocks(m.global.layers, dg, hg, P, m.global.window, keys(P, m.global.window))
+        fwd = fwd + P * 2 * dg * k * d                                       -- patch_proj
+        fwd = fwd + n_d * (T * 4 * d * d + P * k * 4 * d * d + 4 * d * k * T)
+        fwd = fwd + blocks(m.decoder.layers, d, h, T, m.decoder.window, keys(T, m.decoder.window))
+        fwd = fwd + T * 2 * d * V                                            -- head
+    end
+    local total = 3 * fwd
+    if ent then
+        local e = ent.config
+        local he = nn.ffn_hidden(e.dim, e.multiple_of)
+        total = total + B * (blocks(e.layers, e.dim, he, T, e.window, keys(T, e.window)) + T * 2 * e.dim * V)
+    end
+    return total
+end
+
+-- The first python3 that has torch, or nil.
+local function python_with_torch()
+    for _, py in ipairs {"python3", "/usr/bin/python3"} do
+        if os.execute(py .. " -c 'import torch' >/dev/null 2>&1") then return py end
+    end
+end
+
+if sections.blt then
+    local BLT = require "blt.models.blt"
+    local ByteLM = require "blt.models.bytelm"
+    local patching = require "blt.patching"
+    local optim = require "blt.optim"
+    local data = require "blt.data"
+    local B, T = 8, 512
+    local m = config.copy(BLT.defaults) -- d_local 128, d_global 256, layers 1/4/2, heads 4, k 2, windows 128, n-grams 3-8 x 4096
+    print(("\n== BLT training step: d_local %d, d_global %d, layers %d/%d/%d, heads %d, k %d, window %d, n-grams %s x %d, batch %d x %d, AdamW =="):format(
+        m.dim, m.global.dim, m.encoder.layers, m.global.layers, m.decoder.layers, m.heads, m.k, m.encoder.window,
+        m.hash.ngrams, m.hash.buckets, B, T))
+    local corpus = data.open()
+    local ids = corpus:ids(1001, B * T):reshape({B, T})
+    local rows = blt.concat({blt.ones({B, 1}, "int32"), ids}, 2) -- [BOS, 512 ids]: 512 inputs, 512 targets
+    local inputs = core.narrow(rows, 2, 1, T)
+    local ent_model = ByteLM.new({dim = 128, layers = 2, heads = 4, window = 256, multiple_of = 128}, 2)
+    -- the entropy threshold: mean patch size 4 on these rows (calibrated once, outside the timing)
+    local ents = ent_model:entropies(inputs)
+    local threshold, got = patching.calibrate{scheme = "entropy", target = 4.0, rows = inputs, entropies = ents}
+    local schemes = {{scheme = "fixed", size = 4}, {scheme = "space"}, {scheme = "entropy", threshold = threshold}}
+    local hid = require("blt.nn").ffn_hidden(m.dim, m.multiple_of)
+    local x, w, c = blt.randn({B * T, m.dim}, 1), blt.randn({hid, m.dim}, 2), blt.zeros({B * T, hid})
+    -- sgemm is measured right after each scheme's steps (the machine is shared: its speed drifts)
+    -- and the best of three measurements is kept (the least disturbed by other processes)
+    local function sgemm_gflops()
+        local best = math.huge
+        for _ = 1, 3 do best = math.min(best, core.bench_sgemm(x, w, c, false, true, reps)) end
+        return 2 * B * T * m.dim * hid / best / 1e9
+    end
+    print(("sgemm: [%d x %d] x [%d x %d] (the local FFN's shape), best of 3 timed after each scheme"):format(B * T, m.dim,
+          m.dim, hid))
+    print(("%-8s %7s %9s %8s %10s %8s %7s %9s %9s %9s"):format("scheme", "patch", "step s", "bytes/s", "GFLOP/s", "sgemm",
+          "ratio", "RSS MiB", "torch b/s", "ratio"))
+    local results = {}
+    for _, o in ipairs(schemes) do
+        local model = BLT.new(m, 1, {patcher = patching.patcher(o), entropy_model = o.scheme == "entropy" and ent_model or nil})
+        local opt = optim.AdamW(model, {lr = 1e-3})
+        local p = model:prepare(inputs)
+        local st = patching.stats(p.lengths)
+        local function step()
+            core.scope(function()
+                opt:zero_grad()
+                local loss = model:loss(rows) -- entropies, patches and hash ids are computed in the step
+                loss:backward()
+                opt:clip_grad_norm(1.0)
+                opt:step()
+            end)
+        end
+        local t = time_median(reps, step)
+        local flops = blt_step_flops(m, p.lengths:totable(), T, o.scheme == "entropy" and ent_model or nil)
+        local _, peak = core.rss()
+        local gf = flops / t / 1e9
+        local sgemm_gf = sgemm_gflops()
+        results[o.scheme] = {t = t, bps = B * T / t, gf = gf, peak = peak, mean = st.mean}
+        print(("%-8s %7.2f %9.3f %8.0f %10.1f %8.1f %6.0f%% %9.0f"):format(o.scheme, st.mean, t, B * T / t, gf, sgemm_gf,
+              100 * gf / sgemm_gf, mib(peak)))
+        model, opt = nil, nil
+        collectgarbage()
+    end
+    -- the PyTorch reference (scripts/reference/bench_reference.py) on the same rows and thread count
+    local py = python_with_torch()
+    if not py then
+        print("PyTorch reference: skipped (no python3 with torch; `make fixtures` installs python3-torch)")
+    else
+        local path = os.tmpname()
+        local f = assert(io.open(path, "w"))
+        for _, r in ipairs(rows:totable()) do f:write(table.concat(r, " "), "\n") end
+        f:close()
+        -- OMP_WAIT_POLICY=PASSIVE: with the default (spinning) policy, PyTorch's OpenMP threads
+        -- slow its small element-wise ops 10-40x on a shared, loaded machine
+        local cmd = ("OMP_WAIT_POLICY=PASSIVE %s scripts/reference/bench_reference.py --rows %s --threads %d --reps %d --size 4 --target 4.0")
+            :format(py, path, core.threads(), math.max(1, math.min(reps, 3)))
+        local pipe = assert(io.popen(cmd))
+        print(("PyTorch %s reference (%s, %d threads, float32; masks as dense T x T softmax):"):format(
+            (io.popen(py .. " -c 'import torch; print(torch.__version__)'"):read("l") or "?"), py, core.threads()))
+        for line in pipe:lines() do
+            local name, bps, mean = line:match("^scheme (%S+) bytes_per_s (%S+) step_s %S+ mean_patch (%S+)")
+            local r = results[name]
+            if r then
+                print(("%-8s %7.2f %9s %8s %10s %8s %7s %9s %9.0f %8.2fx"):format(name, tonumber(mean), "", "", "", "", "", "",
+                      tonumber(bps), r.bps / tonumber(bps)))
+            end
+        end
+        pipe:close()
+        os.remove(path)
+    end
+    print("patch: mean bytes per patch (BOS patch excluded); GFLOP/s: matrix-multiply FLOPs of the step (training 3 x forward,")
+    print("attention over allowed pairs, real patches only; the entropy model's forward included) / median step time;")
+    print("sgemm: its GFLOP/s right after the scheme's steps; ratio: the step's GFLOP/s over it; RSS: the process's peak")
+    print("so far (VmHWM: it includes earlier schemes); last ratio: our bytes/s over PyTorch's (same config, rows, threads)")
 end
