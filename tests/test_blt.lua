@@ -255,6 +255,17 @@ do
     local pm = f:read("/patch_mean")
     f:close()
     T.ok(type(pm) == "table" and pm[1] > 2 and pm[1] < 4.5, "the metrics hold the mean patch size", pm and pm[1])
+    -- frozen: after training, the stored entropy model is the one it started from
+    local ck = require "blt.checkpoint"
+    local blt_ck, ent_ck = ck.load(dir .. "/entropy/checkpoint.h5"), ck.load(ent)
+    local same, n = true, 0
+    for name, t in pairs(ent_ck.params) do
+        n = n + 1
+        local u = blt_ck.params["entropy." .. name]
+        if not u or core.hash_tensor(u) ~= core.hash_tensor(t) then same = false end
+    end
+    T.ok(same and n > 0 and blt_ck.optim.m["entropy.embed"] == nil,
+         ("the entropy model (%d tensors) is stored unchanged by training and has no optimiser state"):format(n))
     -- self-contained: the entropy model file is gone, the BLT still loads
     os.rename(ent, ent .. ".moved")
     local ok, model = pcall(models.load, dir .. "/entropy/checkpoint.h5")
