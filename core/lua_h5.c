@@ -442,17 +442,24 @@ static blt_metrics *check_metrics(lua_State *L, int idx)
     return u->m;
 }
 
+/* Entries of the table at idx (a row of metrics, attributes), at most 100,000. */
+static int table_entries(lua_State *L, int idx, const char *fn)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (++n > 100000) luaL_error(L, "blt.%s: more than 100000 entries", fn);
+    }
+    return n;
+}
+
 /* m:log{step = 1, loss = 2.5, ...}: numbers (booleans as 0/1) */
 static int m_log(lua_State *L)
 {
     blt_metrics *m = check_metrics(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    int n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        lua_pop(L, 1);
-        n++;
-    }
+    int n = table_entries(L, 2, "metrics:log");
     const char **names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0);
     double *vals = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *vals, 0);
     int i = 0;
@@ -474,13 +481,7 @@ static int m_log(lua_State *L)
 static int m_annotate(lua_State *L)
 {
     blt_metrics *m = check_metrics(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    int n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        lua_pop(L, 1);
-        if (++n > 1000) return luaL_error(L, "blt.metrics:annotate: more than 1000 attributes");
-    }
+    int n = table_entries(L, 2, "metrics:annotate");
     const char **names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0);
     const char **strs = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *strs, 0);
     double *nums = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *nums, 0);

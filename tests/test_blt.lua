@@ -16,11 +16,10 @@ local patching = require "blt.patching"
 local optim = require "blt.optim"
 local gradcheck = require "gradcheck"
 
+local U = require "testutil"
 local bin = os.getenv("BLT_BIN") or "./blt"
-local dir = os.tmpname()
-os.remove(dir)
-assert(core.mkdir(dir))
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local dir = U.tmpdir()
+local q, sh = U.q, U.sh
 
 -- a tiny BLT config
 local function tiny(over)
@@ -211,21 +210,7 @@ do
 end
 
 -- ---- the training script ----
-local corpus = dir .. "/corpus.txt"
-do
-    local f = io.open("data/kjv.txt", "rb")
-    local text = f and f:read(80000) or ("In the beginning was the word, and the word was with God. "):rep(1500)
-    if f then f:close() end
-    local o = assert(io.open(corpus, "wb"))
-    o:write(text)
-    o:close()
-end
-local function sh(cmd)
-    local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
-    local out = p:read("a")
-    p:close()
-    return tonumber(out:match("rc=(%d+)\n?$")), out
-end
+local corpus = U.corpus(dir .. "/corpus.txt", 80000)
 local base = table.concat({"model.dim=16", "model.heads=2", "model.multiple_of=16", "model.global.dim=32",
     "model.global.heads=2", "model.global.layers=2", "model.cross.heads=2", "model.hash.buckets=64",
     "model.encoder.window=16", "model.decoder.window=16", "train.batch=2", "train.seq_len=48", "train.steps=10",
@@ -313,5 +298,5 @@ for _, c in ipairs {
     T.ok(rc == 2 and out:find(c[2], 1, true), ("%s: status 2 naming the key"):format(c[1]:gsub(dir, "DIR")), out)
 end
 
-os.execute("rm -rf " .. q(dir))
+U.cleanup(dir)
 T.done()

@@ -13,30 +13,14 @@ local blt = require "blt"
 local LONG = os.getenv("BLT_TEST_LONG") == "1"
 local BIN = os.getenv("BLT_BIN") or arg[-1] or "./blt"
 
-local DIR = os.tmpname()
-os.remove(DIR)
-assert(os.execute("mkdir -p '" .. DIR .. "'"))
+local U = require "testutil"
+local DIR = U.tmpdir()
 local function P(name) return DIR .. "/" .. name end
 
-local function readfile(p)
-    local fh = io.open(p, "rb")
-    if not fh then return nil end
-    local s = fh:read("a")
-    fh:close()
-    return s
-end
-
-local function writefile(p, s)
-    local fh = assert(io.open(p, "wb"))
-    fh:write(s)
-    fh:close()
-end
-
+local readfile, writefile = U.read, U.write
 local function sh(cmd)
-    local fh = io.popen(cmd .. " 2>&1")
-    local out = fh:read("a")
-    local ok = fh:close()
-    return ok, out
+    local rc, out = U.sh(cmd)
+    return rc == 0, out
 end
 
 -- ---- a real checkpoint and metrics file: two steps of the ByteLM trainer ----

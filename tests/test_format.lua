@@ -9,30 +9,14 @@ local blt = require "blt"
 
 local BIN = os.getenv("BLT_BIN") or arg[-1] or "./blt"
 local ROOT = (arg[0]:gsub("[^/]*$", "")) .. "../"
-local DIR = os.tmpname()
-os.remove(DIR)
-assert(os.execute("mkdir -p '" .. DIR .. "'"))
+local U = require "testutil"
+local DIR = U.tmpdir()
 local function P(name) return DIR .. "/" .. name end
 
-local function readfile(p)
-    local fh = io.open(p, "rb")
-    if not fh then return nil end
-    local s = fh:read("a")
-    fh:close()
-    return s
-end
-
-local function writefile(p, s)
-    local fh = assert(io.open(p, "wb"))
-    fh:write(s)
-    fh:close()
-end
-
+local readfile, writefile = U.read, U.write
 local function sh(cmd)
-    local fh = io.popen(cmd .. " 2>&1")
-    local out = fh:read("a")
-    local ok = fh:close()
-    return ok, out
+    local rc, out = U.sh(cmd)
+    return rc == 0, out
 end
 
 local doc = assert(readfile(ROOT .. "docs/checkpoint-format.md"), "docs/checkpoint-format.md not found")

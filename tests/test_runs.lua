@@ -10,35 +10,14 @@ local json = require "blt.json"
 local train = require "blt.train"
 local patching = require "blt.patching"
 
+local U = require "testutil"
 local bin = os.getenv("BLT_BIN") or "./blt"
-local dir = os.tmpname()
-os.remove(dir)
-assert(core.mkdir(dir))
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-end
-
-local function read(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local dir = U.tmpdir()
+local q, write, read, sh = U.q, U.write, U.read, U.sh
 
 -- two small corpora
-local corpus, other = dir .. "/corpus.txt", dir .. "/other.txt"
-do
-    local text = read("data/kjv.txt")
-    text = text and text:sub(1, 60000) or ("In the beginning was the word. "):rep(2000)
-    write(corpus, text)
-    write(other, text:reverse())
-end
+local corpus, other = U.corpus(dir .. "/corpus.txt", 60000), dir .. "/other.txt"
+write(other, read(corpus):reverse())
 write(dir .. "/empty.txt", "")
 assert(core.mkdir(dir .. "/emptydir"))
 
@@ -46,15 +25,6 @@ local base = table.concat({"model.dim=16", "model.layers=1", "model.heads=2", "m
     "model.window=32", "train.batch=2", "train.seq_len=32", "train.steps=12", "train.warmup=2", "train.threads=1",
     "eval.every=5", "eval.max_bytes=512", "eval.final_max_bytes=1024", "out.checkpoint_every=4", "out.plot=false",
     "train.log_every=1", "train.seed=7", "data.path=" .. q(corpus), "out.dir=" .. q(dir)}, " ")
-
--- Runs a command; returns its exit status, stdout+stderr.
-local function sh(cmd)
-    local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
-    local out = p:read("a")
-    p:close()
-    local rc = tonumber(out:match("rc=(%d+)\n?$"))
-    return rc, out
-end
 
 local function train_cmd(args) return sh(bin .. " experiments/train_bytelm.lua " .. base .. " " .. args) end
 local function resume_cmd(run, args)
@@ -388,5 +358,5 @@ do
     T.ok(bad == nil, ("%d doubles round-trip exactly through blt.json"):format(n), bad)
 end
 
-os.execute("rm -rf " .. q(dir))
+U.cleanup(dir)
 T.done()

@@ -1,0 +1,50 @@
+-- Helpers the test files share: a temporary folder, files, shell commands.
+--   local U = require "testutil"
+--   local dir = U.tmpdir()               a new folder (removed by U.cleanup(dir))
+--   U.write(path, text); U.read(path)    whole files (read: nil when missing)
+--   local rc, out = U.sh(cmd)            exit status and stdout+stderr of a shell command
+--   U.q(s)                               s quoted for the shell
+local U = {}
+
+function U.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+function U.tmpdir()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. U.q(dir)))
+    return dir
+end
+
+function U.cleanup(dir) os.execute("rm -rf " .. U.q(dir)) end
+
+function U.read(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+end
+
+function U.write(path, text)
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+end
+
+function U.sh(cmd)
+    local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
+    local out = p:read("a")
+    p:close()
+    local rc = tonumber(out:match("rc=(%d+)\n?$"))
+    return rc, (out:gsub("rc=%d+\n?$", ""))
+end
+
+-- A corpus file of the first `bytes` of the default corpus (or a repeated sentence).
+function U.corpus(path, bytes)
+    local text = U.read("data/kjv.txt")
+    text = text and text:sub(1, bytes) or ("In the beginning was the word, and the word was with God. "):rep(bytes // 58 + 1):sub(1, bytes)
+    U.write(path, text)
+    return path
+end
+
+return U
