@@ -130,6 +130,7 @@ print(("Validation: %.4f bits/byte over %d held-out bytes (the last %g%% of the 
 print(("Run folder %s/:"):format(run_dir))
 print("  checkpoint.h5  model weights, optimiser state and config (HDF5; `h5ls -r` lists it)")
 print("  metrics.h5     training loss, learning rate, validation bits/byte per step (HDF5)")
+print("  config.json    every setting of the run; result.json: how it ended, final bits/byte, time")
 if result.plot then print("  loss.png       the training curve in bits/byte") end
 if entropy_png then print("  entropy.png    the sentence's entropies, threshold and patch starts") end
 print("Try it on your own text:")
