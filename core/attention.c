@@ -192,6 +192,15 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
     blt_mem_free(sc.base, sc.bytes);
 }
 
+/* Tasks per thread-pool chunk: all of them (run inline) when the whole attention is
+ * tiny, as one generated position is: waking a worker (50-80 us) would cost more than
+ * the work. Otherwise one (b, h) pair per chunk. */
+static int64_t task_grain(int64_t tasks, int64_t Tq, int64_t Tk, int64_t D)
+{
+    double work = (double)Tq * (double)Tk * (double)D;
+    return work < 262144.0 ? tasks : 1;
+}
+
 /* Saved for backward in node->aux: lse, lo, hi (and the dims in iarg). */
 static blt_status attention_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
 {
@@ -204,7 +213,7 @@ static blt_status attention_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
                   blt_f32(o), blt_f32(g), NULL, lse,
                   gin[0] ? blt_f32(gin[0]) : NULL, gin[1] ? blt_f32(gin[1]) : NULL,
                   gin[2] ? blt_f32(gin[2]) : NULL, lo, hi, qseg, kseg, 0};
-    blt_parallel_for(B * H, 1, attn_bwd_task, &c);
+    blt_parallel_for(B * H, task_grain(B * H, Tq, Tk, D), attn_bwd_task, &c);
     if (c.failed) return blt_fail(BLT_ENOMEM, "attention: out of memory in backward");
     return BLT_OK;
 }
@@ -301,7 +310,7 @@ blt_status blt_attention(blt_tensor **out, blt_tensor *q, blt_tensor *k, blt_ten
     if (s == BLT_OK) {
         attn_ctx c = {B, Tq, Tk, H, D / H, D, scale, blt_f32(qc), blt_f32(kc), blt_f32(vc), NULL, NULL,
                       blt_f32(y), aux, NULL, NULL, NULL, lo, hi, qseg, kseg, 0};
-        blt_parallel_for(B * H, 1, attn_fwd_task, &c);
+        blt_parallel_for(B * H, task_grain(B * H, Tq, Tk, D), attn_fwd_task, &c);
         blt_tensor *in[3] = {qc, kc, vc};
         blt_node *n = NULL;
         s = c.failed ? blt_fail(BLT_ENOMEM, "attention: out of memory")

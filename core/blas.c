@@ -37,6 +37,18 @@ void blt_sgemm_serial(int transA, int transB, int64_t M, int64_t N, int64_t K, f
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
+    if (M == 1) {
+        /* one row (a generated position): a matrix-vector product. OpenBLAS's small-matrix
+         * sgemm path ran it at a fraction of sgemv's speed. y = op(B)^T x, x = row 0 of op(A). */
+        int64_t incx = transA ? lda : 1;
+        if (transB) /* B is [N,K]: y = B x */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)N, (blasint)K, alpha, B, (blasint)ldb, A,
+                        (blasint)incx, beta, C, 1);
+        else        /* B is [K,N]: y = B^T x */
+            cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)K, (blasint)N, alpha, B, (blasint)ldb, A,
+                        (blasint)incx, beta, C, 1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,
                 (blasint)ldc);

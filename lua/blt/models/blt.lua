@@ -12,6 +12,8 @@
 local core = require "blt.core"
 local nn = require "blt.nn"
 local ids = require "blt.ids"
+local kvcache = require "blt.kvcache"
+local NEWLINE = ids.of_byte(10)
 
 local BLT = nn.class("BLT")
 
@@ -409,6 +411,101 @@ function BLT:forward(inputs, p)
         if self.dec_cross[i] then h = self.dec_cross[i]:forward(h, kv, {q_seg = p.dec, k_seg = p.slot_pid}) end
         h = layer:forward(h)
     end
+    return self.head:forward(self.norm:forward(h))
+end
+
+-- ---- one position at a time (generation; blt.generate, docs/model.md) ----
+-- state = model:start(); logits [1,1,V] = model:step(state, id) feeds the token at the
+-- next position and returns the prediction of the one after it, equal to the full
+-- forward's row. Per byte, the entropy model, the encoder and the decoder advance one
+-- position (ring caches of their windows); the global model advances only when a patch
+-- closes, which the patcher decides causally from the row so far. model:stop(state)
+-- frees the caches. Each step runs without gradients in a scope of its own; the caches
+-- live outside it.
+function BLT:start()
+    local m, d = self.config, self.config.dim
+    local st = {pos = 0, ids = {}, ents = self.patcher.needs_entropy and {} or nil, lengths = {}, open = 0,
+                enc = kvcache.for_blocks(self.enc_layers, d), glob = kvcache.for_blocks(self.glob_layers, m.global.dim),
+                dec = kvcache.for_blocks(self.dec_layers, d), pooled = {}, gpos = 0,
+                slots = core.zeros({1, m.k, d})}
+    for i in pairs(self.enc_cross) do st.pooled[i] = kvcache.rows(d, 0) end -- the open patch's byte states
+    if st.ents then st.em = self.entropy_model:start() end
+    st.max_n = 1
+    for _, n in ipairs(self.ngrams) do st.max_n = math.max(st.max_n, n) end
+    return st
+end
+
+function BLT:stop(st)
+    for _, list in ipairs {st.enc, st.glob, st.dec} do kvcache.release_all(list) end
+    for _, r in pairs(st.pooled) do r:release() end
+    st.slots:release()
+    if st.em then self.entropy_model:stop(st.em) end
+end
+
+-- The patch holding positions up to the current one closed: pool it, advance the
+-- global model by one patch, and keep its slots for the decoder.
+local function close_patch(self, st)
+    local m, d, k = self.config, self.config.dim, self.config.k
+    local q
+    for i = 1, #self.enc_layers do
+        local cross = self.enc_cross[i]
+        if cross then
+            local H = st.pooled[i]:view()
+            if not q then
+                local len = core.tensor({{H:size(2)}}, "int32")
+                q = self.pool_proj:forward(core.segment_maxpool(H, len)):reshape({1, k, d})
+            end
+            q = cross:forward(q, H)
+            st.pooled[i]:reset()
+        end
+    end
+    local g = q:reshape({1, 1, k * d})
+    if self.in_proj then g = self.in_proj:forward(g) end
+    for l, layer in ipairs(self.glob_layers) do g = kvcache.block_step(layer, g, st.glob[l], st.gpos) end
+    st.gpos = st.gpos + 1
+    st.slots:copy(self.patch_proj:forward(g):reshape({1, k, d}))
+    st.lengths[#st.lengths + 1] = st.open
+    st.open = 0
+end
+
+function BLT:step(st, id)
+    for _, list in ipairs {st.enc, st.glob, st.dec} do kvcache.ensure_all(list) end
+    for _, r in pairs(st.pooled) do r:ensure() end
+    return core.no_grad(function() return core.scope(function() return self:_step(st, id) end) end)
+end
+
+function BLT:_step(st, id)
+    local t = st.pos
+    st.ids[t + 1] = id
+    if st.ents then -- the entropy model's prediction at t decides s[t+1]
+        if self.reset_on_newline and t > 0 and st.ids[t] == NEWLINE then self.entropy_model:restart(st.em) end
+        st.ents[t + 1] = core.softmax_entropy(self.entropy_model:step(st.em, id)):item()
+    end
+    -- encoder: the byte and its n-grams (the tail of the row holds every window ending at t)
+    local x = self.byte_embed:forward(core.tensor({{id}}, "int32"))
+    if #self.ngrams > 0 then
+        local tail = {}
+        for i = math.max(1, t + 2 - st.max_n), t + 1 do tail[#tail + 1] = st.ids[i] end
+        local b = core.hash_buckets(core.tensor({tail}, "int32"), self.ngrams, self.config.hash.buckets)
+        for i, tbl in ipairs(self.hash_tables) do
+            x = x + tbl:forward(core.narrow(core.narrow(b, 1, i, 1), 3, #tail, 1):reshape({1, 1}))
+        end
+    end
+    for i, layer in ipairs(self.enc_layers) do
+        x = kvcache.block_step(layer, x, st.enc[i], t)
+        if st.pooled[i] then st.pooled[i]:append(x) end
+    end
+    st.open = st.open + 1
+    -- s[t+1]: does the next token start a patch? Then the patch ending at t is complete
+    -- (unknown, from a function scheme: a new patch, as in training)
+    if self.patcher:next_flag(st.ids, st.ents) ~= false then close_patch(self, st) end
+    -- decoder: the last complete patch is patch_of(t+1) - 1
+    local h = x
+    for i, layer in ipairs(self.dec_layers) do
+        if self.dec_cross[i] then h = self.dec_cross[i]:forward(h, st.slots) end
+        h = kvcache.block_step(layer, h, st.dec[i], t)
+    end
+    st.pos = t + 1
     return self.head:forward(self.norm:forward(h))
 end
 

@@ -4,6 +4,7 @@
 local core = require "blt.core"
 local nn = require "blt.nn"
 local ids = require "blt.ids"
+local kvcache = require "blt.kvcache"
 
 local ByteLM = nn.class("ByteLM")
 
@@ -117,6 +118,33 @@ function ByteLM:entropies(rows, segments)
         end)
     end)
 end
+
+-- ---- one position at a time (generation; blt.generate) ----
+-- state = model:start(); logits [1,1,V] = model:step(state, id) feeds the token at the
+-- next position (BOS first) and returns the prediction of the one after it; the result
+-- equals the full forward's row. model:stop(state) frees the caches. Each step runs
+-- without gradients in a scope of its own (its temporaries are freed when it returns);
+-- the caches live outside it.
+function ByteLM:start()
+    return {pos = 0, caches = kvcache.for_blocks(self.layers, self.config.dim)}
+end
+
+function ByteLM:step(state, id)
+    kvcache.ensure_all(state.caches)
+    return core.no_grad(function()
+        return core.scope(function()
+            local x = self.embed:forward(core.tensor({{id}}, "int32"))
+            for i, layer in ipairs(self.layers) do x = kvcache.block_step(layer, x, state.caches[i], state.pos) end
+            state.pos = state.pos + 1
+            return self.head:forward(self.norm:forward(x))
+        end)
+    end)
+end
+
+-- Forgets the context (reset_on_newline: the token after a newline sees only what follows).
+function ByteLM:restart(state) for _, c in ipairs(state.caches) do c:reset() end end
+
+function ByteLM:stop(state) kvcache.release_all(state.caches) end
 
 -- Matrix-multiply FLOPs per predicted byte for training (3 x forward; attention
 -- charged for the keys its window allows at sequence length T, on average).

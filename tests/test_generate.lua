@@ -1,0 +1,161 @@
+package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
+-- Generation (lua/blt/generate.lua): cached generation gives exactly the bytes of full
+-- recomputation (ByteLM; the BLT under fixed, space and entropy patching; greedy and
+-- seeded), one step equals the full forward's row, memory stays flat, bad input is
+-- refused, and the script streams, stops and exits as documented.
+local T = require "tap"
+local blt = require "blt"
+local core = require "blt.core"
+local config = require "blt.config"
+local ids = require "blt.ids"
+local BLT = require "blt.models.blt"
+local ByteLM = require "blt.models.bytelm"
+local generate = require "blt.generate"
+local patching = require "blt.patching"
+local U = require "testutil"
+
+local function tiny_blt(over)
+    local m = config.copy(BLT.defaults)
+    m.dim, m.heads, m.k, m.multiple_of = 16, 2, 2, 16
+    m.encoder.layers, m.encoder.window = 2, 8
+    m.global.dim, m.global.layers, m.global.heads, m.global.window = 32, 2, 2, 0
+    m.decoder.layers, m.decoder.window = 2, 8
+    m.cross.heads = 2
+    m.hash.ngrams, m.hash.buckets = "3,4", 64
+    for k, v in pairs(over or {}) do
+        if type(v) == "table" then for kk, vv in pairs(v) do m[k][kk] = vv end else m[k] = v end
+    end
+    return m
+end
+local em = ByteLM.new({dim = 16, layers = 1, heads = 2, multiple_of = 16, window = 16}, 3)
+local MODELS = {
+    {"ByteLM", ByteLM.new({dim = 32, layers = 2, heads = 2, multiple_of = 32, window = 8}, 3)},
+    {"BLT fixed", BLT.new(tiny_blt(), 1, {patcher = patching.patcher {scheme = "fixed", size = 3}})},
+    {"BLT space (pooling every layer)", BLT.new(tiny_blt {encoder = {cross_every_layer = true}}, 2,
+        {patcher = patching.patcher {scheme = "space"}})},
+    {"BLT entropy (reset_on_newline, k 1)", BLT.new(tiny_blt {k = 1}, 3,
+        {patcher = patching.patcher {scheme = "entropy", threshold = 5.45}, entropy_model = em, reset_on_newline = true})},
+    {"BLT entropy_delta (max_patch_len 4, global window 3)", BLT.new(tiny_blt {global = {window = 3}}, 4,
+        {patcher = patching.patcher {scheme = "entropy_delta", delta = 0.005, max_patch_len = 4}, entropy_model = em})},
+}
+
+-- ---- one step equals the full forward's row ----
+do
+    local row = ids.row("In the beginning,\nthe word: was; with 12 bytes.")
+    for _, mm in ipairs(MODELS) do
+        local name, model = mm[1], mm[2]
+        local full = core.no_grad(function() return model:forward(blt.tensor({row}, "int32")):totable()[1] end)
+        local st, worst = model:start(), 0
+        for t, id in ipairs(row) do
+            local r = model:step(st, id):totable()[1][1]
+            for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[t][v])) end
+        end
+        model:stop(st)
+        T.ok(worst < 1e-4, ("%s: each cached step equals the full forward's row (worst %.2g)"):format(name, worst))
+    end
+end
+
+-- ---- cached generation = full recomputation, 300 bytes, greedy and seeded ----
+for _, mm in ipairs(MODELS) do
+    local name, model = mm[1], mm[2]
+    for _, o in ipairs {{temperature = 0}, {temperature = 1.0, seed = 7, top_p = 0.95}} do
+        local a, ia = generate.run(model, "Then said he", 300, {temperature = o.temperature, seed = o.seed or 1,
+                                                               top_p = o.top_p or 1, cache = true, eos = false})
+        local b = generate.run(model, "Then said he", 300, {temperature = o.temperature, seed = o.seed or 1,
+                                                           top_p = o.top_p or 1, cache = false, eos = false})
+        T.ok(a == b and #a == 300, ("%s, %s: cached generation gives exactly the bytes of full recomputation (%d bytes, ended by %s)")
+             :format(name, o.temperature == 0 and "greedy" or "seeded", #a, ia.stopped))
+    end
+end
+
+-- ---- sampling rules ----
+do
+    local gen = blt.Generator(1)
+    local logits = {}
+    for v = 1, ids.VOCAB do logits[v] = -100 end
+    logits[ids.of_byte(65) + 1], logits[ids.of_byte(66) + 1], logits[ids.BOS + 1] = 5, 4, 100
+    T.is(generate.pick(logits, {temperature = 0, top_k = 0, top_p = 1}, gen), ids.of_byte(65),
+         "greedy takes the likeliest byte; BOS, pad and the reserved id are never produced")
+    local seen = {}
+    for _ = 1, 200 do seen[generate.pick(logits, {temperature = 1, top_k = 2, top_p = 1}, gen)] = true end
+    local n = 0
+    for _ in pairs(seen) do n = n + 1 end
+    T.ok(n == 2 and seen[ids.of_byte(65)] and seen[ids.of_byte(66)], "top_k = 2 keeps the two likeliest")
+    local only = true
+    for _ = 1, 200 do only = only and generate.pick(logits, {temperature = 1, top_k = 0, top_p = 0.5}, gen) == ids.of_byte(65) end
+    T.ok(only, "top_p = 0.5 keeps only the byte holding most of the mass")
+    logits[ids.EOS + 1] = 50
+    local text, info = generate.run({start = function() return {} end, stop = function() end,
+        step = function() return blt.tensor({logits}) end}, "x", 10, {temperature = 0})
+    T.ok(text == "" and info.stopped == "eos", "EOS ends the generation")
+end
+do
+    local model = MODELS[1][2]
+    local full = generate.run(model, "ab", 60, {temperature = 0})
+    local stop = full:sub(20, 22)
+    local cut, info = generate.run(model, "ab", 60, {temperature = 0, stop = stop})
+    local at = full:find(stop, 1, true)
+    T.ok(info.stopped == "stop" and cut == full:sub(1, at - 1), "stop ends at the first occurrence, which is removed")
+end
+
+-- ---- bad input ----
+do
+    local model = MODELS[1][2]
+    for _, c in ipairs {
+        {{temperature = -1}, "temperature must be a finite number >= 0"}, {{temperature = 0 / 0}, "temperature"},
+        {{top_p = 0}, "top_p must be in %(0, 1%]"}, {{top_p = 1.5}, "top_p"}, {{top_k = -1}, "top_k must be"},
+        {{top_k = 1.5}, "top_k must be"}, {{seed = 0.5}, "seed must be an integer"}, {{stop = ""}, "stop must be"},
+        {{bogus = 1}, "unknown option 'bogus'"}, {{eos = 1}, "eos must be true or false"},
+    } do
+        T.raises(function() generate.run(model, "a", 5, c[1]) end, c[2], "generate refuses " .. c[2])
+    end
+    T.raises(function() generate.run(model, "a", -1) end, "n must be an integer >= 0", "n < 0 refused")
+    T.raises(function() generate.run(model, 5, 1) end, "prompt must be a string", "a prompt that is not a string")
+end
+
+-- ---- memory stays flat: a ring of `window` positions per layer ----
+do
+    local model = ByteLM.new({dim = 32, layers = 2, heads = 2, multiple_of = 32, window = 16}, 5)
+    collectgarbage()
+    local at = {}
+    generate.run(model, "x", 5000, {temperature = 1, seed = 3, eos = false, on_byte = function()
+        at.n = (at.n or 0) + 1
+        if at.n == 500 or at.n == 5000 then collectgarbage(); at[at.n] = core.rss() end
+    end})
+    local a, b = at[500], at[5000]
+    T.ok(a and b and math.abs(b - a) <= 0.05 * a, ("RSS after 5,000 generated bytes %.1f MB, after 500 %.1f MB (within 5 %%)")
+         :format((b or 0) / 1e6, (a or 0) / 1e6))
+end
+
+-- ---- the script ----
+do
+    local dir = U.tmpdir()
+    local bin = os.getenv("BLT_BIN") or "./blt"
+    local corpus = U.corpus(dir .. "/corpus.txt", 30000)
+    local rc, out = U.sh(bin .. " experiments/train_bytelm.lua model.dim=16 model.layers=1 model.heads=2 model.multiple_of=16 "
+        .. "train.batch=2 train.seq_len=32 train.steps=3 eval.every=0 eval.final_max_bytes=128 out.plot=false out.name=m "
+        .. "data.path=" .. U.q(corpus) .. " out.dir=" .. U.q(dir))
+    T.is(rc, 0, "a tiny model to generate from", out)
+    local ck = dir .. "/m/checkpoint.h5"
+    rc, out = U.sh(bin .. " scripts/generate.lua model=" .. U.q(ck) .. " n=40 temperature=0 -- 'In the'")
+    T.ok(rc == 0 and out:find("^In the") and out:find("generate: %d+ bytes in [%d.]+ s %([%d]+ bytes/s, cached%)"),
+         "generate.lua streams the prompt and the bytes, and bytes/s on stderr", out)
+    local rc2, out2 = U.sh(bin .. " scripts/generate.lua model=" .. U.q(ck) .. " n=40 temperature=0 cache=false -- 'In the'")
+    T.ok(rc2 == 0 and out2:match("^[^\n]*") == out:match("^[^\n]*"), "cache=false prints the same bytes", out2)
+    U.write(dir .. "/bad.h5", "not a checkpoint")
+    for _, c in ipairs {
+        {"model=" .. U.q(dir .. "/none.h5") .. " x", "model = " .. dir .. "/none.h5"},
+        {"model=" .. U.q(dir .. "/bad.h5") .. " x", "bad.h5"},
+        {"model=" .. U.q(ck) .. " temperature=-1 x", "temperature = -1"},
+        {"model=" .. U.q(ck) .. " top_p=1.5 x", "top_p = 1.5"},
+        {"model=" .. U.q(ck) .. " n=-1 x", "n = -1"},
+        {"x", "give model=CKPT"},
+    } do
+        rc, out = U.sh(bin .. " scripts/generate.lua " .. c[1])
+        T.ok(rc == 2 and out:find(c[2], 1, true), ("generate.lua %s: status 2, %q"):format(c[1]:gsub(dir, "DIR"),
+             c[2]:gsub(dir, "DIR")), out)
+    end
+    U.cleanup(dir)
+end
+
+T.done()
