@@ -42,14 +42,20 @@ function entropy.newline_segments(rows)
     return seg
 end
 
--- Positions fed at once in a long row, and chunks of equal shape run together: big
--- enough that the context recomputed before each chunk stays a small share, small
--- enough that every buffer comes back from the pool (core/mem.c) instead of fresh
--- pages from the OS, which cost more than the arithmetic on them.
-entropy.CHUNK, entropy.BATCH = 2048, 8
+-- Positions fed at once in a long row (at least CHUNK, and REACH_SHARE times the
+-- context recomputed before each chunk, so that context costs at most 1/8 more), and
+-- chunks of equal shape run BATCH together: memory stays bounded for any length and
+-- its buffers come back from the pool (core/mem.c) instead of fresh pages.
+entropy.CHUNK, entropy.REACH_SHARE, entropy.BATCH = 8192, 8, 4
 
 -- Positions before a chunk that reach its entropies: each layer looks window - 1 back.
 local function reach(model) return model.config.layers * (model.config.window - 1) end
+
+-- The chunk of a long row for this model (opts.chunk when given).
+function entropy.chunk(model, opts)
+    if opts and opts.chunk then return opts.chunk end
+    return math.max(entropy.CHUNK, entropy.REACH_SHARE * reach(model))
+end
 
 -- Entropies of one long row of n positions whose ids come from row_ids(p0, p1) (row
 -- positions [p0, p1), 0-based, as a [1, p1 - p0] int32 tensor). The row is cut into
@@ -57,7 +63,7 @@ local function reach(model) return model.config.layers * (model.config.window - 
 -- model's windows can reach, so its entropies equal those of the one long row, and
 -- chunks of equal shape run `batch` at a time. Returns a float32 [n] tensor.
 local function of_long_row(model, n, row_ids, opts)
-    local chunk, batch = opts.chunk or entropy.CHUNK, opts.batch or entropy.BATCH
+    local chunk, batch = entropy.chunk(model, opts), opts.batch or entropy.BATCH
     local ctx_max = reach(model)
     local out = blt.zeros({n})
     -- chunks starting at pos, pos + chunk, ...: [pos - ctx, pos + len) fed, [pos, pos + len) kept
@@ -93,13 +99,12 @@ local function of_long_row(model, n, row_ids, opts)
 end
 
 -- float32 [B,N]: e[b][t] = entropy of the prediction made at t (tokens <= t).
--- Rows longer than opts.chunk (entropy.CHUNK) go through of_long_row one by one, so
+-- Rows longer than a chunk (entropy.chunk) go through of_long_row one by one, so
 -- any length runs in bounded, pooled memory; opts.chunk = 0 feeds them whole.
 function entropy.of_rows(model, rows, opts)
     opts = opts or {}
     local B, N = rows:size(1), rows:size(2)
-    local chunk = opts.chunk or entropy.CHUNK
-    if chunk == 0 or N <= chunk or not model.config.window then
+    if not model.config.window or opts.chunk == 0 or N <= entropy.chunk(model, opts) then
         local seg = opts.reset_on_newline and entropy.newline_segments(rows) or nil
         return model:entropies(rows, seg)
     end
