@@ -28,7 +28,7 @@ rows [BOS, seq_len bytes] as in the trainer's validation, every byte predicted o
     defaults = {model = config.OPTIONAL, seq_len = config.OPTIONAL, batch = config.OPTIONAL, max_bytes = 0},
     docs = {model = "the checkpoint (checkpoint.h5 of a run)",
             seq_len = "bytes per row (unset: the checkpoint's train.seq_len)",
-            batch = "rows per forward pass (unset: the checkpoint's eval.batch)",
+            batch = "rows per forward pass (unset: the checkpoint's eval.batch, at most 64k positions a pass)",
             max_bytes = "stop each file after about this many predicted bytes (0: all)"},
     rules = {seq_len = positive, batch = positive, max_bytes = ">= 0"},
 }
@@ -51,7 +51,8 @@ local ok, model, run = pcall(models.load, opts.model)
 if not ok then fail("model=%s: %s", opts.model, tostring(model):gsub("^blt%.models%.load: ", ""):gsub("^checkpoint%.load: ", "")) end
 local cfg = run.config or {}
 local seq_len = opts.seq_len or (cfg.train and cfg.train.seq_len) or 256
-local batch = opts.batch or (cfg.eval and cfg.eval.batch) or 8
+-- unset, the run's eval.batch, but no more rows than keep a pass at about 64k positions
+local batch = opts.batch or math.max(1, math.min((cfg.eval and cfg.eval.batch) or 8, 65536 // (seq_len + 1)))
 local kind = cfg.kind or "bytelm"
 print(("model %s: %s, step %d; rows [BOS, %d bytes], batch %d"):format(opts.model, kind, run.step or 0, seq_len, batch))
 
