@@ -164,7 +164,13 @@ if sections.inference then
         end)
     end)
     local train_rate = B * T / train_t
-    print(("training step (batch %d x %d): %.0f bytes/s"):format(B, T, train_rate))
+    -- what the arithmetic allows: a forward pass is a third of a training step's matmul
+    -- FLOPs at the same length, but a long text's queries see the whole window (512 keys)
+    -- where training rows of 256 see 128 on average
+    local train_f, fwd_f = model:flops_per_byte(T), model:flops_per_byte(65536) / 3
+    print(("training step (batch %d x %d): %.0f bytes/s (matmul FLOPs per byte: training %.1fM, forward on a long"
+           .. " text %.1fM, so at most %.1fx at equal GFLOP/s)"):format(B, T, train_rate, train_f / 1e6, fwd_f / 1e6,
+           train_f / fwd_f))
     local letters = "the quick brown fox jumps over the lazy dog. "
     for _, n in ipairs {1024, 65536, 1048576} do
         local text = letters:rep(n // #letters + 1):sub(1, n)
