@@ -550,17 +550,29 @@ blt_status blt_rope(blt_tensor **out, blt_tensor *x, int heads, double theta, bl
     int64_t hd = D / heads, half = hd / 2, trows = per_batch ? B * T : T;
     size_t cbytes = (size_t)(trows * half * 2 + 1) * sizeof(float);
     float *cs = blt_mem_alloc(cbytes);
-    if (!cs) return blt_fail(BLT_ENOMEM, "rope: out of memory");
+    double *freq = blt_mem_alloc((size_t)half * sizeof(double));
+    if (!cs || !freq) {
+        blt_mem_free(cs, cbytes);
+        blt_mem_free(freq, (size_t)half * sizeof(double));
+        return blt_fail(BLT_ENOMEM, "rope: out of memory");
+    }
+    /* the frequencies once per call, not once per row: pow cost as much as sin and cos */
+    for (int64_t i = 0; i < half; i++) freq[i] = pow(theta, -2.0 * (double)i / (double)hd);
     blt_tensor *pc = NULL;
-    if (positions && blt_contiguous(&pc, positions) != BLT_OK) { blt_mem_free(cs, cbytes); return BLT_ENOMEM; }
+    if (positions && blt_contiguous(&pc, positions) != BLT_OK) {
+        blt_mem_free(cs, cbytes);
+        blt_mem_free(freq, (size_t)half * sizeof(double));
+        return BLT_ENOMEM;
+    }
     for (int64_t r = 0; r < trows; r++) {
         double pos = pc ? (double)blt_i32(pc)[r] : (double)r;
         for (int64_t i = 0; i < half; i++) {
-            double a = pos * pow(theta, -2.0 * (double)i / (double)hd);
+            double a = pos * freq[i];
             cs[(r * half + i) * 2] = (float)cos(a);
             cs[(r * half + i) * 2 + 1] = (float)sin(a);
         }
     }
+    blt_mem_free(freq, (size_t)half * sizeof(double));
     blt_tensor_release(pc);
     blt_tensor *xc = NULL, *y = NULL;
     blt_status s = blt_contiguous(&xc, x);

@@ -1,14 +1,14 @@
--- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,patching,blt] [reps=N]
+-- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt] [reps=N]
 -- Each figure is the median of several runs (these machines are noisy) and is
 -- printed next to a reference measured in the same run.
 local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
 
-local ALL = {"matmul", "attention", "bytelm", "patching", "blt", "generation"}
+local ALL = {"matmul", "attention", "bytelm", "inference", "patching", "blt", "generation"}
 local opts = config.script {
     name = "bench", args = arg,
-    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,patching,blt] [reps=N]",
+    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt] [reps=N]",
     defaults = {sections = table.concat(ALL, ","), reps = 5},
     docs = {sections = "comma-separated benchmarks to run", reps = "timed runs per figure (the median is printed)"},
     rules = {reps = ">= 1", sections = function(v)
@@ -137,6 +137,48 @@ if sections.bytelm then
     print(("sgemm [%d x 256] x [256 x 1024] same run: %.1f GFLOP/s -> training step at %.0f%% of sgemm (goal >= 60%%)")
           :format(B * T, sgemm_gf, 100 * gf / sgemm_gf))
     print("goal: >= 5,000 bytes/s on 2 threads (PyTorch 1.13 here: 2,576)")
+end
+
+if sections.inference then
+    -- Forward-only work (entropy.of_text: the entropies of one long text) against a
+    -- training step of the same model: the demo's entropy model (docs/model.md).
+    local ByteLM = require "blt.models.bytelm"
+    local entropy = require "blt.entropy"
+    local optim = require "blt.optim"
+    local B, T = 8, 256
+    local model = ByteLM.new({dim = 192, layers = 3, heads = 4, window = 512}, 1)
+    print(("\n== ByteLM inference: d 192, 3 layers, 4 heads, window 512 (the demo's entropy model), bytes/s =="))
+    local gen = blt.Generator(7)
+    local rows = blt.zeros({B, T + 1}, "int32")
+    for b = 1, B do
+        rows:set(1, b, 1)
+        for t = 2, T + 1 do rows:set(3 + gen:integer(256), b, t) end
+    end
+    local opt = optim.AdamW(model, {lr = 1e-3})
+    local train_t = time_median(reps, function()
+        core.scope(function()
+            opt:zero_grad()
+            model:loss(rows):backward()
+            opt:clip_grad_norm(1.0)
+            opt:step()
+        end)
+    end)
+    local train_rate = B * T / train_t
+    -- what the arithmetic allows: a forward pass is a third of a training step's matmul
+    -- FLOPs at the same length, but a long text's queries see the whole window (512 keys)
+    -- where training rows of 256 see 128 on average
+    local train_f, fwd_f = model:flops_per_byte(T), model:flops_per_byte(65536) / 3
+    print(("training step (batch %d x %d): %.0f bytes/s (matmul FLOPs per byte: training %.1fM, forward on a long"
+           .. " text %.1fM, so at most %.1fx at equal GFLOP/s)"):format(B, T, train_rate, train_f / 1e6, fwd_f / 1e6,
+           train_f / fwd_f))
+    local letters = "the quick brown fox jumps over the lazy dog. "
+    for _, n in ipairs {1024, 65536, 1048576} do
+        local text = letters:rep(n // #letters + 1):sub(1, n)
+        local r = n >= 1048576 and math.min(reps, 2) or reps -- 1 MB: about a minute a run
+        local t = time_median(r, function() entropy.of_text(model, text) end)
+        print(("entropy.of_text %7d bytes: %.3f s, %.0f bytes/s = %.1fx training (goal >= 3x)"):format(n, t, n / t,
+              n / t / train_rate))
+    end
 end
 
 if sections.patching then

@@ -119,5 +119,35 @@ do
     T.ok(not hit5, "a different reset_on_newline setting is detected")
 end
 
+-- long texts and rows go through bounded chunks (with the context the windows reach);
+-- the result equals the whole row fed at once (chunk = 0)
+do
+    local line = "It was the best of times,\nit was the worst of times; "
+    local long = line:rep((entropy.chunk(loaded) + 500) // #line + 1)
+    local function worst_diff(a, b)
+        local w = 0
+        for i = 1, #a do w = math.max(w, math.abs(a[i] - b[i])) end
+        return w
+    end
+    local whole = entropy.of_text(loaded, long, {chunk = 0})
+    local default = entropy.of_text(loaded, long)
+    T.is(#default, #long + 1, "a long text (over one chunk) gives one entropy per row position")
+    T.ok(#long + 1 > entropy.chunk(loaded), "the text is longer than one chunk")
+    T.ok(worst_diff(default, whole) < 1e-5, "of_text in chunks equals the unchunked pass", worst_diff(default, whole))
+    local small = entropy.of_text(loaded, long, {chunk = 37, batch = 3})
+    T.ok(worst_diff(small, whole) < 1e-5, "odd chunk and batch sizes give the same entropies", worst_diff(small, whole))
+    local nl_whole = entropy.of_text(loaded, long, {chunk = 0, reset_on_newline = true})
+    local nl = entropy.of_text(loaded, long, {chunk = 50, reset_on_newline = true})
+    T.ok(worst_diff(nl, nl_whole) < 1e-5, "reset_on_newline in chunks equals the unchunked pass", worst_diff(nl, nl_whole))
+    T.ok(worst_diff(nl, whole) > 1e-3, "reset_on_newline changes the entropies (the check above is not vacuous)")
+    -- of_rows: several long rows at once, each chunked on its own
+    local r1, r2 = {1}, {1}
+    for i = 1, 700 do r1[#r1 + 1] = long:byte(i) + 4; r2[#r2 + 1] = long:byte(i + 5) + 4 end
+    local rows = blt.tensor({r1, r2}, "int32")
+    local a = entropy.of_rows(loaded, rows, {chunk = 0}):totable()
+    local b = entropy.of_rows(loaded, rows, {chunk = 100}):totable()
+    T.ok(worst_diff(a[1], b[1]) < 1e-5 and worst_diff(a[2], b[2]) < 1e-5, "of_rows chunks every long row alike")
+end
+
 os.execute("rm -rf " .. dir)
 T.done()
