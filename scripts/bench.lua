@@ -374,9 +374,7 @@ if sections.generation then
     big_a:release(); big_b:release()
     print(("memory bandwidth (256 MiB copy, read + write): %.1f GB/s"):format(bw / 1e9))
     local corpus = data.open()
-    local prompt = {}
-    for _, id in ipairs(corpus:ids(5001, PROMPT):totable()) do prompt[#prompt + 1] = string.char(math.max(id - 4, 32)) end
-    prompt = table.concat(prompt)
+    local prompt = require("blt.ids").text(corpus:ids(5001, PROMPT + 64):totable()):sub(1, PROMPT)
     local em = ByteLM.new({dim = 128, layers = 2, heads = 4, window = 256, multiple_of = 128}, 2)
     -- the entropy threshold: a mean patch of 4.5 on the prompt
     local pe = require("blt.entropy").of_text(em, prompt)
