@@ -22,21 +22,9 @@ local dir = U.tmpdir()
 local q, sh = U.q, U.sh
 
 -- a tiny BLT config
-local function tiny(over)
-    local m = config.copy(BLT.defaults)
-    m.dim, m.heads, m.k, m.multiple_of = 16, 2, 2, 16
-    m.encoder.layers, m.encoder.window = 1, 8
-    m.global.dim, m.global.layers, m.global.heads, m.global.window = 32, 2, 2, 0
-    m.decoder.layers, m.decoder.window = 2, 8
-    m.cross.heads = 2
-    m.hash.ngrams, m.hash.buckets = "3,4", 64
-    for k, v in pairs(over or {}) do
-        if type(v) == "table" then for kk, vv in pairs(v) do m[k][kk] = vv end else m[k] = v end
-    end
-    return m
-end
+local tiny = U.tiny_blt
 
-local entropy_model = ByteLM.new({dim = 16, layers = 1, heads = 2, multiple_of = 16, window = 16}, 3)
+local entropy_model = U.tiny_entropy_model(3)
 
 -- a row of lowercase words with spaces and punctuation (ids), length T
 local function text_row(T_, seed)

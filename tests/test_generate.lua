@@ -14,24 +14,12 @@ local generate = require "blt.generate"
 local patching = require "blt.patching"
 local U = require "testutil"
 
-local function tiny_blt(over)
-    local m = config.copy(BLT.defaults)
-    m.dim, m.heads, m.k, m.multiple_of = 16, 2, 2, 16
-    m.encoder.layers, m.encoder.window = 2, 8
-    m.global.dim, m.global.layers, m.global.heads, m.global.window = 32, 2, 2, 0
-    m.decoder.layers, m.decoder.window = 2, 8
-    m.cross.heads = 2
-    m.hash.ngrams, m.hash.buckets = "3,4", 64
-    for k, v in pairs(over or {}) do
-        if type(v) == "table" then for kk, vv in pairs(v) do m[k][kk] = vv end else m[k] = v end
-    end
-    return m
-end
-local em = ByteLM.new({dim = 16, layers = 1, heads = 2, multiple_of = 16, window = 16}, 3)
+local tiny_blt = U.tiny_blt
+local em = U.tiny_entropy_model(3)
 local MODELS = {
     {"ByteLM", ByteLM.new({dim = 32, layers = 2, heads = 2, multiple_of = 32, window = 8}, 3)},
     {"BLT fixed", BLT.new(tiny_blt(), 1, {patcher = patching.patcher {scheme = "fixed", size = 3}})},
-    {"BLT space (pooling every layer)", BLT.new(tiny_blt {encoder = {cross_every_layer = true}}, 2,
+    {"BLT space (pooling every layer)", BLT.new(tiny_blt {encoder = {cross_every_layer = true, layers = 2}}, 2,
         {patcher = patching.patcher {scheme = "space"}})},
     {"BLT entropy (reset_on_newline, k 1)", BLT.new(tiny_blt {k = 1}, 3,
         {patcher = patching.patcher {scheme = "entropy", threshold = 5.45}, entropy_model = em, reset_on_newline = true})},

@@ -47,4 +47,26 @@ function U.corpus(path, bytes)
     return path
 end
 
+-- A tiny BLT model config (d_E 16, d_G 32, 1 encoder / 2 global / 2 decoder layers,
+-- windows 8, n-grams 3 and 4 in 64 buckets); over: values to change, sections as tables.
+function U.tiny_blt(over)
+    local config = require "blt.config"
+    local m = config.copy(require("blt.models.blt").defaults)
+    m.dim, m.heads, m.k, m.multiple_of = 16, 2, 2, 16
+    m.encoder.layers, m.encoder.window = 1, 8
+    m.global.dim, m.global.layers, m.global.heads, m.global.window = 32, 2, 2, 0
+    m.decoder.layers, m.decoder.window = 2, 8
+    m.cross.heads = 2
+    m.hash.ngrams, m.hash.buckets = "3,4", 64
+    for k, v in pairs(over or {}) do
+        if type(v) == "table" then for kk, vv in pairs(v) do m[k][kk] = vv end else m[k] = v end
+    end
+    return m
+end
+
+-- A tiny ByteLM, the entropy model of the BLT tests.
+function U.tiny_entropy_model(seed)
+    return require("blt.models.bytelm").new({dim = 16, layers = 1, heads = 2, multiple_of = 16, window = 16}, seed or 3)
+end
+
 return U
