@@ -251,6 +251,9 @@ blt_status blt_attention(blt_tensor **out, blt_tensor *q, blt_tensor *k, blt_ten
     if ((opt->q_seg == NULL) != (opt->k_seg == NULL) || (opt->k_start == NULL) != (opt->k_end == NULL))
         return blt_fail(BLT_EINVAL, "attention: q_seg and k_seg (and k_start and k_end) come in pairs");
     if (Tk > INT32_MAX || Tq > INT32_MAX) return blt_fail(BLT_EINVAL, "attention: sequence too long");
+    if (opt->q_offset < 0 || opt->q_offset > Tk)
+        return blt_fail(BLT_EINVAL, "attention: q_offset %lld must be in 0..%lld (the keys)", (long long)opt->q_offset,
+                        (long long)Tk);
     int seg = opt->q_seg != NULL;
     size_t auxbytes = sizeof(float) * (size_t)(B * H * Tq) + sizeof(int32_t) * (size_t)(2 * B * Tq) +
                       (seg ? sizeof(int32_t) * (size_t)(B * (Tq + Tk)) : 0);
@@ -277,9 +280,9 @@ blt_status blt_attention(blt_tensor **out, blt_tensor *q, blt_tensor *k, blt_ten
         int sorted = 1;
         for (int64_t j = 1; seg && j < Tk; j++) sorted &= kseg[b * Tk + j - 1] <= kseg[b * Tk + j];
         for (int64_t i = 0; i < Tq; i++) {
-            int64_t l = 0, h = Tk;
-            if (opt->causal) h = i + 1 < Tk ? i + 1 : Tk;
-            if (opt->window > 0 && i - opt->window + 1 > l) l = i - opt->window + 1;
+            int64_t l = 0, h = Tk, at = opt->q_offset + i; /* the query's key position */
+            if (opt->causal) h = at + 1 < Tk ? at + 1 : Tk;
+            if (opt->window > 0 && at - opt->window + 1 > l) l = at - opt->window + 1;
             if (st) {
                 int64_t a = blt_i32(st)[b * Tq + i], e = blt_i32(en)[b * Tq + i];
                 if (a > l) l = a;

@@ -715,7 +715,8 @@ static int l_linear(lua_State *L)
 
 static int l_attention(lua_State *L)
 {
-    static const char *const keys[] = {"heads", "causal", "window", "q_seg", "k_seg", "k_start", "k_end", "scale", NULL};
+    static const char *const keys[] = {"heads", "causal", "window", "q_seg", "k_seg", "k_start", "k_end", "scale",
+                                       "q_offset", NULL};
     blt_tensor *q = bltL_check(L, 1), *k = bltL_check(L, 2), *v = bltL_check(L, 3), *y;
     if (!lua_istable(L, 4))
         return luaL_error(L, "blt.attention: argument 4 must be an option table (with heads), got %s", luaL_typename(L, 4));
@@ -727,6 +728,8 @@ static int l_attention(lua_State *L)
     lua_getfield(L, 4, "causal");
     o.causal = lua_toboolean(L, -1);
     if (lua_getfield(L, 4, "window") != LUA_TNIL) o.window = bltL_int(L, -1, "attention", "option window", INT64_MIN, INT64_MAX);
+    if (lua_getfield(L, 4, "q_offset") != LUA_TNIL)
+        o.q_offset = bltL_int(L, -1, "attention", "option q_offset", 0, INT32_MAX);
     if (lua_getfield(L, 4, "scale") != LUA_TNIL) {
         if (lua_type(L, -1) != LUA_TNUMBER)
             return luaL_error(L, "blt.attention: option scale must be a number, got %s", luaL_typename(L, -1));

@@ -72,6 +72,8 @@ typedef struct {
     blt_tensor *k_start;  /* int32 [B,Tq] with k_end: key allowed iff start <= j < end */
     blt_tensor *k_end;
     float scale;          /* 0: 1/sqrt(head_dim) */
+    int64_t q_offset;     /* query i sits at key position q_offset + i (queries that follow a
+                           * cache of earlier keys) for the causal and window masks */
 } blt_attn_opts;
 /* q [B,Tq,H*hd], k and v [B,Tk,H*hd] -> [B,Tq,H*hd]. A query that may see no key
  * gets zeros. */

@@ -105,7 +105,8 @@ function generate.run(model, prompt, n, opts)
     local state, logits
     if o.cache then
         state = model:start()
-        for _, id in ipairs(row) do logits = model:step(state, id) end
+        if model.prefill then logits = model:prefill(state, row) -- the prompt in one pass
+        else for _, id in ipairs(row) do logits = model:step(state, id) end end
         logits = logits:reshape({-1}):totable()
     else
         logits = last_logits(model, row)

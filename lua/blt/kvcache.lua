@@ -35,12 +35,15 @@ end
 
 -- Room for one more row: a growing buffer doubles (amortised O(1) per row). Call it
 -- outside blt.scope, since the new buffer must outlive the step (the steps below do).
-function Rows:ensure()
-    if self.window > 0 or self.count < self.cap then return end
-    local T = core.zeros({1, 2 * self.cap, self.dim})
+function Rows:ensure(n)
+    n = n or 1
+    if self.window > 0 or self.count + n <= self.cap then return end
+    local cap = self.cap
+    while self.count + n > cap do cap = 2 * cap end
+    local T = core.zeros({1, cap, self.dim})
     core.narrow(T, 2, 1, self.cap):copy(self.T)
     self.T:release()
-    self.T, self.cap = T, 2 * self.cap
+    self.T, self.cap = T, cap
 end
 
 function Rows:append(x)
@@ -65,7 +68,7 @@ function Cache:size() return self.k:size() end
 function Cache:reset() self.k:reset(); self.v:reset() end
 function Cache:release() self.k:release(); self.v:release() end
 function Cache:append(k, v) self.k:append(k); self.v:append(v) end
-function Cache:ensure() self.k:ensure(); self.v:ensure() end
+function Cache:ensure(n) self.k:ensure(n); self.v:ensure(n) end
 function Cache:kv() return self.k:view(), self.v:view() end
 
 -- Self-attention of one position (x [1,1,dim], already normalised) at position pos.
@@ -75,6 +78,28 @@ function kvcache.attention_step(attn, x, cache, pos)
     cache:append(core.rope(attn.wk:forward(x), attn.heads, rope), attn.wv:forward(x))
     local K, V = cache:kv()
     return attn.wo:forward(core.attention(q, K, V, {heads = attn.heads}))
+end
+
+-- Self-attention of T positions at once (x [1,T,dim], normalised) into an empty cache:
+-- the layer's own causal (and window) attention over them, whose keys and values then
+-- fill the cache (a ring keeps the last `window`). A prompt is read this way.
+function kvcache.attention_prefill(attn, x, cache, pos0)
+    if cache:size() ~= 0 then error("blt.kvcache: prefill needs an empty cache", 2) end
+    local T = x:size(2)
+    local p = {}
+    for i = 1, T do p[i] = pos0 + i - 1 end
+    local rope = {theta = attn.theta, positions = core.tensor(p, "int32")}
+    local q = core.rope(attn.wq:forward(x), attn.heads, rope)
+    local k = core.rope(attn.wk:forward(x), attn.heads, rope)
+    local v = attn.wv:forward(x)
+    local first = cache.k.window > 0 and math.max(1, T - cache.k.window + 1) or 1
+    for t = first, T do cache:append(core.narrow(k, 2, t, 1), core.narrow(v, 2, t, 1)) end
+    return attn.wo:forward(core.attention(q, k, v, attn.mask))
+end
+
+function kvcache.block_prefill(block, x, cache, pos0)
+    local h = x + kvcache.attention_prefill(block.attn, block.attn_norm:forward(x), cache, pos0)
+    return h + block.ffn:forward(block.ffn_norm:forward(h))
 end
 
 -- One pre-norm transformer block at one position: the full forward's row pos.
@@ -91,6 +116,6 @@ function kvcache.for_blocks(blocks, dim)
 end
 
 function kvcache.release_all(list) for _, c in ipairs(list) do c:release() end end
-function kvcache.ensure_all(list) for _, c in ipairs(list) do c:ensure() end end
+function kvcache.ensure_all(list, n) for _, c in ipairs(list) do c:ensure(n) end end
 
 return kvcache

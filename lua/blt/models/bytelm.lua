@@ -141,6 +141,21 @@ function ByteLM:step(state, id)
     end)
 end
 
+-- Reads a list of ids at once into fresh caches (a prompt); returns the logits [1,1,V]
+-- after the last one, as that many steps would.
+function ByteLM:prefill(state, list)
+    if state.pos ~= 0 then error("blt.models.ByteLM: prefill needs a fresh state", 2) end
+    kvcache.ensure_all(state.caches, #list)
+    return core.no_grad(function()
+        return core.scope(function()
+            local x = self.embed:forward(core.tensor({list}, "int32"))
+            for i, layer in ipairs(self.layers) do x = kvcache.block_prefill(layer, x, state.caches[i], 0) end
+            state.pos = #list
+            return self.head:forward(self.norm:forward(core.narrow(x, 2, #list, 1)))
+        end)
+    end)
+end
+
 -- Forgets the context (reset_on_newline: the token after a newline sees only what follows).
 function ByteLM:restart(state) for _, c in ipairs(state.caches) do c:reset() end end
 
