@@ -117,8 +117,6 @@ end
 
 -- ---- the model kind "blt" (blt.models): the config sections, setup and build ----
 
-local config = require "blt.config"
-
 BLT.kind = "blt"
 
 BLT.patching_defaults = {
@@ -148,9 +146,9 @@ BLT.patching_docs = {
     calib_seed = "seed of the calibration sample",
 }
 
-local ByteLM_ = require "blt.models.bytelm"
+local ByteLM = require "blt.models.bytelm"
 
-BLT.sections = {model = BLT.defaults, patching = BLT.patching_defaults, entropy = ByteLM_.defaults}
+BLT.sections = {model = BLT.defaults, patching = BLT.patching_defaults, entropy = ByteLM.defaults}
 BLT.docs = {model = BLT.model_docs, patching = BLT.patching_docs,
             entropy = {dim = "entropy model width (from patching.entropy_model; not to be set)",
                        layers = "entropy model blocks (from its checkpoint)", heads = "entropy model heads (from its checkpoint)",
@@ -182,7 +180,7 @@ end
 
 function BLT.count_params(cfg, frozen)
     local n = BLT.param_count(cfg.model)
-    if frozen and needs_entropy(cfg.patching) then n = n + ByteLM_.param_count(cfg.entropy) end
+    if frozen and needs_entropy(cfg.patching) then n = n + ByteLM.param_count(cfg.entropy) end
     return n
 end
 
@@ -224,7 +222,7 @@ function BLT.setup(cfg, corpus, log)
         error(("patching.entropy_model = %s: %s (train one with ./blt experiments/train_entropy_model.lua)")
               :format(pc.entropy_model, (tostring(em):gsub("^[^\n]-:%d+: ", ""):gsub("^entropy%.load_model: ", ""))), 0)
     end
-    for k in pairs(ByteLM_.defaults) do cfg.entropy[k] = em.config[k] end
+    for k in pairs(ByteLM.defaults) do cfg.entropy[k] = em.config[k] end
     if pc.target > 0 and pc.calibrated == 0 then
         local seq = cfg.train and cfg.train.seq_len or 256
         local rows = sample_windows(corpus, seq, pc.calib_bytes, pc.calib_seed)
@@ -255,7 +253,7 @@ function BLT.build(cfg, seed, source)
         em = source.entropy_model
         if not em then
             if not source.params then error("blt.models.blt: no entropy model to build from", 2) end
-            em = ByteLM_.new(cfg.entropy, 1)
+            em = ByteLM.new(cfg.entropy, 1)
             require("blt.models").load_into(em, source, {prefix = "entropy", strict = false, path = source.path})
         end
     end
