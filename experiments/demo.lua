@@ -16,7 +16,6 @@ local plot = require "blt.plot"
 local show = require "show_patches"
 local plot_entropy = require "plot_entropy"
 local patching = require "blt.patching"
-local tokens = require "blt.ids"
 
 local T0 = core.now()
 local TARGET = 4.5          -- bytes per patch the entropy thresholds are calibrated to
@@ -58,36 +57,17 @@ section("2/3 Patching one sentence, with the trained model as the entropy model"
 -- Loaded back from the checkpoint just written, as any later script would.
 local model = entropy.load_model(result.checkpoint)
 
--- Calibration text: CAL_BYTES of validation text in windows as long as the training rows
--- (the model never saw longer contexts), sampled across the whole split with a fixed
--- seed, so the threshold does not depend on how the split happens to begin.
+-- Calibration: CAL_BYTES of validation text in windows as long as the training rows (the
+-- model never saw longer contexts), sampled across the whole split with a fixed seed, so
+-- the threshold does not depend on how the split happens to begin (as train_blt.lua does).
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
-local info = corpus:info()
-local R = cfg.train.seq_len
-local windows = math.max(1, info.val // R)
-local pick = patching.sample_rows(windows, math.min(windows, math.max(1, CAL_BYTES // R)), 1):totable()
-local rows, ents = {}, {}
-for _, w in ipairs(pick) do
-    local cur = {}
-    local function flush()
-        if #cur >= 16 then rows[#rows + 1] = table.concat(cur) end
-        cur = {}
-    end
-    for _, id in ipairs(corpus:ids(info.train + 1 + w * R, math.min(R, info.val - w * R)):totable()) do
-        if id >= tokens.OFFSET then cur[#cur + 1] = string.char(tokens.to_byte(id)) else flush() end -- EOS: a document ends
-    end
-    flush()
-end
+local rows = corpus:sample_windows {split = "val", len = cfg.train.seq_len, bytes = CAL_BYTES, seed = 1}
 corpus:close()
-local cal_bytes = 0
-for i, r in ipairs(rows) do
-    ents[i] = entropy.of_text(model, r)
-    cal_bytes = cal_bytes + #r
-end
-local theta, theta_mean = show.calibrate(rows, ents, "entropy", TARGET)
-local delta, delta_mean = show.calibrate(rows, ents, "entropy_delta", TARGET)
-print(("Thresholds calibrated for %.1f bytes/patch on %d bytes of validation text (%d rows sampled across the split):")
-      :format(TARGET, cal_bytes, #rows))
+local ents = model:entropies(rows)
+local theta, theta_mean = patching.calibrate {scheme = "entropy", target = TARGET, rows = rows, entropies = ents}
+local delta, delta_mean = patching.calibrate {scheme = "entropy_delta", target = TARGET, rows = rows, entropies = ents}
+print(("Thresholds calibrated for %.1f bytes/patch on %d bytes of validation text (%d windows sampled across the split):")
+      :format(TARGET, rows:size(1) * (rows:size(2) - 1), rows:size(1)))
 print(("  entropy:       global threshold  %.4f nats (mean %.2f bytes/patch there)"):format(theta, theta_mean))
 print(("  entropy_delta: entropy increase  %.4f nats (mean %.2f bytes/patch there)"):format(delta, delta_mean))
 
@@ -107,7 +87,7 @@ local schemes = {
 for _, s in ipairs(schemes) do
     local name, opts, rule = s[1], s[2], s[3]
     local lengths = show.lengths(SENTENCE, opts)
-    local st = require("blt.patching").stats {lengths}
+    local st = patching.stats {lengths}
     print()
     print(("  %s: %s"):format(name, rule))
     print("    " .. show.render(SENTENCE, lengths, {color = color}))

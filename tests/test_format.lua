@@ -48,12 +48,7 @@ T.ok(#rows >= 15, "the layout table is found (" .. #rows .. " rows)")
 T.ok(#header == 5, "the checksum header table is found (" .. #header .. " rows)")
 
 -- ---- a real checkpoint ----
-writefile(P("corpus.txt"), ("In the beginning was the word, and the word was with God. "):rep(600))
-local ok, out = sh(table.concat({BIN, "experiments/train_bytelm.lua", "model.dim=32", "model.layers=2", "model.heads=2",
-    "model.multiple_of=32", "model.window=32", "train.batch=2", "train.seq_len=32", "train.steps=2", "train.warmup=1",
-    "train.threads=1", "eval.every=0", "eval.final_max_bytes=128", "out.checkpoint_every=0", "out.plot=false",
-    "train.log_every=1", "data.path=" .. P("corpus.txt"), "out.dir=" .. DIR, "out.name=run"}, " "))
-local ck = P("run/checkpoint.h5")
+local ck, ok, out = U.tiny_run(DIR, BIN)
 if not ok or not ck or not readfile(ck) then
     T.ok(false, "a short training run writes a checkpoint", out)
     T.done()

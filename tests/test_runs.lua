@@ -342,6 +342,27 @@ do
     T.ok(table.concat(patching.sample_rows(1000, 50, 4):totable(), ",") ~= table.concat(a, ","), "another seed, another sample")
     T.is(table.concat(patching.sample_rows(5, 5, 1):totable(), ","), "0,1,2,3,4", "k = n takes every row")
     T.raises(function() patching.sample_rows(5, 6, 1) end, "k must be an integer in 1..5", "k > n refused")
+    local c = require("blt.data").open(corpus, {val_fraction = 0.1})
+    local info = c:info()
+    local w = c:sample_windows {split = "val", len = 64, bytes = 640, seed = 2}
+    T.is(table.concat(w:shape(), ","), "10,65", "sample_windows: bytes // len windows of [BOS, len ids]")
+    local val = c:ids(info.train + 1, info.val):totable()
+    local inside = true
+    for _, r in ipairs(w:totable()) do
+        local found = false
+        for start = 1, #val - 63, 64 do -- a window is an aligned slice of the split
+            local same = r[1] == 1
+            for j = 1, 64 do same = same and r[j + 1] == val[start + j - 1] end
+            found = found or same
+        end
+        inside = inside and found
+    end
+    T.ok(inside, "every window is a slice of the validation split")
+    T.is(core.hash_tensor(w), core.hash_tensor(c:sample_windows {split = "val", len = 64, bytes = 640, seed = 2}),
+         "the same seed draws the same windows")
+    T.raises(function() c:sample_windows {split = "test", len = 4, bytes = 8} end, "split must be 'train' or 'val'",
+             "an unknown split is refused")
+    c:close()
 end
 
 -- ---- 12. every double in a config round-trips through config.json ----

@@ -47,6 +47,19 @@ function U.corpus(path, bytes)
     return path
 end
 
+-- A real checkpoint: two steps of the ByteLM trainer (d 32, 2 layers) on a small corpus,
+-- in dir/run/. Returns the checkpoint's path, whether the run succeeded, and its output.
+function U.tiny_run(dir, bin)
+    U.write(dir .. "/corpus.txt", ("In the beginning was the word, and the word was with God. "):rep(600))
+    local rc, out = U.sh(table.concat({bin or os.getenv("BLT_BIN") or "./blt", "experiments/train_bytelm.lua",
+        "model.dim=32", "model.layers=2", "model.heads=2", "model.multiple_of=32", "model.window=32", "train.batch=2",
+        "train.seq_len=32", "train.steps=2", "train.warmup=1", "train.threads=1", "eval.every=0",
+        "eval.final_max_bytes=128", "out.checkpoint_every=0", "out.plot=false", "train.log_every=1",
+        "data.path=" .. U.q(dir .. "/corpus.txt"), "out.dir=" .. U.q(dir), "out.name=run"}, " "))
+    local ck = dir .. "/run/checkpoint.h5"
+    return ck, rc == 0 and U.read(ck) ~= nil, out
+end
+
 -- A tiny BLT model config (d_E 16, d_G 32, 1 encoder / 2 global / 2 decoder layers,
 -- windows 8, n-grams 3 and 4 in 64 buckets); over: values to change, sections as tables.
 function U.tiny_blt(over)

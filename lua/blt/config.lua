@@ -369,15 +369,6 @@ function config.flat(cfg)
     return out
 end
 
--- The keys whose values differ between two configs of the same defaults (sorted).
-function config.diff(a, b, defaults)
-    local out = {}
-    for _, p in ipairs(paths(defaults)) do
-        if config.get(a, p) ~= config.get(b, p) then out[#out + 1] = p end
-    end
-    return out
-end
-
 -- A script's command line in one call: parses, prints --help (usage, then every key)
 -- and returns nil, or returns cfg, flags. A bad argument or value is printed as
 -- "<name>: <message>" and the process exits with status 2.

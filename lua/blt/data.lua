@@ -119,6 +119,30 @@ function Corpus:document(i) return core.data_document(self._c, i) end
 -- int32 tensor [n] of stream ids from position first (1-based)
 function Corpus:ids(first, n) return core.data_ids(self._c, first, n) end
 -- Unmaps the files now (the collector would do it later); the corpus is unusable after.
+-- Windows of the stream sampled across a whole split, for calibration: int32
+-- [k, len + 1] rows [BOS, len ids], k = bytes // len windows (at least 1) picked without
+-- replacement by a seeded generator (patching.sample_rows), in stream order.
+--   corpus:sample_windows{split = "train" | "val", len = 256, bytes = 65536, seed = 1}
+function Corpus:sample_windows(opts)
+    check_opts("sample_windows", opts, {"split", "len", "bytes", "seed"})
+    local split = opts.split or "train"
+    if split ~= "train" and split ~= "val" then fail("sample_windows", "split must be 'train' or 'val', got %s", tostring(split)) end
+    local len, bytes = int_opt("sample_windows", opts, "len", 1), int_opt("sample_windows", opts, "bytes", 1)
+    local seed = int_opt("sample_windows", opts, "seed", 0, 1)
+    local info = self:info()
+    local first, n = 1, info.train
+    if split == "val" then first, n = info.train + 1, info.val end
+    if n < len then fail("sample_windows", "the %s split holds %d ids, fewer than one window of %d", split, n, len) end
+    local count = n // len
+    local pick = require("blt.patching").sample_rows(count, math.max(1, math.min(count, bytes // len)), seed)
+    local bos = core.full({1}, tokens.BOS, "int32")
+    local rows = {}
+    for i, w in ipairs(pick:totable()) do
+        rows[i] = core.concat({bos, self:ids(first + w * len, len)}, 1):reshape({1, len + 1})
+    end
+    return core.concat(rows, 1)
+end
+
 function Corpus:close() core.data_close(self._c) end
 function Corpus:is_open() return core.data_is_open(self._c) end
 Corpus.__close = Corpus.close

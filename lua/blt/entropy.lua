@@ -9,7 +9,6 @@ local blt = require "blt"
 local core = require "blt.core"
 local ByteLM = require "blt.models.bytelm"
 local checkpoint = require "blt.checkpoint"
-local config = require "blt.config"
 local tokens = require "blt.ids"
 
 local entropy = {}

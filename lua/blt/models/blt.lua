@@ -165,7 +165,6 @@ BLT.rules = {
 for k, v in pairs(BLT.model_rules) do BLT.rules["model." .. k] = v end
 
 local function needs_entropy(pc) return pc.scheme == "entropy" or pc.scheme == "entropy_delta" end
-BLT.needs_entropy = needs_entropy
 
 function BLT.check(cfg)
     BLT.check_config(cfg.model)
@@ -196,19 +195,6 @@ local function patcher_of(pc, entropy_model)
     return patching.patcher(o)
 end
 
--- Windows of `len` ids sampled across the training split (seeded): int32 [n, len + 1] rows [BOS, ids].
-local function sample_windows(corpus, len, bytes, seed)
-    local patching = require "blt.patching"
-    local info = corpus:info()
-    local count = math.max(1, info.train // len)
-    local k = math.max(1, math.min(count, bytes // len))
-    local rows = {}
-    for i, w in ipairs(patching.sample_rows(count, k, seed):totable()) do
-        rows[i] = core.concat({core.ones({1}, "int32"), corpus:ids(w * len + 1, len)}, 1):reshape({1, len + 1})
-    end
-    return core.concat(rows, 1)
-end
-
 -- Before a new run builds its model: loads the entropy model (its config goes into
 -- cfg.entropy) and calibrates the threshold to the target patch size on a seeded
 -- sample of training windows (cfg.patching.threshold or .delta, and .calibrated).
@@ -225,7 +211,7 @@ function BLT.setup(cfg, corpus, log)
     for k in pairs(ByteLM.defaults) do cfg.entropy[k] = em.config[k] end
     if pc.target > 0 and pc.calibrated == 0 then
         local seq = cfg.train and cfg.train.seq_len or 256
-        local rows = sample_windows(corpus, seq, pc.calib_bytes, pc.calib_seed)
+        local rows = corpus:sample_windows {split = "train", len = seq, bytes = pc.calib_bytes, seed = pc.calib_seed}
         local ents = core.no_grad(function()
             local seg = pc.reset_on_newline and entropy.newline_segments(rows) or nil
             return em:entropies(rows, seg)
@@ -422,7 +408,7 @@ end
 -- live outside it.
 function BLT:start()
     local m, d = self.config, self.config.dim
-    local st = {pos = 0, ids = {}, ents = self.patcher.needs_entropy and {} or nil, lengths = {}, open = 0,
+    local st = {pos = 0, ids = {}, ents = self.patcher.needs_entropy and {} or nil,
                 enc = kvcache.for_blocks(self.enc_layers, d), glob = kvcache.for_blocks(self.glob_layers, m.global.dim),
                 dec = kvcache.for_blocks(self.dec_layers, d), pooled = {}, gpos = 0,
                 slots = core.zeros({1, m.k, d})}
@@ -462,8 +448,6 @@ local function close_patch(self, st)
     for l, layer in ipairs(self.glob_layers) do g = kvcache.block_step(layer, g, st.glob[l], st.gpos) end
     st.gpos = st.gpos + 1
     st.slots:copy(self.patch_proj:forward(g):reshape({1, k, d}))
-    st.lengths[#st.lengths + 1] = st.open
-    st.open = 0
 end
 
 function BLT:step(st, id)
@@ -493,7 +477,6 @@ function BLT:_step(st, id)
         x = kvcache.block_step(layer, x, st.enc[i], t)
         if st.pooled[i] then st.pooled[i]:append(x) end
     end
-    st.open = st.open + 1
     -- s[t+1]: does the next token start a patch? Then the patch ending at t is complete
     -- (unknown, from a function scheme: a new patch, as in training)
     if self.patcher:next_flag(st.ids, st.ents) ~= false then close_patch(self, st) end

@@ -58,6 +58,13 @@ end
 -- The one loader of parameters (checkpoint.load_into), here too for convenience.
 function models.load_into(model, run, opts) return require("blt.checkpoint").load_into(model, run, opts) end
 
+-- The sections of a run's config that describe the model (the kind's sections).
+local function model_part(cfg, M)
+    local out = {kind = cfg.kind}
+    for k in pairs(M.sections) do out[k] = cfg[k] end
+    return out
+end
+
 -- Rebuilds whatever model a checkpoint holds. Returns model, the loaded checkpoint.
 function models.load(path)
     local checkpoint = require "blt.checkpoint"
@@ -68,7 +75,7 @@ function models.load(path)
     local M = models.get(kind)
     local defaults = config.copy(M.sections)
     defaults.kind = kind
-    local okm, merged = pcall(config.merge, defaults, models.model_part(cfg, M), path)
+    local okm, merged = pcall(config.merge, defaults, model_part(cfg, M), path)
     if not okm then error(("blt.models.load: %s"):format(merged), 2) end
     local okc, err = pcall(M.check, merged)
     if not okc then error(("blt.models.load: %s: %s"):format(path, err), 2) end
@@ -83,13 +90,6 @@ function models.load(path)
     models.load_into(model, run, {path = path})
     model.source_path = path
     return model, run
-end
-
--- The sections of a run's config that describe the model (the kind's sections).
-function models.model_part(cfg, M)
-    local out = {kind = cfg.kind}
-    for k in pairs(M.sections) do out[k] = cfg[k] end
-    return out
 end
 
 return models
