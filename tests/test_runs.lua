@@ -52,6 +52,8 @@ local function result_of(run) return json.decode(assert(read(dir .. "/" .. run .
 local rc, out = train_cmd("")
 T.is(rc, 0, "a first run finishes with status 0", out)
 T.ok(out:find("run folder " .. dir .. "/bytelm-7", 1, true), "it takes <script>-<seed>", out)
+T.ok(out:find("*steps=12", 1, true) and out:find("train:.*lr=0.003") and out:find("*seed=7", 1, true)
+     and out:find("model:.*window=32"), "the full config is printed at the start, keys set on the command line marked", out)
 local first = hashes("bytelm-7")
 rc, out = train_cmd("")
 T.ok(rc == 0 and out:find("run folder " .. dir .. "/bytelm-7.2", 1, true), "a second run with the same seed takes <script>-<seed>.2", out)

@@ -369,6 +369,41 @@ function config.flat(cfg)
     return out
 end
 
+-- The whole resolved config as text, one line per section, keys sorted, wrapped at
+-- width (default 100); keys in `given` (flags.given) are marked with '*'. Training
+-- runs print it at their start, so a log always says exactly what ran.
+function config.describe(cfg, given, width)
+    width = width or 100
+    given = given or {}
+    local sections, top = {}, {}
+    for _, kv in ipairs(config.flat(cfg)) do
+        local path, v = kv:match("^([^=]*)=(.*)$")
+        local section, rest = path:match("^([^.]+)%.(.+)$")
+        local item = (given[path] and "*" or "") .. (rest or path) .. "=" .. v
+        if section then
+            if not sections[section] then sections[section] = {}; sections[#sections + 1] = section end
+            table.insert(sections[section], item)
+        else
+            top[#top + 1] = item
+        end
+    end
+    local lines = {}
+    local function emit(head, items)
+        local line = head
+        for _, it in ipairs(items) do
+            if #line + #it + 1 > width and line ~= head then
+                lines[#lines + 1] = line
+                line = (" "):rep(#head)
+            end
+            line = line .. " " .. it
+        end
+        lines[#lines + 1] = line
+    end
+    if #top > 0 then lines[1] = "  " .. table.concat(top, " ") end
+    for _, s in ipairs(sections) do emit("  " .. s .. ":", sections[s]) end
+    return table.concat(lines, "\n")
+end
+
 -- A script's command line in one call: parses, prints --help (usage, then every key)
 -- and returns nil, or returns cfg, flags. A bad argument or value is printed as
 -- "<name>: <message>" and the process exits with status 2.

@@ -623,6 +623,8 @@ local function run_inner(spec)
     local info = corpus:info()
     io.stderr:write(("%s: %d parameters, %d threads; corpus %s: %d train / %d validation ids\n")
         :format(spec.name, run.model:num_params(), core.threads(), table.concat(corpus.paths, ", "), info.train, info.val))
+    io.stderr:write(("%s: config (* = set on the command line; all of it is in %s/config.json):\n%s\n")
+        :format(spec.name, dir, config.describe(cfg, flags.given)))
     io.stderr:write(("%s: run folder %s%s; schedule %s\n"):format(spec.name, dir,
         flags.fork and (" (forked from " .. flags.resume .. " at step " .. run.step .. ")")
         or flags.resume and (" (resumed at step " .. run.step .. ")") or "", describe_schedule(t)))
