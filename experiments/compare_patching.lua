@@ -1,0 +1,145 @@
+-- Patching schemes side by side at one training-FLOP budget: one BLT per scheme
+-- (fixed, space, entropy, entropy_delta), the ByteLM baseline and the BPE token
+-- baseline, on the same data with the same seeds.
+--
+--   ./blt experiments/compare_patching.lua                      budget=small (under 30 min on 2 cores)
+--   ./blt experiments/compare_patching.lua budget=smoke         under a minute (what the tests run)
+--   ./blt experiments/compare_patching.lua budget=full seeds=1,2,3
+--   ./blt experiments/compare_patching.lua schemes=entropy,space target=6 args.blt="model.global.dim=384"
+--
+-- The budget fixes the model configs, the batch and a FLOP budget: the training
+-- FLOPs of the entropy BLT over budget_steps steps (docs/flops.md, at the target patch
+-- size). Every model trains for the steps that spend that budget at its own training
+-- FLOPs per byte (at its expected mean patch: the target for fixed and the entropy
+-- schemes, the measured mean of space patches, the measured bytes per token of BPE).
+-- Thresholds are calibrated to the target patch size; fixed patches are round(target)
+-- bytes. A small entropy model is trained first (one per sweep, seed 1).
+--
+-- Output in out (default runs/compare-<budget>): one run folder per point (resumable:
+-- a finished point is never recomputed, an interrupted one resumes from its
+-- checkpoint), results.h5 (every point and the per-scheme summary), compare.png
+-- (validation bits per byte against training FLOPs, one curve per scheme) and
+-- patches.png (patch-size histograms of the BLT schemes).
+local config = require "blt.config"
+local core = require "blt.core"
+local data = require "blt.data"
+local flops = require "blt.flops"
+local models = require "blt.models"
+local patching = require "blt.patching"
+local sweep = require "blt.sweep"
+local experiment = require "blt.experiment"
+
+local ALL = {"fixed", "space", "entropy", "entropy_delta", "bytelm", "bpe"}
+
+local cfg = config.script {
+    name = "compare_patching", args = arg,
+    usage = "usage: ./blt experiments/compare_patching.lua [budget=smoke|small|full] [seeds=1,2] [key=value ...]",
+    defaults = {
+        budget = "small",
+        seeds = "1",
+        schemes = table.concat(ALL, ","),
+        target = 4.0,
+        budget_steps = 0,
+        out = config.OPTIONAL,
+        data = {path = config.OPTIONAL, val_fraction = 0.1},
+        args = {all = "", blt = "", bytelm = "", bpe = "", entropy = ""},
+        plot = true,
+    },
+    docs = {
+        budget = "model sizes, batch and FLOP budget: smoke (tests, <1 min), small (<30 min on 2 cores), full",
+        seeds = "comma-separated seeds; each point is trained once per seed and the spread reported",
+        schemes = "comma-separated: " .. table.concat(ALL, ", "),
+        target = "mean bytes per patch the entropy thresholds are calibrated to (fixed: round(target))",
+        budget_steps = "steps of the entropy BLT that define the FLOP budget (0: the budget's own)",
+        out = "sweep folder (unset: runs/compare-<budget>)",
+        data = {path = "corpus file or folder (unset: the default corpus)", val_fraction = "held-out fraction"},
+        args = {all = "extra key=value words for every training run",
+                blt = "extra key=value words for the BLT runs (e.g. model.global.dim=384)",
+                bytelm = "extra key=value words for the ByteLM run", bpe = "extra key=value words for the BPE run",
+                entropy = "extra key=value words for the entropy model's run"},
+        plot = "write compare.png and patches.png",
+    },
+    rules = {
+        budget = {"smoke", "small", "full"},
+        seeds = experiment.seed_list_rule,
+        schemes = experiment.list_rule(ALL),
+        target = "[1, 64]", budget_steps = ">= 0",
+        ["data.path"] = "readable", ["data.val_fraction"] = "(0, 1)",
+    },
+}
+if not cfg then return end
+
+local P = experiment.preset(cfg.budget)
+local out = cfg.out or ("runs/compare-" .. cfg.budget)
+local seeds = experiment.ints(cfg.seeds)
+local schemes = experiment.words(cfg.schemes)
+local T0 = core.now()
+io.stderr:write(("compare_patching: config:\n%s\n"):format(config.describe(cfg)))
+
+local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
+local s = sweep.new {dir = out, name = "compare_patching"}
+local common = experiment.common_args(P, cfg)
+
+-- ---- the entropy model (needed by the entropy schemes) ----
+local need_entropy = false
+for _, sc in ipairs(schemes) do need_entropy = need_entropy or sc == "entropy" or sc == "entropy_delta" end
+local ent
+if need_entropy then ent = experiment.entropy_model(s, P, cfg, common) end
+
+-- ---- the budget: the entropy BLT's training FLOPs over budget_steps ----
+local ref_steps = cfg.budget_steps > 0 and cfg.budget_steps or P.steps
+local bytes_per_step = P.batch * P.seq_len
+local ref_cfg = {kind = "blt", model = P.blt, patching = {scheme = "entropy"}, entropy = P.entropy.model}
+local budget = ref_steps * bytes_per_step * flops.of(ref_cfg, {seq_len = P.seq_len + 1, mean_patch = cfg.target}).training.total
+print(("compare_patching: budget %s: %.3g training FLOPs (the entropy BLT at %.1f bytes/patch over %d steps of %d x %d bytes)")
+      :format(cfg.budget, budget, cfg.target, ref_steps, P.batch, P.seq_len))
+
+-- ---- one point per scheme and seed ----
+local points = {}
+for _, scheme in ipairs(schemes) do
+    local spec = experiment.model_point(scheme, P, corpus, ent, {target = cfg.target})
+    if spec.skip then
+        io.stderr:write(("compare_patching: %s skipped: %s\n"):format(scheme, spec.skip))
+    else
+        local steps = math.max(1, math.floor(budget / (spec.train_fpb * bytes_per_step) + 0.5))
+        spec.steps = steps
+        for _, seed in ipairs(seeds) do
+            local args = experiment.run_args(common, spec, steps, seed, P)
+            points[#points + 1] = {scheme = scheme, seed = seed, spec = spec,
+                                   point = {id = ("%s-s%d"):format(scheme, seed), script = spec.script, args = args,
+                                            extra = experiment.extra(cfg, spec.family)}}
+        end
+    end
+end
+
+local records = {}
+for i, pt in ipairs(points) do
+    io.stderr:write(("compare_patching: point %d/%d: %s, seed %d, %d steps\n"):format(i, #points, pt.scheme, pt.seed, pt.spec.steps))
+    local r = s:run(pt.point)
+    r.scheme, r.seed, r.spec = pt.scheme, pt.seed, pt.spec
+    experiment.measure(r, P)
+    records[#records + 1] = r
+end
+corpus:close()
+
+-- ---- the table: one row per scheme, the spread over seeds ----
+local rows = experiment.summarize(records, schemes)
+print()
+print(("Patching schemes at one training budget (%s: %.3g FLOPs; %d x %d bytes per step; seeds %s)")
+      :format(cfg.budget, budget, P.batch, P.seq_len, cfg.seeds))
+print(sweep.table(rows, experiment.TABLE))
+print("patch: mean bytes per patch (BPE: per token; ByteLM: 1); FLOPs per byte in millions (docs/flops.md);")
+print("val bpb: validation bits per byte over the same bytes for every model (mean over seeds; ± half the range)")
+
+local h5 = out .. "/results.h5"
+experiment.write_results(h5, records, rows, {experiment = "compare_patching", budget = cfg.budget,
+    budget_flops = budget, seeds = cfg.seeds, target = cfg.target, batch = P.batch, seq_len = P.seq_len})
+print(("compare_patching: results in %s"):format(h5))
+if cfg.plot then
+    local png = experiment.plot_curves(out .. "/compare.png", records,
+        ("Patching schemes at %.2g training FLOPs (%s budget)"):format(budget, cfg.budget))
+    if png then print("compare_patching: plot " .. png) end
+    local hist = experiment.plot_patch_histograms(out .. "/patches.png", records, cfg)
+    if hist then print("compare_patching: plot " .. hist) end
+end
+print(("%s; %.0f s in all"):format(s:summary(), core.now() - T0))

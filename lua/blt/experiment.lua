@@ -1,0 +1,544 @@
+-- blt.experiment: what compare_patching.lua and scaling.lua share: the budgets (model
+-- sizes, batch, steps), the point of each scheme (its training script, config and
+-- expected FLOPs per byte), the measures read back from a finished run, the results
+-- file and the plots.
+--
+-- A scheme is one of the BLT patching schemes (fixed, space, entropy, entropy_delta),
+-- "bytelm" (the plain byte-level transformer) or "bpe" (the token baseline, kind
+-- bpe_lm). Every point is an ordinary training run (blt.sweep).
+local core = require "blt.core"
+local flops = require "blt.flops"
+local models = require "blt.models"
+local patching = require "blt.patching"
+local sweep = require "blt.sweep"
+local ids = require "blt.ids"
+
+local experiment = {}
+
+local BLT_SCHEMES = {fixed = true, space = true, entropy = true, entropy_delta = true}
+experiment.BLT_SCHEMES = BLT_SCHEMES
+
+-- ---- budgets ----
+-- steps: the reference run (the entropy BLT) whose training FLOPs are the budget;
+-- evals: validation points along each run; eval_bytes: bytes per periodic validation;
+-- final_bytes: bytes of the final validation (0: the whole split), the same for every
+-- model; calib_bytes: training bytes sampled for calibration and mean-patch estimates.
+local PRESETS = {
+    smoke = {
+        batch = 4, seq_len = 64, steps = 12, evals = 2, eval_bytes = 1024, final_bytes = 4096, calib_bytes = 4096,
+        entropy = {steps = 30, model = {dim = 32, layers = 1, heads = 2, window = 64, multiple_of = 32}},
+        blt = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 64},
+               global = {dim = 64, layers = 1, heads = 2}, decoder = {layers = 1, window = 64}, cross = {heads = 2},
+               hash = {ngrams = "3,4,5", buckets = 256}},
+        bytelm = {dim = 48, layers = 1, heads = 2, window = 64, multiple_of = 32},
+        bpe = {model = {dim = 64, layers = 1, heads = 2, window = 64, multiple_of = 32},
+               bpe = {vocab = 320, train_bytes = 65536}},
+    },
+    small = {
+        batch = 16, seq_len = 256, steps = 200, evals = 4, eval_bytes = 32768, final_bytes = 0, calib_bytes = 65536,
+        entropy = {steps = 200, model = {dim = 128, layers = 2, heads = 4, window = 256, multiple_of = 128}},
+        blt = {dim = 128, heads = 4, k = 2, multiple_of = 128, encoder = {layers = 1, window = 128},
+               global = {dim = 256, layers = 4, heads = 4}, decoder = {layers = 2, window = 128}, cross = {heads = 4},
+               hash = {ngrams = "3,4,5,6,7,8", buckets = 4096}},
+        bytelm = {dim = 192, layers = 3, heads = 4, window = 256, multiple_of = 128},
+        bpe = {model = {dim = 256, layers = 4, heads = 4, window = 256, multiple_of = 128},
+               bpe = {vocab = 4096, train_bytes = 0}},
+    },
+    full = {
+        batch = 32, seq_len = 512, steps = 2000, evals = 10, eval_bytes = 65536, final_bytes = 0, calib_bytes = 262144,
+        entropy = {steps = 1000, model = {dim = 256, layers = 4, heads = 4, window = 512, multiple_of = 256}},
+        blt = {dim = 256, heads = 4, k = 2, multiple_of = 256, encoder = {layers = 1, window = 256},
+               global = {dim = 512, layers = 8, heads = 8}, decoder = {layers = 3, window = 256}, cross = {heads = 4},
+               hash = {ngrams = "3,4,5,6,7,8", buckets = 16384}},
+        bytelm = {dim = 384, layers = 6, heads = 6, window = 512, multiple_of = 256},
+        bpe = {model = {dim = 512, layers = 8, heads = 8, window = 512, multiple_of = 256},
+               bpe = {vocab = 8192, train_bytes = 0}},
+    },
+}
+
+local function deep_copy(t)
+    if type(t) ~= "table" then return t end
+    local o = {}
+    for k, v in pairs(t) do o[k] = deep_copy(v) end
+    return o
+end
+
+function experiment.preset(name)
+    local p = PRESETS[name]
+    if not p then error(("blt.experiment: unknown budget '%s' (smoke, small, full)"):format(tostring(name)), 2) end
+    p = deep_copy(p)
+    p.name = name
+    return p
+end
+
+-- The budgets of scaling.lua: the fixed parts (local model, batch, rows, baselines'
+-- vocabulary) and the list of model sizes (global width x depth; the baselines take
+-- the same width and depth); bytes_per_param: the compute-optimal data ratio;
+-- infer_size: the reference size of the fixed-inference study, overtrain: how many
+-- times its compute-optimal steps those models train.
+local SCALING = {
+    smoke = {
+        batch = 4, seq_len = 64, evals = 2, eval_bytes = 1024, final_bytes = 4096, calib_bytes = 4096,
+        sizes = "32x1,64x1", bytes_per_param = 0.05, infer_size = "64x1", overtrain = 2,
+        entropy = PRESETS.smoke.entropy, blt = PRESETS.smoke.blt,
+        bytelm = {window = 64, multiple_of = 32}, bpe = {model = {window = 64, multiple_of = 32}, bpe = PRESETS.smoke.bpe.bpe},
+    },
+    small = {
+        batch = 8, seq_len = 128, evals = 4, eval_bytes = 16384, final_bytes = 131072, calib_bytes = 65536,
+        sizes = "64x2,96x2,128x3,192x3", bytes_per_param = 1, infer_size = "128x3", overtrain = 3,
+        entropy = PRESETS.small.entropy,
+        blt = {dim = 64, heads = 2, k = 2, multiple_of = 64, encoder = {layers = 1, window = 128},
+               global = {dim = 128, layers = 2, heads = 4}, decoder = {layers = 1, window = 128}, cross = {heads = 2},
+               hash = {ngrams = "3,4,5,6", buckets = 2048}},
+        bytelm = {window = 128, multiple_of = 64}, bpe = {model = {window = 128, multiple_of = 64}, bpe = {vocab = 2048, train_bytes = 0}},
+    },
+    full = {
+        batch = 16, seq_len = 512, evals = 8, eval_bytes = 65536, final_bytes = 0, calib_bytes = 262144,
+        sizes = "128x2,192x3,256x4,384x6,512x8", bytes_per_param = 20, infer_size = "256x4", overtrain = 4,
+        entropy = PRESETS.full.entropy, blt = PRESETS.full.blt,
+        bytelm = {window = 512, multiple_of = 256}, bpe = {model = {window = 512, multiple_of = 256}, bpe = PRESETS.full.bpe.bpe},
+    },
+}
+
+function experiment.scaling_preset(name)
+    local p = SCALING[name]
+    if not p then error(("blt.experiment: unknown budget '%s' (smoke, small, full)"):format(tostring(name)), 2) end
+    p = deep_copy(p)
+    p.name = name
+    return p
+end
+
+-- ---- config rules and lists ----
+
+function experiment.words(s)
+    local out = {}
+    for w in tostring(s):gmatch("[^,%s]+") do out[#out + 1] = w end
+    return out
+end
+
+function experiment.ints(s)
+    local out = {}
+    for _, w in ipairs(experiment.words(s)) do out[#out + 1] = math.tointeger(tonumber(w)) end
+    return out
+end
+
+function experiment.seed_list_rule(v)
+    local ws = experiment.words(v)
+    if #ws == 0 then return "must list at least one seed, like 1,2" end
+    for _, w in ipairs(ws) do
+        local x = math.tointeger(tonumber(w))
+        if not x or x < 0 then return ("has '%s': each seed must be an integer >= 0"):format(w) end
+    end
+end
+
+-- A rule: a comma-separated list of allowed words, at least one, no repeats.
+function experiment.list_rule(allowed)
+    local ok = {}
+    for _, a in ipairs(allowed) do ok[a] = true end
+    return function(v)
+        local ws, seen = experiment.words(v), {}
+        if #ws == 0 then return "must list at least one of " .. table.concat(allowed, ", ") end
+        for _, w in ipairs(ws) do
+            if not ok[w] then return ("has '%s' (known: %s)"):format(w, table.concat(allowed, ", ")) end
+            if seen[w] then return ("lists '%s' twice"):format(w) end
+            seen[w] = true
+        end
+    end
+end
+
+-- ---- points ----
+
+-- Flat key=value args of a nested table under a prefix ("model" -> model.global.dim = ...).
+local function flat(prefix, t, out)
+    out = out or {}
+    for k, v in pairs(t) do
+        local key = prefix .. "." .. k
+        if type(v) == "table" then flat(key, v, out) else out[key] = v end
+    end
+    return out
+end
+experiment.flat = flat
+
+-- Args every run of a sweep shares: batch, rows, data, validation bytes.
+function experiment.common_args(P, cfg)
+    local a = {["train.batch"] = P.batch, ["train.seq_len"] = P.seq_len,
+               ["data.val_fraction"] = cfg.data.val_fraction,
+               ["eval.max_bytes"] = P.eval_bytes, ["eval.final_max_bytes"] = P.final_bytes,
+               ["out.plot"] = false}
+    if cfg.data.path then a["data.path"] = cfg.data.path end
+    return a
+end
+
+-- The extra command-line words of a family of runs (args.all, then args.<family>).
+function experiment.extra(cfg, family)
+    local parts = {}
+    for _, w in ipairs {cfg.args.all, cfg.args[family]} do if w and w ~= "" then parts[#parts + 1] = w end end
+    return table.concat(parts, " ")
+end
+
+local function merge(...)
+    local out = {}
+    for _, t in ipairs {...} do for k, v in pairs(t) do out[k] = v end end
+    return out
+end
+
+-- Trains (or finds) the sweep's entropy model: point "entropy-model", seed 1.
+-- Returns {path = checkpoint, model = its model config}.
+function experiment.entropy_model(s, P, cfg, common)
+    local steps = P.entropy.steps
+    local args = merge(common, flat("model", P.entropy.model), {
+        ["train.steps"] = steps, ["train.seed"] = 1, ["train.warmup"] = math.max(1, steps // 10),
+        ["eval.every"] = 0, ["eval.final_max_bytes"] = P.eval_bytes})
+    local r = s:run {id = "entropy-model", script = "experiments/train_entropy_model.lua", args = args,
+                     extra = experiment.extra(cfg, "entropy")}
+    if r.stopped or r.failed then error("the entropy model's run did not finish: run the same command again", 0) end
+    io.stderr:write(("%s: entropy model %s: %.4f bits/byte\n"):format(s.name, r.checkpoint, r.result.val_bpb or 0 / 0))
+    return {path = r.checkpoint, model = r.config.model}
+end
+
+-- Mean bytes per patch of space patches on a training sample (as the trainer counts
+-- it: bytes over patches, the BOS patch left out).
+function experiment.space_mean_patch(corpus, P)
+    local rows = corpus:sample_windows {split = "train", len = P.seq_len, bytes = P.calib_bytes, seed = 1}
+    local p = patching.patcher {scheme = "space"}
+    local _, _, counts = p:batch(rows)
+    local patches = 0
+    for _, c in ipairs(counts:totable()) do patches = patches + c - 1 end
+    return rows:size(1) * P.seq_len / patches
+end
+
+-- Mean bytes per BPE token on the same sample, with a tokenizer trained as the run's
+-- setup will train it (deterministic: the same merges). Nil when blt.bpe is missing.
+local function bpe_bytes_per_token(corpus, P)
+    local okb, bpe = pcall(require, "blt.bpe")
+    if not okb or not bpe.bytes_per_token then return nil end
+    return bpe.bytes_per_token(corpus, P.bpe.bpe, P.seq_len, P.calib_bytes)
+end
+
+-- Global (or baseline) heads of a width: 32-wide heads (RoPE needs even head sizes).
+local function heads_of(w) return math.max(1, w // 32) end
+
+-- "128x3" -> 128, 3
+function experiment.size(s)
+    local w, l = tostring(s):match("^%s*(%d+)x(%d+)%s*$")
+    return math.tointeger(tonumber(w)), math.tointeger(tonumber(l))
+end
+
+function experiment.size_list_rule(v)
+    local ws = experiment.words(v)
+    if #ws == 0 then return "must list at least one size WIDTHxLAYERS, like 128x2" end
+    for _, w in ipairs(ws) do
+        local d, l = experiment.size(w)
+        if not d or d < 2 or l < 1 or (d // heads_of(d)) % 2 ~= 0 or d % heads_of(d) ~= 0 then
+            return ("has '%s': each size is WIDTHxLAYERS with WIDTH a multiple of 32 (or an even number below 32)"):format(w)
+        end
+    end
+end
+
+-- The point of one scheme: its script, kind, model args (flat), run config (for
+-- flops.of), and expected mean patch and training FLOPs per byte; {skip = reason}
+-- when it cannot run here. o.target: the patch size (fixed: its size, entropy
+-- schemes: the calibration target); o.size = {width, layers}: the global model's
+-- (the baselines': the whole model's) width and depth instead of the budget's.
+function experiment.model_point(scheme, P, corpus, ent, o)
+    o = o or {}
+    local seq = P.seq_len + 1
+    local function sized(base)
+        local m = deep_copy(base)
+        if o.size then m.dim, m.layers, m.heads = o.size[1], o.size[2], heads_of(o.size[1]) end
+        return m
+    end
+    if BLT_SCHEMES[scheme] then
+        local m = deep_copy(P.blt)
+        if o.size then m.global = {dim = o.size[1], layers = o.size[2], heads = heads_of(o.size[1])} end
+        local mean
+        local pc = {scheme = scheme}
+        local args = flat("model", m)
+        args["patching.scheme"] = scheme
+        args["patching.calib_bytes"] = P.calib_bytes
+        if scheme == "fixed" then
+            local size = math.max(1, math.floor(o.target + 0.5))
+            args["patching.size"], pc.size = size, size
+            mean = size
+        elseif scheme == "space" then
+            mean = experiment.space_mean_patch(corpus, P)
+        else
+            args["patching.target"] = o.target
+            args["patching.entropy_model"] = ent.path
+            mean = o.target
+        end
+        local run_cfg = {kind = "blt", model = m, patching = pc, entropy = ent and ent.model or nil}
+        return {family = "blt", kind = "blt", script = "experiments/train_blt.lua", args = args, mean_patch = mean,
+                run_cfg = run_cfg, train_fpb = flops.of(run_cfg, {seq_len = seq, mean_patch = mean}).training.total,
+                inference_fpb = flops.of(run_cfg, {seq_len = seq, mean_patch = mean}).inference.total}
+    elseif scheme == "bytelm" then
+        local m = sized(P.bytelm)
+        local run_cfg = {kind = "bytelm", model = m}
+        local f = flops.of(run_cfg, {seq_len = seq})
+        return {family = "bytelm", kind = "bytelm", script = "experiments/train_bytelm.lua", args = flat("model", m),
+                mean_patch = 1, run_cfg = run_cfg, train_fpb = f.training.total, inference_fpb = f.inference.total}
+    elseif scheme == "bpe" then
+        if not pcall(models.get, "bpe_lm") then return {skip = "this build has no bpe_lm model kind"} end
+        local bpt = bpe_bytes_per_token(corpus, P)
+        if not bpt then return {skip = "blt.bpe cannot measure bytes per token"} end
+        local m = sized(P.bpe.model)
+        local args = merge(flat("model", m), flat("bpe", P.bpe.bpe))
+        local run_cfg = {kind = "bpe_lm", model = m, bpe = P.bpe.bpe}
+        local f = flops.of(run_cfg, {seq_len = seq, bytes_per_token = bpt})
+        return {family = "bpe", kind = "bpe_lm", script = "experiments/train_bpe_lm.lua", args = args, mean_patch = bpt,
+                run_cfg = run_cfg, train_fpb = f.training.total, inference_fpb = f.inference.total}
+    end
+    error("blt.experiment: unknown scheme " .. tostring(scheme), 2)
+end
+
+-- Parameters that scale with the model, for the bytes-per-parameter ratio: all
+-- trained parameters but the embedding tables (byte, hash n-gram, token embeddings).
+function experiment.scaled_params(spec)
+    local M = models.get(spec.kind)
+    local cfg = deep_copy(spec.run_cfg)
+    local defaults = M.sections
+    for section, d in pairs(defaults) do
+        cfg[section] = cfg[section] or {}
+        local function fill(dst, src)
+            for k, v in pairs(src) do
+                if type(v) == "table" then dst[k] = dst[k] or {}; fill(dst[k], v)
+                elseif dst[k] == nil then dst[k] = v end
+            end
+        end
+        fill(cfg[section], d)
+    end
+    local n = M.count_params(cfg, false)
+    local m = cfg.model
+    if spec.kind == "blt" then
+        local ngrams = m.hash.buckets > 0 and #experiment.words(m.hash.ngrams) or 0
+        n = n - ids.VOCAB * m.dim - ngrams * m.hash.buckets * m.dim
+    elseif spec.kind == "bytelm" then
+        n = n - ids.VOCAB * m.dim
+    elseif spec.kind == "bpe_lm" and M.vocab_size then
+        n = n - M.vocab_size(cfg) * m.dim
+    end
+    return n, M.count_params(cfg, false)
+end
+
+-- The full args of one run: the common ones, the model's, steps, seed, warmup, and
+-- validation every steps/evals steps.
+function experiment.run_args(common, spec, steps, seed, P, evals)
+    evals = evals or P.evals
+    return merge(common, spec.args, {["train.steps"] = steps, ["train.seed"] = seed,
+        ["train.warmup"] = math.max(1, math.min(30, steps // 10)),
+        ["eval.every"] = math.max(1, steps // evals), ["out.checkpoint_every"] = math.max(1, steps // evals)})
+end
+
+local function mean_of(rows, key)
+    local s, n = 0, 0
+    for _, r in ipairs(rows) do
+        local v = r[key]
+        if type(v) == "number" and v == v and v ~= math.huge then s, n = s + v, n + 1 end
+    end
+    return n > 0 and s / n or nil
+end
+
+-- Fills a finished point's measures from its run: mean patch, parameters, training
+-- and inference FLOPs per byte (at the measured patch size), total training FLOPs,
+-- final validation bits per byte, wall time, and its validation curve against
+-- cumulative training FLOPs.
+function experiment.measure(r, P)
+    local cfg, res = r.config, r.result
+    local bytes_per_step = cfg.train.batch * cfg.train.seq_len
+    r.mean_patch = mean_of(r.history, "patch_mean") or mean_of(r.history, "bytes_per_token") or r.spec and r.spec.mean_patch or 1
+    if cfg.kind == "bytelm" then r.mean_patch = 1 end
+    local M = models.get(cfg.kind)
+    r.params = M.count_params(cfg, false)
+    local okf, f = pcall(flops.of, cfg, {seq_len = cfg.train.seq_len + 1, mean_patch = r.mean_patch,
+                                         bytes_per_token = r.mean_patch})
+    r.train_fpb = mean_of(r.history, "flops_per_byte") or (okf and f.training.total) or nil
+    r.inference_fpb = okf and f.inference.total or nil
+    r.steps = res.step
+    r.train_flops = r.train_fpb and r.train_fpb * res.step * bytes_per_step or nil
+    r.val_bpb = res.val_bpb
+    r.wall = res.wall_seconds_total or res.wall_seconds
+    r.curve = {flops = {}, bpb = {}, step = {}}
+    local cum, last = 0, 0
+    for _, h in ipairs(r.history) do
+        local fpb = (type(h.flops_per_byte) == "number" and h.flops_per_byte == h.flops_per_byte) and h.flops_per_byte
+                    or r.train_fpb or 0
+        cum = cum + (h.step - last) * bytes_per_step * fpb
+        last = h.step
+        if type(h.val_bpb) == "number" and h.val_bpb == h.val_bpb then
+            local c = r.curve
+            c.flops[#c.flops + 1], c.bpb[#c.bpb + 1], c.step[#c.step + 1] = cum, h.val_bpb, h.step
+        end
+    end
+    return r
+end
+
+-- ---- the table ----
+
+experiment.TABLE = {
+    {"scheme", "scheme"}, {"patch", "patch", "%.2f"}, {"params", "params", function(v) return ("%.2fM"):format(v / 1e6) end},
+    {"train_mf", "train MFLOP/B", "%.2f"}, {"inf_mf", "infer MFLOP/B", "%.2f"}, {"steps", "steps", "%d"},
+    {"bpb_text", "val bpb"}, {"wall", "wall s", "%.0f"},
+}
+
+-- One row per scheme (in the given order): means over seeds, bpb as mean ± half range.
+function experiment.summarize(records, schemes)
+    local by = {}
+    for _, r in ipairs(records) do
+        by[r.scheme] = by[r.scheme] or {}
+        table.insert(by[r.scheme], r)
+    end
+    local rows = {}
+    for _, sc in ipairs(schemes) do
+        local rs = by[sc]
+        if rs then
+            local function st(key)
+                local xs = {}
+                for _, r in ipairs(rs) do if type(r[key]) == "number" then xs[#xs + 1] = r[key] end end
+                return sweep.stats(xs)
+            end
+            local b = st("val_bpb")
+            local row = {scheme = sc, patch = st("mean_patch").mean, params = rs[1].params,
+                         train_mf = (st("train_fpb").mean or 0) / 1e6, inf_mf = (st("inference_fpb").mean or 0) / 1e6,
+                         steps = rs[1].steps, wall = st("wall").mean, bpb = b.mean, bpb_min = b.min, bpb_max = b.max,
+                         bpb_std = b.std, seeds = #rs, failed = 0}
+            for _, r in ipairs(rs) do if r.failed then row.failed = row.failed + 1 end end
+            if b.n == 0 then row.bpb_text = "failed"
+            elseif b.n == 1 then row.bpb_text = ("%.4f"):format(b.mean)
+            else row.bpb_text = ("%.4f ± %.4f"):format(b.mean, (b.max - b.min) / 2) end
+            rows[#rows + 1] = row
+        end
+    end
+    return rows
+end
+
+-- ---- the results file ----
+
+-- A results file: root attributes (the experiment's settings; numbers that are not
+-- integers go to /settings/<key>), and for each section {prefix =, records =, rows =,
+-- fits =}: <prefix>/points/<id>/ (one group per run: scalars, the validation curve,
+-- attributes scheme/kind/run_dir/seed/status), <prefix>/summary/<scheme>/ (means and
+-- spread over seeds) and <prefix>/fits/<scheme>/ (power-law fits a, b, r2). Written
+-- atomically (a temporary file renamed over the old one).
+function experiment.write_sections(path, attrs, sections)
+    local blt = require "blt"
+    local f = blt.h5_create(path)
+    local function num(g, k, v, dtype) if type(v) == "number" then f:write(g .. "/" .. k, v, dtype or "float64") end end
+    for k, v in pairs(attrs) do
+        if math.type(v) == "integer" or type(v) == "string" then f:set_attr(k, v)
+        elseif type(v) == "number" then num("/settings", k, v) end
+    end
+    f:set_attr("created", os.date("!%Y-%m-%dT%H:%M:%SZ"))
+    for _, sec in ipairs(sections) do
+        local pre = sec.prefix or ""
+        for _, r in ipairs(sec.records or {}) do
+            local g = pre .. "/points/" .. r.id
+            num(g, "val_bpb", r.val_bpb); num(g, "mean_patch", r.mean_patch); num(g, "params", r.params, "int64")
+            num(g, "train_flops_per_byte", r.train_fpb); num(g, "inference_flops_per_byte", r.inference_fpb)
+            num(g, "train_flops", r.train_flops); num(g, "steps", r.steps, "int64"); num(g, "wall_seconds", r.wall)
+            if #r.curve.flops > 0 then
+                f:write(g .. "/curve/train_flops", r.curve.flops, "float64")
+                f:write(g .. "/curve/val_bpb", r.curve.bpb, "float64")
+                f:write(g .. "/curve/step", r.curve.step, "int64")
+            end
+            f:set_attr("scheme", r.scheme, g)
+            f:set_attr("kind", r.config.kind, g)
+            f:set_attr("run_dir", r.dir, g)
+            f:set_attr("seed", math.tointeger(r.seed) or 0, g)
+            f:set_attr("status", r.failed and "failed" or (r.stopped and "stopped" or "finished"), g)
+            for k, v in pairs(r.extra or {}) do
+                if math.type(v) == "integer" or type(v) == "string" then f:set_attr(k, v, g) else num(g, k, v) end
+            end
+        end
+        for _, row in ipairs(sec.rows or {}) do
+            local g = pre .. "/summary/" .. row.scheme
+            num(g, "val_bpb_mean", row.bpb); num(g, "val_bpb_min", row.bpb_min); num(g, "val_bpb_max", row.bpb_max)
+            num(g, "val_bpb_std", row.bpb_std); num(g, "mean_patch", row.patch); num(g, "params", row.params, "int64")
+            num(g, "train_flops_per_byte", row.train_mf and row.train_mf * 1e6)
+            num(g, "inference_flops_per_byte", row.inf_mf and row.inf_mf * 1e6)
+            num(g, "seeds", row.seeds, "int64")
+        end
+        for scheme, fit in pairs(sec.fits or {}) do
+            local g = pre .. "/fits/" .. scheme
+            num(g, "a", fit.a); num(g, "b", fit.b); num(g, "r2", fit.r2); num(g, "points", fit.n, "int64")
+        end
+    end
+    f:commit()
+    f:close()
+    return path
+end
+
+function experiment.write_results(path, records, rows, attrs)
+    return experiment.write_sections(path, attrs, {{records = records, rows = rows}})
+end
+
+-- ---- plots ----
+
+-- Validation bits per byte against cumulative training FLOPs, one curve per scheme
+-- (the mean over seeds at each validation step).
+function experiment.plot_curves(path, records, title)
+    local plot = require "blt.plot"
+    if not plot.available() then return nil end
+    local order, by = {}, {}
+    for _, r in ipairs(records) do
+        if not by[r.scheme] then by[r.scheme] = {}; order[#order + 1] = r.scheme end
+        table.insert(by[r.scheme], r)
+    end
+    local series = {}
+    for _, sc in ipairs(order) do
+        local rs = by[sc]
+        local xs, ys = {}, {}
+        for i = 1, #rs[1].curve.flops do
+            local sx, sy, n = 0, 0, 0
+            for _, r in ipairs(rs) do
+                if r.curve.bpb[i] then sx, sy, n = sx + r.curve.flops[i], sy + r.curve.bpb[i], n + 1 end
+            end
+            if n > 0 then xs[#xs + 1], ys[#ys + 1] = sx / n, sy / n end
+        end
+        if #xs > 0 then series[#series + 1] = {name = sc, x = xs, y = ys, style = "linespoints"} end
+    end
+    if #series == 0 then return nil end
+    return plot.lines {path = path, title = title, xlabel = "training FLOPs", ylabel = "validation bits per byte",
+                       logx = true, series = series}
+end
+
+-- Patch-size histograms of the BLT schemes (seed of the first record each), from
+-- each trained model's own patcher on a sample of validation text.
+function experiment.plot_patch_histograms(path, records, cfg)
+    local plot = require "blt.plot"
+    if not plot.available() then return nil end
+    local data = require "blt.data"
+    local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
+    local series, seen = {}, {}
+    for _, r in ipairs(records) do
+        if BLT_SCHEMES[r.scheme] and not seen[r.scheme] and not r.failed then
+            seen[r.scheme] = true
+            local model = models.load(r.checkpoint)
+            local seq = r.config.train.seq_len
+            local rows = corpus:sample_windows {split = "val", len = seq, bytes = 16384, seed = 1}
+            local p = core.no_grad(function() return model:prepare(rows) end)
+            local lens = p.lengths:totable()
+            local hist, total, maxlen = {}, 0, 16
+            for _, row in ipairs(lens) do
+                for j = 2, #row do -- the BOS patch is left out
+                    local l = row[j]
+                    if l > 0 then
+                        local b = math.min(l, maxlen)
+                        hist[b] = (hist[b] or 0) + 1
+                        total = total + 1
+                    end
+                end
+            end
+            local xs, ys = {}, {}
+            for l = 1, maxlen do xs[l], ys[l] = l, (hist[l] or 0) / math.max(1, total) end
+            series[#series + 1] = {name = r.scheme, x = xs, y = ys, style = "linespoints"}
+            model = nil
+            collectgarbage()
+        end
+    end
+    corpus:close()
+    if #series == 0 then return nil end
+    return plot.lines {path = path, title = "Patch sizes on validation text (16 = 16 or more)",
+                       xlabel = "bytes per patch", ylabel = "fraction of patches", series = series}
+end
+
+return experiment

@@ -1,0 +1,262 @@
+-- blt.sweep: many training runs as one resumable experiment (compare_patching.lua,
+-- scaling.lua, the demo).
+--
+--   local sweep = require "blt.sweep"
+--   local s = sweep.new{dir = "runs/compare", name = "compare_patching"}
+--   local r = s:run{id = "entropy-s1", script = "experiments/train_blt.lua",
+--                   args = {["patching.scheme"] = "entropy", ["train.steps"] = 200, ...},
+--                   extra = "model.global.dim=384"}          -- raw key=value words, optional
+--   r.result (result.json), r.config (config.json), r.history (metrics rows), r.dir, r.skipped
+--
+-- Each point is an ordinary training run in dir/<id>, run as a child process of the
+-- same launcher (its progress bar, signals and exit status are a training script's
+-- own). A point whose result.json says "finished" with the steps asked for is not run
+-- again; one with a checkpoint but no finished result (killed, stopped, interrupted)
+-- is resumed from that checkpoint; a folder with neither is started over. A finished
+-- point whose config differs from what is asked now is refused: a sweep folder holds
+-- one experiment.
+--
+-- A child stopped by a signal makes the sweep stop with the same status (so Ctrl-C
+-- stops the whole sweep, with every finished point kept); a bad config (status 2) or
+-- an error stops it too; a child stopped on non-finite losses (status 3) is recorded
+-- as failed and the sweep goes on.
+local core = require "blt.core"
+local json = require "blt.json"
+local config = require "blt.config"
+
+local sweep = {}
+local Sweep = {}
+Sweep.__index = Sweep
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function read(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+end
+
+local function exists(path)
+    local f = io.open(path, "rb")
+    if f then f:close() return true end
+    return core.listdir(path) ~= nil
+end
+
+-- The launcher this process runs under (./blt, or the sanitizer build in `make asan`).
+function sweep.launcher()
+    return os.getenv("BLT_BIN") or (arg and arg[-1]) or "./blt"
+end
+
+-- A repository script's path (experiments/..., scripts/...), wherever the sweep runs from.
+function sweep.script_path(rel)
+    local home = type(BLT_HOME) == "string" and BLT_HOME or "."
+    return home .. "/" .. rel
+end
+
+function sweep.new(o)
+    if type(o) ~= "table" or type(o.dir) ~= "string" or o.dir == "" then
+        error("blt.sweep.new: needs {dir = folder, name = label}", 2)
+    end
+    local ok, err = core.mkdir(o.dir)
+    if not ok then error("blt.sweep.new: " .. tostring(err), 2) end
+    return setmetatable({dir = o.dir, name = o.name or "sweep", log = o.log or io.stderr,
+                         ran = 0, skipped = 0, failed = 0}, Sweep)
+end
+
+-- Metrics rows of a run (step, loss, val_bpb, flops_per_byte, patch_mean, ...), as a
+-- list of tables; columns a run did not log are absent.
+function sweep.history(path)
+    local blt = require "blt"
+    local ok, f = pcall(blt.h5_open, path)
+    if not ok then return {} end
+    local cols, n = {}, 0
+    local names = f:list("/")
+    for _, c in ipairs(names or {}) do
+        local okr, v = pcall(f.read, f, "/" .. c)
+        if okr and type(v) == "table" then cols[c] = v; n = math.max(n, #v)
+        elseif okr and type(v) == "number" then cols[c] = {v}; n = math.max(n, 1) end
+    end
+    f:close()
+    local rows = {}
+    for i = 1, n do
+        local r = {}
+        for c, v in pairs(cols) do r[c] = v[i] end
+        rows[i] = r
+    end
+    return rows
+end
+
+-- The words of a point's command line: sorted key=value pairs, then its extra words.
+local function words(p)
+    local keys = {}
+    for k in pairs(p.args or {}) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local w = {}
+    for _, k in ipairs(keys) do w[#w + 1] = q(k .. "=" .. tostring(p.args[k])) end
+    if p.extra and p.extra ~= "" then w[#w + 1] = p.extra end
+    return table.concat(w, " ")
+end
+
+-- Keys of the point's args whose value differs from the finished run's config
+-- (train.RESUMABLE keys excepted: a longer train.steps continues the run).
+local function mismatches(p, cfg)
+    local resumable = require("blt.train").RESUMABLE
+    local out = {}
+    for k, v in pairs(p.args or {}) do
+        if not resumable[k] and not k:match("^out%.") then
+            local have = config.get(cfg, k)
+            local same = have == v or tostring(have) == tostring(v)
+                         or (type(have) == "number" and tonumber(v) and math.abs(have - tonumber(v)) <= 1e-12 * math.abs(have))
+            if not same then out[#out + 1] = ("%s=%s (the run has %s)"):format(k, tostring(v), tostring(have)) end
+        end
+    end
+    table.sort(out)
+    return out
+end
+
+-- Reads a point's folder: result, config, metrics rows.
+local function collect(p, dir)
+    local r = {id = p.id, dir = dir, checkpoint = dir .. "/checkpoint.h5"}
+    r.result = json.decode(assert(read(dir .. "/result.json"), dir .. "/result.json is missing"))
+    r.config = json.decode(assert(read(dir .. "/config.json"), dir .. "/config.json is missing"))
+    r.history = sweep.history(dir .. "/metrics.h5")
+    return r
+end
+
+-- Runs (or skips, or resumes) one point; returns its record (above). Stops the
+-- process with the child's status when the child was stopped by a signal, and raises
+-- for a bad config or an error.
+function Sweep:run(p)
+    if type(p.id) ~= "string" or not p.id:match("^[%w_.%-]+$") then
+        error(("blt.sweep: point id must be letters, digits, '_', '-', '.', got %s"):format(tostring(p.id)), 2)
+    end
+    local dir = self.dir .. "/" .. p.id
+    local steps = p.args and tonumber(p.args["train.steps"])
+    local res_text = read(dir .. "/result.json")
+    local res = res_text and json.decode(res_text)
+    local has_ckpt = exists(dir .. "/checkpoint.h5")
+    if res and res.exit_reason == "finished" then
+        local cfg = json.decode(assert(read(dir .. "/config.json"), dir .. "/config.json is missing"))
+        local bad = mismatches(p, cfg)
+        if #bad > 0 then
+            error(("%s: point %s in %s was run with other settings: %s. Use another output folder for a different "
+                .. "experiment"):format(self.name, p.id, dir, table.concat(bad, ", ")), 0)
+        end
+        if not steps or res.step >= steps then
+            self.skipped = self.skipped + 1
+            self.log:write(("%s: %s is done (%s); skipped\n"):format(self.name, p.id, dir))
+            local r = collect(p, dir)
+            r.skipped = true
+            return r
+        end
+    end
+    local cmd
+    local out = ("out.dir=%s out.name=%s"):format(q(self.dir), q(p.id))
+    if has_ckpt then
+        self.log:write(("%s: %s resumes from its checkpoint\n"):format(self.name, p.id))
+        cmd = ("%s %s --resume %s %s"):format(q(sweep.launcher()), q(sweep.script_path(p.script)),
+                                             q(dir .. "/checkpoint.h5"), words(p))
+    else
+        local fresh = exists(dir) and "out.overwrite=true" or ""
+        self.log:write(("%s: %s starts\n"):format(self.name, p.id))
+        cmd = ("%s %s %s %s %s"):format(q(sweep.launcher()), q(sweep.script_path(p.script)), words(p), out, fresh)
+    end
+    io.stdout:flush()
+    local _, how, status = os.execute(cmd)
+    if how == "signal" then status = 128 + status end
+    self.ran = self.ran + 1
+    if status == 129 or status == 130 or status == 143 then
+        self.log:write(("%s: stopped during %s (status %d); run the same command again to continue\n")
+            :format(self.name, p.id, status))
+        io.stdout:flush()
+        os.exit(status)
+    end
+    if status == 3 then
+        self.failed = self.failed + 1
+        self.log:write(("%s: %s stopped on non-finite losses; recorded as failed\n"):format(self.name, p.id))
+        local r = collect(p, dir)
+        r.failed = true
+        return r
+    end
+    if status ~= 0 then
+        error(("%s: point %s failed with status %d; its command was:\n  %s"):format(self.name, p.id, status, cmd), 0)
+    end
+    local r = collect(p, dir)
+    if r.result.exit_reason ~= "finished" then -- train.stop_at or train.time_limit: not done yet
+        self.log:write(("%s: %s stopped early (%s) at step %d; run the same command again to continue\n")
+            :format(self.name, p.id, r.result.exit_reason, r.result.step))
+        r.stopped = true
+    end
+    return r
+end
+
+-- One line for the end of a sweep.
+function Sweep:summary()
+    return ("%s: %d points run, %d skipped (already done), %d failed"):format(self.name, self.ran, self.skipped, self.failed)
+end
+
+-- ---- small numeric helpers the experiments share ----
+
+-- Mean, min, max, population standard deviation of a list of numbers.
+function sweep.stats(xs)
+    local n, s, lo, hi = #xs, 0, math.huge, -math.huge
+    for _, x in ipairs(xs) do s, lo, hi = s + x, math.min(lo, x), math.max(hi, x) end
+    if n == 0 then return {n = 0} end
+    local mean, v = s / n, 0
+    for _, x in ipairs(xs) do v = v + (x - mean) ^ 2 end
+    return {n = n, mean = mean, min = lo, max = hi, std = math.sqrt(v / n)}
+end
+
+-- Least-squares fit of log y = log a - b log x (y = a x^-b) over points with x, y > 0.
+-- Returns a, b, and the fit's r^2; nil with fewer than 2 distinct x.
+function sweep.power_law(xs, ys)
+    local lx, ly = {}, {}
+    for i = 1, #xs do
+        if xs[i] > 0 and ys[i] > 0 then lx[#lx + 1], ly[#ly + 1] = math.log(xs[i]), math.log(ys[i]) end
+    end
+    local n = #lx
+    if n < 2 then return nil end
+    local mx, my = 0, 0
+    for i = 1, n do mx, my = mx + lx[i] / n, my + ly[i] / n end
+    local sxx, sxy, syy = 0, 0, 0
+    for i = 1, n do
+        sxx, sxy, syy = sxx + (lx[i] - mx) ^ 2, sxy + (lx[i] - mx) * (ly[i] - my), syy + (ly[i] - my) ^ 2
+    end
+    if sxx == 0 then return nil end
+    local slope = sxy / sxx
+    local r2 = syy > 0 and (sxy * sxy) / (sxx * syy) or 1
+    return math.exp(my - slope * mx), -slope, r2
+end
+
+-- Writes a table of rows as aligned text columns: cols = {{key, header, fmt}, ...}.
+function sweep.table(rows, cols)
+    local cells, width = {}, {}
+    for j, c in ipairs(cols) do width[j] = #c[2] end
+    for i, r in ipairs(rows) do
+        cells[i] = {}
+        for j, c in ipairs(cols) do
+            local v = r[c[1]]
+            local s = v == nil and "-" or (type(c[3]) == "function" and c[3](v) or (c[3] and c[3]:format(v) or tostring(v)))
+            cells[i][j] = s
+            width[j] = math.max(width[j], #s)
+        end
+    end
+    local lines = {}
+    local function line(vals)
+        local out = {}
+        for j, v in ipairs(vals) do out[j] = j == 1 and (v .. (" "):rep(width[j] - #v)) or ((" "):rep(width[j] - #v) .. v) end
+        return table.concat(out, "  ")
+    end
+    local head = {}
+    for j, c in ipairs(cols) do head[j] = c[2] end
+    lines[1] = line(head)
+    local rule = {}
+    for j in ipairs(cols) do rule[j] = ("-"):rep(width[j]) end
+    lines[2] = line(rule)
+    for _, r in ipairs(cells) do lines[#lines + 1] = line(r) end
+    return table.concat(lines, "\n")
+end
+
+return sweep
