@@ -1,0 +1,166 @@
+package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
+local T = require "tap"
+local U = require "testutil"
+local blt = require "blt"
+local json = require "blt.json"
+local sweep = require "blt.sweep"
+local experiment = require "blt.experiment"
+
+-- compare_patching.lua and scaling.lua end to end at the smoke budget, their results
+-- files, resuming (finished points skipped, a stopped point continued), and the
+-- numeric helpers they share.
+
+local bin = os.getenv("BLT_BIN") or "./blt"
+local dir = U.tmpdir()
+local q, sh = U.q, U.sh
+local corpus = U.corpus(dir .. "/corpus.txt", 200000)
+local base = ("budget=smoke data.path=%s args.all=train.threads=1"):format(q(corpus))
+
+local function h5(path)
+    local f = blt.h5_open(path)
+    return f
+end
+
+local function has(f, path) return f:exists(path) end
+
+-- ---- helpers ----
+do
+    local a, b, r2 = sweep.power_law({1, 10, 100, 1000}, {3, 3 * 10 ^ -0.5, 3 * 100 ^ -0.5, 3 * 1000 ^ -0.5})
+    T.ok(math.abs(a - 3) < 1e-9 and math.abs(b - 0.5) < 1e-12 and math.abs(r2 - 1) < 1e-12,
+         "power_law recovers y = 3 x^-0.5 exactly", ("%g %g %g"):format(a, b, r2))
+    T.is(sweep.power_law({5, 5}, {1, 2}), nil, "power_law needs two distinct x")
+    local s = sweep.stats {1, 2, 3, 6}
+    T.ok(s.mean == 3 and s.min == 1 and s.max == 6 and math.abs(s.std - math.sqrt(3.5)) < 1e-12, "stats: mean, range, std")
+    T.is(experiment.size("128x3"), 128, "size WIDTHxLAYERS")
+    T.ok(experiment.size_list_rule("96x2,128x3") == nil and experiment.size_list_rule("100x2") ~= nil
+         and experiment.size_list_rule("abc") ~= nil, "size lists: RoPE-compatible widths only")
+    T.ok(experiment.list_rule({"a", "b"})("a,a") ~= nil and experiment.list_rule({"a", "b"})("c") ~= nil
+         and experiment.list_rule({"a", "b"})("b,a") == nil, "scheme lists: known names, no repeats")
+end
+
+-- ---- compare_patching ----
+local cmp = dir .. "/cmp"
+local t0 = blt.now()
+local rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s"):format(bin, base, q(cmp)))
+local took = blt.now() - t0
+T.is(rc, 0, "compare_patching budget=smoke finishes", out)
+T.ok(took < 60, ("it takes under a minute (%.1f s)"):format(took))
+local schemes = {"fixed", "space", "entropy", "entropy_delta", "bytelm"}
+for _, sc in ipairs(schemes) do
+    T.ok(out:find("\n" .. sc .. "%s+%d+%.%d+%s+%d+%.%d+M"), "the table has a row for " .. sc, out:sub(-2500))
+end
+do
+    local f = h5(cmp .. "/results.h5")
+    T.is(f:attr("experiment"), "compare_patching", "results.h5 names its experiment")
+    T.is(f:attr("budget"), "smoke", "and its budget")
+    local ok = true
+    for _, sc in ipairs(schemes) do
+        for _, seed in ipairs {1, 2} do
+            local g = ("/points/%s-s%d"):format(sc, seed)
+            for _, d in ipairs {"val_bpb", "mean_patch", "params", "train_flops_per_byte", "inference_flops_per_byte",
+                                "train_flops", "steps", "wall_seconds", "curve/train_flops", "curve/val_bpb"} do
+                if not has(f, g .. "/" .. d) then ok = false; T.diag("missing " .. g .. "/" .. d) end
+            end
+            if f:attr("scheme", g) ~= sc or f:attr("seed", g) ~= seed then ok = false end
+        end
+        for _, d in ipairs {"val_bpb_mean", "val_bpb_min", "val_bpb_max", "val_bpb_std", "seeds"} do
+            if not has(f, "/summary/" .. sc .. "/" .. d) then ok = false; T.diag("missing summary " .. sc .. "/" .. d) end
+        end
+    end
+    T.ok(ok, "results.h5: every point's measures and curve, every scheme's summary over seeds")
+    -- the summary is the mean over seeds of the points
+    local a, b = f:read("/points/fixed-s1/val_bpb"), f:read("/points/fixed-s2/val_bpb")
+    T.ok(math.abs(f:read("/summary/fixed/val_bpb_mean") - (a + b) / 2) < 1e-12, "the summary is the mean over seeds")
+    T.ok(a ~= b, "the two seeds are different runs", ("%g %g"):format(a, b))
+    -- same FLOP budget: steps x bytes x FLOPs per byte agree within the rounding of steps
+    local budget = f:read("/settings/budget_flops")
+    local within = true
+    for _, sc in ipairs(schemes) do
+        local steps = f:read("/points/" .. sc .. "-s1/steps")
+        local spent = f:read("/points/" .. sc .. "-s1/train_flops")
+        -- measured patch sizes differ a little from the expected ones the steps were planned with
+        if math.abs(spent / budget - 1) > 1.5 / steps + 0.15 then within = false; T.diag(("%s: %.3g vs %.3g"):format(sc, spent, budget)) end
+    end
+    T.ok(within, "every model spent about the same training FLOPs")
+    -- the validation bytes are the same for every model
+    local vb = {}
+    for _, sc in ipairs(schemes) do vb[#vb + 1] = json.decode(U.read(cmp .. "/" .. sc .. "-s1/result.json")).val_bytes end
+    local same = true
+    for i = 2, #vb do same = same and vb[i] == vb[1] end
+    T.ok(same and vb[1] > 0, "every model is validated on the same bytes", table.concat(vb, " "))
+    f:close()
+    T.ok(U.read(cmp .. "/entropy-s1/config.json"):find("entropy-model/checkpoint.h5", 1, true),
+         "the entropy schemes use the sweep's own entropy model")
+end
+local stamp = blt.hash_file(cmp .. "/fixed-s1/checkpoint.h5")
+rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s"):format(bin, base, q(cmp)))
+T.ok(rc == 0 and out:find("0 points run, 11 skipped", 1, true), "a second run skips every finished point", out:sub(-600))
+T.is(blt.hash_file(cmp .. "/fixed-s1/checkpoint.h5"), stamp, "and leaves their files alone")
+rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s target=6"):format(bin, base, q(cmp)))
+T.ok(rc ~= 0 and out:find("other settings", 1, true) and out:find("patching.size=6", 1, true),
+     "a finished point asked for with other settings is refused, naming the key", out:sub(-600))
+
+-- a stopped point resumes from its checkpoint
+local cmp2 = dir .. "/cmp2"
+rc, out = sh(("%s experiments/compare_patching.lua budget=smoke data.path=%s schemes=fixed,bytelm out=%s 'args.all=train.threads=1 train.stop_at=3'")
+    :format(bin, q(corpus), q(cmp2)))
+T.ok(rc == 0 and out:find("fixed-s1 stopped early", 1, true), "a point stopped by train.stop_at is reported as not finished", out:sub(-800))
+T.is(json.decode(U.read(cmp2 .. "/fixed-s1/result.json")).step, 3, "it stopped at step 3 with a checkpoint")
+rc, out = sh(("%s experiments/compare_patching.lua %s schemes=fixed,bytelm out=%s"):format(bin, base, q(cmp2)))
+T.ok(rc == 0 and out:find("fixed-s1 resumes from its checkpoint", 1, true), "the next run resumes it", out:sub(-800))
+do
+    local r = json.decode(U.read(cmp2 .. "/fixed-s1/result.json"))
+    T.ok(r.exit_reason == "finished" and r.resumed_from and r.step > 3, "and finishes it", json.encode(r))
+end
+
+-- bad keys and values
+rc, out = sh(("%s experiments/compare_patching.lua budgte=small"):format(bin))
+T.ok(rc == 2 and out:find("budget", 1, true), "a mistyped key is refused with the closest key suggested", out)
+rc, out = sh(("%s experiments/compare_patching.lua schemes=fixed,blob"):format(bin))
+T.ok(rc == 2 and out:find("blob", 1, true), "an unknown scheme is refused", out)
+rc, out = sh(("%s experiments/compare_patching.lua seeds=1,x"):format(bin))
+T.ok(rc == 2 and out:find("seeds", 1, true), "a bad seed list is refused", out)
+
+-- ---- scaling ----
+local sc = dir .. "/scaling"
+t0 = blt.now()
+rc, out = sh(("%s experiments/scaling.lua %s schemes=bytelm,entropy:4,entropy:6 out=%s"):format(bin, base, q(sc)))
+T.is(rc, 0, "scaling budget=smoke finishes", out:sub(-3000))
+T.ok(blt.now() - t0 < 60, ("in under a minute (%.1f s)"):format(blt.now() - t0))
+do
+    local f = h5(sc .. "/results.h5")
+    T.is(f:attr("experiment"), "scaling", "results.h5 names its experiment")
+    local names = f:list("/compute_optimal/points") or {}
+    T.is(#names, 6, "compute-optimal: 3 schemes x 2 sizes", table.concat(names, " "))
+    local fits_ok = true
+    for _, s in ipairs {"bytelm", "entropy:4", "entropy:6"} do
+        for _, d in ipairs {"a", "b", "r2"} do
+            if not has(f, "/compute_optimal/fits/" .. s .. "/" .. d) then fits_ok = false end
+        end
+    end
+    T.ok(fits_ok, "a power-law fit per scheme")
+    local fi = f:list("/fixed_inference/points") or {}
+    T.is(#fi, 3, "fixed inference: one model per scheme", table.concat(fi, " "))
+    local marked = true
+    for _, id in ipairs(fi) do
+        local g = "/fixed_inference/points/" .. id
+        if not (has(f, g .. "/compute_optimal_bpb") and has(f, g .. "/curve/val_bpb")) then marked = false end
+        -- trained past the compute-optimal point: the curve goes on after it
+        local steps = f:read(g .. "/curve/step")
+        local co = f:attr("compute_optimal_step", g) or (has(f, g .. "/compute_optimal_step") and f:read(g .. "/compute_optimal_step"))
+        if type(steps) ~= "table" or not co or steps[#steps] <= co then marked = false end
+    end
+    T.ok(marked, "each fixed-inference model is validated at its compute-optimal point and trained past it")
+    f:close()
+end
+T.ok(out:find("order at the compute-optimal points:", 1, true) and out:find("fits, bpb = a * FLOPs^-b", 1, true),
+     "it prints the fits and the order of the schemes")
+rc, out = sh(("%s experiments/scaling.lua %s schemes=bytelm,entropy:4,entropy:6 out=%s"):format(bin, base, q(sc)))
+T.ok(rc == 0 and out:find("0 points run, 10 skipped", 1, true), "a resumed sweep skips every finished point", out:sub(-600))
+rc, out = sh(("%s experiments/scaling.lua schemes=entropy:0.5"):format(bin))
+T.ok(rc == 2 and out:find("patch size", 1, true), "a bad patch size is refused", out)
+rc, out = sh(("%s experiments/scaling.lua sizes=100x2"):format(bin))
+T.ok(rc == 2 and out:find("WIDTHxLAYERS", 1, true), "a bad size is refused", out)
+
+U.cleanup(dir)
+T.done()
