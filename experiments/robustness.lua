@@ -111,7 +111,9 @@ for i, p in ipairs(ckpts) do
     if not readable(p) then fail("models: %s cannot be read", p) end
     local ok, model, run = pcall(models.load, p)
     if not ok then
-        fail("models: %s: %s", p, tostring(model):gsub("^blt%.models%.load: ", ""):gsub("^checkpoint%.load: ", ""))
+        local msg = tostring(model):gsub("^[^:]*%.lua:%d+: ", ""):gsub("^blt%.models%.load: ", ""):gsub("^checkpoint%.load: ", "")
+        if msg:sub(1, #p + 2) == p .. ": " then msg = msg:sub(#p + 3) end -- the path is said once
+        fail("models: %s: %s", p, msg)
     end
     -- a run's checkpoint is named after its folder; a loose file after itself
     local label = basename(p) == "checkpoint.h5" and basename(dirname(p)) or basename(p):gsub("%.h5$", "")
