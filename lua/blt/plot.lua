@@ -1,10 +1,23 @@
 -- blt.plot: PNG figures through gnuplot (Debian's gnuplot-nox, installed by
--- `make deps`): line plots of curves, with optional horizontal lines and marks.
+-- `make deps`): line plots of curves, with optional horizontal lines and marks, and
+-- grouped bars.
 --
 --   plot.lines{path = "out.png", title = "...", xlabel = "...", ylabel = "...",
 --              series = {{name = "loss", x = {...}, y = {...}, style = "lines"}, ...},
 --              hlines = {{y = 1.3, name = "threshold"}}, vmarks = {x1, x2, ...},
 --              logx = false, logy = false, xtics = {{pos, "label"}, ...}, width = 1000, height = 500}
+--   A series may also have color (an integer: gnuplot's line type n, or a string
+--   "#rrggbb"), dash (gnuplot dash type, 1 solid, 2 dashed, ...) and err = {...} (a
+--   half-width per point: drawn as error bars, style "yerrorlines" unless given).
+--   Missing or non-finite values (nil, NaN, inf) are left out of a series.
+--
+--   plot.bars{path =, title =, xlabel =, ylabel =, categories = {"clean", "case", ...},
+--             series = {{name = "model a", y = {one value per category}}, ...}}
+--   one group of bars per category, one bar (and colour) per series.
+--
+--   plot.histogram{path =, values = {...}, title =, xlabel =, max = N}
+--   counts of integer values 1..max (max: the largest value) as bars, as a fraction
+--   of all values (patch lengths, for instance).
 local plot = {}
 
 local function which(cmd)
@@ -18,14 +31,19 @@ local function quote(s) return '"' .. tostring(s):gsub('\\', '\\\\'):gsub('"', '
 
 function plot.available() return which("gnuplot") ~= nil end
 
-function plot.lines(o)
-    if type(o) ~= "table" or type(o.path) ~= "string" or type(o.series) ~= "table" then
-        error("blt.plot.lines: needs {path = 'file.png', series = {{x = {...}, y = {...}}, ...}}", 2)
-    end
-    if not plot.available() then
-        error("blt.plot.lines: gnuplot is not installed (run 'make deps', which installs gnuplot-nox)", 2)
-    end
-    local tmp = os.tmpname()
+local function finite(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
+
+-- " lc ... dt ..." of a series' color and dash.
+local function line_look(s)
+    local t = ""
+    if math.type(s.color) == "integer" then t = t .. (" lc %d"):format(s.color)
+    elseif type(s.color) == "string" and s.color:match("^#%x%x%x%x%x%x$") then t = t .. (" lc rgb '%s'"):format(s.color) end
+    if math.type(s.dash) == "integer" then t = t .. (" dt %d"):format(s.dash) end
+    return t
+end
+
+-- The lines every figure starts with.
+local function header(o)
     local script = {}
     local w, h = o.width or 1000, o.height or 500
     -- noenhanced: titles and labels are printed as given (entropy_delta keeps its underscore)
@@ -34,6 +52,34 @@ function plot.lines(o)
     if o.title then script[#script + 1] = "set title " .. quote(o.title) end
     if o.xlabel then script[#script + 1] = "set xlabel " .. quote(o.xlabel) end
     if o.ylabel then script[#script + 1] = "set ylabel " .. quote(o.ylabel) end
+    return script
+end
+
+-- Runs a gnuplot script (a list of lines) and removes its temporary files; raises
+-- "blt.plot.<fn>: gnuplot failed: ..." at the user's call.
+local function run(script, tmp, files, fn)
+    local sf = tmp .. ".gp"
+    local fh = assert(io.open(sf, "w"))
+    fh:write(table.concat(script, "\n"), "\n")
+    fh:close()
+    local ok = os.execute("gnuplot " .. quote(sf) .. " 2>" .. quote(tmp .. ".err"))
+    local errf = io.open(tmp .. ".err")
+    local err = errf and errf:read("a") or ""
+    if errf then errf:close() end
+    for _, f in ipairs(files) do os.remove(f) end
+    os.remove(sf); os.remove(tmp .. ".err"); os.remove(tmp)
+    if not ok then error(("blt.plot.%s: gnuplot failed: %s"):format(fn, err), 3) end
+end
+
+function plot.lines(o)
+    if type(o) ~= "table" or type(o.path) ~= "string" or type(o.series) ~= "table" then
+        error("blt.plot.lines: needs {path = 'file.png', series = {{x = {...}, y = {...}}, ...}}", 2)
+    end
+    if not plot.available() then
+        error("blt.plot.lines: gnuplot is not installed (run 'make deps', which installs gnuplot-nox)", 2)
+    end
+    local tmp = os.tmpname()
+    local script = header(o)
     if o.logx then script[#script + 1] = "set logscale x" end
     if o.logy then script[#script + 1] = "set logscale y" end
     if o.yrange then script[#script + 1] = ("set yrange [%s:%s]"):format(o.yrange[1] or "*", o.yrange[2] or "*") end
@@ -47,30 +93,96 @@ function plot.lines(o)
     for i, x in ipairs(o.vmarks or {}) do
         script[#script + 1] = ("set arrow %d from %g, graph 0 to %g, graph 1 nohead lc rgb '#bbbbbb' dt 2"):format(i, x, x)
     end
-    local plots = {}
+    local plots, files = {}, {}
     for i, s in ipairs(o.series) do
         local f = ("%s.%d.dat"):format(tmp, i)
+        files[#files + 1] = f
         local fh = assert(io.open(f, "w"))
-        for j = 1, #s.y do fh:write(("%.10g %.10g\n"):format(s.x and s.x[j] or j, s.y[j])) end
+        for j = 1, #s.y do
+            local x, y, e = s.x and s.x[j] or j, s.y[j], s.err and s.err[j]
+            if finite(x) and finite(y) and (not s.err or finite(e)) then
+                fh:write(("%.10g %.10g"):format(x, y), s.err and (" %.10g"):format(e) or "", "\n")
+            end
+        end
         fh:close()
-        plots[#plots + 1] = ("%s using 1:2 with %s lw 2 title %s"):format(quote(f), s.style or "linespoints",
-                                                                        quote(s.name or ("series " .. i)))
+        local style = s.style or (s.err and "yerrorlines" or "linespoints")
+        plots[#plots + 1] = ("%s using %s with %s lw 2%s title %s"):format(quote(f), s.err and "1:2:3" or "1:2",
+            style, line_look(s), quote(s.name or ("series " .. i)))
     end
     for _, hl in ipairs(o.hlines or {}) do
         plots[#plots + 1] = ("%g with lines dt 2 lw 2 title %s"):format(hl.y, quote(hl.name or ("y = " .. hl.y)))
     end
     script[#script + 1] = "plot " .. table.concat(plots, ", \\\n     ")
-    local sf = tmp .. ".gp"
-    local fh = assert(io.open(sf, "w"))
-    fh:write(table.concat(script, "\n"), "\n")
+    run(script, tmp, files, "lines")
+    return o.path
+end
+
+function plot.bars(o)
+    if type(o) ~= "table" or type(o.path) ~= "string" or type(o.categories) ~= "table" or type(o.series) ~= "table"
+       or #o.categories == 0 or #o.series == 0 then
+        error("blt.plot.bars: needs {path = 'file.png', categories = {...}, series = {{name =, y = {...}}, ...}}", 2)
+    end
+    for i, s in ipairs(o.series) do
+        if type(s.y) ~= "table" or #s.y ~= #o.categories then
+            error(("blt.plot.bars: series %d needs one y per category (%d)"):format(i, #o.categories), 2)
+        end
+    end
+    if not plot.available() then
+        error("blt.plot.bars: gnuplot is not installed (run 'make deps', which installs gnuplot-nox)", 2)
+    end
+    local tmp = os.tmpname()
+    local script = header(o)
+    script[#script + 1] = "set grid ytics"
+    script[#script + 1] = "set key outside right top"
+    script[#script + 1] = "set style data histograms"
+    script[#script + 1] = "set style histogram clustered gap 1"
+    script[#script + 1] = "set style fill solid 0.8 border -1"
+    script[#script + 1] = "set boxwidth 0.9"
+    script[#script + 1] = "set xtics nomirror"
+    if o.yrange then script[#script + 1] = ("set yrange [%s:%s]"):format(o.yrange[1] or "*", o.yrange[2] or "*") end
+    -- one row per category: its name, then one column per series (NaN: no bar)
+    local f = tmp .. ".dat"
+    local fh = assert(io.open(f, "w"))
+    for c, name in ipairs(o.categories) do
+        fh:write(quote(name))
+        for _, s in ipairs(o.series) do
+            local y = s.y[c]
+            fh:write(" ", finite(y) and ("%.10g"):format(y) or "NaN")
+        end
+        fh:write("\n")
+    end
     fh:close()
-    local ok = os.execute("gnuplot " .. quote(sf) .. " 2>" .. quote(tmp .. ".err"))
-    local errf = io.open(tmp .. ".err")
-    local err = errf and errf:read("a") or ""
-    if errf then errf:close() end
-    for i = 1, #o.series do os.remove(("%s.%d.dat"):format(tmp, i)) end
-    os.remove(sf); os.remove(tmp .. ".err"); os.remove(tmp)
-    if not ok then error("blt.plot.lines: gnuplot failed: " .. err, 2) end
+    local plots = {}
+    for i, s in ipairs(o.series) do
+        plots[#plots + 1] = ("%s using %d%s title %s"):format(i == 1 and quote(f) or "''", i + 1,
+            i == 1 and ":xtic(1)" or "", quote(s.name or ("series " .. i)))
+    end
+    script[#script + 1] = "plot " .. table.concat(plots, ", \\\n     ")
+    run(script, tmp, {f}, "bars")
+    return o.path
+end
+
+function plot.histogram(o)
+    if type(o) ~= "table" or type(o.path) ~= "string" or type(o.values) ~= "table" or #o.values == 0 then
+        error("blt.plot.histogram: needs {path = 'file.png', values = {...}} (at least one value)", 2)
+    end
+    local counts, top = {}, 0
+    for i, v in ipairs(o.values) do
+        local n = math.tointeger(v)
+        if not n or n < 1 then error(("blt.plot.histogram: value %d (%s) is not an integer >= 1"):format(i, tostring(v)), 2) end
+        counts[n] = (counts[n] or 0) + 1
+        if n > top then top = n end
+    end
+    local max = math.tointeger(o.max) or top
+    local cats, ys, over = {}, {}, 0
+    for n, c in pairs(counts) do if n > max then over = over + c end end
+    for n = 1, max do
+        cats[n], ys[n] = tostring(n), (counts[n] or 0) / #o.values
+    end
+    if over > 0 then cats[#cats + 1], ys[#ys + 1] = ">" .. max, over / #o.values end
+    local ok, err = pcall(plot.bars, {path = o.path, title = o.title, xlabel = o.xlabel, ylabel = o.ylabel or "fraction",
+        categories = cats, series = {{name = o.name or "count", y = ys}}, width = o.width, height = o.height})
+    if not ok then error((tostring(err):gsub("blt%.plot%.bars", "blt.plot.histogram")), 2) end
     return o.path
 end
 
