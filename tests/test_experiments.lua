@@ -162,5 +162,35 @@ T.ok(rc == 2 and out:find("patch size", 1, true), "a bad patch size is refused",
 rc, out = sh(("%s experiments/scaling.lua sizes=100x2"):format(bin))
 T.ok(rc == 2 and out:find("WIDTHxLAYERS", 1, true), "a bad size is refused", out)
 
+-- ---- the demo (make demo), at the smoke budget ----
+local demo = dir .. "/demo"
+local demo_cmd = ("%s experiments/demo.lua budget=smoke steps=6 entropy_steps=10 eval_bytes=2048 sample=40 data.path=%s "
+    .. "args.all=train.threads=1 out=%s"):format(bin, q(corpus), q(demo))
+rc, out = sh(demo_cmd)
+T.is(rc, 0, "the demo finishes", out:sub(-3000))
+T.ok(out:find("\nBLT %(entropy%)%s+[%d.]+M%s+[%d.]+%s+[%d.]+%s+[%d.]+%s+%d+%s+%d+%s+[%d.e+]+%s+%d%.%d%d%d%d")
+     and out:find("\nByteLM%s+[%d.]+M%s+1%.00"), "it prints bits per byte, patch size and FLOPs of the BLT beside a ByteLM", out:sub(-3000))
+T.ok(out:find("How the BLT cuts a sentence", 1, true) and out:find("A sample from the BLT", 1, true),
+     "it shows the patches of a sentence and a sample")
+local files_ok = true
+for _, f in ipairs {"entropy-model/checkpoint.h5", "blt-entropy/checkpoint.h5", "blt-entropy/metrics.h5",
+                    "bytelm/checkpoint.h5", "bytelm/metrics.h5"} do
+    if not U.read(demo .. "/" .. f) then files_ok = false; T.diag("missing " .. f) end
+end
+T.ok(files_ok, "it writes checkpoints and metrics (HDF5) for each run")
+if require("blt.plot").available() then
+    T.ok(U.read(demo .. "/compare.png") and U.read(demo .. "/entropy.png") and U.read(demo .. "/blt-entropy/loss.png"),
+         "and PNGs: the comparison, the entropy figure, the loss curves")
+else
+    T.ok(true, "# SKIP gnuplot is missing: no PNGs")
+end
+do
+    local a = json.decode(U.read(demo .. "/blt-entropy/result.json"))
+    local b = json.decode(U.read(demo .. "/bytelm/result.json"))
+    T.ok(a.val_bytes == b.val_bytes and a.val_bytes > 0, "both models are validated on the same bytes")
+end
+rc, out = sh(demo_cmd)
+T.ok(rc == 0 and out:find("blt-entropy is done", 1, true), "a second demo reuses the finished runs", out:sub(-800))
+
 U.cleanup(dir)
 T.done()
