@@ -161,5 +161,6 @@ int luaopen_blt_core(lua_State *L)
     bltL_open_scope(L);
     bltL_open_bench(L);
     bltL_open_run(L);
+    bltL_open_bpe(L);
     return 1;
 }

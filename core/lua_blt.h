@@ -52,6 +52,7 @@ void bltL_open_patch(lua_State *L);     /* lua_patch.c: patchers, hash n-grams *
 void bltL_open_data(lua_State *L);      /* lua_data.c: byte corpora */
 void bltL_open_h5(lua_State *L);        /* lua_h5.c: HDF5 checkpoints and metrics */
 void bltL_open_nn(lua_State *L);        /* lua_nn.c: optimisers and fused layer steps */
+void bltL_open_bpe(lua_State *L);       /* lua_bpe.c: byte-level BPE tokenizers */
 void bltL_open_run(lua_State *L);       /* lua_run.c: folders, run locks, signals */
 
 #endif

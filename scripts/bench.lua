@@ -1,14 +1,14 @@
--- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt] [reps=N]
+-- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe] [reps=N]
 -- Each figure is the median of several runs (these machines are noisy) and is
 -- printed next to a reference measured in the same run.
 local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
 
-local ALL = {"matmul", "attention", "bytelm", "inference", "patching", "blt", "generation"}
+local ALL = {"matmul", "attention", "bytelm", "inference", "patching", "blt", "generation", "bpe"}
 local opts = config.script {
     name = "bench", args = arg,
-    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt] [reps=N]",
+    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe] [reps=N]",
     defaults = {sections = table.concat(ALL, ","), reps = 5},
     docs = {sections = "comma-separated benchmarks to run", reps = "timed runs per figure (the median is printed)"},
     rules = {reps = ">= 1", sections = function(v)
@@ -426,4 +426,25 @@ if sections.generation then
     print(("of %d bytes; MB read/byte: parameters (the BLT's global model once per patch, 4.5 bytes) and caches;"):format(FULL_NEW))
     print("% of bw: that traffic at the generating rate over the measured bandwidth (over 100 %: part of it came from")
     print("the caches, not DRAM). Goals: cached >= 20x full; ByteLM >= 2,000 b/s.")
+end
+
+if sections.bpe then
+    -- The token baseline's tokenizer on the default corpus's train split (90%): the
+    -- merge loop (4,096 merges, one core: it is single-threaded), encoding, decoding.
+    print("\n== byte-level BPE (core/bpe.c) on the default corpus's train split ==")
+    local bpe = require "blt.bpe"
+    local corpus = require("blt.data").open()
+    local train_ids = corpus:ids(1, corpus:info().train)
+    local tok
+    local t_train = time_median(reps, function() tok = bpe.train(train_ids, {merges = 4096}) end)
+    local enc
+    local t_enc = time_median(reps, function() enc = tok:encode(train_ids) end)
+    local text
+    local t_dec = time_median(reps, function() text = tok:decode(enc) end)
+    local n = train_ids:numel()
+    print(("%-34s %10.3f s  (%d merges learned on %d ids)"):format("learn 4096 merges", t_train, tok.n_merges, n))
+    print(("%-34s %10.3f s  (%.1f MB/s; %d tokens, %.3f ids per token)"):format("encode the train split", t_enc,
+          n / t_enc / 1e6, enc:numel(), n / enc:numel()))
+    print(("%-34s %10.3f s  (%.1f MB/s)"):format("decode it", t_dec, #text / t_dec / 1e6))
+    corpus:close()
 end

@@ -26,6 +26,7 @@ end
 local function corpus() return blt.data_open(corpus_path, 0.2) end
 local function patcher() return blt.patch_new {scheme = "fixed", size = 2} end
 local function leaf(t) return t:set_requires_grad() end
+local function tokenizer() return blt.bpe_new(blt.tensor({{101, 101}, {101, 102}, {260, 261}}, "int32")) end
 
 -- name -> function returning a fresh list of valid arguments (and n, their count)
 local A = {
@@ -116,6 +117,14 @@ local A = {
     patch_decoder_ids = function() return {{1, 2, 1}, 5} end,
     patch_text_ids = function() return {"hi"} end,
     hash_buckets = function() return {{1, 5, 6, 7}, {1, 2}, 16} end,
+    bpe_train = function() return {"aaabdaaabac", 3, 2} end,
+    bpe_new = function() return {ints {{101, 101}, {101, 102}, {260, 261}}} end,
+    bpe_encode = function() return {tokenizer(), "aaabdaaabac"} end,
+    bpe_encode_rows = function() return {tokenizer(), ints {{1, 101, 101, 102}, {1, 101, 0, 0}}} end,
+    bpe_decode = function() return {tokenizer(), ints {1, 262, 104, 2}} end,
+    bpe_merges = function() return {tokenizer()} end,
+    bpe_info = function() return {tokenizer()} end,
+    bpe_close = function() return {tokenizer()} end,
     nn_count_ne = function() return {ints {0, 1, 0}, 0} end,
     nn_trunc_normal = function() return {blt.Generator(1), {2, 3}, 0.02} end,
     nn_flatten = function() return {{blt.randn({2, 2}, 1), blt.randn({3}, 2)}} end,
@@ -155,6 +164,10 @@ local VARIANTS = {
     {"segment_maxpool", function() return {blt.randn({5, 2}, 1), ints {3, 2}} end},
     {"gather", function() return {blt.randn({3, 2, 2}, 1), 1, ints {{{0, 2}, {1, 1}}}} end},
     {"full", function() return {{2}, 7, "int32"} end},
+    {"bpe_train", function() return {ints {1, 101, 101, 2, 101, 101}, 1} end},
+    {"bpe_new", function() return {blt.tensor {{101, 101}, {260, 101}}} end},
+    {"bpe_encode", function() return {tokenizer(), ints {1, 101, 101, 0, 2}} end},
+    {"bpe_decode", function() return {tokenizer(), {262, 3}} end},
     {"tensor", function() return {{{1, 2}, {3, 4}}, "int32"} end},
 }
 

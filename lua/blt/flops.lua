@@ -1,10 +1,11 @@
--- FLOPs per byte of ByteLM and the BLT, split by component (docs/flops.md).
+-- FLOPs per byte of ByteLM, the BLT and the token baseline, split by component (docs/flops.md).
 --
 --   local flops = require "blt.flops"
 --   local f = flops.blt(model_cfg, {mean_patch = 4.5, seq_len = 512 [, full_context = false] [, entropy = entropy_cfg]})
 --   f.training.global, f.inference.total, ...   FLOPs per byte
 --   flops.bytelm(model_cfg, {seq_len = 512})
---   flops.of(run_cfg, opts)                     by run_cfg.kind ("bytelm" | "blt"), run_cfg.model
+--   flops.bpe_lm(model_cfg, {seq_len = 512, bytes_per_token = 3.8, vocab = 4096})
+--   flops.of(run_cfg, opts)                     by run_cfg.kind ("bytelm" | "blt" | "bpe_lm"), run_cfg.model
 --
 -- Chinchilla-style: 2 FLOPs per multiply-add of a matrix product, nothing else
 -- (norms, softmax, RoPE, embedding and hash lookups are free); training = 3 x forward,
@@ -132,10 +133,31 @@ function flops.blt(cfg, opts)
     return f
 end
 
+-- The token baseline (bpe_lm): ByteLM's transformer over BPE tokens. opts: seq_len
+-- (bytes per row, BOS included), bytes_per_token (mean bytes a token covers), vocab
+-- (tokens, default 4096). The model runs T / bytes_per_token positions per row, each
+-- costing a block stack and a head of V outputs; per byte = per token / bytes_per_token.
+-- Components: blocks, head.
+function flops.bpe_lm(cfg, opts)
+    opts = opts or {}
+    local m = filled(require("blt.models.bytelm").defaults, cfg or {})
+    local T, bpt = need(opts, "seq_len", "bpe_lm"), need(opts, "bytes_per_token", "bpe_lm")
+    local vocab = opts.vocab == nil and 4096 or need(opts, "vocab", "bpe_lm")
+    local lin, att = block_macs(m.dim, m.multiple_of, flops.mean_keys(T / bpt, m.window, opts.full_context))
+    return assemble({blocks = 2 * m.layers * lin / bpt, head = 2 * m.dim * vocab / bpt},
+                    {blocks = 2 * m.layers * att / bpt}, {"blocks", "head"}, {})
+end
+
 -- flops.of(run config, opts): by cfg.kind ("bytelm" when absent), on cfg.model.
 function flops.of(cfg, opts)
     local kind = cfg.kind or "bytelm"
     if kind == "bytelm" then return flops.bytelm(cfg.model, opts) end
+    if kind == "bpe_lm" then
+        local o = {}
+        for k, v in pairs(opts or {}) do o[k] = v end
+        if o.vocab == nil and cfg.bpe then o.vocab = cfg.bpe.vocab end
+        return flops.bpe_lm(cfg.model, o)
+    end
     if kind == "blt" then
         -- a run config knows its entropy model (online entropy patching is charged)
         local o = {}

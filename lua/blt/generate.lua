@@ -97,6 +97,11 @@ end
 
 function generate.run(model, prompt, n, opts)
     local o = util.options("blt.generate", opts, DEFAULTS, nil, 2)
+    -- byte by byte only: a token model (bpe_lm) has no step interface
+    if type(model) ~= "table" or not model.start then
+        error(("blt.generate: the model (kind %s) cannot generate: it has no step-by-step interface")
+              :format(tostring(type(model) == "table" and model.kind)), 2)
+    end
     check(o, n, prompt)
     local gen = core.Generator(o.seed)
     local row = ids.row(prompt)

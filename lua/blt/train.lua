@@ -356,10 +356,11 @@ local function truncate_metrics(metrics, path, step)
     metrics:truncate(keep)
 end
 
--- Training FLOPs per byte (docs/flops.md) at the step's mean patch size.
+-- Training FLOPs per byte (docs/flops.md) at the step's mean patch size (BLT) or bytes per token (bpe_lm).
 local function flops_per_byte(run)
     local ok, f = pcall(require("blt").flops, run.cfg, {seq_len = run.cfg.train.seq_len + 1,
-                                                        mean_patch = run.model.last_patch_mean})
+                                                        mean_patch = run.model.last_patch_mean,
+                                                        bytes_per_token = run.model.last_bytes_per_token})
     return ok and f.training.total or nil
 end
 
@@ -403,6 +404,7 @@ local function step_loop(spec, run)
         bar:update(step, {("loss %.4f"):format(loss), ("lr %.2e"):format(lr)}, step * bytes_per_step)
         local row = {step = step, loss = loss, lr = lr, grad_norm = gnorm, skipped = skipped and 1 or 0,
                      patch_mean = run.model.last_patch_mean, -- models with patches: the step's mean patch size
+                     bytes_per_token = run.model.last_bytes_per_token, -- token models: the step's bytes per token
                      flops_per_byte = flops_per_byte(run),
                      bytes_per_s = (step - start_step) * bytes_per_step
                                    / math.max(1e-9, core.now() - run.start - run.eval_time)}

@@ -1,7 +1,7 @@
 -- blt.models: the registry of model kinds. A kind maps to a module that the
 -- trainer, evaluation and loading use without knowing which model it is:
 --
---   M.kind                       "bytelm", "blt", ...
+--   M.kind                       "bytelm", "blt", "bpe_lm", ...
 --   M.sections                   config sections it adds, with their defaults ({model = {...}, ...})
 --   M.docs, M.rules              doc strings and rules (blt.config) of those sections
 --   M.check(cfg)                 raises "<key> ..." for shapes that do not fit together
@@ -21,7 +21,7 @@ local ids = require "blt.ids"
 
 local models = {}
 
-local KINDS = {bytelm = "blt.models.bytelm", blt = "blt.models.blt"}
+local KINDS = {bytelm = "blt.models.bytelm", blt = "blt.models.blt", bpe_lm = "blt.models.bpe_lm"}
 
 function models.kinds()
     local out = {}
