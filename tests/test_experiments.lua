@@ -45,7 +45,7 @@ local rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s"):f
 local took = blt.now() - t0
 T.is(rc, 0, "compare_patching budget=smoke finishes", out)
 T.ok(took < 60, ("it takes under a minute (%.1f s)"):format(took))
-local schemes = {"fixed", "space", "entropy", "entropy_delta", "bytelm"}
+local schemes = {"fixed", "space", "entropy", "entropy_delta", "bytelm", "bpe"}
 for _, sc in ipairs(schemes) do
     T.ok(out:find("\n" .. sc .. "%s+%d+%.%d+%s+%d+%.%d+M"), "the table has a row for " .. sc, out:sub(-2500))
 end
@@ -94,7 +94,7 @@ do
 end
 local stamp = blt.hash_file(cmp .. "/fixed-s1/checkpoint.h5")
 rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s"):format(bin, base, q(cmp)))
-T.ok(rc == 0 and out:find("0 points run, 11 skipped", 1, true), "a second run skips every finished point", out:sub(-600))
+T.ok(rc == 0 and out:find("0 points run, 13 skipped", 1, true), "a second run skips every finished point", out:sub(-600))
 T.is(blt.hash_file(cmp .. "/fixed-s1/checkpoint.h5"), stamp, "and leaves their files alone")
 rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s target=6"):format(bin, base, q(cmp)))
 T.ok(rc ~= 0 and out:find("other settings", 1, true) and out:find("patching.size=6", 1, true),
@@ -124,23 +124,23 @@ T.ok(rc == 2 and out:find("seeds", 1, true), "a bad seed list is refused", out)
 -- ---- scaling ----
 local sc = dir .. "/scaling"
 t0 = blt.now()
-rc, out = sh(("%s experiments/scaling.lua %s schemes=bytelm,entropy:4,entropy:6 out=%s"):format(bin, base, q(sc)))
+rc, out = sh(("%s experiments/scaling.lua %s schemes=bpe,bytelm,entropy:4,entropy:6 out=%s"):format(bin, base, q(sc)))
 T.is(rc, 0, "scaling budget=smoke finishes", out:sub(-3000))
 T.ok(blt.now() - t0 < 60, ("in under a minute (%.1f s)"):format(blt.now() - t0))
 do
     local f = h5(sc .. "/results.h5")
     T.is(f:attr("experiment"), "scaling", "results.h5 names its experiment")
     local names = f:list("/compute_optimal/points") or {}
-    T.is(#names, 6, "compute-optimal: 3 schemes x 2 sizes", table.concat(names, " "))
+    T.is(#names, 8, "compute-optimal: 4 schemes x 2 sizes", table.concat(names, " "))
     local fits_ok = true
-    for _, s in ipairs {"bytelm", "entropy:4", "entropy:6"} do
+    for _, s in ipairs {"bpe", "bytelm", "entropy:4", "entropy:6"} do
         for _, d in ipairs {"a", "b", "r2"} do
             if not has(f, "/compute_optimal/fits/" .. s .. "/" .. d) then fits_ok = false end
         end
     end
     T.ok(fits_ok, "a power-law fit per scheme")
     local fi = f:list("/fixed_inference/points") or {}
-    T.is(#fi, 3, "fixed inference: one model per scheme", table.concat(fi, " "))
+    T.is(#fi, 4, "fixed inference: one model per scheme", table.concat(fi, " "))
     local marked = true
     for _, id in ipairs(fi) do
         local g = "/fixed_inference/points/" .. id
@@ -155,8 +155,8 @@ do
 end
 T.ok(out:find("order at the compute-optimal points:", 1, true) and out:find("fits, bpb = a * FLOPs^-b", 1, true),
      "it prints the fits and the order of the schemes")
-rc, out = sh(("%s experiments/scaling.lua %s schemes=bytelm,entropy:4,entropy:6 out=%s"):format(bin, base, q(sc)))
-T.ok(rc == 0 and out:find("0 points run, 10 skipped", 1, true), "a resumed sweep skips every finished point", out:sub(-600))
+rc, out = sh(("%s experiments/scaling.lua %s schemes=bpe,bytelm,entropy:4,entropy:6 out=%s"):format(bin, base, q(sc)))
+T.ok(rc == 0 and out:find("0 points run, 13 skipped", 1, true), "a resumed sweep skips every finished point", out:sub(-600))
 rc, out = sh(("%s experiments/scaling.lua schemes=entropy:0.5"):format(bin))
 T.ok(rc == 2 and out:find("patch size", 1, true), "a bad patch size is refused", out)
 rc, out = sh(("%s experiments/scaling.lua sizes=100x2"):format(bin))

@@ -207,12 +207,23 @@ function experiment.space_mean_patch(corpus, P)
     return rows:size(1) * P.seq_len / patches
 end
 
--- Mean bytes per BPE token on the same sample, with a tokenizer trained as the run's
--- setup will train it (deterministic: the same merges). Nil when blt.bpe is missing.
+-- Mean bytes per BPE token on a training sample, with a tokenizer learned as the
+-- run's setup will learn it (deterministic: the same merges), counted as the model
+-- counts it (predicted bytes over predicted tokens). Nil when blt.bpe is missing.
+local bpt_cache = {}
 local function bpe_bytes_per_token(corpus, P)
     local okb, bpe = pcall(require, "blt.bpe")
-    if not okb or not bpe.bytes_per_token then return nil end
-    return bpe.bytes_per_token(corpus, P.bpe.bpe, P.seq_len, P.calib_bytes)
+    if not okb then return nil end
+    local b = P.bpe.bpe
+    local key = table.concat({tostring(corpus), b.vocab, b.train_bytes, b.min_count or 2, P.seq_len, P.calib_bytes}, " ")
+    if bpt_cache[key] then return bpt_cache[key] end
+    local tok = bpe.train(corpus, {vocab = b.vocab, bytes = b.train_bytes, min_count = b.min_count})
+    local rows = corpus:sample_windows {split = "train", len = P.seq_len, bytes = P.calib_bytes, seed = 1}
+    local _, lengths = tok:encode_rows(rows)
+    local ntok = 0
+    for _, l in ipairs(lengths) do ntok = ntok + l - 1 end
+    bpt_cache[key] = rows:size(1) * P.seq_len / ntok
+    return bpt_cache[key]
 end
 
 -- Global (or baseline) heads of a width: 32-wide heads (RoPE needs even head sizes).
@@ -314,8 +325,8 @@ function experiment.scaled_params(spec)
         n = n - ids.VOCAB * m.dim - ngrams * m.hash.buckets * m.dim
     elseif spec.kind == "bytelm" then
         n = n - ids.VOCAB * m.dim
-    elseif spec.kind == "bpe_lm" and M.vocab_size then
-        n = n - M.vocab_size(cfg) * m.dim
+    elseif spec.kind == "bpe_lm" then
+        n = n - cfg.bpe.vocab * m.dim
     end
     return n, M.count_params(cfg, false)
 end
