@@ -31,7 +31,7 @@ local experiment = require "blt.experiment"
 
 local ALL = {"fixed", "space", "entropy", "entropy_delta", "bytelm", "bpe"}
 
-local cfg = config.script {
+local cfg = experiment.script({
     name = "compare_patching", args = arg,
     usage = "usage: ./blt experiments/compare_patching.lua [budget=smoke|small|full] [seeds=1,2] [key=value ...]",
     defaults = {
@@ -41,8 +41,6 @@ local cfg = config.script {
         target = 4.0,
         budget_steps = 0,
         out = config.OPTIONAL,
-        data = {path = config.OPTIONAL, val_fraction = 0.1},
-        args = {all = "", blt = "", bytelm = "", bpe = "", entropy = ""},
         plot = true,
     },
     docs = {
@@ -52,11 +50,6 @@ local cfg = config.script {
         target = "mean bytes per patch the entropy thresholds are calibrated to (fixed: round(target))",
         budget_steps = "steps of the entropy BLT that define the FLOP budget (0: the budget's own)",
         out = "sweep folder (unset: runs/compare-<budget>)",
-        data = {path = "corpus file or folder (unset: the default corpus)", val_fraction = "held-out fraction"},
-        args = {all = "extra key=value words for every training run",
-                blt = "extra key=value words for the BLT runs (e.g. model.global.dim=384)",
-                bytelm = "extra key=value words for the ByteLM run", bpe = "extra key=value words for the BPE run",
-                entropy = "extra key=value words for the entropy model's run"},
         plot = "write compare.png and patches.png",
     },
     rules = {
@@ -64,9 +57,8 @@ local cfg = config.script {
         seeds = experiment.seed_list_rule,
         schemes = experiment.list_rule(ALL),
         target = "[1, 64]", budget_steps = ">= 0",
-        ["data.path"] = "readable", ["data.val_fraction"] = "(0, 1)",
     },
-}
+}, {"blt", "bytelm", "bpe", "entropy"})
 if not cfg then return end
 
 local P = experiment.preset(cfg.budget)

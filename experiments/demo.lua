@@ -25,7 +25,7 @@ local sweep = require "blt.sweep"
 local show = require "show_patches"
 local plot_entropy = require "plot_entropy"
 
-local cfg = config.script {
+local cfg = experiment.script({
     name = "demo", args = arg,
     usage = "usage: ./blt experiments/demo.lua [key=value ...]",
     defaults = {
@@ -40,8 +40,6 @@ local cfg = config.script {
         sample = 200,
         temperature = 0.7,
         seed = 1,
-        data = {path = config.OPTIONAL, val_fraction = 0.1},
-        args = {all = "", blt = "", bytelm = "", entropy = ""},
     },
     docs = {
         out = "folder of the demo's runs and figures",
@@ -53,14 +51,11 @@ local cfg = config.script {
         sentence = "the sentence whose patches are shown",
         prompt = "the prompt of the generated sample", sample = "bytes to generate",
         temperature = "sampling temperature of the sample (0: greedy)", seed = "seed of the runs and the sample",
-        data = {path = "corpus file or folder (unset: the default corpus)", val_fraction = "held-out fraction"},
-        args = {all = "extra key=value words for every training run", blt = "extra words for the BLT run",
-                bytelm = "extra words for the ByteLM run", entropy = "extra words for the entropy model's run"},
     },
     rules = {budget = {"smoke", "small", "full"}, steps = ">= 1", entropy_steps = ">= 1", target = "[1, 64]", eval_bytes = ">= 0", sample = ">= 0",
-             temperature = ">= 0", seed = ">= 0", ["data.path"] = "readable", ["data.val_fraction"] = "(0, 1)",
+             temperature = ">= 0", seed = ">= 0",
              sentence = function(v) if v == "" then return "must not be empty" end end},
-}
+}, {"blt", "bytelm", "entropy"})
 if not cfg then return end
 
 local T0 = core.now()

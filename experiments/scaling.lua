@@ -50,7 +50,7 @@ local function scheme_items_rule(v)
     end
 end
 
-local cfg = config.script {
+local cfg = experiment.script({
     name = "scaling", args = arg,
     usage = "usage: ./blt experiments/scaling.lua [budget=smoke|small|full] [study=both|compute_optimal|fixed_inference] [key=value ...]",
     defaults = {
@@ -64,8 +64,6 @@ local cfg = config.script {
         overtrain = 0,
         seed = 1,
         out = config.OPTIONAL,
-        data = {path = config.OPTIONAL, val_fraction = 0.1},
-        args = {all = "", blt = "", bytelm = "", bpe = "", entropy = ""},
         plot = true,
     },
     docs = {
@@ -79,19 +77,14 @@ local cfg = config.script {
         overtrain = "fixed_inference: train this many times the compute-optimal steps (0: the budget's)",
         seed = "seed of every run",
         out = "sweep folder (unset: runs/scaling-<budget>)",
-        data = {path = "corpus file or folder (unset: the default corpus)", val_fraction = "held-out fraction"},
-        args = {all = "extra key=value words for every training run", blt = "extra words for the BLT runs",
-                bytelm = "extra words for the ByteLM runs", bpe = "extra words for the BPE runs",
-                entropy = "extra words for the entropy model's run"},
         plot = "write compute_optimal.png and fixed_inference.png",
     },
     rules = {
         budget = {"smoke", "small", "full"}, study = {"both", "compute_optimal", "fixed_inference"},
         schemes = scheme_items_rule, target = "[1, 64]", sizes = experiment.size_list_rule,
         bytes_per_param = ">= 0", infer_size = experiment.size_list_rule, overtrain = ">= 0", seed = ">= 0",
-        ["data.path"] = "readable", ["data.val_fraction"] = "(0, 1)",
     },
-}
+}, {"blt", "bytelm", "bpe", "entropy"})
 if not cfg then return end
 
 local P = experiment.scaling_preset(cfg.budget)

@@ -108,6 +108,29 @@ function experiment.scaling_preset(name)
     return p
 end
 
+-- ---- the keys every experiment script has ----
+
+-- data.* (the corpus) and args.* (extra words for the training runs), merged into a
+-- script's own defaults, docs and rules (families: the args.* keys it takes).
+function experiment.with_common(defaults, docs, rules, families)
+    defaults.data = {path = require("blt.config").OPTIONAL, val_fraction = 0.1}
+    docs.data = {path = "corpus file or folder (unset: the default corpus)", val_fraction = "held-out fraction"}
+    rules["data.path"], rules["data.val_fraction"] = "readable", "(0, 1)"
+    local words = {all = "extra key=value words for every training run",
+                   blt = "extra key=value words for the BLT runs (e.g. model.global.layers=6)",
+                   bytelm = "extra key=value words for the ByteLM runs", bpe = "extra key=value words for the BPE runs",
+                   entropy = "extra key=value words for the entropy model's run"}
+    defaults.args, docs.args = {all = ""}, {all = words.all}
+    for _, f in ipairs(families) do defaults.args[f], docs.args[f] = "", words[f] end
+    return defaults, docs, rules
+end
+
+-- config.script for an experiment: its own keys plus data.* and args.<families>.
+function experiment.script(spec, families)
+    experiment.with_common(spec.defaults, spec.docs, spec.rules, families)
+    return require("blt.config").script(spec)
+end
+
 -- ---- config rules and lists ----
 
 function experiment.words(s)

@@ -113,14 +113,7 @@ end
 
 -- BpeLM.new(model config (ByteLM's keys), seed, tokenizer, vocab [default tok.vocab]).
 function BpeLM.new(cfg, seed, tok, vocab)
-    local m = {}
-    for k, v in pairs(ByteLM.defaults) do m[k] = v end
-    for k, v in pairs(cfg or {}) do
-        if ByteLM.defaults[k] == nil then error(("blt.models.BpeLM: unknown config key '%s'"):format(k), 2) end
-        m[k] = v
-    end
-    ByteLM.check_config(m)
-    if math.type(seed) ~= "integer" then error("blt.models.BpeLM: needs an integer seed", 2) end
+    local m = ByteLM.resolve(cfg, seed, "BpeLM")
     if getmetatable(tok) ~= bpe.Tokenizer then error("blt.models.BpeLM: needs a tokenizer (blt.bpe)", 2) end
     vocab = vocab or tok.vocab
     if math.type(vocab) ~= "integer" or vocab < tok.vocab then

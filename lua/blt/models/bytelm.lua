@@ -63,16 +63,23 @@ function ByteLM.check(cfg) ByteLM.check_config(cfg.model) end
 function ByteLM.count_params(cfg) return ByteLM.param_count(cfg.model) end
 function ByteLM.build(cfg, seed) return ByteLM.new(cfg.model, seed) end
 
--- ByteLM.new(config, seed): config keys as in ByteLM.defaults (missing ones take the default).
-function ByteLM.new(cfg, seed)
+-- A model config over ByteLM.defaults, checked, and the seed checked: what ByteLM.new
+-- and the models built on its blocks (bpe_lm) start from. Errors name `who`.
+function ByteLM.resolve(cfg, seed, who)
     local m = {}
     for k, v in pairs(ByteLM.defaults) do m[k] = v end
     for k, v in pairs(cfg or {}) do
-        if ByteLM.defaults[k] == nil then error(("blt.models.ByteLM: unknown config key '%s'"):format(k), 2) end
+        if ByteLM.defaults[k] == nil then error(("blt.models.%s: unknown config key '%s'"):format(who, k), 3) end
         m[k] = v
     end
     ByteLM.check_config(m)
-    if math.type(seed) ~= "integer" then error("blt.models.ByteLM: needs an integer seed", 2) end
+    if math.type(seed) ~= "integer" then error(("blt.models.%s: needs an integer seed"):format(who), 3) end
+    return m
+end
+
+-- ByteLM.new(config, seed): config keys as in ByteLM.defaults (missing ones take the default).
+function ByteLM.new(cfg, seed)
+    local m = ByteLM.resolve(cfg, seed, "ByteLM")
     local self = nn.Module.new(ByteLM)
     local rng = core.Generator(seed)
     self.config = m
