@@ -65,6 +65,7 @@ local cfg = experiment.script({
         seed = 1,
         out = config.OPTIONAL,
         plot = true,
+        plan = false,
     },
     docs = {
         budget = "local model, batch, sizes and data ratio: smoke (tests), small (a first look on 2 cores), full",
@@ -78,6 +79,7 @@ local cfg = experiment.script({
         seed = "seed of every run",
         out = "sweep folder (unset: runs/scaling-<budget>)",
         plot = "write compute_optimal.png and fixed_inference.png",
+        plan = "print every point (model, steps, planned training FLOPs) and stop before training any",
     },
     rules = {
         budget = {"smoke", "small", "full"}, study = {"both", "compute_optimal", "fixed_inference"},
@@ -112,11 +114,13 @@ local common = experiment.common_args(P, cfg)
 local bytes_per_step = P.batch * P.seq_len
 local ent
 for _, it in ipairs(items) do
-    if (it.scheme == "entropy" or it.scheme == "entropy_delta") and not ent then ent = experiment.entropy_model(s, P, cfg, common) end
+    if (it.scheme == "entropy" or it.scheme == "entropy_delta") and not ent then
+        ent = cfg.plan and {path = "(planned)", model = P.entropy.model} or experiment.entropy_model(s, P, cfg, common)
+    end
 end
 
-local function spec_of(it, w, l)
-    return experiment.model_point(it.scheme, P, corpus, ent, {target = it.target, size = {w, l}})
+local function spec_of(it, w, l, heads)
+    return experiment.model_point(it.scheme, P, corpus, ent, {target = it.target, size = {w, l}, heads = heads})
 end
 
 -- steps at the compute-optimal ratio for a spec
@@ -125,7 +129,14 @@ local function optimal_steps(spec)
     return math.max(1, math.floor(ratio * n / bytes_per_step + 0.5)), n
 end
 
+local planned = 0
 local function run_point(id, it, spec, steps, evals, eval_every)
+    if cfg.plan then
+        local f = spec.train_fpb * steps * bytes_per_step
+        planned = planned + f
+        print(("  plan: %-28s %6d steps  %.3g training FLOPs (%.2f MFLOP/byte)"):format(id, steps, f, spec.train_fpb / 1e6))
+        return nil
+    end
     local args = experiment.run_args(common, spec, steps, cfg.seed, P, evals)
     if eval_every then args["eval.every"], args["out.checkpoint_every"] = eval_every, eval_every end
     local r = s:run {id = id, script = spec.script, args = args, extra = experiment.extra(cfg, spec.family)}
@@ -155,59 +166,63 @@ if cfg.study ~= "fixed_inference" then
                 local id = ("co-%s-%s-s%d"):format(it.tag, sz, cfg.seed)
                 io.stderr:write(("scaling: %s: %s at %s, %d scaled parameters, %d steps\n"):format(id, it.label, sz, n, steps))
                 local r = run_point(id, it, spec, steps, P.evals)
-                r.size, r.scaled_params = sz, n
-                r.extra = {size = sz, scaled_params = n}
-                records[#records + 1] = r
+                if r then
+                    r.size, r.scaled_params = sz, n
+                    r.extra = {size = sz, scaled_params = n}
+                    records[#records + 1] = r
+                end
             end
         end
     end
     -- fits and the table
     local rows = {}
-    for _, it in ipairs(items) do
-        local xs, ys = {}, {}
-        for _, r in ipairs(records) do
-            if r.scheme == it.label and r.val_bpb and r.train_flops then xs[#xs + 1], ys[#ys + 1] = r.train_flops, r.val_bpb end
-        end
-        local a, b, r2 = sweep.power_law(xs, ys)
-        if a then fits[it.label] = {a = a, b = b, r2 = r2, n = #xs, xs = xs} end
-    end
-    for _, r in ipairs(records) do
-        rows[#rows + 1] = {scheme = r.scheme, size = r.size, params = r.params, scaled = r.scaled_params,
-                           patch = r.mean_patch, steps = r.steps, flops = r.train_flops, bpb = r.val_bpb, wall = r.wall}
-    end
-    print(sweep.table(rows, {{"scheme", "scheme"}, {"size", "global"}, {"params", "params", function(v) return ("%.2fM"):format(v / 1e6) end},
-        {"scaled", "scaled", function(v) return ("%.2fM"):format(v / 1e6) end}, {"patch", "patch", "%.2f"},
-        {"steps", "steps", "%d"}, {"flops", "train FLOPs", "%.3g"}, {"bpb", "val bpb", "%.4f"}, {"wall", "wall s", "%.0f"}}))
-    print("fits, bpb = a * FLOPs^-b:")
-    for _, it in ipairs(items) do
-        local f = fits[it.label]
-        if f then print(("  %-16s a = %.4g  b = %.4f  (r^2 %.3f over %d sizes)"):format(it.label, f.a, f.b, f.r2, f.n)) end
-    end
-    sections[#sections + 1] = {prefix = "/compute_optimal", records = records, fits = fits}
-    if cfg.plot and plot.available() and #records > 0 then
-        local series = {}
+    if not cfg.plan then
         for _, it in ipairs(items) do
             local xs, ys = {}, {}
             for _, r in ipairs(records) do
                 if r.scheme == it.label and r.val_bpb and r.train_flops then xs[#xs + 1], ys[#ys + 1] = r.train_flops, r.val_bpb end
             end
-            if #xs > 0 then series[#series + 1] = {name = it.label, x = xs, y = ys, style = "points pt 7 ps 1.5"} end
-            local f = fits[it.label]
-            if f then
-                local lo, hi = math.huge, 0
-                for _, x in ipairs(f.xs) do lo, hi = math.min(lo, x), math.max(hi, x) end
-                local fx, fy = {}, {}
-                for k = 0, 20 do
-                    local x = lo * (hi / lo) ^ (k / 20)
-                    fx[#fx + 1], fy[#fy + 1] = x, f.a * x ^ -f.b
-                end
-                series[#series + 1] = {name = ("%s fit (b = %.3f)"):format(it.label, f.b), x = fx, y = fy, style = "lines dt 2"}
-            end
+            local a, b, r2 = sweep.power_law(xs, ys)
+            if a then fits[it.label] = {a = a, b = b, r2 = r2, n = #xs, xs = xs} end
         end
-        local png = plot.lines {path = out .. "/compute_optimal.png", logx = true, xlabel = "training FLOPs",
-                                ylabel = "validation bits per byte", series = series,
-                                title = ("Compute-optimal sweep (%g bytes per scaled parameter, %s budget)"):format(ratio, cfg.budget)}
-        print("scaling: plot " .. png)
+        for _, r in ipairs(records) do
+            rows[#rows + 1] = {scheme = r.scheme, size = r.size, params = r.params, scaled = r.scaled_params,
+                               patch = r.mean_patch, steps = r.steps, flops = r.train_flops, bpb = r.val_bpb, wall = r.wall}
+        end
+        print(sweep.table(rows, {{"scheme", "scheme"}, {"size", "global"}, {"params", "params", function(v) return ("%.2fM"):format(v / 1e6) end},
+            {"scaled", "scaled", function(v) return ("%.2fM"):format(v / 1e6) end}, {"patch", "patch", "%.2f"},
+            {"steps", "steps", "%d"}, {"flops", "train FLOPs", "%.3g"}, {"bpb", "val bpb", "%.4f"}, {"wall", "wall s", "%.0f"}}))
+        print("fits, bpb = a * FLOPs^-b:")
+        for _, it in ipairs(items) do
+            local f = fits[it.label]
+            if f then print(("  %-16s a = %.4g  b = %.4f  (r^2 %.3f over %d sizes)"):format(it.label, f.a, f.b, f.r2, f.n)) end
+        end
+        sections[#sections + 1] = {prefix = "/compute_optimal", records = records, fits = fits}
+        if cfg.plot and plot.available() and #records > 0 then
+            local series = {}
+            for _, it in ipairs(items) do
+                local xs, ys = {}, {}
+                for _, r in ipairs(records) do
+                    if r.scheme == it.label and r.val_bpb and r.train_flops then xs[#xs + 1], ys[#ys + 1] = r.train_flops, r.val_bpb end
+                end
+                if #xs > 0 then series[#series + 1] = {name = it.label, x = xs, y = ys, style = "points pt 7 ps 1.5"} end
+                local f = fits[it.label]
+                if f then
+                    local lo, hi = math.huge, 0
+                    for _, x in ipairs(f.xs) do lo, hi = math.min(lo, x), math.max(hi, x) end
+                    local fx, fy = {}, {}
+                    for k = 0, 20 do
+                        local x = lo * (hi / lo) ^ (k / 20)
+                        fx[#fx + 1], fy[#fy + 1] = x, f.a * x ^ -f.b
+                    end
+                    series[#series + 1] = {name = ("%s fit (b = %.3f)"):format(it.label, f.b), x = fx, y = fy, style = "lines dt 2"}
+                end
+            end
+            local png = plot.lines {path = out .. "/compute_optimal.png", logx = true, xlabel = "training FLOPs",
+                                    ylabel = "validation bits per byte", series = series,
+                                    title = ("Compute-optimal sweep (%g bytes per scaled parameter, %s budget)"):format(ratio, cfg.budget)}
+            print("scaling: plot " .. png)
+        end
     end
 end
 
@@ -220,10 +235,12 @@ if cfg.study ~= "compute_optimal" then
     local budget = ref.inference_fpb
     local records = {}
     for _, it in ipairs(items) do
-        -- the width (multiples of 32, infer_l layers) whose inference FLOPs per byte are closest to the budget
+        -- the width whose inference FLOPs per byte are closest to the budget: infer_size's depth
+        -- and heads, widths in steps of 2 x heads (even head sizes)
+        local heads = experiment.heads_of(infer_w)
         local best, best_err
-        for w = 32, 32 * 64, 32 do
-            local sp = spec_of(it, w, infer_l)
+        for w = 2 * heads, 64 * infer_w, 2 * heads do
+            local sp = spec_of(it, w, infer_l, heads)
             if sp.skip then best = sp break end
             local err = math.abs(math.log(sp.inference_fpb / budget))
             if not best_err or err < best_err then best, best_err = sp, err end
@@ -240,6 +257,7 @@ if cfg.study ~= "compute_optimal" then
             io.stderr:write(("scaling: %s: %s at %dx%d (inference %.3g FLOP/byte, budget %.3g), compute-optimal at step %d, %d steps\n")
                 :format(id, it.label, w, infer_l, best.inference_fpb, budget, every * 2, steps))
             local r = run_point(id, it, best, steps, nil, every)
+            if r then
             r.size, r.co_step, r.scaled_params = ("%dx%d"):format(w, infer_l), every * 2, n
             for i, st in ipairs(r.curve.step) do
                 if st == r.co_step then r.co_flops, r.co_bpb = r.curve.flops[i], r.curve.bpb[i] end
@@ -247,45 +265,52 @@ if cfg.study ~= "compute_optimal" then
             r.extra = {size = r.size, compute_optimal_step = r.co_step, compute_optimal_bpb = r.co_bpb,
                        compute_optimal_flops = r.co_flops, scaled_params = n}
             records[#records + 1] = r
+            end
         end
     end
     local rows = {}
-    for _, r in ipairs(records) do
-        rows[#rows + 1] = {scheme = r.scheme, size = r.size, patch = r.mean_patch, inf = r.inference_fpb and r.inference_fpb / 1e6,
-                           co_bpb = r.co_bpb, bpb = r.val_bpb, flops = r.train_flops, steps = r.steps}
-    end
-    print(sweep.table(rows, {{"scheme", "scheme"}, {"size", "global"}, {"patch", "patch", "%.2f"},
-        {"inf", "infer MFLOP/B", "%.3f"}, {"steps", "steps", "%d"}, {"co_bpb", "bpb @ optimal", "%.4f"},
-        {"bpb", "bpb @ end", "%.4f"}, {"flops", "train FLOPs", "%.3g"}}))
-    -- the order of the schemes at each model's compute-optimal point and at the end
-    local function order(key)
-        local t = {}
-        for _, r in ipairs(records) do if r[key] then t[#t + 1] = r end end
-        table.sort(t, function(a, b) return a[key] < b[key] end)
-        local names = {}
-        for _, r in ipairs(t) do names[#names + 1] = ("%s %.4f"):format(r.scheme, r[key]) end
-        return table.concat(names, " < ")
-    end
-    print("order at the compute-optimal points: " .. order("co_bpb"))
-    print("order at the end of training:        " .. order("val_bpb"))
-    sections[#sections + 1] = {prefix = "/fixed_inference", records = records}
-    attrs.infer_size = ("%dx%d"):format(infer_w, infer_l)
-    attrs.inference_budget = budget
-    attrs.overtrain = overtrain
-    if cfg.plot and plot.available() and #records > 0 then
-        local series, cx, cy = {}, {}, {}
+    if not cfg.plan then
         for _, r in ipairs(records) do
-            series[#series + 1] = {name = ("%s (%s)"):format(r.scheme, r.size), x = r.curve.flops, y = r.curve.bpb, style = "linespoints"}
-            if r.co_flops then cx[#cx + 1], cy[#cy + 1] = r.co_flops, r.co_bpb end
+            rows[#rows + 1] = {scheme = r.scheme, size = r.size, patch = r.mean_patch, inf = r.inference_fpb and r.inference_fpb / 1e6,
+                               co_bpb = r.co_bpb, bpb = r.val_bpb, flops = r.train_flops, steps = r.steps}
         end
-        if #cx > 0 then series[#series + 1] = {name = "compute-optimal", x = cx, y = cy, style = "points pt 6 ps 3 lc rgb 'black'"} end
-        local png = plot.lines {path = out .. "/fixed_inference.png", logx = true, xlabel = "training FLOPs",
-                                ylabel = "validation bits per byte", series = series,
-                                title = ("Fixed inference budget (%.3g FLOP/byte), trained %gx past compute-optimal"):format(budget, overtrain)}
-        print("scaling: plot " .. png)
+        print(sweep.table(rows, {{"scheme", "scheme"}, {"size", "global"}, {"patch", "patch", "%.2f"},
+            {"inf", "infer MFLOP/B", "%.3f"}, {"steps", "steps", "%d"}, {"co_bpb", "bpb @ optimal", "%.4f"},
+            {"bpb", "bpb @ end", "%.4f"}, {"flops", "train FLOPs", "%.3g"}}))
+        -- the order of the schemes at each model's compute-optimal point and at the end
+        local function order(key)
+            local t = {}
+            for _, r in ipairs(records) do if r[key] then t[#t + 1] = r end end
+            table.sort(t, function(a, b) return a[key] < b[key] end)
+            local names = {}
+            for _, r in ipairs(t) do names[#names + 1] = ("%s %.4f"):format(r.scheme, r[key]) end
+            return table.concat(names, " < ")
+        end
+        print("order at the compute-optimal points: " .. order("co_bpb"))
+        print("order at the end of training:        " .. order("val_bpb"))
+        sections[#sections + 1] = {prefix = "/fixed_inference", records = records}
+        attrs.infer_size = ("%dx%d"):format(infer_w, infer_l)
+        attrs.inference_budget = budget
+        attrs.overtrain = overtrain
+        if cfg.plot and plot.available() and #records > 0 then
+            local series, cx, cy = {}, {}, {}
+            for _, r in ipairs(records) do
+                series[#series + 1] = {name = ("%s (%s)"):format(r.scheme, r.size), x = r.curve.flops, y = r.curve.bpb, style = "linespoints"}
+                if r.co_flops then cx[#cx + 1], cy[#cy + 1] = r.co_flops, r.co_bpb end
+            end
+            if #cx > 0 then series[#series + 1] = {name = "compute-optimal", x = cx, y = cy, style = "points pt 6 ps 3 lc rgb 'black'"} end
+            local png = plot.lines {path = out .. "/fixed_inference.png", logx = true, xlabel = "training FLOPs",
+                                    ylabel = "validation bits per byte", series = series,
+                                    title = ("Fixed inference budget (%.3g FLOP/byte), trained %gx past compute-optimal"):format(budget, overtrain)}
+            print("scaling: plot " .. png)
+        end
     end
 end
 corpus:close()
+if cfg.plan then
+    print(("scaling: planned %.3g training FLOPs in all (plan=true: nothing was trained)"):format(planned))
+    return
+end
 
 local h5 = out .. "/results.h5"
 experiment.write_sections(h5, attrs, sections)

@@ -85,11 +85,12 @@ local SCALING = {
     },
     small = {
         batch = 8, seq_len = 128, evals = 4, eval_bytes = 16384, final_bytes = 131072, calib_bytes = 65536,
-        sizes = "64x2,96x2,128x3,192x3", bytes_per_param = 1, infer_size = "128x3", overtrain = 3,
-        entropy = PRESETS.small.entropy,
-        blt = {dim = 64, heads = 2, k = 2, multiple_of = 64, encoder = {layers = 1, window = 128},
+        sizes = "64x2,128x2,192x2,256x2", bytes_per_param = 1, infer_size = "128x2", overtrain = 3,
+        -- small local models and entropy model, so that the global model is most of a BLT's FLOPs
+        entropy = {steps = 300, model = {dim = 64, layers = 1, heads = 2, window = 128, multiple_of = 64}},
+        blt = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 128},
                global = {dim = 128, layers = 2, heads = 4}, decoder = {layers = 1, window = 128}, cross = {heads = 2},
-               hash = {ngrams = "3,4,5,6", buckets = 2048}},
+               hash = {ngrams = "3,4,5", buckets = 1024}},
         bytelm = {window = 128, multiple_of = 64}, bpe = {model = {window = 128, multiple_of = 64}, bpe = {vocab = 2048, train_bytes = 0}},
     },
     full = {
@@ -251,6 +252,7 @@ end
 
 -- Global (or baseline) heads of a width: 32-wide heads (RoPE needs even head sizes).
 local function heads_of(w) return math.max(1, w // 32) end
+experiment.heads_of = heads_of
 
 -- "128x3" -> 128, 3
 function experiment.size(s)
@@ -273,18 +275,19 @@ end
 -- flops.of), and expected mean patch and training FLOPs per byte; {skip = reason}
 -- when it cannot run here. o.target: the patch size (fixed: its size, entropy
 -- schemes: the calibration target); o.size = {width, layers}: the global model's
--- (the baselines': the whole model's) width and depth instead of the budget's.
+-- (the baselines': the whole model's) width and depth instead of the budget's, with
+-- o.heads heads (default: heads of 32 dimensions).
 function experiment.model_point(scheme, P, corpus, ent, o)
     o = o or {}
     local seq = P.seq_len + 1
     local function sized(base)
         local m = deep_copy(base)
-        if o.size then m.dim, m.layers, m.heads = o.size[1], o.size[2], heads_of(o.size[1]) end
+        if o.size then m.dim, m.layers, m.heads = o.size[1], o.size[2], o.heads or heads_of(o.size[1]) end
         return m
     end
     if BLT_SCHEMES[scheme] then
         local m = deep_copy(P.blt)
-        if o.size then m.global = {dim = o.size[1], layers = o.size[2], heads = heads_of(o.size[1])} end
+        if o.size then m.global = {dim = o.size[1], layers = o.size[2], heads = o.heads or heads_of(o.size[1])} end
         local mean
         local pc = {scheme = scheme}
         local args = flat("model", m)
