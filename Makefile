@@ -11,6 +11,15 @@
 PKGS     := lua5.4 hdf5 openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Open MPI (Debian's libopenmpi-dev) when present: data-parallel training under mpirun
+# (core/dist.c); without it ./blt is built as one process. MPI=0 builds without it.
+ifneq ($(MPI),0)
+MPI_FOUND  := $(shell pkg-config --exists ompi-c 2>/dev/null && echo yes)
+endif
+ifeq ($(MPI_FOUND),yes)
+PKG_CFLAGS += $(shell pkg-config --cflags ompi-c) -DBLT_HAVE_MPI
+PKG_LIBS   += $(shell pkg-config --libs ompi-c)
+endif
 
 ifeq ($(PORTABLE),1)
 ARCH_FLAGS := -O3 -mtune=generic

@@ -53,5 +53,6 @@ void bltL_open_data(lua_State *L);      /* lua_data.c: byte corpora */
 void bltL_open_h5(lua_State *L);        /* lua_h5.c: HDF5 checkpoints and metrics */
 void bltL_open_nn(lua_State *L);        /* lua_nn.c: optimisers and fused layer steps */
 void bltL_open_run(lua_State *L);       /* lua_run.c: folders, run locks, signals */
+void bltL_open_dist(lua_State *L);      /* lua_dist.c: data-parallel processes (MPI) */
 
 #endif
