@@ -56,6 +56,35 @@ function dist.allreduce_grad(flat_grad)
     return flat_grad
 end
 
+-- Targets (non-pad ids after the first column) of rows int32 [B, N].
+local function count_targets(rows)
+    return core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), require("blt.ids").PAD)
+end
+
+-- The gradients of one step under several ranks: this rank's loss and gradients on its
+-- slice of the global batch rows, weighted by its share k/K of the batch's targets,
+-- then summed over the ranks in one all-reduce of the flat gradient buffer: the
+-- gradient of the global mean loss, as one rank with the whole batch computes it
+-- (up to rounding). Returns the global mean loss, the same on every rank. The BLT's
+-- entropy pass and patching (model:prepare, inside loss) see only this rank's rows.
+function dist.loss_backward(model, flat_grad, rows)
+    local mine = dist.shard(rows)
+    local K, k = count_targets(rows), count_targets(mine)
+    local w = K > 0 and k / K or 0
+    local part = 0.0
+    if k > 0 then
+        local l = model:loss(mine)
+        l:backward()
+        part = l:item() * w
+        core.nn_scale_(flat_grad, w)
+    end
+    dist.allreduce_grad(flat_grad)
+    local pm = model.last_patch_mean
+    local sums = core.dist_allreduce_sum {part, pm or 0}
+    if pm then model.last_patch_mean = sums[2] / info.size end -- the mean of the ranks' means
+    return sums[1]
+end
+
 -- Runs fn on rank 0 alone (the one writer) and tells every rank how it went:
 -- returns fn's string result (or nil) everywhere, or raises its error everywhere
 -- (an error that is a table {msg = ...} keeps its metatable `kind`). With one rank it

@@ -380,34 +380,6 @@ local function flops_per_byte(run)
     return ok and f.training.total or nil
 end
 
--- Targets (non-pad ids after the first column) of rows int32 [B, N].
-local function count_targets(rows)
-    return core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), require("blt.ids").PAD)
-end
-
--- Several ranks: this rank's loss and gradients on its slice of the global batch,
--- weighted by its share of the batch's targets, then summed over the ranks (one
--- all-reduce of the flat gradient buffer): the gradient of the global mean loss, as
--- one rank with the whole batch computes it. Returns the global mean loss. The BLT's
--- entropy pass (model:prepare, inside loss) sees only this rank's rows.
-local function dist_loss_backward(run, rows)
-    local mine = dist.shard(rows)
-    local K, k = count_targets(rows), count_targets(mine)
-    local w = K > 0 and k / K or 0
-    local part = 0.0
-    if k > 0 then
-        local l = run.model:loss(mine)
-        l:backward()
-        part = l:item() * w
-        core.nn_scale_(run.opt.flat_grad, w)
-    end
-    dist.allreduce_grad(run.opt.flat_grad)
-    local pm = run.model.last_patch_mean
-    local sums = dist.allreduce_sum {part, pm or 0}
-    if pm then run.model.last_patch_mean = sums[2] / dist.size() end -- the mean of the ranks' means
-    return sums[1]
-end
-
 -- One optimiser step at learning rate lr; the scope frees the step's tensors when it
 -- ends, not whenever the GC runs. Returns loss, gradient norm, lr, skipped.
 local function train_step(run, lr)
@@ -420,7 +392,7 @@ local function train_step(run, lr)
             l:backward()
             li = l:item()
         else
-            li = dist_loss_backward(run, rows)
+            li = dist.loss_backward(run.model, run.opt.flat_grad, rows)
         end
         local gn = run.opt:grad_norm() -- after the all-reduce: the global norm, the same on every rank
         -- a non-finite loss or gradient would poison the weights and the moments: skip the update
