@@ -442,22 +442,25 @@ if sections.mpi then
                 ("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --allow-run-as-root --oversubscribe "
                  .. "--bind-to none -np %d "):format(np), arg[-1] or "./blt", reps)
             local out = io.popen(cmd):read("a")
-            local bps, ms, pure, mb = out:match("bytes_per_s ([%d.]+) allreduce_ms ([%d.]+) pure_allreduce_ms ([%d.]+) grad_mb ([%d.]+)")
+            local bps, ms, pure, mb, cpu = out:match("bytes_per_s ([%d.]+) allreduce_ms ([%d.]+) pure_allreduce_ms ([%d.]+) "
+                                                     .. "grad_mb ([%d.]+) cpu_s ([%d.]+)")
             if not bps then error("bench mpi: scripts/bench_mpi.lua failed:\n" .. out) end
-            return tonumber(bps), tonumber(ms), tonumber(pure), tonumber(mb)
+            return tonumber(bps), tonumber(ms), tonumber(pure), tonumber(mb), tonumber(cpu)
         end
         local res = {}
         for _, np in ipairs {1, 2} do
-            local b, a, p, mb = {}, {}, {}, nil
-            for i = 1, runs do b[i], a[i], p[i], mb = one(np) end
-            res[np] = {bps = median(b), ms = median(a), pure = median(p), mb = mb, all = b}
+            local b, a, p, c, mb = {}, {}, {}, {}, nil
+            for i = 1, runs do b[i], a[i], p[i], mb, c[i] = one(np) end
+            res[np] = {bps = median(b), ms = median(a), pure = median(p), mb = mb, cpu = median(c), all = b}
             local list = {}
             for i, v in ipairs(b) do list[i] = ("%.0f"):format(v) end
             print(("%d rank%s: %8.0f bytes/s (median of %d runs: %s); all-reduce of %.2f MB gradients: %.1f ms/step "
-                   .. "in the step (waiting for the slower rank included), %.1f ms alone")
-                  :format(np, np > 1 and "s" or " ", res[np].bps, runs, table.concat(list, " "), mb, res[np].ms, res[np].pure))
+                   .. "in the step (waiting for the slower rank included), %.1f ms alone; %.3f CPU s/step (slowest rank)")
+                  :format(np, np > 1 and "s" or " ", res[np].bps, runs, table.concat(list, " "), mb, res[np].ms, res[np].pure,
+                          res[np].cpu))
         end
-        print(("speed-up 2 ranks / 1 rank: %.2fx (goal >= 1.8x; %d cores on this machine, shared with whatever else runs)")
-              :format(res[2].bps / res[1].bps, tonumber(io.popen("nproc"):read("l")) or 0))
+        print(("speed-up 2 ranks / 1 rank: %.2fx in bytes/s (goal >= 1.8x; %d cores on this machine, shared with whatever "
+               .. "else runs); %.2fx in CPU time per step (each rank on a core of its own)")
+              :format(res[2].bps / res[1].bps, tonumber(io.popen("nproc"):read("l")) or 0, res[1].cpu / res[2].cpu))
     end
 end

@@ -6,7 +6,8 @@
 -- Rank 0 prints one line: "ranks N threads T step_s S bytes_per_s B allreduce_ms A
 -- pure_allreduce_ms P grad_mb G" (medians over the timed steps; allreduce_ms: the gradient
 -- all-reduce's time in a step, waiting for the slowest rank included; pure_allreduce_ms:
--- the same all-reduce with every rank ready).
+-- the same all-reduce with every rank ready; cpu_s: the slowest rank's CPU seconds per
+-- step, what a step would take on cores of its own, all-reduce included).
 local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
@@ -36,10 +37,10 @@ local function median(xs)
     return n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
 end
 
-local steps, reduces = {}, {}
+local steps, reduces, cpus = {}, {}, {}
 for i = 0, opts.reps do -- step 0 warms up
     dist.barrier()
-    local t0, r0 = core.now(), dist.allreduce_seconds
+    local t0, r0, c0 = core.now(), dist.allreduce_seconds, os.clock()
     core.scope(function()
         opt:zero_grad()
         if dist.size() == 1 then model:loss(rows):backward()
@@ -50,6 +51,7 @@ for i = 0, opts.reps do -- step 0 warms up
     if i > 0 then
         steps[i] = dist.allreduce_max(core.now() - t0) -- the slowest rank sets the pace
         reduces[i] = dist.allreduce_max(dist.allreduce_seconds - r0)
+        cpus[i] = dist.allreduce_max(os.clock() - c0) -- CPU time: what the step costs on a machine of its own
     end
 end
 -- the all-reduce alone, all ranks ready (in a step it also waits for the slowest rank)
@@ -62,6 +64,7 @@ for i = 1, opts.reps do
 end
 if dist.is_root() then
     local s = median(steps)
-    print(("ranks %d threads %d step_s %.4f bytes_per_s %.1f allreduce_ms %.3f pure_allreduce_ms %.3f grad_mb %.2f")
-          :format(dist.size(), core.threads(), s, B * T / s, 1000 * median(reduces), 1000 * median(pure), opt.n * 4 / 1e6))
+    print(("ranks %d threads %d step_s %.4f bytes_per_s %.1f allreduce_ms %.3f pure_allreduce_ms %.3f grad_mb %.2f cpu_s %.4f")
+          :format(dist.size(), core.threads(), s, B * T / s, 1000 * median(reduces), 1000 * median(pure), opt.n * 4 / 1e6,
+                  median(cpus)))
 end

@@ -148,6 +148,8 @@ T.ok(st and st ~= 0 and st ~= 124 and out:find("signal 9", 1, true),
 -- ---- 4. per-rank rules ----
 rc, out = run(2, bytelm, "out.name=small train.batch=1")
 T.ok(rc == 2 and out:find("train.batch = 1 is less than the 2 processes", 1, true), "a batch smaller than the ranks is refused", out)
+rc, out = run(2, bytelm, "out.name=one")
+T.ok(rc == 2 and out:find(dir .. "/one exists", 1, true), "rank 0's refusal of an existing folder reaches every rank: status 2", out)
 rc, out = run(2, bytelm, "out.name=threads train.steps=2", "env -u BLT_THREADS")
 local cores = tonumber((select(2, sh("nproc")):match("%d+"))) or 1
 T.ok(rc == 0 and out:find(("%d threads per process, 2 processes"):format(math.max(1, cores // 2)), 1, true),

@@ -87,7 +87,7 @@ end
 
 -- Runs fn on rank 0 alone (the one writer) and tells every rank how it went:
 -- returns fn's string result (or nil) everywhere, or raises its error everywhere
--- (an error that is a table {msg = ...} keeps its metatable `kind`). With one rank it
+-- (an error table {msg = ...} whose metatable is `kind` is raised as one again). With one rank it
 -- is pcall-free: fn runs and its error propagates as it is.
 function dist.on_root(fn, kind)
     if info.size == 1 then return fn() end
@@ -97,15 +97,17 @@ function dist.on_root(fn, kind)
         if ok then
             msg = "ok\n" .. (res ~= nil and tostring(res) or "")
             if res == nil then msg = "nil\n" end
+        elseif kind and getmetatable(res) == kind then
+            msg = "kind\n" .. tostring(res.msg)
         else
-            msg = "err\n" .. (type(res) == "table" and tostring(res.msg) or tostring(res))
+            msg = "err\n" .. tostring(res)
         end
     end
     msg = core.dist_bcast(msg or "")
     local tag, body = msg:match("^(%a+)\n(.*)$")
     if tag == "ok" then return body end
     if tag == "nil" then return nil end
-    if kind then error(setmetatable({msg = body}, kind), 0) end
+    if tag == "kind" then error(setmetatable({msg = body}, kind), 0) end
     error(body, 0)
 end
 
