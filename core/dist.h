@@ -30,7 +30,7 @@ blt_status blt_dist_allreduce_sum_f64(double *buf, int64_t n);
 /* In-place maximum of one number. */
 blt_status blt_dist_allreduce_max_f64(double *v);
 blt_status blt_dist_barrier(void);
-/* Rank 0's bytes to every process: on rank 0 *buf/*len are read; elsewhere *buf is
+/* Rank 0's bytes to every process: on rank 0 *buf and *len are read; elsewhere *buf is
  * set to a new malloc'ed copy (the caller frees it) and *len to its length. */
 blt_status blt_dist_bcast_bytes(char **buf, size_t *len);
 

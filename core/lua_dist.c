@@ -114,15 +114,11 @@ static int l_bcast(lua_State *L)
     const char *s = blt_dist_rank() == 0 ? luaL_checklstring(L, 1, &len) : NULL;
     char *buf = (char *)s;
     if (blt_dist_bcast_bytes(&buf, &len) != BLT_OK) return bltL_error(L, "dist_bcast");
-    if (blt_dist_rank() == 0) {
+    if (blt_dist_rank() == 0) { /* its own string (one process: nothing was sent) */
         lua_settop(L, 1);
         return 1;
     }
-    if (blt_dist_size() == 1) { /* not reached: rank 0 of one */
-        lua_pushnil(L);
-        return 1;
-    }
-    lua_pushlstring(L, buf, len);
+    lua_pushlstring(L, buf, len); /* a copy for Lua; buf was malloc'ed by the broadcast */
     free(buf);
     return 1;
 }

@@ -139,7 +139,7 @@ local LN2 = math.log(2)
 -- rank counts every batch's targets, so all stop at the same batch as one rank would.
 function train.evaluate(model, corpus, o)
     local nats, count = 0.0, 0
-    local size, rank, i = dist.size(), dist.rank(), 0
+    local size, rank, i, PAD = dist.size(), dist.rank(), 0, require("blt.ids").PAD
     core.no_grad(function()
         for rows in corpus:val_windows {seq_len = o.seq_len, batch = o.batch} do
             if size == 1 then
@@ -147,7 +147,7 @@ function train.evaluate(model, corpus, o)
                 nats, count = nats + sum, count + n
             else
                 if i % size == rank then nats = nats + models.nats(model, rows) end
-                count = count + core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), require("blt.ids").PAD)
+                count = count + core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), PAD)
                 i = i + 1
             end
             if o.max_bytes and o.max_bytes > 0 and count >= o.max_bytes then break end
@@ -460,7 +460,9 @@ local function step_loop(spec, run)
             if sig then run.signum = signum return sig end
             if stop_at then return "stop_at" end
             if timed_out then
-                if dist.is_root() then io.stderr:write(("%s: time limit %g s reached at step %d\n"):format(spec.name, t.time_limit, step)) end
+                if dist.is_root() then
+                    io.stderr:write(("%s: time limit %g s reached at step %d\n"):format(spec.name, t.time_limit, step))
+                end
                 return "time_limit"
             end
             return "finished"
@@ -521,8 +523,9 @@ local function tell(spec, run, result, reason)
                 :format(run.ckpt_path, run.saved_step)
             or "No checkpoint was saved before; lower train.lr and start again"))
     elseif reason:match("^SIG") or reason == "stop_at" then
-        io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  ./blt %s --resume %s\n")
+        io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  %s./blt %s --resume %s\n")
             :format(spec.name, reason == "stop_at" and ("train.stop_at = " .. t.stop_at) or reason, run.step,
+                    dist.size() > 1 and ("mpirun -np %d "):format(dist.size()) or "",
                     spec.script or "SCRIPT", run.ckpt_path))
     end
     if result.val_bpb then
