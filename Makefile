@@ -42,7 +42,7 @@ TESTS   := $(sort $(wildcard tests/test_*.lua))
 # Debian's python3 (python3-torch, python3-h5py install there), else the first on PATH
 PYTHON  ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 
-.PHONY: all deps test asan bench demo clean check-deps test-long fixtures
+.PHONY: all deps test asan bench demo clean check-deps test-long fixtures FORCE
 
 all: check-deps blt
 
@@ -58,6 +58,15 @@ blt: $(OBJ)
 
 build/obj/%.o: core/%.c $(wildcard core/*.h) | build/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# dist.o is rebuilt when MPI appears or goes (make deps, MPI=0): the stamp changes then
+build/obj/mpi.stamp: FORCE | build/obj
+	@echo '$(MPI_FOUND)' | cmp -s - $@ || echo '$(MPI_FOUND)' > $@
+build/asan/mpi.stamp: FORCE | build/asan
+	@echo '$(MPI_FOUND)' | cmp -s - $@ || echo '$(MPI_FOUND)' > $@
+build/obj/dist.o: build/obj/mpi.stamp
+build/asan/dist.o: build/asan/mpi.stamp
+FORCE:
 
 build/asan/blt: $(ASAN_OBJ)
 	$(CC) $(ASAN_FLAGS) -o $@ $(ASAN_OBJ) $(LDLIBS)

@@ -166,7 +166,17 @@ blt_status blt_dist_finalize(void)
 int blt_dist_compiled(void) { return 0; }
 int blt_dist_active(void) { return 0; }
 const char *blt_dist_library(void) { return "none (built without MPI)"; }
-blt_status blt_dist_init(void) { return BLT_OK; }
+/* Started by mpirun with several processes, each would think it is alone and all would
+ * train the same run: refuse, naming the fix. */
+blt_status blt_dist_init(void)
+{
+    const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!n) n = getenv("PMI_SIZE");
+    if (n && atoi(n) > 1)
+        return blt_fail(BLT_ESTATE, "dist_init: mpirun started %d processes, but ./blt was built without MPI "
+                                    "(install libopenmpi-dev with 'make deps', then rebuild)", atoi(n));
+    return BLT_OK;
+}
 
 static blt_status check_len(const char *fn, int64_t n)
 {

@@ -120,6 +120,14 @@ rc2, out2 = run(2, "experiments/train_bytelm.lua", "--resume " .. q(dir .. "/sto
 T.ok(rc == 0 and rc2 == 0 and loss_diff("one", "stop1", 1, 20) < 1e-5 and param_diff("one", "stop1") < 1e-5,
      "a 1-rank checkpoint resumes under 2 ranks and matches too", out .. out2)
 
+rc, out = run(2, bytelm, "out.name=tl train.steps=1000000 eval.every=0 train.time_limit=1")
+r = result_of("tl")
+T.ok(rc == 0 and r and r.exit_reason == "time_limit" and r.step > 0, "train.time_limit under 2 ranks: an agreed stop, status 0", out)
+rc, out = run(2, bytelm, "out.name=nan train.lr=1e30 train.max_nonfinite=3")
+r = result_of("nan")
+T.ok(rc == 3 and r and r.exit_reason == "nonfinite" and r.skipped_steps == 3,
+     "non-finite steps are skipped by every rank alike, and stop the job with status 3", out)
+
 -- a signal that reaches one rank only: every rank stops after the same step, with a checkpoint
 local function background(np, args, action)
     local script = table.concat({
