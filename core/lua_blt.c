@@ -7,6 +7,7 @@
 #include "ops.h"
 #include "thread.h"
 #include <lauxlib.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,10 @@ static int default_threads(void)
     if (env && atoi(env) > 0) return atoi(env);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     long n = (cores > 0 ? cores : 1) / blt_dist_local_size();
+    /* mpirun binds each process to a core by default (up to 2 processes): more threads
+     * than the cores it may run on would only take turns on them */
+    cpu_set_t set;
+    if (blt_dist_active() && sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < n) n = CPU_COUNT(&set);
     return n > 0 ? (int)n : 1;
 }
 
