@@ -51,6 +51,8 @@ if result.stopped then
     os.exit(result.exit_status ~= 0 and result.exit_status or 1)
 end
 local cfg, run_dir = result.config, result.run_dir
+-- under mpirun the rest (patches, figures) is rank 0's alone: one writer
+if require("blt.dist").rank() > 0 then return end
 
 section("2/3 Patching one sentence, with the trained model as the entropy model")
 -- A ByteLM is an entropy model: its next-byte entropies decide where entropy patches start.
