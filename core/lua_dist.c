@@ -58,11 +58,10 @@ static int l_allreduce_sum(lua_State *L)
         double *v = malloc(sizeof(double) * (size_t)n);
         if (!v) return luaL_error(L, "blt.dist_allreduce_sum: out of memory");
         for (lua_Integer i = 0; i < n; i++) {
-            lua_geti(L, 1, i + 1);
-            int ok = 0;
-            v[i] = lua_tonumberx(L, -1, &ok);
+            int ok = lua_geti(L, 1, i + 1) == LUA_TNUMBER; /* not a numeric string */
+            v[i] = lua_tonumber(L, -1);
             lua_pop(L, 1);
-            if (!ok || lua_type(L, -1) == LUA_TSTRING) {
+            if (!ok) {
                 free(v);
                 return luaL_error(L, "blt.dist_allreduce_sum: element %I of the array is not a number", i + 1);
             }
