@@ -569,7 +569,8 @@ local function report(spec, run, reason)
                     bytes_per_s = result.bytes_per_s, final_train_loss = run.last_loss,
                     checkpoint = reason ~= "nonfinite" and "checkpoint.h5" or nil, fault = run.fault,
                     resumed_from = run.resumed_from, forked_from = run.forked_from,
-                    world_size = dist.size(), allreduce_seconds = dist.size() > 1 and dist.allreduce_seconds or nil}
+                    world_size = dist.size(),
+                    allreduce_seconds = dist.size() > 1 and dist.allreduce_seconds - run.allreduce0 or nil}
     -- the result twice: result.json for scripts, and the metrics file's root attributes
     -- (absent values, e.g. no validation after a signal, are left out of both)
     run.metrics:annotate(record)
@@ -681,7 +682,7 @@ local function run_inner(spec)
         run.metrics = {log = none, annotate = none, close = none, truncate = none, flush = none}
     end
     core.catch_signals(true)
-    run.start = core.now()
+    run.start, run.allreduce0 = core.now(), dist.allreduce_seconds
     local reason = step_loop(spec, run)
     return report(spec, run, reason)
 end
