@@ -11,6 +11,15 @@
 PKGS     := lua5.4 hdf5 openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Open MPI (Debian's libopenmpi-dev) when present: data-parallel training under mpirun
+# (core/dist.c); without it ./blt is built as one process. MPI=0 builds without it.
+ifneq ($(MPI),0)
+MPI_FOUND  := $(shell pkg-config --exists ompi-c 2>/dev/null && echo yes)
+endif
+ifeq ($(MPI_FOUND),yes)
+PKG_CFLAGS += $(shell pkg-config --cflags ompi-c) -DBLT_HAVE_MPI
+PKG_LIBS   += $(shell pkg-config --libs ompi-c)
+endif
 
 ifeq ($(PORTABLE),1)
 ARCH_FLAGS := -O3 -mtune=generic
@@ -33,7 +42,7 @@ TESTS   := $(sort $(wildcard tests/test_*.lua))
 # Debian's python3 (python3-torch, python3-h5py install there), else the first on PATH
 PYTHON  ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 
-.PHONY: all deps test asan bench demo clean check-deps test-long fixtures
+.PHONY: all deps test asan bench demo clean check-deps test-long fixtures FORCE
 
 all: check-deps blt
 
@@ -49,6 +58,15 @@ blt: $(OBJ)
 
 build/obj/%.o: core/%.c $(wildcard core/*.h) | build/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# dist.o is rebuilt when MPI appears or goes (make deps, MPI=0): the stamp changes then
+build/obj/mpi.stamp: FORCE | build/obj
+	@echo '$(MPI_FOUND)' | cmp -s - $@ || echo '$(MPI_FOUND)' > $@
+build/asan/mpi.stamp: FORCE | build/asan
+	@echo '$(MPI_FOUND)' | cmp -s - $@ || echo '$(MPI_FOUND)' > $@
+build/obj/dist.o: build/obj/mpi.stamp
+build/asan/dist.o: build/asan/mpi.stamp
+FORCE:
 
 build/asan/blt: $(ASAN_OBJ)
 	$(CC) $(ASAN_FLAGS) -o $@ $(ASAN_OBJ) $(LDLIBS)

@@ -2,10 +2,12 @@
  * builds the researcher-facing "blt" module on top of it. */
 #include "lua_blt.h"
 #include "blas.h"
+#include "dist.h"
 #include "ids.h"
 #include "ops.h"
 #include "thread.h"
 #include <lauxlib.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,12 +145,29 @@ static const luaL_Reg runtime[] = {
     {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
     {"isatty", l_isatty}, {"rss", l_rss}, {"token_ids", l_token_ids}, {NULL, NULL}};
 
+/* The default thread count: BLT_THREADS, else this machine's cores shared among the
+ * job's processes on it, so that ranks on one machine never oversubscribe it. */
+static int default_threads(void)
+{
+    const char *env = getenv("BLT_THREADS");
+    if (env && atoi(env) > 0) return atoi(env);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = (cores > 0 ? cores : 1) / blt_dist_local_size();
+    /* mpirun binds each process to a core by default (up to 2 processes): more threads
+     * than the cores it may run on would only take turns on them */
+    cpu_set_t set;
+    if (blt_dist_active() && sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < n) n = CPU_COUNT(&set);
+    return n > 0 ? (int)n : 1;
+}
+
 int luaopen_blt_core(lua_State *L)
 {
     static int started;
     if (!started) {
         blt_blas_init();
-        blt_threads_init(0);
+        /* the rank first: the thread pool's size depends on the processes per machine */
+        if (blt_dist_init() != BLT_OK) return bltL_error(L, "dist_init");
+        blt_threads_init(default_threads());
         started = 1;
     }
     luaL_newlib(L, runtime);
@@ -162,5 +181,6 @@ int luaopen_blt_core(lua_State *L)
     bltL_open_bench(L);
     bltL_open_run(L);
     bltL_open_bpe(L);
+    bltL_open_dist(L);
     return 1;
 }

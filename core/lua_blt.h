@@ -54,5 +54,6 @@ void bltL_open_h5(lua_State *L);        /* lua_h5.c: HDF5 checkpoints and metric
 void bltL_open_nn(lua_State *L);        /* lua_nn.c: optimisers and fused layer steps */
 void bltL_open_bpe(lua_State *L);       /* lua_bpe.c: byte-level BPE tokenizers */
 void bltL_open_run(lua_State *L);       /* lua_run.c: folders, run locks, signals */
+void bltL_open_dist(lua_State *L);      /* lua_dist.c: data-parallel processes (MPI) */
 
 #endif

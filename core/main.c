@@ -3,6 +3,7 @@
  *   ./blt -e 'CODE' [...]        run chunks
  *   ./blt                        interactive prompt
  * Modules are found relative to the executable, from any working directory. */
+#include "dist.h"
 #include "lua_blt.h"
 #include "thread.h"
 #include <lauxlib.h>
@@ -172,7 +173,8 @@ static void usage(void)
             "usage: blt [SCRIPT.lua [ARGS...]]\n"
             "       blt -e 'CODE' [-e 'CODE' ...]\n"
             "       blt            (interactive prompt)\n"
-            "environment: BLT_THREADS sets the thread count (default: all cores)\n");
+            "environment: BLT_THREADS sets the thread count (default: all cores, shared among\n"
+            "             the processes that mpirun starts on one machine)\n");
 }
 
 int main(int argc, char **argv)
@@ -212,5 +214,8 @@ int main(int argc, char **argv)
     }
     lua_close(L);
     blt_threads_shutdown();
+    /* under mpirun: a failed process ends the whole job, so none waits for it forever */
+    if (status == LUA_OK) blt_dist_finalize();
+    else blt_dist_abort(NULL, 1);
     return status == LUA_OK ? 0 : 1;
 }

@@ -1,14 +1,14 @@
--- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe] [reps=N]
+-- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe,mpi] [reps=N]
 -- Each figure is the median of several runs (these machines are noisy) and is
 -- printed next to a reference measured in the same run.
 local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
 
-local ALL = {"matmul", "attention", "bytelm", "inference", "patching", "blt", "generation", "bpe"}
+local ALL = {"matmul", "attention", "bytelm", "inference", "patching", "blt", "generation", "bpe", "mpi"}
 local opts = config.script {
     name = "bench", args = arg,
-    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe] [reps=N]",
+    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe,mpi] [reps=N]",
     defaults = {sections = table.concat(ALL, ","), reps = 5},
     docs = {sections = "comma-separated benchmarks to run", reps = "timed runs per figure (the median is printed)"},
     rules = {reps = ">= 1", sections = function(v)
@@ -447,4 +447,41 @@ if sections.bpe then
           n / t_enc / 1e6, enc:numel(), n / enc:numel()))
     print(("%-34s %10.3f s  (%.1f MB/s)"):format("decode it", t_dec, #text / t_dec / 1e6))
     corpus:close()
+end
+
+if sections.mpi then
+    -- data parallel: the benchmark BLT (the blt section's config, fixed patches of 4) with its
+    -- global batch on 1 rank and split over 2 ranks (one thread each), several runs of
+    -- scripts/bench_mpi.lua each, the median of the runs' medians printed
+    print("\n== data parallel (MPI): the benchmark BLT, global batch 8 x 512, fixed patches of 4, one thread per rank ==")
+    if not core.dist_info().compiled or not os.execute("command -v mpirun >/dev/null 2>&1") then
+        print("skipped: ./blt is built without MPI or mpirun is missing (make deps installs Open MPI)")
+    else
+        local runs = math.max(3, math.min(reps, 5))
+        local function one(np)
+            local cmd = ("BLT_THREADS=1 %s%s scripts/bench_mpi.lua reps=%d 2>&1"):format(np == 1 and "" or
+                ("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --allow-run-as-root --oversubscribe "
+                 .. "--bind-to none -np %d "):format(np), arg[-1] or "./blt", reps)
+            local out = io.popen(cmd):read("a")
+            local bps, ms, pure, mb, cpu = out:match("bytes_per_s ([%d.]+) allreduce_ms ([%d.]+) pure_allreduce_ms ([%d.]+) "
+                                                     .. "grad_mb ([%d.]+) cpu_s ([%d.]+)")
+            if not bps then error("bench mpi: scripts/bench_mpi.lua failed:\n" .. out) end
+            return tonumber(bps), tonumber(ms), tonumber(pure), tonumber(mb), tonumber(cpu)
+        end
+        local res = {}
+        for _, np in ipairs {1, 2} do
+            local b, a, p, c, mb = {}, {}, {}, {}, nil
+            for i = 1, runs do b[i], a[i], p[i], mb, c[i] = one(np) end
+            res[np] = {bps = median(b), ms = median(a), pure = median(p), mb = mb, cpu = median(c), all = b}
+            local list = {}
+            for i, v in ipairs(b) do list[i] = ("%.0f"):format(v) end
+            print(("%d rank%s: %8.0f bytes/s (median of %d runs: %s); all-reduce of %.2f MB gradients: %.1f ms/step "
+                   .. "in the step (waiting for the slower rank included), %.1f ms alone; %.3f CPU s/step (slowest rank)")
+                  :format(np, np > 1 and "s" or " ", res[np].bps, runs, table.concat(list, " "), mb, res[np].ms, res[np].pure,
+                          res[np].cpu))
+        end
+        print(("speed-up 2 ranks / 1 rank: %.2fx in bytes/s (goal >= 1.8x; %d cores on this machine, shared with whatever "
+               .. "else runs); %.2fx in CPU time per step (each rank on a core of its own)")
+              :format(res[2].bps / res[1].bps, tonumber(io.popen("nproc"):read("l")) or 0, res[1].cpu / res[2].cpu))
+    end
 end

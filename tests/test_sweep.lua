@@ -31,6 +31,11 @@ local function tokenizer() return blt.bpe_new(blt.tensor({{101, 101}, {101, 102}
 -- name -> function returning a fresh list of valid arguments (and n, their count)
 local A = {
     tensor = function() return {{{1, 2}, {3, 4}}, "float32"} end,
+    -- data-parallel collectives: run plainly, a world of one process (tests/test_mpi.lua runs them under mpirun)
+    dist_info = function() return {} end, dist_rank = function() return {} end, dist_size = function() return {} end,
+    dist_barrier = function() return {} end, dist_bcast = function() return {"hello"} end,
+    dist_allreduce_sum = function() return {blt.randn({2, 3}, 1)} end,
+    dist_allreduce_max = function() return {1.5} end,
     zeros = function() return {{2, 3}, "float32"} end,
     ones = function() return {{2, 3}} end,
     full = function() return {{2, 3}, 1.5, "float32"} end,
@@ -181,6 +186,8 @@ local SKIP = {
     mkdir = "creates folders at the given path (tests/test_runs.lua covers it)",
     listdir = "reads folders at the given path (tests/test_runs.lua covers it)",
     lock = "creates and locks a file at the given path (tests/test_runs.lua covers it)",
+    dist_abort = "ends the whole MPI job (a plain process: prints its message; tests/test_mpi.lua covers the job's end)",
+    dist_finalize = "ends MPI in this process for good (tests/test_mpi.lua ends every run with it)",
 }
 
 -- tensor methods: self first, then the arguments

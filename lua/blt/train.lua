@@ -22,9 +22,14 @@
 -- Exit statuses: 0 finished (also at train.time_limit or train.stop_at); 1 an error;
 -- 2 a bad command line or config; 3 stopped on non-finite losses or gradients;
 -- 129, 130, 143 stopped by SIGHUP, SIGINT, SIGTERM after saving a checkpoint.
+--
+-- Under mpirun every rank runs this same loop on its slice of the global batch
+-- (blt.dist, docs/distributed.md): the steps agree, and rank 0 alone writes files
+-- and prints progress.
 local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
+local dist = require "blt.dist"
 local json = require "blt.json"
 local models = require "blt.models"
 local optim = require "blt.optim"
@@ -130,15 +135,25 @@ local LN2 = math.log(2)
 -- Bits per byte over validation windows: summed nats over all non-pad targets,
 -- divided by ln 2 times their count (models.nats: the same for every model kind).
 -- Returns bpb, bytes.
+-- Under several ranks the batches are dealt round-robin and the sums added up; every
+-- rank counts every batch's targets, so all stop at the same batch as one rank would.
 function train.evaluate(model, corpus, o)
     local nats, count = 0.0, 0
+    local size, rank, i, PAD = dist.size(), dist.rank(), 0, require("blt.ids").PAD
     core.no_grad(function()
         for rows in corpus:val_windows {seq_len = o.seq_len, batch = o.batch} do
-            local sum, n = models.nats(model, rows)
-            nats, count = nats + sum, count + n
+            if size == 1 then
+                local sum, n = models.nats(model, rows)
+                nats, count = nats + sum, count + n
+            else
+                if i % size == rank then nats = nats + models.nats(model, rows) end
+                count = count + core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), PAD)
+                i = i + 1
+            end
             if o.max_bytes and o.max_bytes > 0 and count >= o.max_bytes then break end
         end
     end)
+    if size > 1 then nats = dist.allreduce_sum(nats) end
     if count == 0 then return math.huge, 0 end
     return nats / (LN2 * count), count
 end
@@ -177,6 +192,8 @@ end
 -- Everything needed to continue exactly: parameters, optimiser moments and step,
 -- the sampler's RNG state, the step, the config, the wall time so far.
 local function save_checkpoint(run, step)
+    run.saved_step = step
+    if not dist.is_root() then return end -- one writer
     local checkpoint = require "blt.checkpoint"
     local st = run.opt:state()
     checkpoint.save(run.ckpt_path, {config = run.cfg, step = step, params = param_table(run.model),
@@ -370,9 +387,15 @@ local function train_step(run, lr)
     return core.scope(function()
         local rows = run.sampler:next()
         run.opt:zero_grad()
-        local l = run.model:loss(rows)
-        l:backward()
-        local li, gn = l:item(), run.opt:grad_norm()
+        local li
+        if dist.size() == 1 then
+            local l = run.model:loss(rows)
+            l:backward()
+            li = l:item()
+        else
+            li = dist.loss_backward(run.model, run.opt.flat_grad, rows)
+        end
+        local gn = run.opt:grad_norm() -- after the all-reduce: the global norm, the same on every rank
         -- a non-finite loss or gradient would poison the weights and the moments: skip the update
         if not (finite(li) and finite(gn)) then return li, gn, lr, true end
         run.opt:clip_grad_norm(run.cfg.train.grad_clip)
@@ -386,7 +409,9 @@ local function step_loop(spec, run)
     local t, cfg = run.cfg.train, run.cfg
     local sched = schedule_fn(t)
     local bytes_per_step = t.batch * t.seq_len
-    local bar = progress.new {total = t.steps, unit = "B", label = spec.name, work0 = run.step * bytes_per_step}
+    local bar = dist.is_root() and progress.new {total = t.steps, unit = "B", label = spec.name,
+                                                 work0 = run.step * bytes_per_step}
+        or {update = function() end, note = function() end, finish = function() end}
     local bad, first_bad = 0, nil
     local start_step = run.step
     while run.step < t.steps do
@@ -426,16 +451,20 @@ local function step_loop(spec, run)
             bar:note(("%s step %d: validation %.4f bits/byte (%d bytes), %.0f s"):format(spec.name, step, bpb,
                      nbytes, core.now() - run.start))
         end
-        local sig, signum = core.interrupted()
+        local _, signum = core.interrupted()
         local stop_at = t.stop_at > 0 and step >= t.stop_at
-        local timed_out = t.time_limit > 0 and core.now() - run.start >= t.time_limit
+        -- a signal may reach one rank only, and clocks differ: every rank stops at the same step
+        local sig, timed_out
+        sig, signum, timed_out = dist.agree_stop(signum, t.time_limit > 0 and core.now() - run.start >= t.time_limit)
         if last or sig or stop_at or timed_out then
             run.final_row = row -- the final report adds the final validation to it
             bar:finish()
             if sig then run.signum = signum return sig end
             if stop_at then return "stop_at" end
             if timed_out then
-                io.stderr:write(("%s: time limit %g s reached at step %d\n"):format(spec.name, t.time_limit, step))
+                if dist.is_root() then
+                    io.stderr:write(("%s: time limit %g s reached at step %d\n"):format(spec.name, t.time_limit, step))
+                end
                 return "time_limit"
             end
             return "finished"
@@ -496,8 +525,9 @@ local function tell(spec, run, result, reason)
                 :format(run.ckpt_path, run.saved_step)
             or "No checkpoint was saved before; lower train.lr and start again"))
     elseif reason:match("^SIG") or reason == "stop_at" then
-        io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  ./blt %s --resume %s\n")
+        io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  %s./blt %s --resume %s\n")
             :format(spec.name, reason == "stop_at" and ("train.stop_at = " .. t.stop_at) or reason, run.step,
+                    dist.size() > 1 and ("mpirun -np %d "):format(dist.size()) or "",
                     spec.script or "SCRIPT", run.ckpt_path))
     end
     if result.val_bpb then
@@ -528,6 +558,11 @@ local function report(spec, run, reason)
     if run.final_row then run.metrics:log(run.final_row) end
     if reason ~= "nonfinite" then save_checkpoint(run, run.step) end
     core.catch_signals(false)
+    if not dist.is_root() then -- rank 0 writes the files below; wait until it has
+        dist.barrier()
+        result.stopped = reason ~= "finished" and reason ~= "time_limit" and reason or nil
+        return result
+    end
     local wall = core.now() - run.start
     local record = {exit_reason = reason, exit_status = result.exit_status, step = run.step, steps_planned = t.steps,
                     val_bpb = result.val_bpb, val_bytes = result.val_bytes,
@@ -535,7 +570,9 @@ local function report(spec, run, reason)
                     wall_seconds = wall, wall_seconds_total = run.elapsed0 + wall, train_seconds = train_time,
                     bytes_per_s = result.bytes_per_s, final_train_loss = run.last_loss,
                     checkpoint = reason ~= "nonfinite" and "checkpoint.h5" or nil, fault = run.fault,
-                    resumed_from = run.resumed_from, forked_from = run.forked_from}
+                    resumed_from = run.resumed_from, forked_from = run.forked_from,
+                    world_size = dist.size(),
+                    allreduce_seconds = dist.size() > 1 and dist.allreduce_seconds - run.allreduce0 or nil}
     -- the result twice: result.json for scripts, and the metrics file's root attributes
     -- (absent values, e.g. no validation after a signal, are left out of both)
     run.metrics:annotate(record)
@@ -548,6 +585,7 @@ local function report(spec, run, reason)
         else io.stderr:write(spec.name, ": no loss.png: ", tostring(png), "\n") end
     end
     tell(spec, run, result, reason)
+    dist.barrier()
     result.stopped = reason ~= "finished" and reason ~= "time_limit" and reason or nil
     return result
 end
@@ -592,18 +630,25 @@ local function run_inner(spec)
     end
     local t = cfg.train
     if t.threads > 0 then core.set_threads(t.threads) end
+    if t.batch < dist.size() then
+        config_error(("train.batch = %d is less than the %d processes: each needs at least one row of the batch")
+            :format(t.batch, dist.size()))
+    end
+    local function say(msg) if dist.is_root() then io.stderr:write(msg) end end
     local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
     if not okc then config_error("data.path: " .. tostring(corpus)) end
     -- a new run's own preparation (the BLT: its entropy model, calibration); a resumed
     -- or forked run takes everything from its checkpoint
     local source = saved
     if not saved and spec.M.setup then
-        local oks, res = pcall(spec.M.setup, cfg, corpus, function(msg) io.stderr:write(spec.name, ": ", msg, "\n") end)
+        local oks, res = pcall(spec.M.setup, cfg, corpus, function(msg) say(spec.name .. ": " .. msg .. "\n") end)
         if not oks then config_error(res) end
         source = res
     end
     if saved then saved.path = flags.resume end
-    local dir = take_folder(spec, cfg, flags)
+    -- rank 0 chooses, creates and locks the folder; the others learn its name
+    local dir = dist.on_root(function() return take_folder(spec, cfg, flags) end, ConfigError)
+    cfg.out.name = cfg.out.name or dir:match("[^/]+$")
     local run = {cfg = cfg, dir = dir, corpus = corpus, ckpt_path = dir .. "/checkpoint.h5",
                  metrics_path = dir .. "/metrics.h5", step = 0, skipped = 0, eval_time = 0, elapsed0 = 0}
     run.model = spec.M.build(cfg, t.seed, source)
@@ -621,20 +666,27 @@ local function run_inner(spec)
         if flags.fork then run.forked_from = flags.resume else run.resumed_from = flags.resume end
     end
     run.start_step = run.step
-    write_file_atomic(dir .. "/config.json", json.encode(cfg) .. "\n")
+    if dist.is_root() then write_file_atomic(dir .. "/config.json", json.encode(cfg) .. "\n") end
     local info = corpus:info()
-    io.stderr:write(("%s: %d parameters, %d threads; corpus %s: %d train / %d validation ids\n")
-        :format(spec.name, run.model:num_params(), core.threads(), table.concat(corpus.paths, ", "), info.train, info.val))
-    io.stderr:write(("%s: config (* = set on the command line; all of it is in %s/config.json):\n%s\n")
+    say(("%s: %d parameters, %d threads%s; corpus %s: %d train / %d validation ids\n")
+        :format(spec.name, run.model:num_params(), core.threads(),
+                dist.size() > 1 and (" per process, %d processes (%s)"):format(dist.size(), dist.library()) or "",
+                table.concat(corpus.paths, ", "), info.train, info.val))
+    say(("%s: config (* = set on the command line; all of it is in %s/config.json):\n%s\n")
         :format(spec.name, dir, config.describe(cfg, flags.given)))
-    io.stderr:write(("%s: run folder %s%s; schedule %s\n"):format(spec.name, dir,
+    say(("%s: run folder %s%s; schedule %s\n"):format(spec.name, dir,
         flags.fork and (" (forked from " .. flags.resume .. " at step " .. run.step .. ")")
         or flags.resume and (" (resumed at step " .. run.step .. ")") or "", describe_schedule(t)))
-    run.metrics = checkpoint.Metrics(run.metrics_path, {flush_every = cfg.out.metrics_flush,
-                                                        append = flags.resume ~= nil and not flags.fork})
-    if flags.resume and not flags.fork then truncate_metrics(run.metrics, run.metrics_path, run.step) end
+    if dist.is_root() then
+        run.metrics = checkpoint.Metrics(run.metrics_path, {flush_every = cfg.out.metrics_flush,
+                                                            append = flags.resume ~= nil and not flags.fork})
+        if flags.resume and not flags.fork then truncate_metrics(run.metrics, run.metrics_path, run.step) end
+    else -- one writer: the other ranks' rows go nowhere
+        local none = function() end
+        run.metrics = {log = none, annotate = none, close = none, truncate = none, flush = none}
+    end
     core.catch_signals(true)
-    run.start = core.now()
+    run.start, run.allreduce0 = core.now(), dist.allreduce_seconds
     local reason = step_loop(spec, run)
     return report(spec, run, reason)
 end
@@ -644,7 +696,9 @@ function train.run(spec)
     if ok then return res end
     core.catch_signals(false)
     if getmetatable(res) == ConfigError then
-        io.stderr:write(spec.name, ": ", tostring(res.msg), "\n")
+        -- every rank meets the same config error, but one may meet it alone (a file on its machine)
+        io.stderr:write(dist.size() > 1 and ("[rank %d] "):format(dist.rank()) or "", spec.name, ": ",
+                        tostring(res.msg), "\n")
         os.exit(train.EXIT.config)
     end
     error(res, 0)
@@ -655,6 +709,7 @@ function train.main(spec)
     local result = train.run(spec)
     if result and result.exit_status ~= 0 then
         io.stdout:flush()
+        dist.finalize() -- every rank agreed on this status: an orderly end, not an abort
         os.exit(result.exit_status)
     end
     return result
