@@ -69,7 +69,7 @@ local T0 = core.now()
 io.stderr:write(("compare_patching: config:\n%s\n"):format(config.describe(cfg)))
 
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
-local s = sweep.new {dir = out, name = "compare_patching"}
+local s = sweep.new {dir = out, name = "compare_patching", ranks = cfg.ranks, hostfile = cfg.hostfile}
 local common = experiment.common_args(P, cfg)
 
 -- ---- the entropy model (needed by the entropy schemes) ----

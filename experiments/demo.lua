@@ -68,7 +68,7 @@ P.entropy.steps = cfg.entropy_steps
 P.final_bytes = cfg.eval_bytes
 P.evals = 3
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
-local s = sweep.new {dir = cfg.out, name = "demo"}
+local s = sweep.new {dir = cfg.out, name = "demo", ranks = cfg.ranks, hostfile = cfg.hostfile}
 local common = experiment.common_args(P, cfg)
 common["out.plot"] = true
 

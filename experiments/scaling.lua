@@ -109,7 +109,7 @@ for _, w in ipairs(experiment.words(cfg.schemes)) do
 end
 
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
-local s = sweep.new {dir = out, name = "scaling"}
+local s = sweep.new {dir = out, name = "scaling", ranks = cfg.ranks, hostfile = cfg.hostfile}
 local common = experiment.common_args(P, cfg)
 local bytes_per_step = P.batch * P.seq_len
 local ent

@@ -100,6 +100,21 @@ rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s target=6"
 T.ok(rc ~= 0 and out:find("other settings", 1, true) and out:find("patching.size=6", 1, true),
      "a finished point asked for with other settings is refused, naming the key", out:sub(-600))
 
+-- ranks=2: every point data parallel under mpirun, the same results as one process
+if os.execute("command -v mpirun >/dev/null 2>&1") and require("blt.core").dist_info().compiled then
+    local cmpm = dir .. "/cmp-mpi"
+    rc, out = sh(("OMPI_MCA_rmaps_base_oversubscribe=1 timeout 120 %s experiments/compare_patching.lua %s schemes=bytelm ranks=2 out=%s")
+                 :format(bin, base, q(cmpm)))
+    local r2 = rc == 0 and json.decode(U.read(cmpm .. "/bytelm-s1/result.json") or "{}") or {}
+    local r1 = json.decode(U.read(cmp .. "/bytelm-s1/result.json"))
+    T.ok(rc == 0 and r2.world_size == 2, "ranks=2 runs each point on 2 processes", out:sub(-1500))
+    T.ok(r2.val_bpb and math.abs(r2.val_bpb - r1.val_bpb) < 1e-4 * r1.val_bpb,
+         "with the same validation bits per byte as one process", ("%s vs %s"):format(tostring(r2.val_bpb), tostring(r1.val_bpb)))
+else
+    T.ok(true, "# SKIP mpirun or an MPI build is missing: ranks=2 not tested")
+    T.ok(true, "# SKIP mpirun or an MPI build is missing")
+end
+
 -- a stopped point resumes from its checkpoint
 local cmp2 = dir .. "/cmp2"
 rc, out = sh(("%s experiments/compare_patching.lua budget=smoke data.path=%s schemes=fixed,bytelm out=%s 'args.all=train.threads=1 train.stop_at=3'")

@@ -121,6 +121,9 @@ function experiment.with_common(defaults, docs, rules, families)
                    blt = "extra key=value words for the BLT runs (e.g. model.global.layers=6)",
                    bytelm = "extra key=value words for the ByteLM runs", bpe = "extra key=value words for the BPE runs",
                    entropy = "extra key=value words for the entropy model's run"}
+    defaults.ranks, docs.ranks, rules.ranks = 1, "processes per training run (> 1: data parallel under mpirun)", "[1, 4096]"
+    defaults.hostfile, docs.hostfile, rules.hostfile = require("blt.config").OPTIONAL,
+        "mpirun hostfile of the machines the runs spread over (with ranks > 1)", "readable"
     defaults.args, docs.args = {all = ""}, {all = words.all}
     for _, f in ipairs(families) do defaults.args[f], docs.args[f] = "", words[f] end
     return defaults, docs, rules

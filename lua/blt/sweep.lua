@@ -2,7 +2,7 @@
 -- scaling.lua, the demo).
 --
 --   local sweep = require "blt.sweep"
---   local s = sweep.new{dir = "runs/compare", name = "compare_patching"}
+--   local s = sweep.new{dir = "runs/compare", name = "compare_patching" [, ranks = 2, hostfile = "hosts"]}
 --   local r = s:run{id = "entropy-s1", script = "experiments/train_blt.lua",
 --                   args = {["patching.scheme"] = "entropy", ["train.steps"] = 200, ...},
 --                   extra = "model.global.dim=384"}          -- raw key=value words, optional
@@ -15,6 +15,9 @@
 -- is resumed from that checkpoint; a folder with neither is started over. A finished
 -- point whose config differs from what is asked now is refused: a sweep folder holds
 -- one experiment.
+--
+-- With ranks > 1 every point runs data parallel under mpirun (docs/distributed.md);
+-- its results do not depend on the number of processes.
 --
 -- A child stopped by a signal makes the sweep stop with the same status (so Ctrl-C
 -- stops the whole sweep, with every finished point kept); a bad config (status 2) or
@@ -49,6 +52,17 @@ function sweep.launcher()
     return os.getenv("BLT_BIN") or (arg and arg[-1]) or "./blt"
 end
 
+-- The command prefix that runs a point on `ranks` processes (data parallel, blt.dist):
+-- mpirun with --bind-to none (each rank sizes its own thread pool), the hostfile when
+-- given, and Open MPI's permission to run as root when this is root. "" for one process.
+function sweep.mpi_prefix(ranks, hostfile)
+    if not ranks or ranks <= 1 then return "" end
+    local root = os.getenv("USER") == "root" or (io.popen("id -u"):read("l") == "0")
+    return ("%smpirun %s--bind-to none%s -np %d "):format(
+        root and "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " or "",
+        root and "--allow-run-as-root " or "", hostfile and (" --hostfile " .. q(hostfile)) or "", ranks)
+end
+
 -- A repository script's path (experiments/..., scripts/...), wherever the sweep runs from.
 function sweep.script_path(rel)
     local home = type(BLT_HOME) == "string" and BLT_HOME or "."
@@ -62,7 +76,7 @@ function sweep.new(o)
     local ok, err = core.mkdir(o.dir)
     if not ok then error("blt.sweep.new: " .. tostring(err), 2) end
     return setmetatable({dir = o.dir, name = o.name or "sweep", log = o.log or io.stderr,
-                         ran = 0, skipped = 0, failed = 0}, Sweep)
+                         prefix = sweep.mpi_prefix(o.ranks, o.hostfile), ran = 0, skipped = 0, failed = 0}, Sweep)
 end
 
 -- Metrics rows of a run (step, loss, val_bpb, flops_per_byte, patch_mean, ...), as a
@@ -156,12 +170,12 @@ function Sweep:run(p)
     local out = ("out.dir=%s out.name=%s"):format(q(self.dir), q(p.id))
     if has_ckpt then
         self.log:write(("%s: %s resumes from its checkpoint\n"):format(self.name, p.id))
-        cmd = ("%s %s --resume %s %s"):format(q(sweep.launcher()), q(sweep.script_path(p.script)),
+        cmd = ("%s%s %s --resume %s %s"):format(self.prefix, q(sweep.launcher()), q(sweep.script_path(p.script)),
                                              q(dir .. "/checkpoint.h5"), words(p))
     else
         local fresh = exists(dir) and "out.overwrite=true" or ""
         self.log:write(("%s: %s starts\n"):format(self.name, p.id))
-        cmd = ("%s %s %s %s %s"):format(q(sweep.launcher()), q(sweep.script_path(p.script)), words(p), out, fresh)
+        cmd = ("%s%s %s %s %s %s"):format(self.prefix, q(sweep.launcher()), q(sweep.script_path(p.script)), words(p), out, fresh)
     end
     io.stdout:flush()
     local _, how, status = os.execute(cmd)
