@@ -47,7 +47,7 @@ local cfg = experiment.script({
         steps = "training steps of the BLT (the ByteLM gets the steps of the same training FLOPs)",
         entropy_steps = "training steps of the entropy model",
         target = "mean bytes per patch the entropy threshold is calibrated to",
-        eval_bytes = "validation bytes of the final comparison (the same for both models; 0: all)",
+        eval_bytes = "validation bytes of every validation (the same for both models; 0: all)",
         sentence = "the sentence whose patches are shown",
         prompt = "the prompt of the generated sample", sample = "bytes to generate",
         temperature = "sampling temperature of the sample (0: greedy)", seed = "seed of the runs and the sample",
@@ -65,7 +65,7 @@ local color = os.getenv("NO_COLOR") == nil and os.getenv("TERM") ~= "dumb" and c
 -- the models of a compare_patching.lua budget (small by default), with shorter runs
 local P = experiment.preset(cfg.budget)
 P.entropy.steps = cfg.entropy_steps
-P.final_bytes = cfg.eval_bytes
+P.val_bytes = cfg.eval_bytes
 P.evals = 3
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
 local s = sweep.new {dir = cfg.out, name = "demo", ranks = cfg.ranks, hostfile = cfg.hostfile}

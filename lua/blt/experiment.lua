@@ -20,12 +20,13 @@ experiment.BLT_SCHEMES = BLT_SCHEMES
 
 -- ---- budgets ----
 -- steps: the reference run (the entropy BLT) whose training FLOPs are the budget;
--- evals: validation points along each run; eval_bytes: bytes per periodic validation;
--- final_bytes: bytes of the final validation (0: the whole split), the same for every
+-- evals: validation points along each run; val_bytes: the validation bytes of every
+-- validation, periodic and final (0: the whole split), the same for every model, so a
+-- run's curve and its final figure are measured on the same text;
 -- model; calib_bytes: training bytes sampled for calibration and mean-patch estimates.
 local PRESETS = {
     smoke = {
-        batch = 4, seq_len = 64, steps = 12, evals = 2, eval_bytes = 1024, final_bytes = 4096, calib_bytes = 4096,
+        batch = 4, seq_len = 64, steps = 12, evals = 2, val_bytes = 4096, calib_bytes = 4096,
         entropy = {steps = 30, model = {dim = 32, layers = 1, heads = 2, window = 64, multiple_of = 32}},
         blt = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 64},
                global = {dim = 64, layers = 1, heads = 2}, decoder = {layers = 1, window = 64}, cross = {heads = 2},
@@ -35,7 +36,7 @@ local PRESETS = {
                bpe = {vocab = 320, train_bytes = 65536}},
     },
     small = {
-        batch = 16, seq_len = 256, steps = 200, evals = 4, eval_bytes = 32768, final_bytes = 0, calib_bytes = 65536,
+        batch = 16, seq_len = 256, steps = 200, evals = 4, val_bytes = 131072, calib_bytes = 65536,
         entropy = {steps = 200, model = {dim = 128, layers = 2, heads = 4, window = 256, multiple_of = 128}},
         blt = {dim = 128, heads = 4, k = 2, multiple_of = 128, encoder = {layers = 1, window = 128},
                global = {dim = 256, layers = 4, heads = 4}, decoder = {layers = 2, window = 128}, cross = {heads = 4},
@@ -45,7 +46,7 @@ local PRESETS = {
                bpe = {vocab = 4096, train_bytes = 0}},
     },
     full = {
-        batch = 32, seq_len = 512, steps = 2000, evals = 10, eval_bytes = 65536, final_bytes = 0, calib_bytes = 262144,
+        batch = 32, seq_len = 512, steps = 2000, evals = 10, val_bytes = 262144, calib_bytes = 262144,
         entropy = {steps = 1000, model = {dim = 256, layers = 4, heads = 4, window = 512, multiple_of = 256}},
         blt = {dim = 256, heads = 4, k = 2, multiple_of = 256, encoder = {layers = 1, window = 256},
                global = {dim = 512, layers = 8, heads = 8}, decoder = {layers = 3, window = 256}, cross = {heads = 4},
@@ -78,13 +79,13 @@ end
 -- times its compute-optimal steps those models train.
 local SCALING = {
     smoke = {
-        batch = 4, seq_len = 64, evals = 2, eval_bytes = 1024, final_bytes = 4096, calib_bytes = 4096,
+        batch = 4, seq_len = 64, evals = 2, val_bytes = 4096, calib_bytes = 4096,
         sizes = "32x1,64x1", bytes_per_param = 0.05, infer_size = "64x1", overtrain = 2,
         entropy = PRESETS.smoke.entropy, blt = PRESETS.smoke.blt,
         bytelm = {window = 64, multiple_of = 32}, bpe = {model = {window = 64, multiple_of = 32}, bpe = PRESETS.smoke.bpe.bpe},
     },
     small = {
-        batch = 8, seq_len = 128, evals = 4, eval_bytes = 16384, final_bytes = 131072, calib_bytes = 65536,
+        batch = 8, seq_len = 128, evals = 4, val_bytes = 65536, calib_bytes = 65536,
         sizes = "64x2,128x2,192x2,256x2", bytes_per_param = 1, infer_size = "128x2", overtrain = 3,
         -- small local models and entropy model, so that the global model is most of a BLT's FLOPs
         entropy = {steps = 300, model = {dim = 64, layers = 1, heads = 2, window = 128, multiple_of = 64}},
@@ -94,7 +95,7 @@ local SCALING = {
         bytelm = {window = 128, multiple_of = 64}, bpe = {model = {window = 128, multiple_of = 64}, bpe = {vocab = 2048, train_bytes = 0}},
     },
     full = {
-        batch = 16, seq_len = 512, evals = 8, eval_bytes = 65536, final_bytes = 0, calib_bytes = 262144,
+        batch = 16, seq_len = 512, evals = 8, val_bytes = 262144, calib_bytes = 262144,
         sizes = "128x2,192x3,256x4,384x6,512x8", bytes_per_param = 20, infer_size = "256x4", overtrain = 4,
         entropy = PRESETS.full.entropy, blt = PRESETS.full.blt,
         bytelm = {window = 512, multiple_of = 256}, bpe = {model = {window = 512, multiple_of = 256}, bpe = PRESETS.full.bpe.bpe},
@@ -190,7 +191,7 @@ experiment.flat = flat
 function experiment.common_args(P, cfg)
     local a = {["train.batch"] = P.batch, ["train.seq_len"] = P.seq_len,
                ["data.val_fraction"] = cfg.data.val_fraction,
-               ["eval.max_bytes"] = P.eval_bytes, ["eval.final_max_bytes"] = P.final_bytes,
+               ["eval.max_bytes"] = P.val_bytes, ["eval.final_max_bytes"] = P.val_bytes,
                ["out.plot"] = false}
     if cfg.data.path then a["data.path"] = cfg.data.path end
     return a
@@ -215,7 +216,7 @@ function experiment.entropy_model(s, P, cfg, common)
     local steps = P.entropy.steps
     local args = merge(common, flat("model", P.entropy.model), {
         ["train.steps"] = steps, ["train.seed"] = 1, ["train.warmup"] = math.max(1, steps // 10),
-        ["eval.every"] = 0, ["eval.final_max_bytes"] = P.eval_bytes})
+        ["eval.every"] = 0, ["eval.final_max_bytes"] = P.val_bytes})
     local r = s:run {id = "entropy-model", script = "experiments/train_entropy_model.lua", args = args,
                      extra = experiment.extra(cfg, "entropy")}
     if r.stopped or r.failed then error("the entropy model's run did not finish: run the same command again", 0) end
