@@ -205,7 +205,8 @@ if cfg.study ~= "fixed_inference" then
                 for _, r in ipairs(records) do
                     if r.scheme == it.label and r.val_bpb and r.train_flops then xs[#xs + 1], ys[#ys + 1] = r.train_flops, r.val_bpb end
                 end
-                if #xs > 0 then series[#series + 1] = {name = it.label, x = xs, y = ys, style = "points pt 7 ps 1.5"} end
+                local color = #series // 2 + 1 -- a scheme's points and its fit in one colour
+            if #xs > 0 then series[#series + 1] = {name = it.label, x = xs, y = ys, style = "points pt 7 ps 1.5", color = color} end
                 local f = fits[it.label]
                 if f then
                     local lo, hi = math.huge, 0
@@ -215,7 +216,8 @@ if cfg.study ~= "fixed_inference" then
                         local x = lo * (hi / lo) ^ (k / 20)
                         fx[#fx + 1], fy[#fy + 1] = x, f.a * x ^ -f.b
                     end
-                    series[#series + 1] = {name = ("%s fit (b = %.3f)"):format(it.label, f.b), x = fx, y = fy, style = "lines dt 2"}
+                    series[#series + 1] = {name = ("%s fit (b = %.3f)"):format(it.label, f.b), x = fx, y = fy, style = "lines",
+                                       color = color, dash = 2}
                 end
             end
             local png = plot.lines {path = out .. "/compute_optimal.png", logx = true, xlabel = "training FLOPs",
