@@ -124,16 +124,7 @@ function BpeLM.new(cfg, seed, tok, vocab)
     self.config, self.tokenizer, self.vocab = m, tok, vocab
     self.frozen = "bpe" -- the merge list is stored with the model, never trained
     self.merges_state = tok.merges:float() -- checkpoints hold float32 tensors; ids < 2^24 are exact
-    self.embed = self:child("embed", nn.Embedding {num = vocab, dim = m.dim, rng = rng})
-    self.layers = {}
-    local layers = self:child("layers", nn.Module.new(nn.Module))
-    for i = 0, m.layers - 1 do
-        self.layers[i + 1] = layers:child(i, nn.TransformerBlock {
-            dim = m.dim, heads = m.heads, window = m.window, multiple_of = m.multiple_of,
-            rope_theta = m.rope_theta, norm_eps = m.norm_eps, rng = rng})
-    end
-    self.norm = self:child("norm", nn.RMSNorm {dim = m.dim, eps = m.norm_eps})
-    self.head = self:child("head", nn.Linear {in_dim = m.dim, out_dim = vocab, rng = rng})
+    ByteLM.add_body(self, m, vocab, rng)
     return self
 end
 

@@ -77,13 +77,11 @@ function ByteLM.resolve(cfg, seed, who)
     return m
 end
 
--- ByteLM.new(config, seed): config keys as in ByteLM.defaults (missing ones take the default).
-function ByteLM.new(cfg, seed)
-    local m = ByteLM.resolve(cfg, seed, "ByteLM")
-    local self = nn.Module.new(ByteLM)
-    local rng = core.Generator(seed)
-    self.config = m
-    self.embed = self:child("embed", nn.Embedding {num = ByteLM.VOCAB, dim = m.dim, rng = rng})
+-- The transformer every ByteLM-shaped model has, as children of self (parameter names
+-- embed, layers.<i>.*, norm, head): an embedding and a head over `vocab` ids, m.layers
+-- blocks. Shared with bpe_lm (its vocabulary is the tokenizer's).
+function ByteLM.add_body(self, m, vocab, rng)
+    self.embed = self:child("embed", nn.Embedding {num = vocab, dim = m.dim, rng = rng})
     self.layers = {}
     local layers = self:child("layers", nn.Module.new(nn.Module))
     for i = 0, m.layers - 1 do
@@ -92,7 +90,16 @@ function ByteLM.new(cfg, seed)
             rope_theta = m.rope_theta, norm_eps = m.norm_eps, rng = rng})
     end
     self.norm = self:child("norm", nn.RMSNorm {dim = m.dim, eps = m.norm_eps})
-    self.head = self:child("head", nn.Linear {in_dim = m.dim, out_dim = ByteLM.VOCAB, rng = rng})
+    self.head = self:child("head", nn.Linear {in_dim = m.dim, out_dim = vocab, rng = rng})
+end
+
+-- ByteLM.new(config, seed): config keys as in ByteLM.defaults (missing ones take the default).
+function ByteLM.new(cfg, seed)
+    local m = ByteLM.resolve(cfg, seed, "ByteLM")
+    local self = nn.Module.new(ByteLM)
+    local rng = core.Generator(seed)
+    self.config = m
+    ByteLM.add_body(self, m, ByteLM.VOCAB, rng)
     return self
 end
 
