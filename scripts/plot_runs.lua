@@ -1,5 +1,5 @@
 -- Training curves of several runs on one PNG: the training loss in bits per byte
--- (the logged loss in nats / ln 2; lines) and the validation bits per byte
+-- (the logged loss in nats / ln 2, and for a token model also / bytes per token; lines) and the validation bits per byte
 -- (points joined by dashed lines), one colour per run.
 --
 --   ./blt scripts/plot_runs.lua runs/bytelm-1 runs/blt-1 [out=runs/compare.png] [x=step|bytes|flops] [logx=true]
@@ -79,7 +79,7 @@ local function load_run(arg_path)
     if not ok then fail("%s: cannot be read as a metrics file (%s)", metrics, tostring(f):gsub("^[^:]*%.lua:%d+: ", "")) end
     local okr, r = pcall(function()
         return {step = column(f, "step"), loss = column(f, "loss"), val_bpb = column(f, "val_bpb"),
-                flops_per_byte = column(f, "flops_per_byte")}
+                flops_per_byte = column(f, "flops_per_byte"), bytes_per_token = column(f, "bytes_per_token")}
     end)
     f:close()
     if not okr then fail("%s: cannot be read as a metrics file (%s)", metrics, tostring(r)) end
@@ -138,7 +138,9 @@ for i, r in ipairs(runs) do
     local tx, ty, vx, vy, best = {}, {}, {}, {}, math.huge
     for j = 1, #r.step do
         local l, v = r.loss[j], r.val_bpb and r.val_bpb[j]
-        if finite(l) then tx[#tx + 1], ty[#ty + 1] = xs[j], l / LN2 end
+        -- a token model logs nats per token: per byte, divide by the bytes a token covers
+        local bpt = r.bytes_per_token and r.bytes_per_token[j]
+        if finite(l) then tx[#tx + 1], ty[#ty + 1] = xs[j], l / LN2 / (finite(bpt) and bpt > 0 and bpt or 1) end
         if finite(v) then
             vx[#vx + 1], vy[#vy + 1] = xs[j], v
             best = math.min(best, v)

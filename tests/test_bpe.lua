@@ -355,6 +355,14 @@ do
     T.is(run.optim.frozen, "bpe", "marked frozen (/optim@frozen)")
     T.ok(run.optim.m["bpe.merges"] == nil, "with no optimiser moments")
     corpus:close()
+    -- the training curve in bits per byte: nats per token / ln 2 / bytes per token
+    local h = require("blt.train").history(dir .. "/run/metrics.h5")
+    local last = h[#h]
+    T.ok(last and last.bytes_per_token and last.bytes_per_token > 1, "the metrics log bytes per token", tostring(last and last.bytes_per_token))
+    local prc, pout = U.sh(bin .. " scripts/plot_runs.lua out=" .. U.q(dir .. "/curves.png") .. " " .. U.q(dir .. "/run"))
+    local shown = tonumber(pout:match("train ([%d.]+) bits/byte"))
+    T.ok(prc <= 1 and shown and math.abs(shown - last.loss / math.log(2) / last.bytes_per_token) < 1e-3,
+         "plot_runs shows a token model's training loss per byte, not per token", pout)
     -- a corrupt merge list is refused when loading
     local checkpoint = require "blt.checkpoint"
     local function corrupt(edit, pattern, name)

@@ -482,12 +482,13 @@ end
 -- ---------------------------------------------------------------- 4. the report
 
 -- The whole history of a run from its metrics.h5 (the steps before a resume included):
--- a list of {step =, loss =, val_bpb =} in logged order; what loss.png is drawn from.
+-- a list of {step =, loss =, val_bpb =, bytes_per_token =} in logged order; what
+-- loss.png is drawn from.
 function train.history(path)
     local ok, f = pcall(blt.h5_open, path)
     if not ok then return {} end
     local cols = {}
-    for _, c in ipairs {"step", "loss", "val_bpb"} do
+    for _, c in ipairs {"step", "loss", "val_bpb", "bytes_per_token"} do
         if f:exists("/" .. c) then
             local v = f:read("/" .. c)
             cols[c] = type(v) == "table" and v or {v}
@@ -496,7 +497,8 @@ function train.history(path)
     f:close()
     local h = {}
     for i, s in ipairs(cols.step or {}) do
-        h[i] = {step = s, loss = cols.loss and cols.loss[i], val_bpb = cols.val_bpb and cols.val_bpb[i]}
+        h[i] = {step = s, loss = cols.loss and cols.loss[i], val_bpb = cols.val_bpb and cols.val_bpb[i],
+                bytes_per_token = cols.bytes_per_token and cols.bytes_per_token[i]}
     end
     return h
 end
@@ -506,7 +508,9 @@ local function plot_history(spec, run)
     if not plot.available() then return nil end
     local xs, ys, vx, vy = {}, {}, {}, {}
     for _, h in ipairs(train.history(run.metrics_path)) do
-        if h.loss and finite(h.loss) then xs[#xs + 1], ys[#ys + 1] = h.step, h.loss / LN2 end
+        -- a token model (bpe_lm) logs nats per token: per byte, divide by the bytes a token covers
+        local bpt = h.bytes_per_token and finite(h.bytes_per_token) and h.bytes_per_token > 0 and h.bytes_per_token or 1
+        if h.loss and finite(h.loss) then xs[#xs + 1], ys[#ys + 1] = h.step, h.loss / LN2 / bpt end
         if h.val_bpb and finite(h.val_bpb) then vx[#vx + 1], vy[#vy + 1] = h.step, h.val_bpb end
     end
     if #xs < 2 then return nil end
