@@ -77,6 +77,10 @@ do
     T.raises(function() config.parse(defaults, {"model.dims=3"}) end, "unknown key 'model.dims'", "unknown key named")
     T.raises(function() config.parse(defaults, {"model.dim=2.5"}) end, "key 'model.dim' must be integer", "wrong type named")
     T.raises(function() config.parse(defaults, {"train.lr=fast"}) end, "key 'train.lr' must be number", "string for a number")
+    do -- a text key given a number takes it as text (a list of one: seeds=1)
+        local c = config.parse({seeds = "1,2", section = {name = "x"}}, {"seeds=3", "section.name=42"})
+        T.ok(c.seeds == "3" and c.section.name == "42", "a number for a text key is kept as text")
+    end
     T.raises(function() config.parse(defaults, {"bogus"}) end, "cannot read argument 'bogus'", "malformed argument")
     T.raises(function() config.parse(defaults, {"optim.lr=1"}) end, "unknown key 'optim.lr'", "unknown section")
 end

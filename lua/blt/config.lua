@@ -127,6 +127,8 @@ local function set(cfg, defaults, path, v, origin, given)
     local d = def[key]
     if d == nil then unknown(defaults, path, origin) end
     local want, got = typename(d), typename(v)
+    -- a text key given a number keeps it as text: seeds=1, hash.ngrams=3 are lists of one
+    if want == "string" and (got == "integer" or got == "number") then v, got = tostring(v), "string" end
     if want == "table" then error(("config: key '%s' is a section, not a value (from %s)"):format(path, origin), 0) end
     if want == "optional" then
         if v ~= nil and got ~= "string" and got ~= "integer" and got ~= "number" and got ~= "boolean" then
