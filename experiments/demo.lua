@@ -124,7 +124,7 @@ end
 section("4/5 How the BLT cuts a sentence")
 local blt_model = models.load(records[1].checkpoint)
 local pc = records[1].config.patching
-local em = entropy.load_model(ent.path)
+local em = blt_model.entropy_model -- the BLT's checkpoint holds its entropy model
 local e = entropy.of_text(em, cfg.sentence)
 print(("The BLT's entropy threshold, calibrated to %.1f bytes/patch on training text: %.4f nats (reached %.2f)")
       :format(pc.target, pc.threshold, pc.calibrated))

@@ -46,20 +46,7 @@ local function basename(p) return p:match("([^/]+)$") or p end
 local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
 local function finite(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
 
-local function read_file(p)
-    local f = io.open(p, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
--- A column of a metrics file as a list (a file of one row reads as a number).
-local function column(f, name)
-    if not f:exists("/" .. name) then return nil end
-    local v = f:read("/" .. name)
-    return type(v) == "table" and v or {v}
-end
+local read_file = require("blt.util").read_file
 
 -- {label, path, step, loss, val_bpb, flops_per_byte, cfg} of one argument, or fail().
 local function load_run(arg_path)
@@ -75,14 +62,11 @@ local function load_run(arg_path)
         f:close()
         metrics, folder = p, dirname(p)
     end
-    local ok, f = pcall(blt.h5_open, metrics)
-    if not ok then fail("%s: cannot be read as a metrics file (%s)", metrics, tostring(f):gsub("^[^:]*%.lua:%d+: ", "")) end
-    local okr, r = pcall(function()
-        return {step = column(f, "step"), loss = column(f, "loss"), val_bpb = column(f, "val_bpb"),
-                flops_per_byte = column(f, "flops_per_byte"), bytes_per_token = column(f, "bytes_per_token")}
-    end)
-    f:close()
-    if not okr then fail("%s: cannot be read as a metrics file (%s)", metrics, tostring(r)) end
+    local ok, r = pcall(require("blt.checkpoint").read_metrics, metrics)
+    if not ok then
+        fail("%s: cannot be read as a metrics file (%s)", metrics,
+             (tostring(r):gsub("^[^:]*%.lua:%d+: ", ""):gsub("^checkpoint%.read_metrics: [^:]*: ", "")))
+    end
     if not r.step or not r.loss then fail("%s: has no step and loss columns (not a run's metrics.h5)", metrics) end
     if #r.step == 0 then fail("%s: holds no rows yet", metrics) end
     r.path, r.folder = metrics, folder

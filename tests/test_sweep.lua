@@ -451,20 +451,24 @@ for _, k in ipairs(names) do
         sweep(k, v, A[k])
     end
 end
-local methods = getmetatable(blt.zeros {1}).methods
-local mnames = {}
-for k in pairs(methods) do mnames[#mnames + 1] = k end
-table.sort(mnames)
-for _, k in ipairs(mnames) do
-    if not M[k] then missing[#missing + 1] = "Tensor:" .. k
-    else
-        nfun = nfun + 1
-        -- called as a field, like x.k(...) (a wrapper Lua can name in messages; not a tail call)
-        local f = load(("local m = ...; return function(...) local r = table.pack(m.%s(...)); "
-            .. "return table.unpack(r, 1, r.n) end"):format(k))(methods)
-        sweep("Tensor:" .. k, f, M[k])
+-- Every method of a metatable's method table against its row in rows (a missing row is
+-- listed); each is called as a field, like x.k(...) (a wrapper Lua can name in
+-- messages; not a tail call).
+local function sweep_methods(class, methods, rows)
+    local names = {}
+    for k in pairs(methods) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+        if not rows[k] then missing[#missing + 1] = class .. ":" .. k
+        else
+            nfun = nfun + 1
+            local f = load(("local m = ...; return function(...) local r = table.pack(m.%s(...)); "
+                .. "return table.unpack(r, 1, r.n) end"):format(k))(methods)
+            sweep(class .. ":" .. k, f, rows[k])
+        end
     end
 end
+sweep_methods("Tensor", getmetatable(blt.zeros {1}).methods, M)
 for _, v in ipairs(VARIANTS) do
     nfun = nfun + 1
     sweep(v[1], blt[v[1]], v[2])
@@ -476,19 +480,7 @@ local G = {
     state = function() return {blt.Generator(1)} end, clone = function() return {blt.Generator(1)} end,
     set_state = function() local g = blt.Generator(1); return {blt.Generator(2), g:state()} end,
 }
-local gmethods = getmetatable(blt.Generator(1)).__index
-local gnames = {}
-for k in pairs(gmethods) do gnames[#gnames + 1] = k end
-table.sort(gnames)
-for _, k in ipairs(gnames) do
-    if not G[k] then missing[#missing + 1] = "Generator:" .. k
-    else
-        nfun = nfun + 1
-        local f = load(("local m = ...; return function(...) local r = table.pack(m.%s(...)); "
-            .. "return table.unpack(r, 1, r.n) end"):format(k))(gmethods)
-        sweep("Generator:" .. k, f, G[k])
-    end
-end
+sweep_methods("Generator", getmetatable(blt.Generator(1)).__index, G)
 -- the valid calls themselves must still work
 for k, make in pairs(A) do
     if blt[k] then

@@ -475,4 +475,24 @@ function Metrics:truncate(n) self.h:truncate(n) end
 function Metrics:close() self.h:close() end
 Metrics.__close = Metrics.close
 
+-- Every column of a metrics file, {name = {values...}} (a file of one row reads as lists
+-- of one); raises "checkpoint.read_metrics: <path>: ..." for a file it cannot read. The
+-- one reader of metrics files (train.history, the sweeps, plot_runs.lua).
+function checkpoint.read_metrics(path)
+    local ok, f = pcall(blt.h5_open, path)
+    if not ok then error(("checkpoint.read_metrics: %s: %s"):format(path, strip(f)), 2) end
+    local okr, cols = pcall(function()
+        local out = {}
+        local names, kinds = f:list("/")
+        for _, name in ipairs(names or {}) do
+            local v = kinds[name] == "dataset" and f:read("/" .. name) or nil
+            if type(v) == "table" then out[name] = v elseif type(v) == "number" then out[name] = {v} end
+        end
+        return out
+    end)
+    f:close()
+    if not okr then error(("checkpoint.read_metrics: %s: %s"):format(path, strip(cols)), 2) end
+    return cols
+end
+
 return checkpoint

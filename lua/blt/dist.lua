@@ -56,10 +56,7 @@ function dist.allreduce_grad(flat_grad)
     return flat_grad
 end
 
--- Targets (non-pad ids after the first column) of rows int32 [B, N].
-local function count_targets(rows)
-    return core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), require("blt.ids").PAD)
-end
+local function count_targets(rows) return require("blt.models").targets(rows) end
 
 -- The gradients of one step under several ranks: this rank's loss and gradients on its
 -- slice of the global batch rows, weighted by its share k/K of the batch's targets,
@@ -79,9 +76,11 @@ function dist.loss_backward(model, flat_grad, rows)
         core.nn_scale_(flat_grad, w)
     end
     dist.allreduce_grad(flat_grad)
-    local pm = model.last_patch_mean
-    local sums = core.dist_allreduce_sum {part, pm or 0}
-    if pm then model.last_patch_mean = sums[2] / info.size end -- the mean of the ranks' means
+    -- the step's measures the metrics log: the mean of the ranks' means
+    local pm, bpt = model.last_patch_mean, model.last_bytes_per_token
+    local sums = core.dist_allreduce_sum {part, pm or 0, bpt or 0}
+    if pm then model.last_patch_mean = sums[2] / info.size end
+    if bpt then model.last_bytes_per_token = sums[3] / info.size end
     return sums[1]
 end
 

@@ -226,13 +226,17 @@ end
 
 -- Mean bytes per patch of space patches on a training sample (as the trainer counts
 -- it: bytes over patches, the BOS patch left out).
+local space_cache = {} -- the sample is the same for every model size: measured once
 function experiment.space_mean_patch(corpus, P)
+    local key = table.concat({tostring(corpus), P.seq_len, P.calib_bytes}, " ")
+    if space_cache[key] then return space_cache[key] end
     local rows = corpus:sample_windows {split = "train", len = P.seq_len, bytes = P.calib_bytes, seed = 1}
     local p = patching.patcher {scheme = "space"}
     local _, _, counts = p:batch(rows)
     local patches = 0
     for _, c in ipairs(counts:totable()) do patches = patches + c - 1 end
-    return rows:size(1) * P.seq_len / patches
+    space_cache[key] = rows:size(1) * P.seq_len / patches
+    return space_cache[key]
 end
 
 -- Mean bytes per BPE token on a training sample, with a tokenizer learned as the
@@ -309,9 +313,9 @@ function experiment.model_point(scheme, P, corpus, ent, o)
             mean = o.target
         end
         local run_cfg = {kind = "blt", model = m, patching = pc, entropy = ent and ent.model or nil}
+        local f = flops.of(run_cfg, {seq_len = seq, mean_patch = mean})
         return {family = "blt", kind = "blt", script = "experiments/train_blt.lua", args = args, mean_patch = mean,
-                run_cfg = run_cfg, train_fpb = flops.of(run_cfg, {seq_len = seq, mean_patch = mean}).training.total,
-                inference_fpb = flops.of(run_cfg, {seq_len = seq, mean_patch = mean}).inference.total}
+                run_cfg = run_cfg, train_fpb = f.training.total, inference_fpb = f.inference.total}
     elseif scheme == "bytelm" then
         local m = sized(P.bytelm)
         local run_cfg = {kind = "bytelm", model = m}

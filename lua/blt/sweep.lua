@@ -26,6 +26,7 @@
 local core = require "blt.core"
 local json = require "blt.json"
 local config = require "blt.config"
+local util = require "blt.util"
 
 local sweep = {}
 local Sweep = {}
@@ -33,19 +34,7 @@ Sweep.__index = Sweep
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function read(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
-local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() return true end
-    return core.listdir(path) ~= nil
-end
+local read, exists = util.read_file, util.exists
 
 -- The launcher this process runs under (./blt, or the sanitizer build in `make asan`).
 function sweep.launcher()
@@ -77,29 +66,6 @@ function sweep.new(o)
     if not ok then error("blt.sweep.new: " .. tostring(err), 2) end
     return setmetatable({dir = o.dir, name = o.name or "sweep", log = o.log or io.stderr,
                          prefix = sweep.mpi_prefix(o.ranks, o.hostfile), ran = 0, skipped = 0, failed = 0}, Sweep)
-end
-
--- Metrics rows of a run (step, loss, val_bpb, flops_per_byte, patch_mean, ...), as a
--- list of tables; columns a run did not log are absent.
-function sweep.history(path)
-    local blt = require "blt"
-    local ok, f = pcall(blt.h5_open, path)
-    if not ok then return {} end
-    local cols, n = {}, 0
-    local names = f:list("/")
-    for _, c in ipairs(names or {}) do
-        local okr, v = pcall(f.read, f, "/" .. c)
-        if okr and type(v) == "table" then cols[c] = v; n = math.max(n, #v)
-        elseif okr and type(v) == "number" then cols[c] = {v}; n = math.max(n, 1) end
-    end
-    f:close()
-    local rows = {}
-    for i = 1, n do
-        local r = {}
-        for c, v in pairs(cols) do r[c] = v[i] end
-        rows[i] = r
-    end
-    return rows
 end
 
 -- The words of a point's command line: sorted key=value pairs, then its extra words.
@@ -135,7 +101,7 @@ local function collect(p, dir)
     local r = {id = p.id, dir = dir, checkpoint = dir .. "/checkpoint.h5"}
     r.result = json.decode(assert(read(dir .. "/result.json"), dir .. "/result.json is missing"))
     r.config = json.decode(assert(read(dir .. "/config.json"), dir .. "/config.json is missing"))
-    r.history = sweep.history(dir .. "/metrics.h5")
+    r.history = require("blt.train").history(dir .. "/metrics.h5")
     return r
 end
 

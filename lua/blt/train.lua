@@ -139,17 +139,17 @@ local LN2 = math.log(2)
 -- rank counts every batch's targets, so all stop at the same batch as one rank would.
 function train.evaluate(model, corpus, o)
     local nats, count = 0.0, 0
-    local size, rank, i, PAD = dist.size(), dist.rank(), 0, require("blt.ids").PAD
+    local size, rank, i = dist.size(), dist.rank(), 0
     core.no_grad(function()
         for rows in corpus:val_windows {seq_len = o.seq_len, batch = o.batch} do
-            if size == 1 then
+            -- batch i is this rank's when i mod size = rank (with one rank: every batch)
+            if i % size == rank then
                 local sum, n = models.nats(model, rows)
                 nats, count = nats + sum, count + n
             else
-                if i % size == rank then nats = nats + models.nats(model, rows) end
-                count = count + core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), PAD)
-                i = i + 1
+                count = count + models.targets(rows)
             end
+            i = i + 1
             if o.max_bytes and o.max_bytes > 0 and count >= o.max_bytes then break end
         end
     end)
@@ -168,11 +168,7 @@ local function config_error(msg) error(setmetatable({msg = msg}, ConfigError), 0
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
-local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() return true end
-    return core.listdir(path) ~= nil
-end
+local exists = require("blt.util").exists
 
 local function write_file_atomic(path, text)
     local tmp = path .. ".tmp"
@@ -362,14 +358,9 @@ end
 -- Drops metric rows logged after the checkpoint (they are logged again).
 local function truncate_metrics(metrics, path, step)
     local keep = 0
-    local okf, f = pcall(blt.h5_open, path)
-    if okf and f:exists("/step") then
-        local steps = f:read("/step")
-        for _, s in ipairs(type(steps) == "table" and steps or {steps}) do
-            if s <= step then keep = keep + 1 else break end
-        end
+    for _, row in ipairs(train.history(path)) do
+        if row.step <= step then keep = keep + 1 else break end
     end
-    if okf then f:close() end
     metrics:truncate(keep)
 end
 
@@ -482,23 +473,17 @@ end
 -- ---------------------------------------------------------------- 4. the report
 
 -- The whole history of a run from its metrics.h5 (the steps before a resume included):
--- a list of {step =, loss =, val_bpb =, bytes_per_token =} in logged order; what
--- loss.png is drawn from.
+-- a list of rows {step =, loss =, val_bpb =, ...: every logged column} in logged order
+-- (a column a row did not log is NaN); what loss.png is drawn from. {} when the file
+-- is missing or unreadable.
 function train.history(path)
-    local ok, f = pcall(blt.h5_open, path)
+    local ok, cols = pcall(require("blt.checkpoint").read_metrics, path)
     if not ok then return {} end
-    local cols = {}
-    for _, c in ipairs {"step", "loss", "val_bpb", "bytes_per_token"} do
-        if f:exists("/" .. c) then
-            local v = f:read("/" .. c)
-            cols[c] = type(v) == "table" and v or {v}
-        end
-    end
-    f:close()
     local h = {}
-    for i, s in ipairs(cols.step or {}) do
-        h[i] = {step = s, loss = cols.loss and cols.loss[i], val_bpb = cols.val_bpb and cols.val_bpb[i],
-                bytes_per_token = cols.bytes_per_token and cols.bytes_per_token[i]}
+    for i in ipairs(cols.step or {}) do
+        local row = {}
+        for name, v in pairs(cols) do row[name] = v[i] end
+        h[i] = row
     end
     return h
 end

@@ -1,5 +1,6 @@
 -- blt.util: the option-table checks every module shares, so that every
--- `unknown option` error reads the same and lists the known keys.
+-- `unknown option` error reads the same and lists the known keys; and the two file
+-- helpers the scripts share (a whole file's bytes; whether a path exists).
 local util = {}
 
 -- A default meaning "absent": options() turns it into nil.
@@ -46,6 +47,22 @@ function util.options(where, opts, defaults, required, level)
     end
     for k, v in pairs(o) do if v == util.NONE then o[k] = nil end end
     return o
+end
+
+-- The bytes of a file, or nil when it cannot be opened.
+function util.read_file(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+end
+
+-- Whether path is a file that can be opened or a folder that can be listed.
+function util.exists(path)
+    local f = io.open(path, "rb")
+    if f then f:close() return true end
+    return require("blt.core").listdir(path) ~= nil
 end
 
 return util

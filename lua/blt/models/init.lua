@@ -45,11 +45,17 @@ function models.get(kind)
     return m
 end
 
--- Summed next-byte loss (nats, a float) and the number of predicted targets (byte and
--- EOS targets: every non-pad id after the first column) of rows int32 [B,N].
+-- The number of predicted targets of rows int32 [B,N]: byte and EOS targets, every
+-- non-pad id after the first column (what bits per byte divides by).
+function models.targets(rows)
+    return core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), ids.PAD)
+end
+
+-- Summed next-byte loss (nats, a float) and the number of predicted targets
+-- (models.targets) of rows int32 [B,N].
 function models.nats(model, rows)
     return core.scope(function()
-        local k = core.nn_count_ne(core.narrow(rows, 2, 2, rows:size(2) - 1), ids.PAD)
+        local k = models.targets(rows)
         if k == 0 then return 0.0, 0 end
         return model:loss(rows, "sum"):item(), k
     end)
