@@ -45,6 +45,19 @@ static blt_status check_ids(const char *fn, const int32_t *ids, int64_t n)
     return BLT_OK;
 }
 
+/* realloc for the trainer's parallel arrays: the new block, or p itself (still owned,
+ * still valid) with *ok cleared when memory ran out, so a group of arrays grows with
+ * one check at the end and nothing leaks. */
+static void *grow(void *p, size_t bytes, int *ok)
+{
+    void *q = realloc(p, bytes);
+    if (!q) {
+        *ok = 0;
+        return p;
+    }
+    return q;
+}
+
 static uint64_t mix(uint64_t h) { return h * 0x9E3779B97F4A7C15ULL; }
 
 /* ---- an open-addressing map from 64-bit keys to int64 values (no deletion) ---- */
@@ -180,24 +193,16 @@ static blt_status pair_of(trainer *t, int32_t a, int32_t b, int64_t *id)
     if (k >= 0) { *id = k; return BLT_OK; }
     if (t->npairs == t->cap_pairs) {
         int64_t cap = t->cap_pairs ? 2 * t->cap_pairs : 4096;
-        int32_t *pa = realloc(t->pa, (size_t)cap * sizeof *pa);
-        if (pa) t->pa = pa;
-        int32_t *pb = realloc(t->pb, (size_t)cap * sizeof *pb);
-        if (pb) t->pb = pb;
-        int64_t *count = realloc(t->count, (size_t)cap * sizeof *count);
-        if (count) t->count = count;
-        int64_t *touched = realloc(t->touched, (size_t)cap * sizeof *touched);
-        if (touched) t->touched = touched;
-        int64_t **pos = realloc(t->pos, (size_t)cap * sizeof *pos);
-        if (pos) t->pos = pos;
-        int64_t *npos = realloc(t->npos, (size_t)cap * sizeof *npos);
-        if (npos) t->npos = npos;
-        int64_t *cpos = realloc(t->cpos, (size_t)cap * sizeof *cpos);
-        if (cpos) t->cpos = cpos;
-        int64_t *tl = realloc(t->tl, (size_t)cap * sizeof *tl);
-        if (tl) t->tl = tl;
-        if (!pa || !pb || !count || !touched || !pos || !npos || !cpos || !tl)
-            return blt_fail(BLT_ENOMEM, "bpe_train: out of memory (%lld pairs)", (long long)cap);
+        int ok = 1;
+        t->pa = grow(t->pa, (size_t)cap * sizeof *t->pa, &ok);
+        t->pb = grow(t->pb, (size_t)cap * sizeof *t->pb, &ok);
+        t->count = grow(t->count, (size_t)cap * sizeof *t->count, &ok);
+        t->touched = grow(t->touched, (size_t)cap * sizeof *t->touched, &ok);
+        t->pos = grow(t->pos, (size_t)cap * sizeof *t->pos, &ok);
+        t->npos = grow(t->npos, (size_t)cap * sizeof *t->npos, &ok);
+        t->cpos = grow(t->cpos, (size_t)cap * sizeof *t->cpos, &ok);
+        t->tl = grow(t->tl, (size_t)cap * sizeof *t->tl, &ok);
+        if (!ok) return blt_fail(BLT_ENOMEM, "bpe_train: out of memory (%lld pairs)", (long long)cap);
         t->cap_pairs = cap;
     }
     k = t->npairs++;
@@ -304,13 +309,11 @@ static blt_status count_chunks(const int32_t *ids, int64_t n, chunk_set *cs)
         } else {
             if (cs->n == cs->cap) {
                 int64_t cap = cs->cap ? 2 * cs->cap : 4096;
-                int64_t *a = realloc(cs->start, (size_t)cap * sizeof *a);
-                if (a) cs->start = a;
-                int64_t *b = realloc(cs->len, (size_t)cap * sizeof *b);
-                if (b) cs->len = b;
-                int64_t *c = realloc(cs->count, (size_t)cap * sizeof *c);
-                if (c) cs->count = c;
-                if (!a || !b || !c) { s = blt_fail(BLT_ENOMEM, "bpe_train: out of memory (chunks)"); break; }
+                int ok = 1;
+                cs->start = grow(cs->start, (size_t)cap * sizeof *cs->start, &ok);
+                cs->len = grow(cs->len, (size_t)cap * sizeof *cs->len, &ok);
+                cs->count = grow(cs->count, (size_t)cap * sizeof *cs->count, &ok);
+                if (!ok) { s = blt_fail(BLT_ENOMEM, "bpe_train: out of memory (chunks)"); break; }
                 cs->cap = cap;
             }
             u = cs->n++;
