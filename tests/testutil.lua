@@ -17,13 +17,7 @@ end
 
 function U.cleanup(dir) os.execute("rm -rf " .. U.q(dir)) end
 
-function U.read(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+U.read = require("blt.util").read_file
 
 function U.write(path, text)
     local f = assert(io.open(path, "wb"))
