@@ -123,7 +123,7 @@ T.ok(rc == 0 and rc2 == 0 and loss_diff("one", "stop1", 1, 20) < 1e-5 and param_
 rc, out = run(2, bytelm, "out.name=tl train.steps=1000000 eval.every=0 train.time_limit=1")
 r = result_of("tl")
 T.ok(rc == 0 and r and r.exit_reason == "time_limit" and r.step > 0, "train.time_limit under 2 ranks: an agreed stop, status 0", out)
-rc, out = run(2, bytelm, "out.name=nan train.lr=1e30 train.max_nonfinite=3")
+rc, out = run(2, bytelm, "out.name=nan train.lr=1e30 train.weight_decay=0 train.max_nonfinite=3")
 r = result_of("nan")
 T.ok(rc == 3 and r and r.exit_reason == "nonfinite" and r.skipped_steps == 3,
      "non-finite steps are skipped by every rank alike, and stop the job with status 3", out)
