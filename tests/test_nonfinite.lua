@@ -155,6 +155,24 @@ do -- a fork that overflows: its source checkpoint is read back and is what the 
          "the message offers the source checkpoint only after reading it back (it loads, every weight finite)", out)
 end
 
+do -- what "verified" means: it loads (checksums), is at the step saved, every weight and moment finite
+    local checkpoint = require "blt.checkpoint"
+    local src = dir .. "/good/checkpoint.h5"
+    local ok1 = train.verify_checkpoint(src, 2)
+    local ok2, why2 = train.verify_checkpoint(src, 3)
+    local ok3, why3 = train.verify_checkpoint(dir .. "/missing.h5", 2)
+    local ck = checkpoint.load(src)
+    local name = next(ck.params)
+    local flat = ck.params[name]:reshape({-1})
+    flat:copy(core.tensor((function() local t = flat:totable() t[1] = 0 / 0 return t end)()))
+    local oks = pcall(checkpoint.save, dir .. "/nan.h5", ck)
+    local ok4, why4 = train.verify_checkpoint(dir .. "/nan.h5", 2)
+    T.ok(ok1 and not ok2 and why2:find("not 3", 1, true) and not ok3 and oks and not ok4
+         and why4:find(name, 1, true) and why4:find("non-finite", 1, true), -- checkpoint.load's own check, or ours
+         "a checkpoint is verified only when it loads, is at the step saved and holds finite values only",
+         table.concat({tostring(why2), tostring(why3), tostring(oks), tostring(why4)}, " | "))
+end
+
 do -- non-finite losses (weights grow without decay): skipped, then stopped; the last checkpoint is good
     local rc, out = trainer("out.name=skip train.lr=1e30 train.weight_decay=0 train.max_nonfinite=2")
     local r = result_of("skip")

@@ -518,9 +518,10 @@ local function plot_history(spec, run)
 end
 
 -- Whether the checkpoint at path can be resumed: it loads (with the checks of
--- checkpoint.load), is at the step this run saved, and every parameter and optimiser
--- moment in it is finite. Returns true, or false and why not.
-local function verify_checkpoint(path, step)
+-- checkpoint.load: checksums, shapes, finite values), is at the step this run saved,
+-- and every parameter and optimiser moment in it is finite (checked here too, so the
+-- promise does not rest on the loader's options). Returns true, or false and why not.
+function train.verify_checkpoint(path, step)
     local ok, ck = pcall(require("blt.checkpoint").load, path)
     if not ok then return false, tostring(ck) end
     if ck.step ~= step then return false, ("it is at step %s, not %d"):format(tostring(ck.step), step) end
@@ -544,7 +545,7 @@ local function tell(spec, run, result, reason)
         if run.saved_step then
             -- "intact" only after reading it back: a fork's first checkpoint, a file
             -- changed or removed since, would otherwise be promised wrongly
-            local ok, why = verify_checkpoint(run.saved_path, run.saved_step)
+            local ok, why = train.verify_checkpoint(run.saved_path, run.saved_step)
             advice = ok and ("The last checkpoint (%s, step %d) was read back and is intact (every weight finite): "
                              .. "--resume it, or --fork it with a lower train.lr"):format(run.saved_path, run.saved_step)
                 or ("The last checkpoint (%s, step %d) could not be verified (%s); lower train.lr and start again")
