@@ -185,6 +185,16 @@ do -- non-finite losses (weights grow without decay): skipped, then stopped; the
          "the message names that checkpoint and its step", out)
 end
 
+do -- the steps after the first are skipped and the run reaches its end with weights whose outputs overflow
+    local rc, out = trainer("out.name=inf train.steps=3 train.lr=1e30 train.weight_decay=0")
+    local r = result_of("inf")
+    T.ok(rc == 3 and r.exit_reason == "nonfinite" and r.val_bpb == nil and r.skipped_steps == 2
+         and out:find("the final validation gave inf bits per byte", 1, true),
+         "a final validation that is not finite: status 3, result.json written without a val_bpb", out)
+    local ok, step = finite_checkpoint(dir .. "/inf/checkpoint.h5")
+    T.ok(ok and step == 1, "and the checkpoint on disk is the last one saved (step 1), not one of the end", tostring(step))
+end
+
 -- ---- 4. an empty validation split is refused at start ----
 do
     local rc, out = trainer("out.name=noval data.val_fraction=1e-9")

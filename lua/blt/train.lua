@@ -581,6 +581,15 @@ local function report(spec, run, reason)
         result.val_bpb, result.val_bytes = train.evaluate(run.model, run.corpus, {seq_len = t.seq_len + 1,
             batch = cfg.eval.batch, max_bytes = cfg.eval.final_max_bytes})
         run.eval_time = run.eval_time + core.now() - t0
+        if not finite(result.val_bpb) then
+            -- finite weights whose outputs overflow (skipped steps left them so): no
+            -- result to record, and no checkpoint of them over the last one saved
+            run.fault = ("the final validation gave %s bits per byte over %d bytes (the model's outputs are not "
+                .. "finite)"):format(tostring(result.val_bpb), result.val_bytes)
+            result.val_bpb, result.val_bytes = nil, nil
+            reason = "nonfinite"
+            result.exit_reason, result.exit_status = reason, train.EXIT.nonfinite
+        end
         if run.final_row then run.final_row.val_bpb = result.val_bpb end
     end
     if run.final_row then run.metrics:log(run.final_row) end
