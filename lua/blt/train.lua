@@ -106,9 +106,11 @@ train.docs = {
 
 train.rules = {
     ["train.steps"] = ">= 1", ["train.total_steps"] = ">= 0", ["train.batch"] = ">= 1", ["train.seq_len"] = ">= 1",
-    ["train.lr"] = "> 0", ["train.warmup"] = ">= 0", ["train.schedule"] = {"warmup_cosine", "constant", "linear"},
-    ["train.min_lr_ratio"] = "[0, 1]", ["train.weight_decay"] = ">= 0", ["train.beta1"] = "[0, 1)",
-    ["train.beta2"] = "[0, 1)", ["train.eps"] = "> 0", ["train.grad_clip"] = ">= 0", ["train.seed"] = ">= 0",
+    -- the optimiser's values reach C as float32 (AdamW's step, the lr, the clip's scale)
+    ["train.lr"] = "> 0 float32", ["train.warmup"] = ">= 0", ["train.schedule"] = {"warmup_cosine", "constant", "linear"},
+    ["train.min_lr_ratio"] = "[0, 1] float32", ["train.weight_decay"] = ">= 0 float32", ["train.beta1"] = "[0, 1) float32",
+    ["train.beta2"] = "[0, 1) float32", ["train.eps"] = "> 0 float32", ["train.grad_clip"] = ">= 0 float32",
+    ["train.seed"] = ">= 0",
     ["train.threads"] = "[0, 256]", ["train.time_limit"] = ">= 0", ["train.log_every"] = ">= 1",
     ["train.stop_at"] = ">= 0", ["train.max_nonfinite"] = ">= 1",
     ["data.path"] = "readable", ["data.val_fraction"] = "(0, 1)",
@@ -188,7 +190,7 @@ end
 -- Everything needed to continue exactly: parameters, optimiser moments and step,
 -- the sampler's RNG state, the step, the config, the wall time so far.
 local function save_checkpoint(run, step)
-    run.saved_step = step
+    run.saved_step, run.saved_path = step, run.ckpt_path
     if not dist.is_root() then return end -- one writer
     local checkpoint = require "blt.checkpoint"
     local st = run.opt:state()
@@ -390,8 +392,11 @@ local function train_step(run, lr)
         -- a non-finite loss or gradient would poison the weights and the moments: skip the update
         if not (finite(li) and finite(gn)) then return li, gn, lr, true end
         run.opt:clip_grad_norm(run.cfg.train.grad_clip)
-        run.opt:step(lr)
-        return li, gn, lr, false
+        -- an update that overflows (a finite but too large lr) leaves inf or NaN in the
+        -- parameters: it cannot be skipped after the fact, so the run stops (every rank
+        -- takes the same update from the same summed gradients, so all see it alike)
+        local finite_update = run.opt:step(lr)
+        return li, gn, lr, false, not finite_update
     end)
 end
 
@@ -407,7 +412,7 @@ local function step_loop(spec, run)
     local start_step = run.step
     while run.step < t.steps do
         local step = run.step + 1
-        local loss, gnorm, lr, skipped = train_step(run, sched(step))
+        local loss, gnorm, lr, skipped, overflowed = train_step(run, sched(step))
         run.step = step
         if skipped then
             bad = bad + 1
@@ -424,6 +429,13 @@ local function step_loop(spec, run)
                      flops_per_byte = flops_per_byte(run),
                      bytes_per_s = (step - start_step) * bytes_per_step
                                    / math.max(1e-9, core.now() - run.start - run.eval_time)}
+        if overflowed then
+            run.metrics:log(row)
+            bar:finish()
+            run.fault = ("the update of step %d made parameters or AdamW moments non-finite (lr %.3g; train.lr = %g, "
+                .. "train.weight_decay = %g): the model is lost and nothing was saved"):format(step, lr, t.lr, t.weight_decay)
+            return "nonfinite"
+        end
         if bad >= t.max_nonfinite then
             run.metrics:log(row)
             bar:finish()
@@ -505,14 +517,41 @@ local function plot_history(spec, run)
                        ylabel = "bits per byte", series = series}
 end
 
+-- Whether the checkpoint at path can be resumed: it loads (with the checks of
+-- checkpoint.load: checksums, shapes, finite values), is at the step this run saved,
+-- and every parameter and optimiser moment in it is finite (checked here too, so the
+-- promise does not rest on the loader's options). Returns true, or false and why not.
+function train.verify_checkpoint(path, step)
+    local ok, ck = pcall(require("blt.checkpoint").load, path)
+    if not ok then return false, tostring(ck) end
+    if ck.step ~= step then return false, ("it is at step %s, not %d"):format(tostring(ck.step), step) end
+    local groups = {params = ck.params or {}}
+    if type(ck.optim) == "table" then groups["optim.m"], groups["optim.v"] = ck.optim.m or {}, ck.optim.v or {} end
+    for what, tensors in pairs(groups) do
+        for name, x in pairs(tensors) do
+            -- the norm of a float32 tensor is finite exactly when every element is (in double, no overflow)
+            local okn, norm = pcall(core.nn_l2norm, x)
+            if okn and not finite(norm) then return false, ("%s %s holds non-finite values"):format(what, name) end
+        end
+    end
+    return true
+end
+
 -- What a person reads at the end: how the run ended and what to do next.
 local function tell(spec, run, result, reason)
     local t = run.cfg.train
     if reason == "nonfinite" then
-        io.stderr:write(("%s: stopped at step %d: %s. %s\n"):format(spec.name, run.step, run.fault, run.saved_step
-            and ("The last checkpoint (%s, step %d) is intact: --resume it, or --fork it with a lower train.lr")
-                :format(run.ckpt_path, run.saved_step)
-            or "No checkpoint was saved before; lower train.lr and start again"))
+        local advice = "No checkpoint was saved before; lower train.lr and start again"
+        if run.saved_step then
+            -- "intact" only after reading it back: a fork's first checkpoint, a file
+            -- changed or removed since, would otherwise be promised wrongly
+            local ok, why = train.verify_checkpoint(run.saved_path, run.saved_step)
+            advice = ok and ("The last checkpoint (%s, step %d) was read back and is intact (every weight finite): "
+                             .. "--resume it, or --fork it with a lower train.lr"):format(run.saved_path, run.saved_step)
+                or ("The last checkpoint (%s, step %d) could not be verified (%s); lower train.lr and start again")
+                    :format(run.saved_path, run.saved_step, why)
+        end
+        io.stderr:write(("%s: stopped at step %d: %s. %s\n"):format(spec.name, run.step, run.fault, advice))
     elseif reason:match("^SIG") or reason == "stop_at" then
         io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  %s./blt %s --resume %s\n")
             :format(spec.name, reason == "stop_at" and ("train.stop_at = " .. t.stop_at) or reason, run.step,
@@ -542,6 +581,15 @@ local function report(spec, run, reason)
         result.val_bpb, result.val_bytes = train.evaluate(run.model, run.corpus, {seq_len = t.seq_len + 1,
             batch = cfg.eval.batch, max_bytes = cfg.eval.final_max_bytes})
         run.eval_time = run.eval_time + core.now() - t0
+        if not finite(result.val_bpb) then
+            -- finite weights whose outputs overflow (skipped steps left them so): no
+            -- result to record, and no checkpoint of them over the last one saved
+            run.fault = ("the final validation gave %s bits per byte over %d bytes (the model's outputs are not "
+                .. "finite)"):format(tostring(result.val_bpb), result.val_bytes)
+            result.val_bpb, result.val_bytes = nil, nil
+            reason = "nonfinite"
+            result.exit_reason, result.exit_status = reason, train.EXIT.nonfinite
+        end
         if run.final_row then run.final_row.val_bpb = result.val_bpb end
     end
     if run.final_row then run.metrics:log(run.final_row) end
@@ -581,6 +629,17 @@ end
 
 -- ---------------------------------------------------------------- the whole run
 
+-- Validation needs at least one held-out id (one target): an empty split would train
+-- the whole run and then have no bits per byte to report.
+local function check_val_split(cfg, corpus)
+    local info = corpus:info()
+    if info.val < 1 then
+        config_error(("data.val_fraction = %g holds out %d of the corpus's %d ids (%d bytes): validation needs at "
+            .. "least 1; give a larger data.val_fraction (at least %.3g) or a larger corpus")
+            :format(cfg.data.val_fraction, info.val, info.stream, info.bytes, 1 / math.max(1, info.stream)))
+    end
+end
+
 -- The script's config: train.defaults and the kind's sections, with the script's
 -- own defaults over them; docs and rules to match.
 local function merged_defaults(spec)
@@ -604,12 +663,69 @@ local function merged_defaults(spec)
     return d, docs, rules
 end
 
+-- Keys a rank may set for itself: how it uses its own machine, not what it computes
+-- (the ranks' sum of gradients does not depend on their thread counts).
+train.PER_RANK = {["train.threads"] = true}
+
+-- A number as text that reads back to the same number (the ranks compare these).
+local function exact(v)
+    if math.type(v) == "float" then return ("%.17g"):format(v) end
+    return tostring(v)
+end
+
+-- Under mpirun every rank must run the same config: rank 0's resolved config (every key
+-- but train.PER_RANK), its flags and, when resuming, the checkpoint's step and a hash of
+-- its bytes are compared by every rank before the first other collective. A difference
+-- (a different command line on one rank, a resume on one rank only, another copy of the
+-- checkpoint) would otherwise crash, hang or silently train something else; it stops
+-- every rank in order with status 2 and the keys that differ.
+local function agree_config(spec, cfg, flags, saved)
+    if dist.size() == 1 then return end
+    local entries = {}
+    for _, kv in ipairs(config.flat(cfg or {})) do
+        local p = kv:match("^([^=]*)=")
+        if not train.PER_RANK[p] then entries[#entries + 1] = {p, exact(config.get(cfg, p))} end
+    end
+    for _, f in ipairs {"help", "resume", "fork"} do
+        entries[#entries + 1] = {"--" .. f, flags[f] ~= nil and tostring(flags[f]) or "(not given)"}
+    end
+    local ck = "(none)"
+    if saved then ck = ("step %s, file hash %s"):format(tostring(saved.step), tostring(core.hash_file(flags.resume))) end
+    entries[#entries + 1] = {"checkpoint", ck}
+    local ranks, differ = dist.disagreements(entries)
+    if not ranks then return end
+    local prefix = ("[rank %d] %s: "):format(dist.rank(), spec.name)
+    local own = {}
+    for p in pairs(train.PER_RANK) do own[#own + 1] = p end
+    table.sort(own)
+    if #differ > 0 then
+        local parts = {}
+        for _, d in ipairs(differ) do
+            parts[#parts + 1] = ("%s: %s on rank 0, %s on rank %d"):format(d.key, d.root or "(absent)",
+                                                                           d.mine or "(absent)", dist.rank())
+        end
+        -- one write per message: the ranks' lines must not interleave
+        io.stderr:write(prefix .. "the ranks were started with different settings: " .. table.concat(parts, "; ")
+                        .. ". Every rank must run the same config (only " .. table.concat(own, ", ") .. " may differ)\n")
+    elseif dist.is_root() then
+        local names = {}
+        for _, r in ipairs(ranks) do names[#names + 1] = tostring(r) end
+        io.stderr:write(prefix .. "rank(s) " .. table.concat(names, ", ") .. " were started with settings that differ "
+                        .. "from rank 0's (each names its keys); nothing was run\n")
+    end
+    io.stderr:flush()
+    dist.barrier() -- every message is out before any rank ends
+    dist.finalize() -- all ranks know: an orderly end, not an abort
+    os.exit(train.EXIT.config)
+end
+
 local function run_inner(spec)
     local data = require "blt.data"
     local checkpoint = require "blt.checkpoint"
     spec.M = models.get(spec.kind or "bytelm")
     local defaults, docs, rules = merged_defaults(spec)
     local cfg, flags, saved = parse(spec, defaults, rules)
+    agree_config(spec, cfg, flags, saved)
     if flags.help then
         print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume CHECKPOINT [--fork NAME]]\n\n"
                .. "keys (default, meaning; allowed values):\n%s\n\nexit status: 0 finished, 2 bad config, "
@@ -626,6 +742,7 @@ local function run_inner(spec)
     local function say(msg) if dist.is_root() then io.stderr:write(msg) end end
     local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
     if not okc then config_error("data.path: " .. tostring(corpus)) end
+    check_val_split(cfg, corpus)
     -- a new run's own preparation (the BLT: its entropy model, calibration); a resumed
     -- or forked run takes everything from its checkpoint
     local source = saved
@@ -650,7 +767,7 @@ local function run_inner(spec)
         run.opt:load_state({kind = saved.optim.kind, step = saved.optim.step, m = saved.optim.m, v = saved.optim.v})
         run.sampler:set_state(saved.state.rng)
         run.step = saved.step
-        run.saved_step = saved.step
+        run.saved_step, run.saved_path = saved.step, flags.resume -- a fork's last good state is its source
         run.elapsed0 = tonumber(saved.state.elapsed) or 0
         if flags.fork then run.forked_from = flags.resume else run.resumed_from = flags.resume end
     end
