@@ -79,7 +79,6 @@ local function fail(fmt, ...)
     os.exit(2)
 end
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local function basename(p) return (p:gsub("/+$", ""):match("([^/]+)$")) or p end
 local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
 local function readable(p)
@@ -161,14 +160,13 @@ print(("robustness: %d models; text: %d validation ids of %s (val_fraction %g), 
 -- ---- noise, then score every model on the same noised corpus ----
 local kinds = {}
 for k in opts.kinds:gmatch("[^,]+") do kinds[#kinds + 1] = k end
-local tmp = os.tmpname()
-os.remove(tmp)
-local function cleanup() os.execute("rm -rf " .. q(tmp)) end
+local tmp = assert(core.mkdtemp()) -- private, removed by cleanup()
+local function cleanup() core.rm_rf(tmp) end
 
 local results = {} -- results[kind] = {bytes =, edits =, bpb = {per model}}
 for _, kind in ipairs(kinds) do
     local dir = tmp .. "/" .. kind
-    assert(os.execute("mkdir -p " .. q(dir)))
+    assert(core.mkdir(dir))
     local edits, written = 0, 0
     for k, text in ipairs(docs) do
         local noised, e = noise.apply(kind, text, {rate = opts.rate, seed = opts.seed + k - 1})
@@ -201,7 +199,7 @@ local clean = results.clean
 if not clean then
     clean = {bpb = {}}
     local dir = tmp .. "/clean"
-    assert(os.execute("mkdir -p " .. q(dir)))
+    assert(core.mkdir(dir))
     for k, text in ipairs(docs) do
         if #text > 0 then
             local f = assert(io.open(("%s/%06d.txt"):format(dir, k), "wb"))
@@ -240,7 +238,10 @@ print(table.concat(erow, " "))
 
 -- ---- the files ----
 local out_dir = dirname(opts.out)
-if out_dir ~= "." then os.execute("mkdir -p " .. q(out_dir)) end
+if out_dir ~= "." then
+    local ok, err = core.mkdir(out_dir)
+    if not ok then fail("out=%s: %s", opts.out, err) end
+end
 local labels, paths = {}, {}
 for i, e in ipairs(entries) do labels[i], paths[i] = e.label, e.path end
 local NORMALISATION = "bits per byte of the noised text: summed nats over its predicted ids (bytes and EOS) / (ln 2 * their count)"
