@@ -221,18 +221,20 @@ end
 -- ---- the table ----
 local w = 12
 for _, e in ipairs(entries) do w = math.max(w, #e.label) end
-local head = {("%-" .. w .. "s %10s"):format("model", "clean bpb")}
+-- padded by hand: string.format takes widths up to 99 only, and a label is a folder's name
+local function pad(label) return label .. (" "):rep(w - #label) end
+local head = {pad("model") .. (" %10s"):format("clean bpb")}
 for _, kind in ipairs(kinds) do if kind ~= "clean" then head[#head + 1] = ("%11s"):format(kind) end end
 print("\nrise in bits per byte of the noised text over the clean text (rate " .. opts.rate .. ")")
 print(table.concat(head, " "))
 for i, e in ipairs(entries) do
-    local row = {("%-" .. w .. "s %10.4f"):format(e.label, clean.bpb[i])}
+    local row = {pad(e.label) .. (" %10.4f"):format(clean.bpb[i])}
     for _, kind in ipairs(kinds) do
         if kind ~= "clean" then row[#row + 1] = ("%+11.4f"):format(results[kind].rise[i]) end
     end
     print(table.concat(row, " "))
 end
-local erow = {("%-" .. w .. "s %10s"):format("edits", "")}
+local erow = {pad("edits") .. (" %10s"):format("")}
 for _, kind in ipairs(kinds) do if kind ~= "clean" then erow[#erow + 1] = ("%11d"):format(results[kind].edits) end end
 print(table.concat(erow, " "))
 

@@ -24,12 +24,14 @@ local core = require "blt.core"
 -- Every string that reaches gnuplot's script goes through label(). gnuplot 5.4 runs
 -- `cmd` inside double-quoted strings (and anywhere outside quotes), expands @macros
 -- and backslash escapes there; inside single quotes it does none of these: the only
--- special character is the quote itself, written twice (checked with the installed
--- gnuplot; tests/test_hostile.lua checks it again). A newline or another control
--- byte would end the command, so they become spaces. With `noenhanced` (header) no
+-- special character is the quote itself (checked with the installed gnuplot 5.4;
+-- tests/test_hostile.lua checks it again). gnuplot's own escape, the quote written
+-- twice, fails next to the string's ends ('''x' reads as '' then 'x'), so a quote is
+-- printed as the typographic apostrophe U+2019 instead. A newline or another control
+-- byte would end the command: they become spaces. With `noenhanced` (header) no
 -- character is markup.
 local function label(s)
-    return "'" .. tostring(s):gsub("[%z\1-\31\127]", " "):gsub("'", "''") .. "'"
+    return "'" .. tostring(s):gsub("[%z\1-\31\127]", " "):gsub("'", "\u{2019}") .. "'"
 end
 
 -- A tic label is also a printf format for the tic's position: '%' is written twice.
@@ -143,6 +145,12 @@ function plot.lines(o)
         end
         fh:close()
         local style = s.style or (s.err and "yerrorlines" or "linespoints")
+        -- words and numbers only ("points pt 6 ps 2"): a quote would let a file name in
+        if type(style) ~= "string" or not style:match("^[%w %.]+$") then
+            core.rm_rf(tmp.dir)
+            error(("blt.plot.lines: series %d: style must be gnuplot words and numbers (colour: color =), got %s")
+                :format(i, tostring(style)), 2)
+        end
         plots[#plots + 1] = ("%s using %s with %s lw 2%s title %s"):format(label(f), s.err and "1:2:3" or "1:2",
             style, line_look(s), label(s.name or ("series " .. i)))
     end

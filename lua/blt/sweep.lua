@@ -5,7 +5,7 @@
 --   local s = sweep.new{dir = "runs/compare", name = "compare_patching" [, ranks = 2, hostfile = "hosts"]}
 --   local r = s:run{id = "entropy-s1", script = "experiments/train_blt.lua",
 --                   args = {["patching.scheme"] = "entropy", ["train.steps"] = 200, ...},
---                   extra = "model.global.dim=384"}          -- raw key=value words, optional
+--                   extra = "model.global.dim=384"}          -- key=value words (split at spaces), optional
 --   r.result (result.json), r.config (config.json), r.history (metrics rows), r.dir, r.skipped
 --
 -- Each point is an ordinary training run in dir/<id>, run as a child process of the
