@@ -120,9 +120,11 @@ static void build_env(lua_State *L, int env, spawn_res *r)
 
 static int l_spawn(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_istable(L, 1))
+        return luaL_error(L, "blt.spawn: argv must be a table {program, args...}, got %s", luaL_typename(L, 1));
     int has_opts = !lua_isnoneornil(L, 2);
-    if (has_opts) luaL_checktype(L, 2, LUA_TTABLE);
+    if (has_opts && !lua_istable(L, 2))
+        return luaL_error(L, "blt.spawn: opts must be a table, got %s", luaL_typename(L, 2));
     lua_settop(L, 2);
     lua_Integer argc = (lua_Integer)lua_rawlen(L, 1);
     if (argc < 1) return luaL_error(L, "blt.spawn: argv is empty (argv[1] is the program)");

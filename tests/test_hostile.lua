@@ -173,6 +173,40 @@ for _, h in ipairs(H_ABS) do
     end
 end
 
+-- bad calls of the new process and file functions: a Lua error naming the function
+local BAD = {
+    {"spawn", {}}, {"spawn", {"x"}}, {"spawn", {{}}}, {"spawn", {{"sh", {}}}}, {"spawn", {{"sh", true}}},
+    {"spawn", {{"sh"}, 5}}, {"spawn", {{"sh"}, {stdout = {}}}}, {"spawn", {{"sh"}, {stdout = "a\0b"}}},
+    {"spawn", {{"sh"}, {cwd = "a\0b"}}}, {"spawn", {{"sh"}, {env = 3}}}, {"spawn", {{"sh"}, {env = {["A=B"] = "1"}}}},
+    {"spawn", {{"sh"}, {env = {[""] = "1"}}}}, {"spawn", {{"sh"}, {env = {A = {}}}}}, {"spawn", {{"sh"}, {env = {[1] = "x"}}}},
+    {"spawn", {{"sh"}, {env = {A = "a\0b"}}}}, {"which", {}}, {"which", {{}}}, {"which", {"a\0b"}},
+    {"rm_rf", {}}, {"rm_rf", {""}}, {"rm_rf", {"a\0b"}}, {"rm_rf", {{}}},
+}
+for _, b in ipairs(BAD) do
+    local ok, err = pcall(core[b[1]], table.unpack(b[2], 1, select("#", table.unpack(b[2]))))
+    case("spawn", not ok and tostring(err):find("blt." .. b[1] .. ":", 1, true) ~= nil,
+         ("%s with bad arguments %d: a clear error"):format(b[1], _), err)
+end
+-- a program that cannot start, a status, a signal: what os.execute returns
+do
+    local r = {core.spawn {dir .. "/no-such-program"}}
+    T.ok(r[1] == nil and r[2] == "error" and tostring(r[3]):find("blt.spawn: ", 1, true), "spawn: a missing program", r[3])
+    r = {core.spawn({"sh", "-c", "exit 3"})}
+    T.ok(r[1] == nil and r[2] == "exit" and r[3] == 3, "spawn: exit status 3")
+    r = {core.spawn({"sh", "-c", "kill -TERM $$"})}
+    T.ok(r[1] == nil and r[2] == "signal" and r[3] == 15, "spawn: stopped by SIGTERM")
+    r = {core.spawn({"sh", "-c", "test \"$X\" = 'a b'"}, {env = {X = "a b"}})}
+    T.ok(r[1] == true, "spawn: env adds a variable")
+    -- rm_rf removes a link, never what it points to
+    local keep, gone = dir .. "/keep", assert(core.mkdtemp())
+    U.write(keep, "x")
+    core.mkdir(gone .. "/a/b")
+    U.write(gone .. "/a/b/f", "y")
+    core.spawn {"ln", "-s", keep, gone .. "/a/link"}
+    T.ok(core.rm_rf(gone) == true and not core.listdir(gone) and U.read(keep) == "x", "rm_rf: a tree, its link removed, not followed")
+    T.ok(core.rm_rf(gone) == true, "rm_rf: a missing path is already removed")
+end
+
 -- ---- a sweep point: its folder, a string value and the extra words ----
 local tiny = {["model.dim"] = 32, ["model.layers"] = 1, ["model.heads"] = 2, ["model.multiple_of"] = 32,
               ["model.window"] = 32, ["train.batch"] = 2, ["train.seq_len"] = 16, ["train.steps"] = 1,
