@@ -1,8 +1,9 @@
 package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
 -- Hostile strings in every string that reaches gnuplot, a child process or a file
--- name: shell and gnuplot metacharacters (backquotes, $(), ;, |, <, @, \), quotes, a
--- newline, printf's %, a NUL byte and a 4 KB string, each carrying a command that
--- would create a marker file. Generated: every form x every string key and path of
+-- name: shell and gnuplot metacharacters (backquotes, $(), ;, |, <, @, \, enhanced
+-- text's {}^_&), quotes, a newline, printf's %, bytes that are not UTF-8, a NUL byte
+-- and a 4 KB string, each carrying a command that would create a marker file.
+-- Generated: every form x every string key and path of
 -- blt.plot's functions, of a sweep point, of an experiment's args.*, and of the
 -- scripts that plot or spawn (training runs, plot_runs, plot_entropy, robustness),
 -- run end to end without a shell. Each case: no marker file appears, and a script's
@@ -22,7 +23,7 @@ local MARK = dir .. "/MARK"
 -- environment) name the marker by its absolute path; the scripts get it through $HM,
 -- so that a form passes rules that refuse '/' (out.name).
 local FORMS = {"x`CMD`x", "$(CMD)", "; CMD", "\nCMD\n", "';CMD;'", "\";CMD;\"", "|CMD", "<CMD", "\\`CMD`\\\\",
-               "@CMD", "%s%n%d%%`CMD`", "a\0b`CMD`", "BIG"}
+               "@CMD", "%s%n%d%%`CMD`", "\xff\xfe{}^_&`CMD`", "a\0b`CMD`", "BIG"}
 local function hostile(cmd)
     local out = {}
     for _, f in ipairs(FORMS) do
@@ -102,8 +103,10 @@ local function join(...)
 end
 -- A folder (made, with its parents) or a file path whose last part is h, when the
 -- system takes such a name; else the bare path (which the script must refuse).
+local n_named = 0
 local function named(h, make)
-    local base = dir .. "/n" .. #h
+    n_named = n_named + 1
+    local base = dir .. "/n" .. n_named
     local path = base .. "/" .. h
     if h:find("\0", 1, true) then return path end
     local parent = path:match("^(.*)/[^/]*$")
@@ -222,6 +225,10 @@ for _, h in ipairs(H_ABS) do
     for _, a in ipairs(argv) do if a == "data.path=" .. h or a == "out.dir=" .. dir .. "/" .. h then found = found + 1 end end
     case("sweep", found == 2 and #argv == 2 + 1 + words_of_h + 2,
          ("sweep argv: data.path and out.dir with %s are one argument each, extra words split at spaces"):format(show(h)))
+    local mpi = sweep.mpi_argv(2, h)
+    local at
+    for i, a in ipairs(mpi) do if a == "--hostfile" then at = i end end
+    case("sweep", at and mpi[at + 1] == h and mpi[#mpi] == "2", ("sweep mpirun argv: hostfile %s is one argument"):format(show(h)))
 end
 -- clean: a Lua error naming the function, or the child's refusal (status 2)
 local function clean(ok, err)
@@ -309,10 +316,14 @@ for _, h in ipairs(e2e(H_ENV)) do
     rc, out = run(join({"experiments/robustness.lua", "kinds=clean,case", "max_bytes=128", "data=" .. corpus},
                        words {models = folder .. "/checkpoint.h5", out = dir .. "/rb/" .. h}))
     case("scripts", status_ok(rc) and not marked(), ("robustness with %s (model folder, out): status %d"):format(show(h), rc), out)
+    -- robustness over a runs_dir whose run is named h
+    rc, out = run(join({"experiments/robustness.lua", "kinds=clean", "max_bytes=128", "data=" .. corpus, "plot=true"},
+                       words {runs_dir = folder:match("^(.*)/") , out = dir .. "/rd/" .. h}))
+    case("scripts", status_ok(rc) and not marked(), ("robustness runs_dir with a run named %s: status %d"):format(show(h), rc), out)
 end
 -- the sink string is a legal name: its runs really drew their figures
 local sink = e2e(H_ENV)[1]
-T.ok(U.read(dir .. "/pr/" .. sink .. ".png") and U.read(dir .. "/rb/" .. sink .. ".png"),
+T.ok(U.read(dir .. "/pr/" .. sink .. ".png") and U.read(dir .. "/rb/" .. sink .. ".png") and U.read(dir .. "/rd/" .. sink .. ".png"),
      "plot_runs and robustness drew the figures named with every form")
 
 T.ok(not io.open("MARK") and not marked(), "no marker in the working folder or the test folder")

@@ -110,6 +110,12 @@ function plot.lines(o)
     if type(o) ~= "table" or type(o.path) ~= "string" or type(o.series) ~= "table" then
         error("blt.plot.lines: needs {path = 'file.png', series = {{x = {...}, y = {...}}, ...}}", 2)
     end
+    for i, s in ipairs(o.series) do
+        if type(s) ~= "table" or type(s.y) ~= "table" or (s.x ~= nil and type(s.x) ~= "table")
+           or (s.err ~= nil and type(s.err) ~= "table") then
+            error(("blt.plot.lines: series %d needs y = {...} (and x, err tables when given)"):format(i), 2)
+        end
+    end
     if not plot.available() then
         error("blt.plot.lines: gnuplot is not installed (run 'make deps', which installs gnuplot-nox)", 2)
     end
