@@ -719,6 +719,22 @@ local function agree_config(spec, cfg, flags, saved)
     os.exit(train.EXIT.config)
 end
 
+-- The problem with key=value words meant for a run of model `kind` (an experiment's
+-- args.*: words a sweep adds to its training runs), found without running anything:
+-- each word must be key=value with a key, a type and a value that kind's scripts take.
+-- nil when they are fine, else the first problem as one line.
+function train.words_problem(kind, words)
+    local okm, M = pcall(models.get, kind)
+    if not okm then return tostring(M) end
+    for _, w in ipairs(words) do
+        if not w:match("^[%a_][%w_%.]*=") then return ("'%s' is not a key=value word"):format(w) end
+    end
+    local defaults, _, rules = merged_defaults({M = M})
+    local ok, cfg = pcall(config.parse, defaults, words)
+    if ok then ok, cfg = pcall(config.check, cfg, rules, defaults) end
+    if not ok then return (tostring(cfg):gsub("^config: ", "")) end
+end
+
 local function run_inner(spec)
     local data = require "blt.data"
     local checkpoint = require "blt.checkpoint"
