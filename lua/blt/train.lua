@@ -543,8 +543,9 @@ local function plot_history(spec, run)
     local png = ok and require("blt.util").read_file(tmp)
     os.remove(tmp)
     if not ok then error(err, 0) end
+    if not png or png == "" then error("gnuplot wrote no image", 0) end
     local path = run.dir .. "/loss.png"
-    write_file_atomic(path, png or "")
+    write_file_atomic(path, png)
     return path
 end
 
