@@ -186,6 +186,8 @@ local SKIP = {
     mkdir = "creates folders at the given path (tests/test_runs.lua covers it)",
     listdir = "reads folders at the given path (tests/test_runs.lua covers it)",
     lock = "creates and locks a file at the given path (tests/test_runs.lua covers it)",
+    lkind = "looks at the given path (tests/test_runfiles.lua covers it)",
+    write_file = "writes a file at the given path (tests/test_runfiles.lua covers it)",
     dist_abort = "ends the whole MPI job (a plain process: prints its message; tests/test_mpi.lua covers the job's end)",
     dist_finalize = "ends MPI in this process for good (tests/test_mpi.lua ends every run with it)",
 }
