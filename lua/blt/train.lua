@@ -20,8 +20,16 @@
 -- folder) from the checkpoint, where every key may change.
 --
 -- Exit statuses: 0 finished (also at train.time_limit or train.stop_at); 1 an error;
--- 2 a bad command line or config; 3 stopped on non-finite losses or gradients;
+-- 2 a bad command line or config, or a run folder that cannot be taken (it or its
+-- .lock a symbolic link); 3 stopped on non-finite losses or gradients; 4 a run file
+-- could not be written (disk full, read-only, a symbolic link in its place): the
+-- message names the file, the last checkpoint is kept;
 -- 129, 130, 143 stopped by SIGHUP, SIGINT, SIGTERM after saving a checkpoint.
+--
+-- A run writes only inside its own folder, and only its own files: the folder is
+-- refused when it is a symbolic link, every file is written to a new temporary file
+-- (never through a symbolic link) renamed over its name (core.write_file, the
+-- checkpoint and metrics writers), .lock is never opened through a symbolic link.
 --
 -- Under mpirun every rank runs this same loop on its slice of the global batch
 -- (blt.dist, docs/distributed.md): the steps agree, and rank 0 alone writes files
@@ -37,7 +45,7 @@ local progress = require "blt.progress"
 
 local train = {}
 
-train.EXIT = {finished = 0, error = 1, config = 2, nonfinite = 3, SIGHUP = 129, SIGINT = 130, SIGTERM = 143}
+train.EXIT = {finished = 0, error = 1, config = 2, nonfinite = 3, write = 4, SIGHUP = 129, SIGINT = 130, SIGTERM = 143}
 
 train.defaults = {
     train = {
@@ -172,12 +180,33 @@ local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
 local exists = require("blt.util").exists
 
+-- Raised when a run file cannot be written (train.EXIT.write): train.run prints it
+-- with the run's last checkpoint and exits with status 4.
+local WriteError = {}
+
+-- fn(...), with a failure turned into a WriteError whose message starts at the file:
+-- the Lua position and the functions' names ("blt.metrics:log: metrics:flush: ") go.
+local function writing(fn, ...)
+    local ok, res = pcall(fn, ...)
+    if ok then return res end
+    local msg = tostring(type(res) == "table" and res.msg or res):gsub("^[^\n]-%.lua:%d+: ", "", 1)
+    for _ = 1, 4 do
+        local w = msg:match("^([%w_.:]+): ")
+        if not w or w:find("/", 1, true) then break end
+        msg = msg:sub(#w + 3)
+    end
+    error(setmetatable({msg = msg}, WriteError), 0)
+end
+
 local function write_file_atomic(path, text)
-    local tmp = path .. ".tmp"
-    local f = assert(io.open(tmp, "wb"))
-    f:write(text)
-    f:close()
-    assert(os.rename(tmp, path))
+    writing(function() assert(core.write_file(path, text)) end)
+end
+
+-- A metrics writer whose failures are WriteErrors.
+local function guarded(m)
+    return setmetatable({}, {__index = function(_, k)
+        return function(_, ...) return writing(m[k], m, ...) end
+    end})
 end
 
 -- Every tensor a checkpoint holds (frozen parts of the model included).
@@ -190,16 +219,15 @@ end
 -- Everything needed to continue exactly: parameters, optimiser moments and step,
 -- the sampler's RNG state, the step, the config, the wall time so far.
 local function save_checkpoint(run, step)
-    run.saved_step, run.saved_path = step, run.ckpt_path
-    if not dist.is_root() then return end -- one writer
+    if not dist.is_root() then run.saved_step, run.saved_path = step, run.ckpt_path return end -- one writer
     local checkpoint = require "blt.checkpoint"
     local st = run.opt:state()
-    checkpoint.save(run.ckpt_path, {config = run.cfg, step = step, params = param_table(run.model),
+    writing(checkpoint.save, run.ckpt_path, {config = run.cfg, step = step, params = param_table(run.model),
                                     optim = {step = st.step, m = st.m, v = st.v, kind = st.kind,
                                              frozen = run.model.frozen},
                                     state = {rng = run.sampler:state(), step = step,
                                              elapsed = run.elapsed0 + core.now() - run.start}})
-    run.saved_step = step
+    run.saved_step, run.saved_path = step, run.ckpt_path -- only once the save succeeded
 end
 
 -- Bytes a model of n parameters needs for training: parameters, gradients and two
@@ -303,7 +331,7 @@ local function take_folder(spec, cfg, flags)
         if okn then config_error("--fork " .. flags.fork .. ": " .. okn) end
         cfg.out.name = flags.fork
         dir = cfg.out.dir .. "/" .. flags.fork
-        if exists(dir) then config_error(("--fork %s: %s exists; choose another name"):format(flags.fork, dir)) end
+        if core.lkind(dir) then config_error(("--fork %s: %s exists; choose another name"):format(flags.fork, dir)) end
     elseif cfg.out.name then
         dir = cfg.out.dir .. "/" .. cfg.out.name
         local names = core.listdir(dir)
@@ -314,29 +342,35 @@ local function take_folder(spec, cfg, flags)
     else
         local base = ("%s-%d"):format(spec.name, cfg.train.seed)
         local name, k = base, 1
-        while exists(cfg.out.dir .. "/" .. name) do
+        while core.lkind(cfg.out.dir .. "/" .. name) do -- a symbolic link, even dangling, is taken
             k = k + 1
             name = ("%s.%d"):format(base, k)
         end
         cfg.out.name = name
         dir = cfg.out.dir .. "/" .. name
     end
+    -- the folder itself, never another one through a symbolic link (out.overwrite included)
+    if core.lkind(dir) == "link" then
+        config_error(("%s is a symbolic link: a run writes only in its own folder (choose another out.name, "
+            .. "or remove the link)"):format(dir))
+    end
     local ok, err = core.mkdir(dir)
     if not ok then config_error(err) end
+    if core.lkind(dir) ~= "folder" then config_error(("%s is not a folder"):format(dir)) end
     -- one run per folder: a second process is refused before it touches a file here
     local okl, lerr = core.lock(dir .. "/.lock")
-    if not okl then config_error(lerr .. ": another run is using this folder") end
+    if not okl then config_error(lerr .. (lerr:find("held by", 1, true) and ": another run is using this folder" or "")) end
     if not flags.resume or flags.fork then
         if cfg.out.overwrite then -- a replaced run leaves none of its files behind
             for _, f in ipairs {"checkpoint.h5", "metrics.h5", "result.json", "config.json", "loss.png"} do
-                os.remove(dir .. "/" .. f)
+                os.remove(dir .. "/" .. f) -- a symbolic link: the link, not its target
             end
         end
     end
-    -- a save interrupted by a kill leaves its temporary file; the checkpoint itself is intact,
-    -- and the lock says no other process is writing here
+    -- a save interrupted by a kill leaves its temporary file (<file>.tmp.<pid>[.k]); the
+    -- file itself is intact, and the lock says no other process is writing here
     for _, f in ipairs(core.listdir(dir) or {}) do
-        if f:match("^checkpoint%.h5%.tmp%.") then os.remove(dir .. "/" .. f) end
+        if f:match("%.tmp%.%d+$") or f:match("%.tmp%.%d+%.%d+$") then os.remove(dir .. "/" .. f) end
     end
     return dir
 end
@@ -513,8 +547,18 @@ local function plot_history(spec, run)
     if #xs < 2 then return nil end
     local series = {{name = "train", x = xs, y = ys, style = "lines"}}
     if #vx > 0 then series[2] = {name = "validation", x = vx, y = vy} end
-    return plot.lines {path = run.dir .. "/loss.png", title = spec.name .. ": bits per byte", xlabel = "step",
-                       ylabel = "bits per byte", series = series}
+    -- gnuplot opens its output by name (through a symbolic link too): it draws into a
+    -- temporary file of ours, which then becomes loss.png as every run file does
+    local tmp = os.tmpname()
+    local ok, err = pcall(plot.lines, {path = tmp, title = spec.name .. ": bits per byte", xlabel = "step",
+                                       ylabel = "bits per byte", series = series})
+    local png = ok and require("blt.util").read_file(tmp)
+    os.remove(tmp)
+    if not ok then error(err, 0) end
+    if not png or png == "" then error("gnuplot wrote no image", 0) end
+    local path = run.dir .. "/loss.png"
+    write_file_atomic(path, png)
+    return path
 end
 
 -- Whether the checkpoint at path can be resumed: it loads (with the checks of
@@ -619,7 +663,7 @@ local function report(spec, run, reason)
     if cfg.out.plot then
         local okp, png = pcall(plot_history, spec, run)
         if okp then result.plot = png
-        else io.stderr:write(spec.name, ": no loss.png: ", tostring(png), "\n") end
+        else io.stderr:write(spec.name, ": no loss.png: ", tostring(type(png) == "table" and png.msg or png), "\n") end
     end
     tell(spec, run, result, reason)
     dist.barrier()
@@ -745,7 +789,8 @@ local function run_inner(spec)
     if flags.help then
         print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume CHECKPOINT [--fork NAME]]\n\n"
                .. "keys (default, meaning; allowed values):\n%s\n\nexit status: 0 finished, 2 bad config, "
-               .. "3 stopped on non-finite values, 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (checkpoint saved)")
+               .. "3 stopped on non-finite values, 4 a run file could not be written, "
+               .. "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (checkpoint saved)")
               :format(spec.script or spec.name, config.help(defaults, docs, rules)))
         return nil
     end
@@ -800,8 +845,8 @@ local function run_inner(spec)
         flags.fork and (" (forked from " .. flags.resume .. " at step " .. run.step .. ")")
         or flags.resume and (" (resumed at step " .. run.step .. ")") or "", describe_schedule(t)))
     if dist.is_root() then
-        run.metrics = checkpoint.Metrics(run.metrics_path, {flush_every = cfg.out.metrics_flush,
-                                                            append = flags.resume ~= nil and not flags.fork})
+        run.metrics = guarded(writing(checkpoint.Metrics, run.metrics_path, {flush_every = cfg.out.metrics_flush,
+                                                            append = flags.resume ~= nil and not flags.fork}))
         if flags.resume and not flags.fork then truncate_metrics(run.metrics, run.metrics_path, run.step) end
     else -- one writer: the other ranks' rows go nowhere
         local none = function() end
@@ -809,8 +854,12 @@ local function run_inner(spec)
     end
     core.catch_signals(true)
     run.start, run.allreduce0 = core.now(), dist.allreduce_seconds
-    local reason = step_loop(spec, run)
-    return report(spec, run, reason)
+    local ok, res = pcall(function() return report(spec, run, step_loop(spec, run)) end)
+    if ok then return res end
+    -- the metrics file gets the rows so far if it can (a resume drops those after the checkpoint)
+    pcall(run.metrics.close, run.metrics)
+    if getmetatable(res) == WriteError then res.run = run end
+    error(res, 0)
 end
 
 function train.run(spec)
@@ -822,6 +871,17 @@ function train.run(spec)
         io.stderr:write(dist.size() > 1 and ("[rank %d] "):format(dist.rank()) or "", spec.name, ": ",
                         tostring(res.msg), "\n")
         os.exit(train.EXIT.config)
+    end
+    if getmetatable(res) == WriteError then
+        local run = res.run
+        io.stderr:write(spec.name, ": cannot write a run file: ", tostring(res.msg), "\n")
+        if run then
+            io.stderr:write(("%s: stopped at step %d; %s\n"):format(spec.name, run.step, run.saved_step and
+                ("the last checkpoint (step %d) is intact; once the file can be written, continue with:\n  ./blt %s --resume %s")
+                    :format(run.saved_step, spec.script or "SCRIPT", run.ckpt_path) or "no checkpoint was saved"))
+        end
+        io.stderr:flush()
+        os.exit(train.EXIT.write)
     end
     error(res, 0)
 end
