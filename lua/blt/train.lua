@@ -267,11 +267,26 @@ local function check_memory(M, cfg)
     end
 end
 
+-- A corpus too short for the run is refused before any work (the sampler draws rows
+-- of train.seq_len train ids; validation needs at least one id).
+local function check_corpus(cfg, corpus)
+    local info = corpus:info()
+    local short = info.train < cfg.train.seq_len and ("its train split holds %d ids, fewer than train.seq_len = %d")
+                      :format(info.train, cfg.train.seq_len)
+                  or info.val < 1 and "its validation split is empty" or nil
+    if short then
+        config_error(("data.path = %s: %s (%d bytes in %d documents, each ending with EOS; data.val_fraction = %g): "
+            .. "give a longer corpus, a smaller train.seq_len or another data.val_fraction")
+            :format(cfg.data.path or table.concat(corpus.paths, ","), short, info.bytes, info.documents,
+                    cfg.data.val_fraction))
+    end
+end
+
 -- The command line and, for --resume/--fork, the checkpoint: returns the resolved
 -- config (every value checked), the flags and the loaded checkpoint (or nil).
-local function parse(spec, defaults, rules)
+local function parse(spec, defaults, rules, internal)
     local ok, cfg, flags = pcall(config.parse, defaults, spec.args or {},
-                                 {flags = {resume = "CHECKPOINT", fork = "NAME"}})
+                                 {flags = {resume = "CHECKPOINT", fork = "NAME"}, internal = internal})
     if not ok then config_error(cfg) end
     if flags.help then return nil, flags end
     if flags.fork and not flags.resume then config_error("--fork NAME starts a new run from a checkpoint: give --resume CHECKPOINT too") end
@@ -601,20 +616,29 @@ local function merged_defaults(spec)
     local rules = {kind = {M.kind}}
     for k, v in pairs(train.rules) do rules[k] = v end
     for k, v in pairs(M.rules) do rules[k] = v end
-    return d, docs, rules
+    return d, docs, rules, train.internal(M)
+end
+
+-- Keys a run writes itself (config.parse's opts.internal): kind and the kind's own
+-- (M.internal, e.g. the BLT's patching.calibrated); given by the user they are refused,
+-- since they would silently change what the run does (a calibrated BLT skips calibration).
+function train.internal(M)
+    local t = {kind = "the script fixes the model kind"}
+    for k, v in pairs(M.internal or {}) do t[k] = v end
+    return t
 end
 
 local function run_inner(spec)
     local data = require "blt.data"
     local checkpoint = require "blt.checkpoint"
     spec.M = models.get(spec.kind or "bytelm")
-    local defaults, docs, rules = merged_defaults(spec)
-    local cfg, flags, saved = parse(spec, defaults, rules)
+    local defaults, docs, rules, internal = merged_defaults(spec)
+    local cfg, flags, saved = parse(spec, defaults, rules, internal)
     if flags.help then
         print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume CHECKPOINT [--fork NAME]]\n\n"
                .. "keys (default, meaning; allowed values):\n%s\n\nexit status: 0 finished, 2 bad config, "
                .. "3 stopped on non-finite values, 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (checkpoint saved)")
-              :format(spec.script or spec.name, config.help(defaults, docs, rules)))
+              :format(spec.script or spec.name, config.help(defaults, docs, rules, internal)))
         return nil
     end
     local t = cfg.train
@@ -626,6 +650,7 @@ local function run_inner(spec)
     local function say(msg) if dist.is_root() then io.stderr:write(msg) end end
     local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
     if not okc then config_error("data.path: " .. tostring(corpus)) end
+    check_corpus(cfg, corpus)
     -- a new run's own preparation (the BLT: its entropy model, calibration); a resumed
     -- or forked run takes everything from its checkpoint
     local source = saved

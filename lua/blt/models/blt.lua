@@ -150,7 +150,7 @@ local ByteLM = require "blt.models.bytelm"
 
 BLT.sections = {model = BLT.defaults, patching = BLT.patching_defaults, entropy = ByteLM.defaults}
 BLT.docs = {model = BLT.model_docs, patching = BLT.patching_docs,
-            entropy = {dim = "entropy model width (from patching.entropy_model; not to be set)",
+            entropy = {dim = "entropy model width (from patching.entropy_model)",
                        layers = "entropy model blocks (from its checkpoint)", heads = "entropy model heads (from its checkpoint)",
                        window = "entropy model window (from its checkpoint)", multiple_of = "(from its checkpoint)",
                        rope_theta = "(from its checkpoint)", norm_eps = "(from its checkpoint)"}}
@@ -163,6 +163,13 @@ BLT.rules = {
     ["patching.entropy_model"] = function(v) if v == "" then return "must be a path" end end,
 }
 for k, v in pairs(BLT.model_rules) do BLT.rules["model." .. k] = v end
+-- Keys the run writes (blt.train refuses them from the user): a calibrated value would
+-- make a new run skip its calibration; the entropy model's shape is its checkpoint's.
+BLT.internal = {
+    ["patching.calibrated"] = "the run writes the mean patch size its calibration reached (give patching.target, "
+        .. "or patching.target=0 with patching.threshold or patching.delta to skip calibration)",
+    entropy = "the entropy model's config comes from its checkpoint (patching.entropy_model)",
+}
 
 local function needs_entropy(pc) return pc.scheme == "entropy" or pc.scheme == "entropy_delta" end
 

@@ -47,6 +47,9 @@ BpeLM.rules = {
     ["bpe.train_bytes"] = int_ge(0), ["bpe.min_count"] = int_ge(1), ["bpe.merges"] = int_ge(0),
 }
 
+-- Keys the run writes (blt.train refuses them from the user).
+BpeLM.internal = {["bpe.merges"] = "the run writes the number of merges it learned (give bpe.vocab)"}
+
 function BpeLM.check(cfg)
     ByteLM.check_config(cfg.model)
     local b = cfg.bpe
