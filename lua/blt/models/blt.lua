@@ -60,9 +60,12 @@ BLT.model_rules = {
     ["hash.buckets"] = int_ge(0),
     ["hash.ngrams"] = function(v)
         if type(v) ~= "string" then return "must be a comma-separated list of sizes, like 3,4,5" end
+        local seen = {}
         for n in v:gmatch("[^,]+") do
             local x = math.tointeger(tonumber(n))
             if not x or x < 1 or x > 64 then return ("has '%s': each size must be an integer in 1..64"):format(n) end
+            if seen[x] then return ("lists the n-gram size %d twice"):format(x) end
+            seen[x] = true
         end
     end,
 }
