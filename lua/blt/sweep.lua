@@ -145,14 +145,18 @@ local function read_point_json(self, p, path)
     local ok, t = pcall(json.decode, text)
     local why = not ok and tostring(t):gsub("^[^\n]-:%d+: ", "") or type(t) ~= "table" and "not a JSON object" or nil
     if not why and path:match("result%.json$") then
-        for k, want in pairs(RESULT_FIELDS) do
-            local v, opt = t[k], want:sub(-1) == "?"
-            local ty = math.type(v) or type(v)
-            if not (ty == want:gsub("%?$", "") or (want == "number?" and ty == "integer") or (opt and v == nil)) then
+        for k, spec in pairs(RESULT_FIELDS) do
+            local v, want, opt = t[k], spec:gsub("%?$", "")
+            local fits = want == "integer" and math.type(v) == "integer" or want ~= "integer" and type(v) == want
+            if not (fits or (opt == 1 and v == nil)) then
                 why = ("its %s is %s, not %s"):format(k, v == nil and "missing" or (type(v) .. " " .. tostring(v)),
-                                                    want:gsub("%?$", " (or absent)"))
+                                                    want .. (opt == 1 and " (or absent)" or ""))
                 break
             end
+        end
+        local known = require("blt.train").EXIT
+        if not why and not (known[t.exit_reason] or t.exit_reason == "time_limit" or t.exit_reason == "stop_at") then
+            why = ("its exit_reason '%s' is not one a run writes"):format(t.exit_reason)
         end
     elseif not why then
         why = config_damage(t, path)
