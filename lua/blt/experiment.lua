@@ -153,8 +153,9 @@ end
 -- Every list key's rule is made by list_of: its items, at least one, and no item twice
 -- (a repeated seed or scheme would train the same point twice, into the same folder).
 -- item(w) returns the item's identity (two ways of writing one item give the same
--- one) or nil and what is wrong ("is not a seed ...", said of the item); example: a valid item, for --help and the tests.
--- experiment.LISTS[rule] is the example of each list rule (the tests find every list key by it).
+-- one) or nil and what is wrong ("is not a seed ...", said of the item); example: a
+-- valid item. experiment.LISTS[rule] is the example of each list rule (the tests find
+-- every list key by it).
 experiment.LISTS = setmetatable({}, {__mode = "k"})
 function experiment.list_of(what, item, example)
     local rule = function(v)
