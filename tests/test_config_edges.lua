@@ -45,6 +45,25 @@ for _, s in ipairs(scripts) do
     specs[s] = spec
 end
 
+-- A script's command line, run with a timeout and with small settings first (when it
+-- has those keys), so that a script that wrongly accepts what is under test trains
+-- briefly on a small corpus inside the test's folder instead of for minutes.
+local small_corpus = U.corpus(dir .. "/corpus.txt", 20000)
+local CHEAP = {budget = "smoke", ["train.steps"] = "1", steps = "1", entropy_steps = "1", reps = "1",
+               sections = "matmul", plot = "false", ["out.plot"] = "false", sample = "0", n = "1",
+               ["data.path"] = small_corpus, data = small_corpus, ["out.dir"] = dir .. "/runs", out = dir .. "/out"}
+local function run(script, words)
+    local spec, cheap = specs[script], {}
+    for k, v in pairs(CHEAP) do
+        local d = spec and config.get(spec.defaults, k)
+        if d ~= nil and not (type(d) == "table" and not getmetatable(d)) then -- a key, not a section
+            cheap[#cheap + 1] = q(k .. "=" .. v)
+        end
+    end
+    table.sort(cheap)
+    return sh(("timeout 60 %s %s %s %s < /dev/null"):format(bin, script, table.concat(cheap, " "), words))
+end
+
 -- the key paths of a script whose defaults are integers / which opts.internal names
 local internal_keys
 local function integer_keys(spec) -- those the user may give
@@ -99,7 +118,7 @@ do
             U.write(file, lua .. (type(d) == "string" and ("%q"):format(d) or v) .. ("}"):rep(depth))
             for _, how in ipairs {q(key .. "=" .. v), "--config " .. q(file)} do
                 n = n + 1
-                local rc, out = sh(("%s %s %s out.dir=%s < /dev/null"):format(bin, s, how, q(dir .. "/runs")))
+                local rc, out = run(s, how)
                 if not (rc == 2 and out:find("'" .. key .. "' is not to be given", 1, true)) then
                     bad[#bad + 1] = ("%s %s: status %s: %s"):format(s, how, tostring(rc), out:sub(1, 300))
                 end
@@ -108,7 +127,7 @@ do
     end
     T.ok(n >= 24 and #bad == 0, ("%d internal keys x {command line, --config}: status 2 naming the key"):format(n),
          table.concat(bad, "\n"))
-    local rc, out = sh(bin .. " experiments/train_blt.lua patching.calibrated=4 < /dev/null")
+    local rc, out = run("experiments/train_blt.lua", "patching.calibrated=4")
     T.ok(rc == 2 and out:find("patching.calibrated", 1, true) and out:find("patching.target", 1, true),
          "the issue's example: patching.calibrated=4 is refused, pointing at patching.target", out)
     -- a run still writes them: resume and fork read them from the checkpoint (tests/test_blt.lua)
@@ -146,13 +165,13 @@ do
         if key then
             k = k + 1
             local form = MALFORMED[(k - 1) % #MALFORMED + 1]
-            local rc, out = sh(("%s %s %s < /dev/null"):format(bin, s, q(key .. "=" .. form)))
+            local rc, out = run(s, q(key .. "=" .. form))
             if not (rc == 2 and out:find(key, 1, true)) then bad[#bad + 1] = ("%s %s=%q: status %s: %s"):format(s, key, form, rc, out) end
         end
     end
     T.ok(k >= 12 and #bad == 0, ("%d scripts refuse a malformed integer with status 2, naming the key"):format(k),
          table.concat(bad, "\n"))
-    local rc, out = sh(bin .. " experiments/train_bytelm.lua train.steps=0x10 < /dev/null")
+    local rc, out = run("experiments/train_bytelm.lua", "train.steps=0x10")
     T.ok(rc == 2 and out:find("train.steps", 1, true) and out:find("0x10", 1, true), "the issue's example: train.steps=0x10", out)
     -- numbers are still numbers, and text keys keep their text as written
     local d = {n = 1, x = 0.5, s = "a"}
@@ -163,7 +182,7 @@ do
     T.ok(cfg.x == 2.0 and math.type(cfg.x) == "float", "an integer given to a number key is a number")
     -- a --config file holds Lua values: a string is not a number
     U.write(dir .. "/hex.lua", "return {train = {steps = '0x10'}}")
-    rc, out = sh(("%s experiments/train_bytelm.lua --config %s < /dev/null"):format(bin, q(dir .. "/hex.lua")))
+    rc, out = run("experiments/train_bytelm.lua", "--config " .. q(dir .. "/hex.lua"))
     T.ok(rc == 2 and out:find("'train.steps' must be integer", 1, true), "--config: the text '0x10' for an integer key", out)
 end
 
@@ -179,11 +198,11 @@ do
                 if not ok then bad[#bad + 1] = s .. ": takes words, refused one: " .. tostring(err) end
             else
                 n = n + 1
-                local rc, out = sh(("%s %s -- stray_word < /dev/null"):format(bin, s))
+                local rc, out = run(s, "-- stray_word")
                 if ok or not (rc == 2 and out:find("'stray_word'", 1, true)) then
                     bad[#bad + 1] = ("%s -- stray_word: status %s: %s"):format(s, rc, out)
                 end
-                rc, out = sh(("%s %s stray_word < /dev/null"):format(bin, s))
+                rc, out = run(s, "stray_word")
                 if not (rc == 2 and out:find("'stray_word'", 1, true)) then
                     bad[#bad + 1] = ("%s stray_word: status %s: %s"):format(s, rc, out)
                 end
@@ -204,7 +223,7 @@ do
             if example then
                 n = n + 1
                 sweeps[s] = (sweeps[s] or 0) + 1
-                local rc, out = sh(("%s %s %s < /dev/null"):format(bin, s, q(key .. "=" .. example .. "," .. example)))
+                local rc, out = run(s, q(key .. "=" .. example .. "," .. example))
                 if not (rc == 2 and out:find(key, 1, true) and out:find("twice", 1, true)) then
                     bad[#bad + 1] = ("%s %s=%s,%s: status %s: %s"):format(s, key, example, example, rc, out)
                 end
@@ -220,7 +239,7 @@ do
         {"experiments/scaling.lua", "sizes=64x1,064x1"}, {"experiments/train_blt.lua", "model.hash.ngrams=3,4,3"},
     }
     for _, c in ipairs(cases) do
-        local rc, out = sh(("%s %s %s < /dev/null"):format(bin, c[1], c[2]))
+        local rc, out = run(c[1], c[2])
         T.ok(rc == 2 and out:find("twice", 1, true), ("%s %s: two ways of writing one item are one item"):format(c[1], c[2]), out)
     end
 end
@@ -238,8 +257,8 @@ do
                             {"one.txt train.seq_len=1", "validation split is empty"}} do
             n = n + 1
             local path = dir .. "/" .. c[1]:match("^%S+")
-            local rc, out = sh(("%s %s data.path=%s %s out.dir=%s < /dev/null"):format(bin, s, q(path),
-                c[1]:match(" (.*)$") or "", q(dir .. "/short-runs")))
+            local rc, out = run(s, ("data.path=%s %s out.dir=%s"):format(q(path), c[1]:match(" (.*)$") or "",
+                                                                           q(dir .. "/short-runs")))
             if not (rc == 2 and out:find("data.path = " .. path, 1, true) and out:find(c[2], 1, true)
                     and (c[2] == "empty" or out:find("%d+ bytes in %d+ documents"))
                     and not out:find("traceback", 1, true)) then

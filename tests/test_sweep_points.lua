@@ -132,7 +132,7 @@ for _, file in ipairs {"result.json", "config.json"} do
             local sd = sweep.new {dir = dir .. "/damage", name = "test", log = quiet}
             local ok, err = pcall(sd.run, sd, good)
             if ok or not (tostring(err):find(path, 1, true) and tostring(err):find("damaged", 1, true)) then
-                bad[#bad + 1] = ("%s %s: %s"):format(file, d[1], ok and "accepted" or tostring(err))
+                bad[#bad + 1] = ("%s %s: %s"):format(file, d[1], ok and "accepted" or tostring(err):gsub("[^\n\32-\126]", "?"))
             end
             U.write(path, originals[file])
         end
