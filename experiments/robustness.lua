@@ -38,16 +38,8 @@ local function positive(v)
     if v ~= nil and (math.type(v) ~= "integer" or v < 1) then return "must be an integer >= 1" end
 end
 
-local function kinds_rule(v)
-    local known = {}
-    for _, k in ipairs(noise.KINDS) do known[k] = true end
-    local n = 0
-    for k in tostring(v):gmatch("[^,]+") do
-        if not known[k] then return ("'%s' is not a noise kind (known: %s)"):format(k, table.concat(noise.KINDS, ", ")) end
-        n = n + 1
-    end
-    if n == 0 then return "must name at least one kind" end
-end
+local experiment = require "blt.experiment"
+local kinds_rule = experiment.list_rule(noise.KINDS, "noise kind")
 
 local opts = config.script {
     name = "robustness", args = arg,
@@ -159,7 +151,7 @@ print(("robustness: %d models; text: %d validation ids of %s (val_fraction %g), 
 
 -- ---- noise, then score every model on the same noised corpus ----
 local kinds = {}
-for k in opts.kinds:gmatch("[^,]+") do kinds[#kinds + 1] = k end
+for _, k in ipairs(experiment.words(opts.kinds)) do kinds[#kinds + 1] = k end
 local tmp = assert(core.mkdtemp()) -- private, removed by cleanup()
 local function cleanup() core.rm_rf(tmp) end
 

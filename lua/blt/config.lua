@@ -46,17 +46,28 @@ local function typename(v)
     return type(v)
 end
 
-local function parse_value(s)
-    if s == "true" then return true end
-    if s == "false" then return false end
-    if s == "nil" or s == "none" then return nil end
-    if s:match("^[+-]?%d+$") then
+-- A number on the command line is written in decimal: an integer ("16", "-3"; no
+-- '+', no leading zeros) or a number with a fraction or an exponent ("0.5", "3e-4",
+-- "1e3" is the number 1000.0, which an integer key refuses). Anything else (0x10,
+-- +16, " 16", 1_000, 016) stays text, which a number key refuses, naming the key.
+local function decimal(s)
+    local mant = s:match("^(.-)[eE][-+]?%d+$") or s
+    if not (mant:match("^%-?%d+%.?%d*$") or mant:match("^%-?%.%d+$")) then return nil end
+    if mant == s and not s:find(".", 1, true) then -- an integer
+        if s:match("^%-?0%d") then return nil end
         local n = math.tointeger(tonumber(s))
         if n then return n end
         error(("config: %s does not fit in a 64-bit integer"):format(s), 0)
     end
-    local f = tonumber(s)
-    if f then return f end
+    return tonumber(s)
+end
+
+local function parse_value(s)
+    if s == "true" then return true end
+    if s == "false" then return false end
+    if s == "nil" or s == "none" then return nil end
+    local n = decimal(s)
+    if n then return n end
     return s
 end
 
@@ -111,8 +122,21 @@ local function unknown(defaults, path, origin)
           #near > 0 and ("; did you mean " .. table.concat(near, ", ") .. "?") or ""), 0)
 end
 
--- Sets key path "a.b" in cfg to v, checking against defaults.
-local function set(cfg, defaults, path, v, origin, given)
+-- The reason a key is not the user's to give (opts.internal names it, or a section
+-- above it), or nil.
+local function internal_reason(internal, path)
+    if not internal then return nil end
+    local prefix = ""
+    for part in path:gmatch("[^.]+") do
+        prefix = prefix == "" and part or (prefix .. "." .. part)
+        if internal[prefix] then return internal[prefix] end
+    end
+end
+
+-- Sets key path "a.b" in cfg to v, checking against defaults. given: the set of keys
+-- the user gave (the command line, --config), where opts.internal keys are refused;
+-- raw: the command line's text of the value (a text key keeps it as written).
+local function set(cfg, defaults, path, v, origin, given, raw, internal)
     if path == "" or path:find("..", 1, true) or path:sub(1, 1) == "." or path:sub(-1) == "." then
         error(("config: '%s' is not a key (from %s)"):format(path, origin), 0)
     end
@@ -127,9 +151,13 @@ local function set(cfg, defaults, path, v, origin, given)
     local key = parts[#parts]
     local d = def[key]
     if d == nil then unknown(defaults, path, origin) end
+    local why = given and internal_reason(internal, path)
+    if why then
+        error(("config: key '%s' is not to be given: %s (from %s)"):format(path, why, origin), 0)
+    end
     local want, got = typename(d), typename(v)
     -- a text key given a number keeps it as text: seeds=1, hash.ngrams=3 are lists of one
-    if want == "string" and (got == "integer" or got == "number") then v, got = tostring(v), "string" end
+    if want == "string" and (got == "integer" or got == "number") then v, got = raw or tostring(v), "string" end
     if want == "table" then error(("config: key '%s' is a section, not a value (from %s)"):format(path, origin), 0) end
     if want == "optional" then
         if v ~= nil and got ~= "string" and got ~= "integer" and got ~= "number" and got ~= "boolean" then
@@ -137,7 +165,7 @@ local function set(cfg, defaults, path, v, origin, given)
         end
     elseif not (got == want or (want == "number" and got == "integer")) then
         error(("config: key '%s' must be %s (like its default %s), got %s %s (from %s)"):format(path, want,
-              tostring(d), got, tostring(v), origin), 0)
+              tostring(d), got, raw and ("'" .. raw .. "'") or tostring(v), origin), 0)
     end
     if type(v) == "string" and v:find("\0", 1, true) then
         error(("config: key '%s' contains a NUL byte (from %s)"):format(path, origin), 0)
@@ -150,7 +178,7 @@ end
 -- Applies a nested table of values (a config file, a checkpoint's config) over cfg.
 -- A table that contains itself, nests deeper than MAX_DEPTH or holds more than
 -- MAX_ENTRIES values is refused rather than walked forever.
-local function apply(cfg, defaults, t, origin, given)
+local function apply(cfg, defaults, t, origin, given, internal)
     local seen, count = {}, 0
     local function walk(tbl, prefix, depth)
         if seen[tbl] then error(("config: %s contains itself at '%s'"):format(origin, prefix or "(top)"), 0) end
@@ -163,7 +191,7 @@ local function apply(cfg, defaults, t, origin, given)
                 error(("config: %s has a key that is not a name (%s %s)"):format(origin, type(k), tostring(k)), 0)
             end
             local path = prefix and (prefix .. "." .. k) or k
-            if type(v) == "table" then walk(v, path, depth + 1) else set(cfg, defaults, path, v, origin, given) end
+            if type(v) == "table" then walk(v, path, depth + 1) else set(cfg, defaults, path, v, origin, given, nil, internal) end
         end
         seen[tbl] = nil
     end
@@ -194,7 +222,10 @@ end
 -- flags.given is the set of key paths the command line or --config set.
 -- opts.flags = {name = "WHAT"}: extra --name VALUE flags (also --name=VALUE);
 -- opts.switches = {name = true}: extra --name flags without a value;
--- opts.words = true: non key=value arguments are collected in flags.words.
+-- opts.words = true: non key=value arguments are collected in flags.words (without it,
+-- every argument that is not key=value or a flag is refused, after `--` too);
+-- opts.internal = {[path] = why}: keys (or whole sections) the run itself writes,
+-- refused when the command line or --config gives them.
 function config.parse(defaults, args, opts)
     opts = opts or {}
     local cfg = copy(defaults)
@@ -210,6 +241,9 @@ function config.parse(defaults, args, opts)
         local flag, val = a:match("^%-%-([%w_-]+)=(.*)$")
         flag = flag or a:match("^%-%-([%w_-]+)$")
         if only_words then
+            if not opts.words then
+                error(("config: cannot read argument '%s' after '--': this script takes only key=value and flags"):format(a), 0)
+            end
             flags.words[#flags.words + 1] = a
         elseif a == "--" then
             only_words = true
@@ -221,7 +255,7 @@ function config.parse(defaults, args, opts)
                 val = args[i]
                 if val == nil then error(("config: --%s needs a %s"):format(flag, takes[flag]), 0) end
             end
-            if flag == "config" then apply(cfg, defaults, load_config_file(val), val, flags.given) end
+            if flag == "config" then apply(cfg, defaults, load_config_file(val), val, flags.given, opts.internal) end
             flags[flag] = val
         elseif flag and switches[flag] then
             flags[flag] = true
@@ -234,7 +268,7 @@ function config.parse(defaults, args, opts)
         else
             local k, v = a:match("^([%a_][%w_%.]*)=(.*)$")
             if k then
-                set(cfg, defaults, k, parse_value(v), "the command line", flags.given)
+                set(cfg, defaults, k, parse_value(v), "the command line", flags.given, v, opts.internal)
             elseif opts.words then
                 flags.words[#flags.words + 1] = a
             else
@@ -374,8 +408,9 @@ function config.check(cfg, rules, defaults)
     end
 end
 
--- Text listing every key, its default, its allowed values and its doc line.
-function config.help(defaults, docs, rules)
+-- Text listing every key, its default, its allowed values and its doc line
+-- (internal: opts.internal of config.parse, keys marked as not to be given).
+function config.help(defaults, docs, rules, internal)
     local lines = {}
     for _, path in ipairs(paths(defaults)) do
         local d = config.get(defaults, path)
@@ -383,6 +418,7 @@ function config.help(defaults, docs, rules)
         local rule = rules and config.rule_text(rules[path])
         local text = type(doc) == "string" and doc or ""
         if rule then text = text .. (text ~= "" and "; " or "") .. rule end
+        if internal_reason(internal, path) then text = text .. (text ~= "" and "; " or "") .. "not to be given" end
         lines[#lines + 1] = ("  %-26s %-14s %s"):format(path, tostring(d), text)
     end
     return table.concat(lines, "\n")
@@ -445,7 +481,7 @@ function config.script(s)
     local ok, cfg, flags = pcall(config.parse, s.defaults, s.args or {}, s)
     if ok and flags.help then
         print(s.usage or ("usage: ./blt " .. s.name .. " [key=value ...] [--config FILE.lua]"))
-        print("\nkeys (default, meaning; allowed values):\n" .. config.help(s.defaults, s.docs, s.rules))
+        print("\nkeys (default, meaning; allowed values):\n" .. config.help(s.defaults, s.docs, s.rules, s.internal))
         return nil
     end
     if ok then ok, cfg = pcall(function() config.check(cfg, s.rules, s.defaults) return cfg end) end

@@ -118,12 +118,30 @@ local function shown(argv)
     return table.concat(t, " ")
 end
 
--- Keys of the point's args whose value differs from the finished run's config
--- (train.RESUMABLE keys excepted: a longer train.steps continues the run).
+-- The settings a point's run is given: its args, with the key=value words of its
+-- extra (args.* of the experiments) over them, as the training script reads them.
+local function effective_args(p)
+    local a = {}
+    for k, v in pairs(p.args or {}) do a[k] = v end
+    local extra = p.extra
+    if type(extra) == "string" then
+        local ws = {}
+        for w in extra:gmatch("%S+") do ws[#ws + 1] = w end
+        extra = ws
+    end
+    for _, w in ipairs(type(extra) == "table" and extra or {}) do
+        local k, v = tostring(w):match("^([%a_][%w_%.]*)=(.*)$")
+        if k then a[k] = v end
+    end
+    return a
+end
+
+-- Keys of the point's settings (effective_args) whose value differs from the finished
+-- run's config (train.RESUMABLE keys excepted: a longer train.steps continues the run).
 local function mismatches(p, cfg)
     local resumable = require("blt.train").RESUMABLE
     local out = {}
-    for k, v in pairs(p.args or {}) do
+    for k, v in pairs(effective_args(p)) do
         if not resumable[k] and not k:match("^out%.") then
             local have = config.get(cfg, k)
             local same = have == v or tostring(have) == tostring(v)
@@ -135,11 +153,68 @@ local function mismatches(p, cfg)
     return out
 end
 
+-- What a result.json must hold (the sweep and the experiments read these).
+local RESULT_FIELDS = {exit_reason = "string", step = "integer", val_bpb = "number?", val_bytes = "number?",
+                       bytes_seen = "number?", wall_seconds = "number?", wall_seconds_total = "number?"}
+
+-- What is wrong with a decoded config.json, or nil: its kind must be known, every key
+-- of the kind's sections (the model) and train.batch, seq_len, steps present, and every
+-- value of the type of its key (config.merge).
+local function config_damage(t, path)
+    local okk, M = pcall(require("blt.models").get, t.kind)
+    if not okk then return ("its kind %s is not a model kind"):format(tostring(t.kind)) end
+    local defaults = config.copy(require("blt.train").defaults)
+    for k, v in pairs(M.sections) do defaults[k] = config.copy(v) end
+    defaults.kind = t.kind
+    local okm, err = pcall(config.merge, defaults, t, path)
+    if not okm then return tostring(err):gsub("^config: ", "") end
+    local need = {"train.batch", "train.seq_len", "train.steps"}
+    for _, p in ipairs(config.paths(M.sections)) do need[#need + 1] = p end
+    for _, p in ipairs(need) do
+        if config.get(t, p) == nil and config.get(defaults, p) ~= config.OPTIONAL then return "it has no " .. p end
+    end
+end
+
+-- A point's result.json or config.json, decoded and checked; nil when the file is
+-- missing. A damaged file (empty, cut short, not JSON, a field missing or of the wrong
+-- type) stops the sweep with a message naming it: the sweep cannot tell what ran there.
+local function read_point_json(self, p, path)
+    local text = read(path)
+    if text == nil then return nil end
+    local ok, t = pcall(json.decode, text)
+    local why = not ok and tostring(t):gsub("^[^\n]-:%d+: ", "") or type(t) ~= "table" and "not a JSON object" or nil
+    if not why and path:match("result%.json$") then
+        for k, spec in pairs(RESULT_FIELDS) do
+            local v, want, opt = t[k], spec:gsub("%?$", "")
+            local fits = want == "integer" and math.type(v) == "integer" or want ~= "integer" and type(v) == want
+            if not (fits or (opt == 1 and v == nil)) then
+                why = ("its %s is %s, not %s"):format(k, v == nil and "missing" or (type(v) .. " " .. tostring(v)),
+                                                    want .. (opt == 1 and " (or absent)" or ""))
+                break
+            end
+        end
+        local known = require("blt.train").EXIT
+        if not why and not (known[t.exit_reason] or t.exit_reason == "time_limit" or t.exit_reason == "stop_at") then
+            why = ("its exit_reason '%s' is not one a run writes"):format(t.exit_reason)
+        end
+    elseif not why then
+        why = config_damage(t, path)
+    end
+    if why then
+        error(("%s: point %s: %s is damaged (%s): remove the folder %s to train the point again")
+            :format(self.name, p.id, path, why, path:match("^(.*)/[^/]*$")), 0)
+    end
+    return t
+end
+
 -- Reads a point's folder: result, config, metrics rows.
-local function collect(p, dir)
+local function collect(self, p, dir)
     local r = {id = p.id, dir = dir, checkpoint = dir .. "/checkpoint.h5"}
-    r.result = json.decode(assert(read(dir .. "/result.json"), dir .. "/result.json is missing"))
-    r.config = json.decode(assert(read(dir .. "/config.json"), dir .. "/config.json is missing"))
+    for _, f in ipairs {"result", "config"} do
+        local path = ("%s/%s.json"):format(dir, f)
+        r[f] = read_point_json(self, p, path)
+        if r[f] == nil then error(("%s: point %s: %s is missing"):format(self.name, p.id, path), 0) end
+    end
     r.history = require("blt.train").history(dir .. "/metrics.h5")
     return r
 end
@@ -152,12 +227,12 @@ function Sweep:run(p)
         error(("blt.sweep: point id must be letters, digits, '_', '-', '.', got %s"):format(tostring(p.id)), 2)
     end
     local dir = self.dir .. "/" .. p.id
-    local steps = p.args and tonumber(p.args["train.steps"])
-    local res_text = read(dir .. "/result.json")
-    local res = res_text and json.decode(res_text)
+    local steps = tonumber(effective_args(p)["train.steps"])
+    local res = read_point_json(self, p, dir .. "/result.json")
     local has_ckpt = exists(dir .. "/checkpoint.h5")
     if res and res.exit_reason == "finished" then
-        local cfg = json.decode(assert(read(dir .. "/config.json"), dir .. "/config.json is missing"))
+        local cfg = read_point_json(self, p, dir .. "/config.json")
+        if not cfg then error(("%s: point %s: %s is missing"):format(self.name, p.id, dir .. "/config.json"), 0) end
         local bad = mismatches(p, cfg)
         if #bad > 0 then
             error(("%s: point %s in %s was run with other settings: %s. Use another output folder for a different "
@@ -166,7 +241,7 @@ function Sweep:run(p)
         if not steps or res.step >= steps then
             self.skipped = self.skipped + 1
             self.log:write(("%s: %s is done (%s); skipped\n"):format(self.name, p.id, dir))
-            local r = collect(p, dir)
+            local r = collect(self, p, dir)
             r.skipped = true
             return r
         end
@@ -195,14 +270,14 @@ function Sweep:run(p)
     if status == 3 then
         self.failed = self.failed + 1
         self.log:write(("%s: %s stopped on non-finite losses; recorded as failed\n"):format(self.name, p.id))
-        local r = collect(p, dir)
+        local r = collect(self, p, dir)
         r.failed = true
         return r
     end
     if status ~= 0 then
         error(("%s: point %s failed with status %d; its command was:\n  %s"):format(self.name, p.id, status, shown(argv)), 0)
     end
-    local r = collect(p, dir)
+    local r = collect(self, p, dir)
     if r.result.exit_reason ~= "finished" then -- train.stop_at or train.time_limit: not done yet
         self.log:write(("%s: %s stopped early (%s) at step %d; run the same command again to continue\n")
             :format(self.name, p.id, r.result.exit_reason, r.result.step))

@@ -297,11 +297,30 @@ local function check_memory(M, cfg)
     end
 end
 
+-- A corpus too short for the run is refused before any work (the sampler draws rows
+-- of train.seq_len train ids; validation needs at least one id).
+local function check_corpus(cfg, corpus)
+    local info = corpus:info()
+    local where = cfg.data.path or table.concat(corpus.paths, ",")
+    if info.train < cfg.train.seq_len then
+        config_error(("data.path = %s: its train split holds %d ids, fewer than train.seq_len = %d (%d bytes in %d "
+            .. "documents, each ending with EOS; data.val_fraction = %g): give a longer corpus, a smaller "
+            .. "train.seq_len or another data.val_fraction")
+            :format(where, info.train, cfg.train.seq_len, info.bytes, info.documents, cfg.data.val_fraction))
+    end
+    if info.val < 1 then
+        config_error(("data.path = %s: its validation split is empty: data.val_fraction = %g holds out %d of the "
+            .. "corpus's %d ids (%d bytes): validation needs at least 1; give a larger data.val_fraction (at least "
+            .. "%.3g) or a larger corpus"):format(where, cfg.data.val_fraction, info.val, info.stream, info.bytes,
+                                                   1 / math.max(1, info.stream)))
+    end
+end
+
 -- The command line and, for --resume/--fork, the checkpoint: returns the resolved
 -- config (every value checked), the flags and the loaded checkpoint (or nil).
-local function parse(spec, defaults, rules)
+local function parse(spec, defaults, rules, internal)
     local ok, cfg, flags = pcall(config.parse, defaults, spec.args or {},
-                                 {flags = {resume = "CHECKPOINT", fork = "NAME"}})
+                                 {flags = {resume = "CHECKPOINT", fork = "NAME"}, internal = internal})
     if not ok then config_error(cfg) end
     if flags.help then return nil, flags end
     if flags.fork and not flags.resume then config_error("--fork NAME starts a new run from a checkpoint: give --resume CHECKPOINT too") end
@@ -675,14 +694,6 @@ end
 
 -- Validation needs at least one held-out id (one target): an empty split would train
 -- the whole run and then have no bits per byte to report.
-local function check_val_split(cfg, corpus)
-    local info = corpus:info()
-    if info.val < 1 then
-        config_error(("data.val_fraction = %g holds out %d of the corpus's %d ids (%d bytes): validation needs at "
-            .. "least 1; give a larger data.val_fraction (at least %.3g) or a larger corpus")
-            :format(cfg.data.val_fraction, info.val, info.stream, info.bytes, 1 / math.max(1, info.stream)))
-    end
-end
 
 -- The script's config: train.defaults and the kind's sections, with the script's
 -- own defaults over them; docs and rules to match.
@@ -704,7 +715,16 @@ local function merged_defaults(spec)
     local rules = {kind = {M.kind}}
     for k, v in pairs(train.rules) do rules[k] = v end
     for k, v in pairs(M.rules) do rules[k] = v end
-    return d, docs, rules
+    return d, docs, rules, train.internal(M)
+end
+
+-- Keys a run writes itself (config.parse's opts.internal): kind and the kind's own
+-- (M.internal, e.g. the BLT's patching.calibrated); given by the user they are refused,
+-- since they would silently change what the run does (a calibrated BLT skips calibration).
+function train.internal(M)
+    local t = {kind = "the script fixes the model kind"}
+    for k, v in pairs(M.internal or {}) do t[k] = v end
+    return t
 end
 
 -- Keys a rank may set for itself: how it uses its own machine, not what it computes
@@ -783,15 +803,15 @@ local function run_inner(spec)
     local data = require "blt.data"
     local checkpoint = require "blt.checkpoint"
     spec.M = models.get(spec.kind or "bytelm")
-    local defaults, docs, rules = merged_defaults(spec)
-    local cfg, flags, saved = parse(spec, defaults, rules)
+    local defaults, docs, rules, internal = merged_defaults(spec)
+    local cfg, flags, saved = parse(spec, defaults, rules, internal)
     agree_config(spec, cfg, flags, saved)
     if flags.help then
         print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume CHECKPOINT [--fork NAME]]\n\n"
                .. "keys (default, meaning; allowed values):\n%s\n\nexit status: 0 finished, 2 bad config, "
                .. "3 stopped on non-finite values, 4 a run file could not be written, "
                .. "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (checkpoint saved)")
-              :format(spec.script or spec.name, config.help(defaults, docs, rules)))
+              :format(spec.script or spec.name, config.help(defaults, docs, rules, internal)))
         return nil
     end
     local t = cfg.train
@@ -803,7 +823,7 @@ local function run_inner(spec)
     local function say(msg) if dist.is_root() then io.stderr:write(msg) end end
     local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
     if not okc then config_error("data.path: " .. tostring(corpus)) end
-    check_val_split(cfg, corpus)
+    check_corpus(cfg, corpus)
     -- a new run's own preparation (the BLT: its entropy model, calibration); a resumed
     -- or forked run takes everything from its checkpoint
     local source = saved

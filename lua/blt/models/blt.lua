@@ -60,9 +60,12 @@ BLT.model_rules = {
     ["hash.buckets"] = int_ge(0),
     ["hash.ngrams"] = function(v)
         if type(v) ~= "string" then return "must be a comma-separated list of sizes, like 3,4,5" end
+        local seen = {}
         for n in v:gmatch("[^,]+") do
             local x = math.tointeger(tonumber(n))
             if not x or x < 1 or x > 64 then return ("has '%s': each size must be an integer in 1..64"):format(n) end
+            if seen[x] then return ("lists the n-gram size %d twice"):format(x) end
+            seen[x] = true
         end
     end,
 }
@@ -150,7 +153,7 @@ local ByteLM = require "blt.models.bytelm"
 
 BLT.sections = {model = BLT.defaults, patching = BLT.patching_defaults, entropy = ByteLM.defaults}
 BLT.docs = {model = BLT.model_docs, patching = BLT.patching_docs,
-            entropy = {dim = "entropy model width (from patching.entropy_model; not to be set)",
+            entropy = {dim = "entropy model width (from patching.entropy_model)",
                        layers = "entropy model blocks (from its checkpoint)", heads = "entropy model heads (from its checkpoint)",
                        window = "entropy model window (from its checkpoint)", multiple_of = "(from its checkpoint)",
                        rope_theta = "(from its checkpoint)", norm_eps = "(from its checkpoint)"}}
@@ -163,6 +166,13 @@ BLT.rules = {
     ["patching.entropy_model"] = function(v) if v == "" then return "must be a path" end end,
 }
 for k, v in pairs(BLT.model_rules) do BLT.rules["model." .. k] = v end
+-- Keys the run writes (blt.train refuses them from the user): a calibrated value would
+-- make a new run skip its calibration; the entropy model's shape is its checkpoint's.
+BLT.internal = {
+    ["patching.calibrated"] = "the run writes the mean patch size its calibration reached (give patching.target, "
+        .. "or patching.target=0 with patching.threshold or patching.delta to skip calibration)",
+    entropy = "the entropy model's config comes from its checkpoint (patching.entropy_model)",
+}
 
 local function needs_entropy(pc) return pc.scheme == "entropy" or pc.scheme == "entropy_delta" end
 

@@ -48,6 +48,9 @@ BpeLM.rules = {
 }
 for k, v in pairs(ByteLM.rules) do BpeLM.rules[k] = v end -- the model section is the ByteLM's
 
+-- Keys the run writes (blt.train refuses them from the user).
+BpeLM.internal = {["bpe.merges"] = "the run writes the number of merges it learned (give bpe.vocab)"}
+
 function BpeLM.check(cfg)
     ByteLM.check_config(cfg.model)
     local b = cfg.bpe
