@@ -4,6 +4,7 @@
 --   U.write(path, text); U.read(path)    whole files (read: nil when missing)
 --   local rc, out = U.sh(cmd)            exit status and stdout+stderr of a shell command
 --   U.q(s)                               s quoted for the shell
+--   U.f32_tol(n, scale)                  how far two float32 sums of n terms may differ (below)
 local U = {}
 
 function U.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -32,6 +33,16 @@ function U.sh(cmd)
     local rc = tonumber(out:match("rc=(%d+)\n?$"))
     return rc, (out:gsub("rc=%d+\n?$", ""))
 end
+
+-- Floats computed along different paths (another BLAS kernel, another number of query
+-- or batch rows, another thread split) add the same terms in another order, so they may
+-- differ in the last bits; equality is exact only where the path is the same. A float32
+-- sum of n terms, in any order, is within n u sum|terms| of the exact sum to first order
+-- (u = 2^-24, the unit roundoff; Higham, Accuracy and Stability of Numerical Algorithms,
+-- eq. 4.4), so two orders differ by at most 2 n u scale, scale bounding sum|terms|. Each
+-- test says what n and scale are for its path.
+U.F32_U = 2 ^ -24
+function U.f32_tol(n, scale) return 2 * n * U.F32_U * scale end
 
 -- A corpus file of the first `bytes` of the default corpus (or a repeated sentence).
 function U.corpus(path, bytes)
