@@ -310,9 +310,9 @@ local function check_corpus(cfg, corpus)
     end
     if info.val < 1 then
         config_error(("data.path = %s: its validation split is empty: data.val_fraction = %g holds out %d of the "
-            .. "corpus's %d ids (%d bytes): validation needs at least 1; give a larger data.val_fraction (at least "
-            .. "%.3g) or a larger corpus"):format(where, cfg.data.val_fraction, info.val, info.stream, info.bytes,
-                                                   1 / math.max(1, info.stream)))
+            .. "corpus's %d ids (%d bytes in %d documents): validation needs at least 1; give a larger "
+            .. "data.val_fraction (at least %.3g) or a larger corpus"):format(where, cfg.data.val_fraction, info.val,
+                                                   info.stream, info.bytes, info.documents, 1 / math.max(1, info.stream)))
     end
 end
 
