@@ -83,7 +83,7 @@ local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local function basename(p) return (p:gsub("/+$", ""):match("([^/]+)$")) or p end
 local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
 local function readable(p)
-    local f = io.open(p, "rb")
+    local f = require("blt.util").open_read(p)
     if f then f:close() end
     return f ~= nil
 end

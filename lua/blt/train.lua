@@ -687,7 +687,7 @@ function train.run(spec)
     if getmetatable(res) == ConfigError then
         -- every rank meets the same config error, but one may meet it alone (a file on its machine)
         io.stderr:write(dist.size() > 1 and ("[rank %d] "):format(dist.rank()) or "", spec.name, ": ",
-                        tostring(res.msg), "\n")
+                        require("blt.util").message(res), "\n")
         os.exit(train.EXIT.config)
     end
     error(res, 0)
