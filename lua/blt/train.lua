@@ -643,7 +643,11 @@ local function run_inner(spec)
     run.model = spec.M.build(cfg, t.seed, source)
     run.opt = optim.AdamW(run.model, {lr = t.lr, beta1 = t.beta1, beta2 = t.beta2, eps = t.eps,
                                       weight_decay = t.weight_decay})
-    run.sampler = corpus:sampler {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed}
+    -- a corpus too short for one row is the user's mistake, not a bug
+    local util_message = require("blt.util").message
+    local oks, sampler = pcall(corpus.sampler, corpus, {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed})
+    if not oks then config_error(table.concat(corpus.paths, ", ") .. ": " .. util_message(sampler)) end
+    run.sampler = sampler
     if saved then
         local okr, err = pcall(models.load_into, run.model, saved, {path = flags.resume})
         if not okr then config_error(err) end
