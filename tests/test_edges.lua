@@ -438,6 +438,26 @@ do
     T.ok(#bad == 0, ("%d script reader x bad file cases: status 2 in time, one line naming the path, no position"):format(cases),
          table.concat(bad, "\n"))
 
+    -- class 7 for every script in scripts/ and experiments/ x bad settings
+    local settings = {"nosuchkey=1", "--config " .. q(bad_files.fifo), "--config " .. q(bad_files.folder),
+                      "--config " .. q(bad_files.text), "--resume " .. q(bad_files.truncated)}
+    local scases, sbad = 0, {}
+    for _, folder in ipairs {"scripts", "experiments"} do
+        local files = core.listdir(folder)
+        table.sort(files)
+        for _, f in ipairs(files) do
+            if f:match("%.lua$") then
+                for _, a in ipairs(settings) do
+                    local rc, err = run(("%s %s/%s %s"):format(bin, folder, f, a))
+                    scases = scases + 1
+                    local why = unclear(rc, err)
+                    if why then sbad[#sbad + 1] = ("%s/%s %s: %s:\n%s"):format(folder, f, a, why, err) end
+                end
+            end
+        end
+    end
+    T.ok(#sbad == 0, ("%d script x bad setting cases: status 2 in one line, no position"):format(scases), table.concat(sbad, "\n"))
+
     -- the library's readers, each in a process of its own (a blocked open would hang this one)
     local probe = dir .. "/probe.lua"
     U.write(probe, [[
