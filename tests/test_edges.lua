@@ -338,6 +338,12 @@ do
         T.ok(rc == 0 and U.read(ck), "a tiny " .. r[1] .. " checkpoint", out)
         kinds[#kinds + 1] = {name = r[1], script = r[2], ck = ck}
     end
+    -- the ByteLM's run with an SGD optimiser's state (the library has SGD; the scripts use AdamW)
+    local run = checkpoint.load(kinds[1].ck)
+    run.optim.kind, run.optim.v = "SGD", nil
+    assert(core.mkdir(dir .. "/ck/sgd"))
+    checkpoint.save(dir .. "/ck/sgd/checkpoint.h5", run)
+    kinds[#kinds + 1] = {name = "sgd_state", ck = dir .. "/ck/sgd/checkpoint.h5"}
 end
 
 -- Runs a command under a time limit: status (124 when it hung), the stderr text. A FIFO
@@ -382,10 +388,10 @@ do
             check(name .. " with a " .. k.name .. " checkpoint", rc, err)
         end
         for _, other in ipairs(kinds) do
-            for _, fork in ipairs {"", " --fork fork_" .. k.name .. "_" .. other.name} do
-                local rc, err = run(("%s experiments/%s.lua --resume %s%s"):format(bin, other.script, ck, fork))
+            if other.script then for _, fork in ipairs {"", " --fork fork_" .. k.name .. "_" .. other.name} do
+                local rc, err = run(("%s experiments/%s.lua --resume %s%s train.steps=3"):format(bin, other.script, ck, fork))
                 check(("%s --resume%s with a %s checkpoint"):format(other.script, fork ~= "" and " --fork" or "", k.name), rc, err)
-            end
+            end end
         end
     end
     T.ok(#bad == 0, ("%d script x checkpoint-kind cases: they work or say why in one line with status 2"):format(cases),

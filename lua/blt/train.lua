@@ -228,6 +228,11 @@ local function resume_config(defaults, cfg, flags)
         config_error(("%s holds no optimiser or sampler state (/optim, /state): it is a model, not a run to "
             .. "resume"):format(flags.resume))
     end
+    -- the training scripts' optimiser is AdamW: another's state (SGD's, from the library) cannot continue it
+    if saved.optim.kind ~= nil and saved.optim.kind ~= "AdamW" then
+        config_error(("%s holds the state of a %s optimiser; the training scripts continue AdamW only")
+            :format(flags.resume, tostring(saved.optim.kind)))
+    end
     local okm, base = pcall(config.merge, defaults, saved.config or {}, flags.resume)
     if not okm then config_error(base) end
     -- checkpoints written before train.total_steps existed: the schedule spanned train.steps
@@ -651,8 +656,12 @@ local function run_inner(spec)
     if saved then
         local okr, err = pcall(models.load_into, run.model, saved, {path = flags.resume})
         if not okr then config_error(err) end
-        run.opt:load_state({kind = saved.optim.kind, step = saved.optim.step, m = saved.optim.m, v = saved.optim.v})
-        run.sampler:set_state(saved.state.rng)
+        -- another optimiser's state (SGD's has no v) or a damaged sampler state: the checkpoint's fault
+        local oko, erro = pcall(function()
+            run.opt:load_state({kind = saved.optim.kind, step = saved.optim.step, m = saved.optim.m, v = saved.optim.v})
+            run.sampler:set_state(saved.state.rng)
+        end)
+        if not oko then config_error(("--resume %s: %s"):format(flags.resume, require("blt.util").message(erro))) end
         run.step = saved.step
         run.saved_step = saved.step
         run.elapsed0 = tonumber(saved.state.elapsed) or 0
