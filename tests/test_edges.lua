@@ -398,6 +398,25 @@ do
          table.concat(bad, "\n"))
 end
 
+-- class 4 end to end: a model whose logits overflow to inf/NaN (finite but huge head
+-- weights), at every sampling setting: generate.lua stops with status 2 and one line
+do
+    local saved = checkpoint.load(kinds[1].ck)
+    saved.params.head:fill(3e38)
+    checkpoint.save(dir .. "/overflow.h5", saved)
+    local cases, bad = 0, {}
+    for _, setting in ipairs {"temperature=0", "temperature=0.8", "temperature=1 top_k=5", "temperature=2 top_p=0.5",
+                              "temperature=0 eos=false", "temperature=0.8 cache=false"} do
+        local rc, err = run(("%s scripts/generate.lua n=5 model=%s %s hi"):format(bin, q(dir .. "/overflow.h5"), setting))
+        cases = cases + 1
+        if rc ~= 2 or not err:find("^generate: blt%.generate: ") or select(2, err:gsub("\n", "")) ~= 1 then
+            bad[#bad + 1] = ("%s: status %s: %s"):format(setting, tostring(rc), err)
+        end
+    end
+    T.ok(#bad == 0, ("%d sampling settings with overflowing logits: generate.lua says so with status 2"):format(cases),
+         table.concat(bad, "\n"))
+end
+
 -- classes 3 and 7: every reader of a user-given file x a FIFO, a folder, and other bad
 -- files: status 2 (or a Lua error) within the time limit, one line, no position.
 do
