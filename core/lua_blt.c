@@ -110,7 +110,7 @@ static int l_hash_file(lua_State *L)
     return 1;
 }
 
-/* file_kind(path) -> "file", "directory", "fifo", "socket", "character device",
+/* file_kind(path) -> "file", "folder", "fifo", "socket", "character device",
  * "block device" or "other" (symbolic links followed), or nil and "path: reason".
  * stat() never blocks, so readers ask this before opening a path a user gave. */
 static int l_file_kind(lua_State *L)
@@ -123,7 +123,7 @@ static int l_file_kind(lua_State *L)
         return 2;
     }
     lua_pushstring(L, S_ISREG(st.st_mode)    ? "file"
-                      : S_ISDIR(st.st_mode)  ? "directory"
+                      : S_ISDIR(st.st_mode)  ? "folder"
                       : S_ISFIFO(st.st_mode) ? "fifo"
                       : S_ISSOCK(st.st_mode) ? "socket"
                       : S_ISCHR(st.st_mode)  ? "character device"

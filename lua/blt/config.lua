@@ -270,7 +270,7 @@ local function readable(path)
     -- opening a FIFO (or a device) would wait for a writer: only files and folders are opened
     local kind, why = require("blt.core").file_kind(path)
     if not kind then return "cannot be read (" .. why .. ")" end
-    if kind ~= "file" and kind ~= "directory" then return "is a " .. kind .. ", not a regular file or a folder" end
+    if kind ~= "file" and kind ~= "folder" then return "is a " .. kind .. ", not a regular file or a folder" end
     local f = io.open(path, "rb")
     if not f then
         local _, err = io.open(path, "rb")

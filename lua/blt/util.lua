@@ -78,7 +78,7 @@ function util.exists(path)
         if f then f:close() return true end
         return false
     end
-    if kind == "directory" then return core.listdir(path) ~= nil end
+    if kind == "folder" then return core.listdir(path) ~= nil end
     return kind ~= nil
 end
 
