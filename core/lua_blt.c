@@ -221,5 +221,6 @@ int luaopen_blt_core(lua_State *L)
     bltL_open_run(L);
     bltL_open_bpe(L);
     bltL_open_dist(L);
+    bltL_open_proc(L);
     return 1;
 }

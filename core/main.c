@@ -8,6 +8,7 @@
 #include "thread.h"
 #include <lauxlib.h>
 #include <limits.h>
+#include <signal.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +185,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "blt: cannot create the Lua state (out of memory)\n");
         return 1;
     }
+    /* a file-size limit (ulimit -f) makes a write fail with EFBIG, which the writer
+     * reports with the file's name (the last checkpoint kept), instead of killing us */
+    signal(SIGXFSZ, SIG_IGN);
     luaL_openlibs(L);
     setup_paths(L, argv[0]);
     int status = LUA_OK;

@@ -300,7 +300,7 @@ if cfg.study ~= "compute_optimal" then
                 series[#series + 1] = {name = ("%s (%s)"):format(r.scheme, r.size), x = r.curve.flops, y = r.curve.bpb, style = "linespoints"}
                 if r.co_flops then cx[#cx + 1], cy[#cy + 1] = r.co_flops, r.co_bpb end
             end
-            if #cx > 0 then series[#series + 1] = {name = "compute-optimal", x = cx, y = cy, style = "points pt 6 ps 3 lc rgb 'black'"} end
+            if #cx > 0 then series[#series + 1] = {name = "compute-optimal", x = cx, y = cy, style = "points pt 6 ps 3", color = "#000000"} end
             local png = plot.lines {path = out .. "/fixed_inference.png", logx = true, xlabel = "training FLOPs",
                                     ylabel = "validation bits per byte", series = series,
                                     title = ("Fixed inference budget (%.3g FLOP/byte), trained %gx past compute-optimal"):format(budget, overtrain)}

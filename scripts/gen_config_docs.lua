@@ -17,7 +17,6 @@ if not opts then return end -- --help
 local root = (arg[0]:match("^(.*)/scripts/[^/]*$") or ".")
 local bin = os.getenv("BLT_BIN") or (root .. "/blt")
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 local function scripts()
     local out = {}
@@ -49,9 +48,11 @@ keys that say how long and how the run goes on may change: `train.steps`, `train
 (a new run in `out.dir/NAME` from the checkpoint, where every key may change).
 ]]}
 for _, s in ipairs(scripts()) do
-    local p = io.popen(("cd %s && %s %s --help 2>&1"):format(q(root), q(bin), q(s)))
-    local help = p:read("a")
-    p:close()
+    -- run in the repository root (the help shows relative paths), output in a private file
+    local tmp = assert(core.mkdtemp())
+    core.spawn({bin, s, "--help"}, {cwd = root, stdin = "/dev/null", stdout = tmp .. "/help", stderr = tmp .. "/help"})
+    local help = require("blt.util").read_file(tmp .. "/help") or ""
+    core.rm_rf(tmp)
     parts[#parts + 1] = ("## %s\n\n```\n%s```\n"):format(s, help)
 end
 local text = table.concat(parts, "\n")

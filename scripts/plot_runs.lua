@@ -142,7 +142,10 @@ if not plot.available() then
     os.exit(1)
 end
 local out_dir = dirname(opts.out)
-if out_dir ~= "." then os.execute("mkdir -p '" .. out_dir:gsub("'", "'\\''") .. "'") end
+if out_dir ~= "." then
+    local okd, errd = core.mkdir(out_dir)
+    if not okd then fail("out=%s: %s", opts.out, errd) end
+end
 local xlabel = ({step = "step", bytes = "training bytes seen", flops = "training FLOPs"})[opts.x]
 local ok, err = pcall(plot.lines, {path = opts.out, series = series, xlabel = xlabel, ylabel = "bits per byte",
     logx = opts.logx, logy = opts.logy, title = opts.title or ("training loss and validation, bits per byte, by " .. xlabel)})

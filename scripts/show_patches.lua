@@ -183,7 +183,7 @@ local function read_text(o)
         f:close()
         return s
     end
-    if not o.file and os.execute("test -t 0") then
+    if not o.file and require("blt.core").isatty(0) then
         io.stderr:write("show_patches: reading the text from stdin (end with Ctrl-D; --help for usage)\n")
     end
     return io.read("a") or ""
@@ -254,7 +254,7 @@ function M.main(args)
         if o.help then print(M.usage .. "\n\nkeys (default, meaning; allowed values):\n" .. config.help(M.defaults, M.docs, M.rules)) return 0 end
         local color = o.color
         if color == nil then
-            color = os.getenv("NO_COLOR") == nil and os.getenv("TERM") ~= "dumb" and os.execute("test -t 1") == true
+            color = os.getenv("NO_COLOR") == nil and os.getenv("TERM") ~= "dumb" and require("blt.core").isatty(1)
         end
         local text = read_text(o)
         local p, note = M.resolve(o, text)

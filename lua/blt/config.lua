@@ -20,7 +20,8 @@
 -- A rule is a comparison ("> 0", ">= 1", "<= 64"), an interval ("(0, 1)", "[0, 1)"),
 -- a list of allowed values, "readable" (a file or a folder of files that can be read
 -- and is not empty) or a function(value) returning nil or a message. Every number
--- must also be finite.
+-- must also be finite. A comparison or interval followed by " float32" ("> 0 float32")
+-- is for a value C receives as a float: it must also be a normal float32 or 0.
 local config = {}
 
 local MAX_DEPTH, MAX_ENTRIES = 8, 10000 -- bounds on a config file's table
@@ -290,9 +291,35 @@ local function readable(path)
     return nil
 end
 
+-- float32's largest finite value and smallest normal one (FLT_MAX, FLT_MIN)
+config.FLT_MAX, config.FLT_MIN = 3.4028234663852886e38, 1.1754943508222875e-38
+
+local check_rule
+
+-- A rule ending in " float32" (e.g. "> 0 float32") is for a value the C core receives
+-- as a float: it must be 0 or a normal float32 (no overflow to inf, no underflow to a
+-- subnormal or 0), and the rest of the rule must hold for the float32 it rounds to
+-- (beta1 = 0.99999999 becomes 1, outside "[0, 1)").
+local function check_float32(rule, v)
+    if type(v) ~= "number" then return "must be a number" end
+    if v ~= v then return "must be a number, not NaN" end
+    local a = math.abs(v)
+    if a > config.FLT_MAX then return ("must be at most %.7g in magnitude (it reaches C as a float32)"):format(config.FLT_MAX) end
+    if v ~= 0 and a < config.FLT_MIN then
+        return ("is below %.7g, the smallest normal float32 (C receives it as a float32: 0 or a subnormal)")
+            :format(config.FLT_MIN)
+    end
+    local msg = check_rule(rule, v)
+    if msg then return msg end
+    local f = string.unpack("f", string.pack("f", v))
+    msg = check_rule(rule, f)
+    if msg then return ("is %.9g as a float32 (which C receives), which %s"):format(f, msg) end
+end
+
 -- One rule applied to one value: nil when it holds, else what is wrong.
-local function check_rule(rule, v)
+function check_rule(rule, v)
     if type(rule) == "function" then return rule(v) end
+    if type(rule) == "string" and rule:match("%sfloat32$") then return check_float32(rule:gsub("%s+float32$", ""), v) end
     if type(rule) == "table" then
         for _, allowed in ipairs(rule) do if v == allowed then return nil end end
         local names = {}
@@ -315,6 +342,10 @@ local function check_rule(rule, v)
     end
     error("config: bad rule " .. tostring(rule))
 end
+
+-- check_rule(rule, value) -> nil when the value satisfies the rule, else what is wrong
+-- (for modules that bound their own options with the same rules).
+config.check_rule = check_rule
 
 -- Text of a rule for --help.
 function config.rule_text(rule)

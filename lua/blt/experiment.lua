@@ -127,6 +127,19 @@ function experiment.with_common(defaults, docs, rules, families)
         "mpirun hostfile of the machines the runs spread over (with ranks > 1)", "readable"
     defaults.args, docs.args = {all = ""}, {all = words.all}
     for _, f in ipairs(families) do defaults.args[f], docs.args[f] = "", words[f] end
+    -- args.* are checked here, with the rest of the command line, against the keys of the
+    -- runs they go to: a typo stops the script before anything trains
+    local kinds = {blt = "blt", bytelm = "bytelm", bpe = "bpe_lm", entropy = "bytelm"}
+    local function words_rule(fams)
+        return function(v)
+            for _, f in ipairs(fams) do
+                local msg = require("blt.train").words_problem(kinds[f], require("blt.sweep").split_words(v))
+                if msg then return ("%s (for the %s runs; each word is key=value, separated by spaces)"):format(msg, f) end
+            end
+        end
+    end
+    rules["args.all"] = words_rule(families)
+    for _, f in ipairs(families) do rules["args." .. f] = words_rule({f}) end
     return defaults, docs, rules
 end
 

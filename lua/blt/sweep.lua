@@ -5,7 +5,7 @@
 --   local s = sweep.new{dir = "runs/compare", name = "compare_patching" [, ranks = 2, hostfile = "hosts"]}
 --   local r = s:run{id = "entropy-s1", script = "experiments/train_blt.lua",
 --                   args = {["patching.scheme"] = "entropy", ["train.steps"] = 200, ...},
---                   extra = "model.global.dim=384"}          -- raw key=value words, optional
+--                   extra = "model.global.dim=384"}          -- key=value words (split at spaces), optional
 --   r.result (result.json), r.config (config.json), r.history (metrics rows), r.dir, r.skipped
 --
 -- Each point is an ordinary training run in dir/<id>, run as a child process of the
@@ -32,8 +32,6 @@ local sweep = {}
 local Sweep = {}
 Sweep.__index = Sweep
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
 local read, exists = util.read_file, util.exists
 
 -- The launcher this process runs under (./blt, or the sanitizer build in `make asan`).
@@ -41,15 +39,20 @@ function sweep.launcher()
     return os.getenv("BLT_BIN") or (arg and arg[-1]) or "./blt"
 end
 
--- The command prefix that runs a point on `ranks` processes (data parallel, blt.dist):
--- mpirun with --bind-to none (each rank sizes its own thread pool), the hostfile when
--- given, and Open MPI's permission to run as root when this is root. "" for one process.
-function sweep.mpi_prefix(ranks, hostfile)
-    if not ranks or ranks <= 1 then return "" end
-    local root = os.getenv("USER") == "root" or (io.popen("id -u"):read("l") == "0")
-    return ("%smpirun %s--bind-to none%s -np %d "):format(
-        root and "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " or "",
-        root and "--allow-run-as-root " or "", hostfile and (" --hostfile " .. q(hostfile)) or "", ranks)
+-- The argument vector that runs a point on `ranks` processes (data parallel,
+-- blt.dist) before the launcher's own, and the environment it adds: mpirun with
+-- --bind-to none (each rank sizes its own thread pool), the hostfile when given, and
+-- Open MPI's permission to run as root when this is root. {} and nil for one process.
+-- Points run without a shell (core.spawn): no word of a command is ever re-read.
+function sweep.mpi_argv(ranks, hostfile)
+    if not ranks or ranks <= 1 then return {}, nil end
+    local root = core.getuid() == 0
+    local argv = {"mpirun"}
+    if root then argv[#argv + 1] = "--allow-run-as-root" end
+    for _, w in ipairs {"--bind-to", "none"} do argv[#argv + 1] = w end
+    if hostfile then argv[#argv + 1], argv[#argv + 2] = "--hostfile", hostfile end
+    argv[#argv + 1], argv[#argv + 2] = "-np", tostring(ranks)
+    return argv, root and {OMPI_ALLOW_RUN_AS_ROOT = "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1"} or nil
 end
 
 -- A repository script's path (experiments/..., scripts/...), wherever the sweep runs from.
@@ -64,19 +67,55 @@ function sweep.new(o)
     end
     local ok, err = core.mkdir(o.dir)
     if not ok then error("blt.sweep.new: " .. tostring(err), 2) end
+    local prefix, env = sweep.mpi_argv(o.ranks, o.hostfile)
     return setmetatable({dir = o.dir, name = o.name or "sweep", log = o.log or io.stderr,
-                         prefix = sweep.mpi_prefix(o.ranks, o.hostfile), ran = 0, skipped = 0, failed = 0}, Sweep)
+                         prefix = prefix, env = env, ran = 0, skipped = 0, failed = 0}, Sweep)
+end
+
+-- The extra words (args.* of an experiment) of a point: split at white space, one
+-- argument each; every one must be key=value (experiment.lua checks the keys against
+-- the training scripts' before anything runs).
+function sweep.split_words(extra)
+    local out = {}
+    for w in tostring(extra or ""):gmatch("%S+") do out[#out + 1] = w end
+    return out
 end
 
 -- The words of a point's command line: sorted key=value pairs, then its extra words.
-local function words(p)
+function sweep.point_words(p)
     local keys = {}
     for k in pairs(p.args or {}) do keys[#keys + 1] = k end
     table.sort(keys)
     local w = {}
-    for _, k in ipairs(keys) do w[#w + 1] = q(k .. "=" .. tostring(p.args[k])) end
-    if p.extra and p.extra ~= "" then w[#w + 1] = p.extra end
-    return table.concat(w, " ")
+    for _, k in ipairs(keys) do w[#w + 1] = k .. "=" .. tostring(p.args[k]) end
+    for _, x in ipairs(sweep.split_words(p.extra)) do w[#w + 1] = x end
+    return w
+end
+
+-- The argument vector of a point: [mpirun ...] launcher script words..., then the
+-- run's own (resume: --resume CHECKPOINT; else out.dir, out.name, out.overwrite).
+function Sweep:argv(p, resume, fresh)
+    local argv = {}
+    for _, w in ipairs(self.prefix or {}) do argv[#argv + 1] = w end
+    argv[#argv + 1] = sweep.launcher()
+    argv[#argv + 1] = sweep.script_path(p.script)
+    if resume then argv[#argv + 1], argv[#argv + 2] = "--resume", resume end
+    for _, w in ipairs(sweep.point_words(p)) do argv[#argv + 1] = w end
+    if not resume then
+        argv[#argv + 1] = "out.dir=" .. self.dir
+        argv[#argv + 1] = "out.name=" .. p.id
+        if fresh then argv[#argv + 1] = "out.overwrite=true" end
+    end
+    return argv
+end
+
+-- A command as it could be typed again (for messages only: it is never run by a shell).
+local function shown(argv)
+    local t = {}
+    for i, w in ipairs(argv) do
+        t[i] = w:match("^[%w_./=,:+%-]+$") and w or ("'" .. w:gsub("'", "'\\''") .. "'")
+    end
+    return table.concat(t, " ")
 end
 
 -- Keys of the point's args whose value differs from the finished run's config
@@ -132,19 +171,19 @@ function Sweep:run(p)
             return r
         end
     end
-    local cmd
-    local out = ("out.dir=%s out.name=%s"):format(q(self.dir), q(p.id))
+    local argv
     if has_ckpt then
         self.log:write(("%s: %s resumes from its checkpoint\n"):format(self.name, p.id))
-        cmd = ("%s%s %s --resume %s %s"):format(self.prefix, q(sweep.launcher()), q(sweep.script_path(p.script)),
-                                             q(dir .. "/checkpoint.h5"), words(p))
+        argv = self:argv(p, dir .. "/checkpoint.h5")
     else
-        local fresh = exists(dir) and "out.overwrite=true" or ""
         self.log:write(("%s: %s starts\n"):format(self.name, p.id))
-        cmd = ("%s%s %s %s %s %s"):format(self.prefix, q(sweep.launcher()), q(sweep.script_path(p.script)), words(p), out, fresh)
+        argv = self:argv(p, nil, exists(dir))
     end
     io.stdout:flush()
-    local _, how, status = os.execute(cmd)
+    local _, how, status = core.spawn(argv, {env = self.env})
+    if how == "error" then
+        error(("%s: point %s could not start (%s); its command was:\n  %s"):format(self.name, p.id, status, shown(argv)), 0)
+    end
     if how == "signal" then status = 128 + status end
     self.ran = self.ran + 1
     if status == 129 or status == 130 or status == 143 then
@@ -161,7 +200,7 @@ function Sweep:run(p)
         return r
     end
     if status ~= 0 then
-        error(("%s: point %s failed with status %d; its command was:\n  %s"):format(self.name, p.id, status, cmd), 0)
+        error(("%s: point %s failed with status %d; its command was:\n  %s"):format(self.name, p.id, status, shown(argv)), 0)
     end
     local r = collect(p, dir)
     if r.result.exit_reason ~= "finished" then -- train.stop_at or train.time_limit: not done yet

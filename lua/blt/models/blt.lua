@@ -53,7 +53,7 @@ end
 
 -- Rules for blt.config (keys relative to the model section).
 BLT.model_rules = {
-    dim = int_ge(2), heads = int_ge(1), k = int_ge(1), multiple_of = int_ge(1), rope_theta = "> 0", norm_eps = "> 0",
+    dim = int_ge(2), heads = int_ge(1), k = int_ge(1), multiple_of = int_ge(1), rope_theta = "> 0", norm_eps = "> 0 float32",
     ["encoder.layers"] = int_ge(1), ["encoder.window"] = int_ge(1),
     ["global.dim"] = int_ge(2), ["global.layers"] = int_ge(1), ["global.heads"] = int_ge(1), ["global.window"] = int_ge(0),
     ["decoder.layers"] = int_ge(1), ["decoder.window"] = int_ge(1), ["cross.heads"] = int_ge(1),

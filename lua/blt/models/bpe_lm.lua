@@ -46,13 +46,14 @@ BpeLM.rules = {
     end,
     ["bpe.train_bytes"] = int_ge(0), ["bpe.min_count"] = int_ge(1), ["bpe.merges"] = int_ge(0),
 }
+for k, v in pairs(ByteLM.rules) do BpeLM.rules[k] = v end -- the model section is the ByteLM's
 
 function BpeLM.check(cfg)
     ByteLM.check_config(cfg.model)
     local b = cfg.bpe
     for key, rule in pairs(BpeLM.rules) do
         local k = key:match("^bpe%.(.*)$")
-        local msg = rule(b[k])
+        local msg = k and rule(b[k])
         if msg then error(("%s = %s %s"):format(key, tostring(b[k]), msg), 0) end
     end
     if b.merges > b.vocab - ids.VOCAB then

@@ -58,7 +58,7 @@ end
 ByteLM.kind = "bytelm"
 ByteLM.sections = {model = ByteLM.defaults}
 ByteLM.docs = {model = ByteLM.model_docs}
-ByteLM.rules = {}
+ByteLM.rules = {["model.norm_eps"] = "> 0 float32"} -- RMSNorm receives it as a float
 function ByteLM.check(cfg) ByteLM.check_config(cfg.model) end
 function ByteLM.count_params(cfg) return ByteLM.param_count(cfg.model) end
 function ByteLM.build(cfg, seed) return ByteLM.new(cfg.model, seed) end
