@@ -683,9 +683,10 @@ end
 local function check_val_split(cfg, corpus)
     local info = corpus:info()
     if info.val < 1 then
-        config_error(("data.val_fraction = %g holds out %d of the corpus's %d ids (%d bytes): validation needs at "
-            .. "least 1; give a larger data.val_fraction (at least %.3g) or a larger corpus")
-            :format(cfg.data.val_fraction, info.val, info.stream, info.bytes, 1 / math.max(1, info.stream)))
+        config_error(("data.val_fraction = %g holds out %d of the corpus's %d ids (%d bytes in %s): validation "
+            .. "needs at least 1; give a larger data.val_fraction (at least %.3g) or a larger corpus")
+            :format(cfg.data.val_fraction, info.val, info.stream, info.bytes, table.concat(corpus.paths, ", "),
+                    1 / math.max(1, info.stream)))
     end
 end
 
