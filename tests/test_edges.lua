@@ -175,6 +175,18 @@ do
         transpose = function(s) return {x(s)}, function(a) return blt.transpose(a, 1, 3):contiguous() end end,
         reshape = function(s) return {x(s)}, function(a) return blt.reshape(a, {-1, s[3]}) end end,
         clone = function(s) return {blt.randn(s, 1)}, function(a) return a:clone() end end,
+        contiguous = function(s) return {x(s)}, function(a) return blt.transpose(a, 2, 3):contiguous() end end,
+        fill = function(s) return {blt.zeros(s)}, function(a) a:fill(3) return a end end,
+        copy = function(s) return {blt.zeros(s), blt.randn(s, 2)}, function(a, b) a:copy(b) return a end end,
+        float = function(s) return {ids(s, 3, 8)}, function(t) return t:float() end end,
+        int = function(s) return {blt.randn(s, 1)}, function(a) return a:int() end end,
+        item = function(s) return {blt.randn(s, 1)}, function(a) return a:item() end, true end, -- no element to give
+        zeros = function(s) return {}, function() return blt.zeros(s) end end,
+        ones = function(s) return {}, function() return blt.ones(s) end end,
+        full = function(s) return {}, function() return blt.full(s, 2.5) end end,
+        randn = function(s) return {}, function() return blt.randn(s, 3) end end,
+        rand = function(s) return {}, function() return blt.Generator(3):rand(s) end end,
+        tensor = function(s) return {}, function() return blt.tensor({}):reshape(s) end end,
         l2norm = function(s) return {blt.randn(s, 1)}, core.nn_l2norm end,
         count_ne = function(s) return {ids(s, 3, 7)}, function(t) return core.nn_count_ne(t, 1) end end,
     }
