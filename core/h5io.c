@@ -645,7 +645,8 @@ blt_status blt_h5_open(blt_h5 **out, const char *path, int flags)
     *out = NULL;
     blt_h5u_init();
     if (!path || !path[0]) return blt_fail(BLT_EINVAL, "%s: empty path", fn);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO would block open() until a writer came; fstat below refuses it */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return blt_fail(BLT_EIO, "%s: %s: %s", fn, path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

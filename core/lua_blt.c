@@ -7,10 +7,13 @@
 #include "ops.h"
 #include "thread.h"
 #include <lauxlib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,14 +85,50 @@ static void push_hex(lua_State *L, uint64_t h)
 static int l_hash_file(lua_State *L)
 {
     const char *path = bltL_name(L, 1, "hash_file", "path");
-    FILE *f = fopen(path, "rb");
-    if (!f) { lua_pushnil(L); lua_pushfstring(L, "cannot open %s", path); return 2; }
+    /* O_NONBLOCK: opening a FIFO would wait for a writer; fstat then refuses it */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: not a regular file", path);
+        return 2;
+    }
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot open %s", path);
+        return 2;
+    }
     unsigned char buf[65536];
     uint64_t h = 0xcbf29ce484222325ULL;
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = fnv1a(h, buf, n);
     fclose(f);
     push_hex(L, h);
+    return 1;
+}
+
+/* file_kind(path) -> "file", "folder", "fifo", "socket", "character device",
+ * "block device" or "other" (symbolic links followed), or nil and "path: reason".
+ * stat() never blocks, so readers ask this before opening a path a user gave. */
+static int l_file_kind(lua_State *L)
+{
+    const char *path = bltL_name(L, 1, "file_kind", "path");
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    lua_pushstring(L, S_ISREG(st.st_mode)    ? "file"
+                      : S_ISDIR(st.st_mode)  ? "folder"
+                      : S_ISFIFO(st.st_mode) ? "fifo"
+                      : S_ISSOCK(st.st_mode) ? "socket"
+                      : S_ISCHR(st.st_mode)  ? "character device"
+                      : S_ISBLK(st.st_mode)  ? "block device"
+                                             : "other");
     return 1;
 }
 
@@ -141,7 +180,7 @@ static int l_token_ids(lua_State *L)
 
 static const luaL_Reg runtime[] = {
     {"mac_counter", l_mac_counter}, {"mac_counter_reset", l_mac_counter_reset},
-    {"hash_file", l_hash_file}, {"hash_tensor", l_hash_tensor},
+    {"hash_file", l_hash_file}, {"file_kind", l_file_kind}, {"hash_tensor", l_hash_tensor},
     {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
     {"isatty", l_isatty}, {"rss", l_rss}, {"token_ids", l_token_ids}, {NULL, NULL}};
 

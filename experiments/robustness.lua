@@ -74,7 +74,7 @@ end
 local function basename(p) return (p:gsub("/+$", ""):match("([^/]+)$")) or p end
 local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
 local function readable(p)
-    local f = io.open(p, "rb")
+    local f = require("blt.util").open_read(p)
     if f then f:close() end
     return f ~= nil
 end

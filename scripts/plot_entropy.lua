@@ -115,7 +115,7 @@ function M.main(args)
             if o.file then fail("give the text either as arguments or with file=PATH, not both") end
             text = table.concat(o.words, " ")
         elseif o.file and o.file ~= "-" then
-            local f, err = io.open(o.file, "rb")
+            local f, err = require("blt.util").open_read(o.file)
             if not f then fail("cannot read file=%s: %s", o.file, err) end
             text = f:read("a")
             f:close()
@@ -151,7 +151,7 @@ function M.main(args)
         return 0
     end)
     if ok then return status end
-    local msg = type(status) == "table" and status.msg or tostring(status)
+    local msg = type(status) == "table" and require("blt.util").message(status) or tostring(status)
     io.stderr:write("plot_entropy: ", msg, "\n")
     return type(status) == "table" and 2 or 1
 end

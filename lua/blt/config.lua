@@ -208,6 +208,9 @@ end
 
 -- Runs a --config file with no globals and a bounded instruction budget.
 local function load_config_file(path)
+    local f, why = require("blt.util").open_read(path) -- loadfile would wait forever on a FIFO
+    if not f then error(("config: cannot read %s"):format(why), 0) end
+    f:close()
     local chunk, err = loadfile(path, "t", {})
     if not chunk then error(("config: cannot read %s: %s"):format(path, err), 0) end
     local co = coroutine.create(chunk)
@@ -299,6 +302,10 @@ end
 
 local function readable(path)
     if type(path) ~= "string" then return "must be a path" end
+    -- opening a FIFO (or a device) would wait for a writer: only files and folders are opened
+    local kind, why = require("blt.core").file_kind(path)
+    if not kind then return "cannot be read (" .. why .. ")" end
+    if kind ~= "file" and kind ~= "folder" then return "is a " .. kind .. ", not a regular file or a folder" end
     local f = io.open(path, "rb")
     if not f then
         local _, err = io.open(path, "rb")
@@ -486,8 +493,7 @@ function config.script(s)
     end
     if ok then ok, cfg = pcall(function() config.check(cfg, s.rules, s.defaults) return cfg end) end
     if not ok then
-        io.stderr:write(s.name, ": ", tostring(cfg), "\n")
-        os.exit(2)
+        require("blt.util").die(s.name, cfg)
     end
     return cfg, flags
 end

@@ -62,7 +62,7 @@ local function home()
 end
 
 local function exists(path)
-    local f = io.open(path, "rb")
+    local f = util.open_read(path)
     if not f then return false end
     local size = f:seek("end")
     f:close()

@@ -258,6 +258,11 @@ local function resume_config(defaults, cfg, flags)
         config_error(("%s holds no optimiser or sampler state (/optim, /state): it is a model, not a run to "
             .. "resume"):format(flags.resume))
     end
+    -- the training scripts' optimiser is AdamW: another's state (SGD's, from the library) cannot continue it
+    if saved.optim.kind ~= nil and saved.optim.kind ~= "AdamW" then
+        config_error(("%s holds the state of a %s optimiser; the training scripts continue AdamW only")
+            :format(flags.resume, tostring(saved.optim.kind)))
+    end
     local okm, base = pcall(config.merge, defaults, saved.config or {}, flags.resume)
     if not okm then config_error(base) end
     -- checkpoints written before train.total_steps existed: the schedule spanned train.steps
@@ -302,8 +307,9 @@ end
 local function check_corpus(cfg, corpus)
     local info = corpus:info()
     local where = cfg.data.path or table.concat(corpus.paths, ",")
-    if info.train < cfg.train.seq_len then
-        config_error(("data.path = %s: its train split holds %d ids, fewer than train.seq_len = %d (%d bytes in %d "
+    if info.train < cfg.train.seq_len + 1 then
+        config_error(("data.path = %s: its train split holds %d ids, fewer than a row needs (train.seq_len = %d, "
+            .. "and one more for the last target; %d bytes in %d "
             .. "documents, each ending with EOS; data.val_fraction = %g): give a longer corpus, a smaller "
             .. "train.seq_len or another data.val_fraction")
             :format(where, info.train, cfg.train.seq_len, info.bytes, info.documents, cfg.data.val_fraction))
@@ -841,12 +847,20 @@ local function run_inner(spec)
     run.model = spec.M.build(cfg, t.seed, source)
     run.opt = optim.AdamW(run.model, {lr = t.lr, beta1 = t.beta1, beta2 = t.beta2, eps = t.eps,
                                       weight_decay = t.weight_decay})
-    run.sampler = corpus:sampler {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed}
+    -- a corpus too short for one row is the user's mistake, not a bug
+    local util_message = require("blt.util").message
+    local oks, sampler = pcall(corpus.sampler, corpus, {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed})
+    if not oks then config_error(table.concat(corpus.paths, ", ") .. ": " .. util_message(sampler)) end
+    run.sampler = sampler
     if saved then
         local okr, err = pcall(models.load_into, run.model, saved, {path = flags.resume})
         if not okr then config_error(err) end
-        run.opt:load_state({kind = saved.optim.kind, step = saved.optim.step, m = saved.optim.m, v = saved.optim.v})
-        run.sampler:set_state(saved.state.rng)
+        -- another optimiser's state (SGD's has no v) or a damaged sampler state: the checkpoint's fault
+        local oko, erro = pcall(function()
+            run.opt:load_state({kind = saved.optim.kind, step = saved.optim.step, m = saved.optim.m, v = saved.optim.v})
+            run.sampler:set_state(saved.state.rng)
+        end)
+        if not oko then config_error(("--resume %s: %s"):format(flags.resume, require("blt.util").message(erro))) end
         run.step = saved.step
         run.saved_step, run.saved_path = saved.step, flags.resume -- a fork's last good state is its source
         run.elapsed0 = tonumber(saved.state.elapsed) or 0
@@ -889,7 +903,7 @@ function train.run(spec)
     if getmetatable(res) == ConfigError then
         -- every rank meets the same config error, but one may meet it alone (a file on its machine)
         io.stderr:write(dist.size() > 1 and ("[rank %d] "):format(dist.rank()) or "", spec.name, ": ",
-                        tostring(res.msg), "\n")
+                        require("blt.util").message(res), "\n")
         os.exit(train.EXIT.config)
     end
     if getmetatable(res) == WriteError then
