@@ -140,6 +140,16 @@ for _, file in ipairs {"result.json", "config.json"} do
 end
 T.ok(n >= 30 and #bad == 0, ("%d damaged files (result.json, config.json x %d kinds): the sweep stops naming the file")
      :format(n, #DAMAGE), table.concat(bad, "\n"))
+do -- as a script sees it: status 2 and the message alone, no traceback (blt.util.user_error)
+    local text = U.read(pdir .. "/result.json")
+    U.write(pdir .. "/result.json", "")
+    local code = ("local s = require('blt.sweep').new{dir = %q, name = 'test', log = {write = function() end}}; "
+        .. "s:run{id = 'p', script = 'experiments/train_bytelm.lua', args = {}}"):format(dir .. "/damage")
+    local rc, out = U.sh(("%s -e %s"):format(os.getenv("BLT_BIN") or "./blt", U.q(code)))
+    T.ok(rc == 2 and out:find(pdir .. "/result.json is damaged", 1, true) and not out:find("traceback", 1, true),
+         "a damaged point ends a sweep script with status 2, naming the file, without a traceback", out)
+    U.write(pdir .. "/result.json", text)
+end
 do -- and the files as they were: skipped
     local sd = sweep.new {dir = dir .. "/damage", name = "test", log = quiet}
     local ok, r = pcall(sd.run, sd, good)

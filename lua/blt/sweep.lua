@@ -29,6 +29,7 @@ local config = require "blt.config"
 local util = require "blt.util"
 
 local sweep = {}
+local user_error = require("blt.util").user_error
 local Sweep = {}
 Sweep.__index = Sweep
 
@@ -201,8 +202,8 @@ local function read_point_json(self, p, path)
         why = config_damage(t, path)
     end
     if why then
-        error(("%s: point %s: %s is damaged (%s): remove the folder %s to train the point again")
-            :format(self.name, p.id, path, why, path:match("^(.*)/[^/]*$")), 0)
+        user_error(("%s: point %s: %s is damaged (%s): remove the folder %s to train the point again")
+            :format(self.name, p.id, path, why, path:match("^(.*)/[^/]*$")))
     end
     return t
 end
@@ -213,7 +214,7 @@ local function collect(self, p, dir)
     for _, f in ipairs {"result", "config"} do
         local path = ("%s/%s.json"):format(dir, f)
         r[f] = read_point_json(self, p, path)
-        if r[f] == nil then error(("%s: point %s: %s is missing"):format(self.name, p.id, path), 0) end
+        if r[f] == nil then user_error(("%s: point %s: %s is missing"):format(self.name, p.id, path)) end
     end
     r.history = require("blt.train").history(dir .. "/metrics.h5")
     return r
@@ -232,11 +233,11 @@ function Sweep:run(p)
     local has_ckpt = exists(dir .. "/checkpoint.h5")
     if res and res.exit_reason == "finished" then
         local cfg = read_point_json(self, p, dir .. "/config.json")
-        if not cfg then error(("%s: point %s: %s is missing"):format(self.name, p.id, dir .. "/config.json"), 0) end
+        if not cfg then user_error(("%s: point %s: %s is missing"):format(self.name, p.id, dir .. "/config.json")) end
         local bad = mismatches(p, cfg)
         if #bad > 0 then
-            error(("%s: point %s in %s was run with other settings: %s. Use another output folder for a different "
-                .. "experiment"):format(self.name, p.id, dir, table.concat(bad, ", ")), 0)
+            user_error(("%s: point %s in %s was run with other settings: %s. Use another output folder for a different "
+                .. "experiment"):format(self.name, p.id, dir, table.concat(bad, ", ")))
         end
         if not steps or res.step >= steps then
             self.skipped = self.skipped + 1
@@ -275,7 +276,10 @@ function Sweep:run(p)
         return r
     end
     if status ~= 0 then
-        error(("%s: point %s failed with status %d; its command was:\n  %s"):format(self.name, p.id, status, shown(argv)), 0)
+        -- a point refused for its config (2) or its files (4) stops the sweep with the same status
+        local msg = ("%s: point %s failed with status %d; its command was:\n  %s"):format(self.name, p.id, status, shown(argv))
+        if status == 2 or status == 4 then user_error(msg, status) end
+        error(msg, 0)
     end
     local r = collect(self, p, dir)
     if r.result.exit_reason ~= "finished" then -- train.stop_at or train.time_limit: not done yet

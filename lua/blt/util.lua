@@ -107,6 +107,14 @@ function util.about(what, err)
 end
 
 -- Reports a user's mistake as "name: message" on stderr and exits with status 2.
+-- A mistake in the user's input or folders, worded for them: raised as an error that
+-- pcall sees like any other (tostring gives the message), and that ends a script with
+-- exit status `status` (default 2) and the message alone, no traceback (core/main.c).
+util.UserError = {__tostring = function(e) return e.msg end}
+function util.user_error(msg, status)
+    error(setmetatable({msg = tostring(msg), exit_status = status or 2}, util.UserError), 0)
+end
+
 function util.die(name, err)
     io.stderr:write(name, ": ", util.message(err), "\n")
     io.stderr:flush()
