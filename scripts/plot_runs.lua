@@ -54,6 +54,7 @@ local function load_run(arg_path)
         folder, metrics = p, p .. "/metrics.h5"
         if not read_file(metrics) then fail("%s: no metrics.h5 in this folder (is it a run folder?)", arg_path) end
     else
+        if not core.file_kind(p) then fail("%s: no such file or folder", arg_path) end
         local f, why = require("blt.util").open_read(p)
         if not f then fail("%s", why) end
         f:close()

@@ -192,6 +192,7 @@ local SKIP = {
     rm_rf = "removes what is at the given path (tests/test_hostile.lua uses it)",
     lkind = "looks at the given path (tests/test_runfiles.lua covers it)",
     write_file = "writes a file at the given path (tests/test_runfiles.lua covers it)",
+    file_kind = "looks at the given path (tests/test_edges.lua covers it)",
     dist_abort = "ends the whole MPI job (a plain process: prints its message; tests/test_mpi.lua covers the job's end)",
     dist_finalize = "ends MPI in this process for good (tests/test_mpi.lua ends every run with it)",
 }
