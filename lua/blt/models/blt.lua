@@ -193,6 +193,58 @@ function BLT.count_params(cfg, frozen)
     return n
 end
 
+BLT.size_keys = {"model.dim", "model.global.dim", "model.global.layers", "model.hash.buckets"}
+
+-- Mean bytes per patch a config leads to, for the memory estimate: the scheme's own
+-- size, the calibration target, or 2 when a threshold is given as it is (unknown).
+local function mean_patch(pc)
+    local p = 2
+    if pc.scheme == "fixed" then p = pc.size
+    elseif pc.scheme == "byte" then p = 1
+    elseif pc.scheme == "space" then p = 4
+    elseif pc.calibrated > 0 then p = pc.calibrated
+    elseif pc.target > 0 then p = pc.target end
+    if pc.max_patch_len > 0 then p = math.min(p, pc.max_patch_len) end
+    return math.max(1, p)
+end
+
+-- Activations of one row of T bytes (blt.memory.estimate): per byte the encoder and
+-- decoder blocks, the decoder's cross-attention (about 7 d), the hash embeddings
+-- (2 d per n-gram size) and the head; per patch the global blocks and the k slots
+-- (about 12 d each with one pooling and two decoder cross-attentions). The entropy
+-- model's forward (no gradients) and the calibration's are counted too, once setup
+-- has loaded it (o.before_setup: its size is not known yet).
+function BLT.activations(cfg, T, o)
+    local memory = require "blt.memory"
+    local m, pc = cfg.model, cfg.patching
+    local d, k = m.dim, m.k
+    local h = nn.ffn_hidden(d, m.multiple_of)
+    local P = T / mean_patch(pc) + 1
+    local n_ce = m.encoder.cross_every_layer and m.encoder.layers or 1
+    local n_cd = m.decoder.cross_every_layer and m.decoder.layers or 1
+    local out = {
+        {what = "activations of the encoder", floats = T * m.encoder.layers * memory.block(d, h),
+         keys = {"model.encoder.layers", "model.dim"}},
+        {what = "activations of the decoder", floats = T * (m.decoder.layers * memory.block(d, h) + n_cd * 7 * d),
+         keys = {"model.decoder.layers", "model.dim"}},
+        {what = "activations of the global model",
+         floats = P * m.global.layers * memory.block(m.global.dim, nn.ffn_hidden(m.global.dim, m.multiple_of)),
+         keys = {"model.global.layers", "model.global.dim", "a larger patch size"}},
+        {what = "the patch slots", floats = P * k * d * (4 + 4 * n_ce + 2 * n_cd), keys = {"model.k", "model.dim"}},
+        {what = "hash embeddings, norms and logits", floats = T * (2 * #BLT.ngrams(m) * d + 10 * d + memory.head(ids.VOCAB)),
+         keys = {"model.hash.ngrams", "model.dim"}},
+    }
+    if needs_entropy(pc) and not o.before_setup then
+        local blocks, head = ByteLM.position_floats(cfg.entropy, ids.VOCAB)
+        out[#out + 1] = {what = "the entropy model's forward", floats = T * (blocks + head), keys = {"the entropy model"}}
+        if pc.target > 0 and pc.calibrated == 0 then
+            out[#out + 1] = {what = "the calibration's entropies", floats = pc.calib_bytes * (blocks + head),
+                             per_row = false, fixed_len = true, keys = {"patching.calib_bytes"}}
+        end
+    end
+    return out
+end
+
 local function patcher_of(pc, entropy_model)
     local patching = require "blt.patching"
     local o = {scheme = pc.scheme, max_patch_len = pc.max_patch_len > 0 and pc.max_patch_len or nil}
@@ -219,6 +271,8 @@ function BLT.setup(cfg, corpus, log)
               :format(pc.entropy_model, (tostring(em):gsub("^[^\n]-:%d+: ", ""):gsub("^entropy%.load_model: ", ""))), 0)
     end
     for k in pairs(ByteLM.defaults) do cfg.entropy[k] = em.config[k] end
+    local too_big = require("blt.memory").check(BLT, cfg) -- now with the entropy model and its calibration
+    if too_big then error(too_big, 0) end
     if pc.target > 0 and pc.calibrated == 0 then
         local seq = cfg.train and cfg.train.seq_len or 256
         local rows = corpus:sample_windows {split = "train", len = seq, bytes = pc.calib_bytes, seed = pc.calib_seed}

@@ -61,6 +61,21 @@ ByteLM.docs = {model = ByteLM.model_docs}
 ByteLM.rules = {["model.norm_eps"] = "> 0 float32"} -- RMSNorm receives it as a float
 function ByteLM.check(cfg) ByteLM.check_config(cfg.model) end
 function ByteLM.count_params(cfg) return ByteLM.param_count(cfg.model) end
+ByteLM.size_keys = {"model.dim", "model.layers"}
+
+-- Floats a forward of one row keeps per position (blt.memory): the blocks, the
+-- embedding and norms (about 10 dim), the head over `vocab` ids.
+function ByteLM.position_floats(m, vocab)
+    local memory = require "blt.memory"
+    return m.layers * memory.block(m.dim, nn.ffn_hidden(m.dim, m.multiple_of)), 10 * m.dim + memory.head(vocab)
+end
+
+-- Activations of one row of T positions (blt.memory.estimate).
+function ByteLM.activations(cfg, T)
+    local blocks, head = ByteLM.position_floats(cfg.model, ByteLM.VOCAB)
+    return {{what = "activations of the blocks", floats = T * blocks, keys = {"model.layers", "model.dim"}},
+            {what = "embedding, norms and logits", floats = T * head, keys = {"model.dim"}}}
+end
 function ByteLM.build(cfg, seed) return ByteLM.new(cfg.model, seed) end
 
 -- A model config over ByteLM.defaults, checked, and the seed checked: what ByteLM.new
