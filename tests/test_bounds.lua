@@ -177,5 +177,80 @@ do
     T.ok(memory.check(M, cfg, {available = 1e6}) ~= nil, "it does not fit in 1 MB")
 end
 
+-- ---- 3. a --config file cannot escape its budget through the string library ----
+-- Every function of the string library, called as a method on hostile arguments (a
+-- pattern whose matching time is a power of the subject's length, huge counts and
+-- indices), and other hostile files: one child process (under timeout, so a hang
+-- fails instead of hanging the suite) parses each and reports; each must end within
+-- 3 s, a refusal in one short line, and every pattern use and huge rep be refused.
+do
+    local subject = 'local s = ("a"):rep(30000) .. "!"\n'
+    local catastrophic = '("a*"):rep(15) .. "b"'
+    local ARGS = {catastrophic, catastrophic .. ", 1, false", "1 << 40, 1 << 40", '"%99d%99d", 1, 2'}
+    local names = {}
+    for name in pairs(string) do names[#names + 1] = name end
+    table.sort(names)
+    local files, must_refuse = {}, {}
+    for _, name in ipairs(names) do
+        for j, a in ipairs(ARGS) do
+            files[#files + 1] = {("s:%s(%s)"):format(name, a),
+                                 subject .. ("local r = s:%s(%s)\nreturn {train = {seed = 1}}\n"):format(name, a)}
+            local pattern_fn = name == "find" or name == "match" or name == "gmatch" or name == "gsub"
+            if (pattern_fn and j <= 2) or (name == "rep" and j == 3) then must_refuse[#files] = true end
+        end
+    end
+    local function add(what, text) files[#files + 1] = {what, text}; must_refuse[#files] = true end
+    add("s .. s .. s .. s in a loop", 'local s = ("x"):rep(1 << 20)\nwhile true do s = s .. s .. s .. s end\n')
+    add("a 1 MB value of the wrong type", 'return {train = {lr = ("9"):rep(1 << 20)}}\n')
+    add("a 1 MB unknown key", 'return {train = {["x" .. ("9"):rep(1 << 20)] = 1}}\n')
+    add("a 1 MB error", 'error(("e"):rep(1 << 20))\n')
+    add("a 1 MB section name", 'return {[("k"):rep(1 << 20)] = {x = 1}}\n')
+    add("a 1 MB number", 'return {train = {seed = ("9"):rep(1 << 20) .. "e0"}}\n')
+    for i, f in ipairs(files) do U.write(("%s/hostile%d.lua"):format(dir, i), f[2]) end
+    U.write(dir .. "/parse_all.lua", ([[
+local config, core = require "blt.config", require "blt.core"
+for i = 1, %d do
+    local t0 = core.now()
+    local ok, e = pcall(config.parse, {train = {seed = 1, lr = 0.1}}, {"--config", %q .. "/hostile" .. i .. ".lua"})
+    io.write(i, "	", ok and "accepted" or "refused", "	", ("%%.2f"):format(core.now() - t0), "	",
+             ok and "" or (tostring(e):gsub("\n", "\\n")), "\n")
+    io.flush()
+end
+]]):format(#files, dir))
+    local rc, out = U.sh(("timeout 120 %s %s"):format(bin, U.q(dir .. "/parse_all.lua")))
+    local seen, good, slowest = 0, 0, 0
+    for line in out:gmatch("[^\n]+") do
+        local i, verdict, dt, msg = line:match("^(%d+)\t(%a+)\t([%d.]+)\t(.*)$")
+        i, dt = tonumber(i), tonumber(dt)
+        if i then
+            seen = seen + 1
+            slowest = math.max(slowest, dt)
+            local ok = dt < 3 and (verdict == "accepted" and not must_refuse[i] or verdict == "refused" and #msg < 600)
+            if ok then good = good + 1 else T.diag(("%s: %s in %.2f s: %s"):format(files[i][1], verdict, dt, msg:sub(1, 300))) end
+        end
+    end
+    T.ok(rc == 0 and seen == #files and good == #files and #files > 50,
+         ("%d hostile --config files: each parsed within 3 s, refused in one short line where it must be (slowest %.2f s)")
+         :format(#files, slowest), rc ~= 0 and out:sub(-500) or nil)
+    -- through a training script: status 2, one line, at once
+    for _, i in ipairs {1, #files - 5, #files - 4} do
+        local t0 = core.now()
+        rc, out = U.sh(("timeout 10 %s experiments/train_bytelm.lua --config %s out.dir=%s")
+            :format(bin, U.q(("%s/hostile%d.lua"):format(dir, i)), U.q(dir)))
+        T.ok(rc == 2 and #out < 600 and select(2, out:gsub("\n", "")) == 1 and core.now() - t0 < 10,
+             ("train_bytelm --config (%s): status 2, one line"):format(files[i][1]), out:sub(1, 600))
+    end
+    -- the string library is itself again, and a file that keeps to the bounds works
+    T.ok(("abc"):match("b") == "b", "the string methods are restored after a --config file")
+    local path = dir .. "/fine.lua"
+    U.write(path, 'local s = ("ab"):rep(3)\nreturn {train = {steps = s:find("ba", 1, true) + #("%d"):format(7)}}\n')
+    local cfg = config.parse({train = {steps = 1}}, {"--config", path})
+    T.is(cfg.train.steps, 3, "plain find, format and a small rep work in a --config file")
+    -- the quoting helper
+    local q = config.quote(("z"):rep(5000) .. "\n")
+    T.ok(#q < 260 and q:find("... (5001 bytes)", 1, true), "config.quote: a long value is cut, its size said", q)
+    T.is(config.quote("a\nb"), "a\\10b", "config.quote: a newline is escaped")
+end
+
 U.cleanup(dir)
 T.done()

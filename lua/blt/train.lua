@@ -331,7 +331,7 @@ local function take_folder(spec, cfg, flags)
         dir = dirname(flags.resume)
     elseif flags.fork then
         local okn = train.rules["out.name"](flags.fork)
-        if okn then config_error("--fork " .. flags.fork .. ": " .. okn) end
+        if okn then config_error("--fork " .. config.quote(flags.fork) .. ": " .. okn) end
         cfg.out.name = flags.fork
         dir = cfg.out.dir .. "/" .. flags.fork
         if core.lkind(dir) then config_error(("--fork %s: %s exists; choose another name"):format(flags.fork, dir)) end
