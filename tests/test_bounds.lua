@@ -233,7 +233,9 @@ end
          ("%d hostile --config files: each parsed within 3 s, refused in one short line where it must be (slowest %.2f s)")
          :format(#files, slowest), rc ~= 0 and out:sub(-500) or nil)
     -- through a training script: status 2, one line, at once
-    for _, i in ipairs {1, #files - 5, #files - 4} do
+    local find_pattern = 1
+    for i, f in ipairs(files) do if f[1]:find("^s:find%(") then find_pattern = i break end end
+    for _, i in ipairs {find_pattern, #files - 5, #files - 4} do
         local t0 = core.now()
         rc, out = U.sh(("timeout 10 %s experiments/train_bytelm.lua --config %s out.dir=%s")
             :format(bin, U.q(("%s/hostile%d.lua"):format(dir, i)), U.q(dir)))

@@ -170,19 +170,40 @@ function ByteLM:step(state, id)
     end)
 end
 
--- Reads a list of ids at once into fresh caches (a prompt); returns the logits [1,1,V]
--- after the last one, as that many steps would.
+-- Prompts are read PREFILL_CHUNK positions at a time: each chunk's attention sees at
+-- most the chunk and the window, so the time is linear in the prompt's length and the
+-- memory bounded by the chunk.
+ByteLM.PREFILL_CHUNK = 512
+
+-- Feeds list[a..b] from the state's position (inside no_grad and a scope, after
+-- kvcache.ensure_all(state.caches, b - a + 1)); returns the last block's output [1,n,dim].
+function ByteLM:_feed(state, list, a, b)
+    local x = self.embed:forward(core.tensor({table.move(list, a, b, 1, {})}, "int32"))
+    for i, layer in ipairs(self.layers) do x = kvcache.block_chunk(layer, x, state.caches[i], state.pos) end
+    state.pos = state.pos + b - a + 1
+    return x
+end
+
+-- The normalised head over hidden states x [1,n,dim]: logits [1,n,V].
+function ByteLM:_head(x) return self.head:forward(self.norm:forward(x)) end
+
+-- Reads a list of ids (a prompt) into fresh caches, in chunks; returns the logits
+-- [1,1,V] after the last one, as that many steps would.
 function ByteLM:prefill(state, list)
     if state.pos ~= 0 then error("blt.models.ByteLM: prefill needs a fresh state", 2) end
-    kvcache.ensure_all(state.caches, #list)
-    return core.no_grad(function()
-        return core.scope(function()
-            local x = self.embed:forward(core.tensor({list}, "int32"))
-            for i, layer in ipairs(self.layers) do x = kvcache.block_prefill(layer, x, state.caches[i], 0) end
-            state.pos = #list
-            return self.head:forward(self.norm:forward(core.narrow(x, 2, #list, 1)))
+    if #list == 0 then error("blt.models.ByteLM: prefill needs at least one id", 2) end
+    local logits
+    for a = 1, #list, ByteLM.PREFILL_CHUNK do
+        local b = math.min(#list, a + ByteLM.PREFILL_CHUNK - 1)
+        kvcache.ensure_all(state.caches, b - a + 1)
+        logits = core.no_grad(function()
+            return core.scope(function()
+                local x = self:_feed(state, list, a, b)
+                if b == #list then return self:_head(core.narrow(x, 2, b - a + 1, 1)) end
+            end)
         end)
-    end)
+    end
+    return logits
 end
 
 -- Forgets the context (reset_on_newline: the token after a newline sees only what follows).
