@@ -53,7 +53,7 @@ do
     end
 end
 
--- ---- a prompt read in one pass (ByteLM:prefill) equals that many steps ----
+-- ---- a prompt read by ByteLM:prefill equals that many steps ----
 do
     local model = MODELS[1][2] -- window 8: the prompt is longer than the ring
     local row = ids.row("a prompt longer than the window, then steps")
@@ -104,9 +104,9 @@ end
 
 -- ---- the prefill's work is linear in the prompt ----
 -- Counted, not timed: the multiply-adds (core.mac_counter) and the ids the patcher is
--- given. Doubling the prompt at most a little more than doubles both (the global
--- attention over all patches adds a little; a patcher called
--- on the row so far at every byte, as the steps do, would give N^2/2 ids).
+-- given. Doubling the prompt about doubles both (the global attention over every
+-- patch adds a little; a patcher given the row so far at every byte, as the steps
+-- are, would be given N^2/2 ids).
 do
     local text = U.read("data/kjv.txt") or ("In the beginning was the word, and the word was with God.\n"):rep(200)
     for _, mm in ipairs(MODELS) do

@@ -110,23 +110,6 @@ function kvcache.attention_step(attn, x, cache, pos)
     return attn.wo:forward(core.attention(q, K, V, {heads = attn.heads}))
 end
 
--- Self-attention of T positions at once (x [1,T,dim], normalised) into an empty cache:
--- the layer's own causal (and window) attention over them, whose keys and values then
--- fill the cache (a ring keeps the last `window`). A prompt is read this way.
-function kvcache.attention_prefill(attn, x, cache, pos0)
-    if cache:size() ~= 0 then error("blt.kvcache: prefill needs an empty cache", 2) end
-    local T = x:size(2)
-    local p = {}
-    for i = 1, T do p[i] = pos0 + i - 1 end
-    local rope = {theta = attn.theta, positions = core.tensor(p, "int32")}
-    local q = core.rope(attn.wq:forward(x), attn.heads, rope)
-    local k = core.rope(attn.wk:forward(x), attn.heads, rope)
-    local v = attn.wv:forward(x)
-    local first = cache.k.window > 0 and math.max(1, T - cache.k.window + 1) or 1
-    for t = first, T do cache:append(core.narrow(k, 2, t, 1), core.narrow(v, 2, t, 1)) end
-    return attn.wo:forward(core.attention(q, k, v, attn.mask))
-end
-
 -- Self-attention of n positions pos0.. at once (x [1,n,dim], normalised) after the
 -- positions the cache holds (the last `window` before pos0, or every one): queries see
 -- the cached keys and their own causally, within the window, as their steps would.
@@ -140,22 +123,22 @@ function kvcache.attention_chunk(attn, x, cache, pos0)
     local k = core.rope(attn.wk:forward(x), attn.heads, rope)
     local v = attn.wv:forward(x)
     local held, K, V = cache:size(), k, v
-    if held > 0 then -- copies: the append below may overwrite a ring's oldest rows
+    if cache.k.window == 0 then -- every position, in order: the keys are the buffer itself, no copy
+        cache:append_block(k, v)
+        K, V = cache:kv()
+    elseif held > 0 then -- at most `window` rows copied, before the append overwrites the oldest
         K = core.concat({cache.k:ordered(), k}, 2)
         V = core.concat({cache.v:ordered(), v}, 2)
+        cache:append_block(k, v)
+    else
+        cache:append_block(k, v)
     end
-    cache:append_block(k, v)
     return attn.wo:forward(core.attention(q, K, V, {heads = attn.heads, causal = attn.causal, window = attn.mask.window,
                                                     q_offset = held}))
 end
 
 function kvcache.block_chunk(block, x, cache, pos0)
     local h = x + kvcache.attention_chunk(block.attn, block.attn_norm:forward(x), cache, pos0)
-    return h + block.ffn:forward(block.ffn_norm:forward(h))
-end
-
-function kvcache.block_prefill(block, x, cache, pos0)
-    local h = x + kvcache.attention_prefill(block.attn, block.attn_norm:forward(x), cache, pos0)
     return h + block.ffn:forward(block.ffn_norm:forward(h))
 end
 
