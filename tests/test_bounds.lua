@@ -171,6 +171,10 @@ do
         :format(bin, U.q(corpus), U.q(dir)))
     T.ok(rc == 2 and out:find("logits over bpe.vocab ids") and out:find("reduce [^\n]*bpe%.vocab"),
          "bpe.vocab=1000000 train.batch=100000: status 2, reduce bpe.vocab", out)
+    -- sizes whose products wrap around 64-bit integers (dim^2 = 2^64) are counted, not wrapped
+    rc, out = U.sh(("%s experiments/train_bytelm.lua model.dim=4294967296 model.layers=1 data.path=%s out.dir=%s")
+        :format(bin, U.q(corpus), U.q(dir)))
+    T.ok(rc == 2 and out:find("training needs about", 1, true), "model.dim=2^32: status 2, the memory it needs", out)
     -- a run that fits is not refused
     local cfg, M = cfg_of("bytelm", with(bytelm_small))
     T.ok(memory.check(M, cfg, {available = 1e9}) == nil, "a small run fits in 1 GB")

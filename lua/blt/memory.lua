@@ -34,7 +34,17 @@ local function gb(b) return (b < 1e15 and "%.1f GB" or "%.3g GB"):format(b / 1e9
 -- The bytes a run of config cfg (train, eval sections and the kind's own) needs.
 -- Activations: training rows (train.batch) and validation rows (eval.batch, a forward
 -- without gradients that holds about as much) are not alive together: the larger counts.
+-- A copy of cfg with every number a float: the kinds' counts (dim * dim, ...) then
+-- cannot wrap around as 64-bit integers do (model.dim=2^32 would count 0 parameters).
+local function floats(t)
+    if type(t) ~= "table" or getmetatable(t) then return math.type(t) == "integer" and t + 0.0 or t end
+    local c = {}
+    for k, v in pairs(t) do c[k] = floats(v) end
+    return c
+end
+
 function memory.estimate(M, cfg, o)
+    cfg = floats(cfg)
     local t = cfg.train
     local T = t.seq_len + 0.0
     local rows, rows_key = t.batch + 0.0, "train.batch"
