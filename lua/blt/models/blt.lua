@@ -634,7 +634,7 @@ function BLT:_prefill_chunk(st, a, b, close, last)
     for i = a, b do
         if close[i] then lens[#lens + 1] = i - last_end; last_end = i end
     end
-    local P, used = #lens, last_end - (a - 1 - held) -- rows of the held and the chunk's the closed patches use
+    local P, used = #lens, last_end - (a - 1 - held) -- used: the rows (held, then the chunk's) the closed patches span
     -- encoder
     local rows = {}
     for i, layer in ipairs(self.enc_layers) do
