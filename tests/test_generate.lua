@@ -95,8 +95,9 @@ do
                 for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[t][v])) end
             end
             model:stop(st)
-            T.ok(worst < 1e-4, ("%s: a %d-byte prompt in chunks of %d, then steps, equal the full forward (worst %.2g)")
-                 :format(name, n, chunk, worst))
+            local tol = logit_tol(model, full)
+            T.ok(worst <= tol, ("%s: a %d-byte prompt in chunks of %d, then steps, equal the full forward (worst %.2g, "
+                 .. "float32 bound %.2g)"):format(name, n, chunk, worst, tol))
         end
     end
     ByteLM.PREFILL_CHUNK, BLT.PREFILL_CHUNK = saved[1], saved[2]
