@@ -67,6 +67,37 @@ static int l_rss(lua_State *L)
     return 2;
 }
 
+/* lua_heap_limit(bytes | nil): from now on the Lua heap may grow by at most `bytes`
+ * (nil: no limit), for running an untrusted chunk (a --config file). An allocation
+ * past it fails, which Lua raises as "not enough memory" in the chunk. A count hook
+ * cannot do this: one concatenation (s .. s .. s) allocates inside one instruction. */
+static lua_Alloc base_alloc;
+static void *base_ud;
+static int64_t heap_growth, heap_cap = -1;
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag */
+    /* only growth may fail: Lua assumes a shrink never does */
+    if (heap_cap >= 0 && nsize > old && heap_growth + (int64_t)(nsize - old) > heap_cap) return NULL;
+    void *p = base_alloc(base_ud, ptr, osize, nsize);
+    if (p || nsize == 0) heap_growth += (int64_t)nsize - (int64_t)old;
+    return p;
+}
+
+static int l_lua_heap_limit(lua_State *L)
+{
+    int64_t cap = lua_isnoneornil(L, 1) ? -1 : bltL_int(L, 1, "lua_heap_limit", "bytes", 0, INT64_MAX);
+    if (!base_alloc) {
+        base_alloc = lua_getallocf(L, &base_ud);
+        lua_setallocf(L, capped_alloc, NULL);
+    }
+    heap_growth = 0;
+    heap_cap = cap;
+    return 0;
+}
+
 /* FNV-1a 64 over bytes: content identity for caches (not cryptographic). */
 static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
 {
@@ -182,7 +213,7 @@ static const luaL_Reg runtime[] = {
     {"mac_counter", l_mac_counter}, {"mac_counter_reset", l_mac_counter_reset},
     {"hash_file", l_hash_file}, {"file_kind", l_file_kind}, {"hash_tensor", l_hash_tensor},
     {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
-    {"isatty", l_isatty}, {"rss", l_rss}, {"token_ids", l_token_ids}, {NULL, NULL}};
+    {"isatty", l_isatty}, {"rss", l_rss}, {"lua_heap_limit", l_lua_heap_limit}, {"token_ids", l_token_ids}, {NULL, NULL}};
 
 /* The default thread count: BLT_THREADS, else this machine's cores shared among the
  * job's processes on it, so that ranks on one machine never oversubscribe it. */

@@ -53,7 +53,7 @@ do
     end
 end
 
--- ---- a prompt read in one pass (ByteLM:prefill) equals that many steps ----
+-- ---- a prompt read by ByteLM:prefill equals that many steps ----
 do
     local model = MODELS[1][2] -- window 8: the prompt is longer than the ring
     local row = ids.row("a prompt longer than the window, then steps")
@@ -70,6 +70,70 @@ do
     local tol = logit_tol(model, full)
     T.ok(worst <= tol, ("ByteLM: a 20-byte prefill, then steps, equal the full forward (worst %.2g, float32 bound %.2g)")
          :format(worst, tol))
+end
+
+-- ---- a prompt read in chunks (model:prefill) leaves the state its steps would ----
+-- Every model, with chunks of 1, 5, 16 and 64 bytes over a 190-byte prompt with
+-- newlines (longer than every window, many patches, several chunks): the logits after
+-- the prefill, then those of steps after it, equal the full forward's rows.
+do
+    local prompt = ("In the beginning God created\nthe heaven and the earth. And the earth was without form, and void;\n"
+        .. "and darkness was upon the face of the deep.\nAnd the Spirit of God moved upon the face of the waters.")
+    local row = ids.row(prompt)
+    local n = #row - 12
+    local saved = {ByteLM.PREFILL_CHUNK, BLT.PREFILL_CHUNK}
+    for _, mm in ipairs(MODELS) do
+        local name, model = mm[1], mm[2]
+        local full = core.no_grad(function() return model:forward(blt.tensor({row}, "int32")):totable()[1] end)
+        for _, chunk in ipairs {1, 5, 16, 64} do
+            ByteLM.PREFILL_CHUNK, BLT.PREFILL_CHUNK = chunk, chunk
+            local st, worst = model:start(), 0
+            local r = model:prefill(st, {table.unpack(row, 1, n)}):totable()[1][1]
+            for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[n][v])) end
+            for t = n + 1, #row do
+                r = model:step(st, row[t]):totable()[1][1]
+                for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[t][v])) end
+            end
+            model:stop(st)
+            local tol = logit_tol(model, full)
+            T.ok(worst <= tol, ("%s: a %d-byte prompt in chunks of %d, then steps, equal the full forward (worst %.2g, "
+                 .. "float32 bound %.2g)"):format(name, n, chunk, worst, tol))
+        end
+    end
+    ByteLM.PREFILL_CHUNK, BLT.PREFILL_CHUNK = saved[1], saved[2]
+end
+
+-- ---- the prefill's work is linear in the prompt ----
+-- Counted, not timed: the multiply-adds (core.mac_counter) and the ids the patcher is
+-- given. Doubling the prompt about doubles both (the global attention over every
+-- patch adds a little; a patcher given the row so far at every byte, as the steps
+-- are, would be given N^2/2 ids).
+do
+    local text = U.read("data/kjv.txt") or ("In the beginning was the word, and the word was with God.\n"):rep(200)
+    for _, mm in ipairs(MODELS) do
+        local name, model = mm[1], mm[2]
+        local work = {}
+        for _, len in ipairs {1024, 2048} do
+            local given = 0
+            local p = model.patcher
+            local flags, next_flag = p and p.flags, p and p.next_flag
+            if p then
+                p.flags = function(self, input, ...) given = given + #input; return flags(self, input, ...) end
+                p.next_flag = function(self, input, ...) given = given + #input; return next_flag(self, input, ...) end
+            end
+            core.mac_counter_reset()
+            local st = model:start()
+            model:prefill(st, ids.row(text:sub(1, len)))
+            model:stop(st)
+            if p then p.flags, p.next_flag = nil, nil end
+            local macs = core.mac_counter()
+            work[len] = {macs = macs.matmul + macs.attention, given = given}
+        end
+        local rm = work[2048].macs / work[1024].macs
+        local rg = work[1024].given > 0 and work[2048].given / work[1024].given or 0 -- the ByteLM has no patcher
+        T.ok(rm < 2.6 and rg < 2.3, ("%s: twice the prompt, %.2f times the multiply-adds, %.2f times the ids patched")
+             :format(name, rm, rg))
+    end
 end
 
 -- ---- attention's q_offset: queries that follow a cache of earlier keys ----

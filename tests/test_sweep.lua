@@ -195,6 +195,7 @@ local SKIP = {
     file_kind = "looks at the given path (tests/test_edges.lua covers it)",
     dist_abort = "ends the whole MPI job (a plain process: prints its message; tests/test_mpi.lua covers the job's end)",
     dist_finalize = "ends MPI in this process for good (tests/test_mpi.lua ends every run with it)",
+    lua_heap_limit = "caps the Lua heap of this process (a --config file's sandbox; tests/test_bounds.lua covers it)",
 }
 
 -- tensor methods: self first, then the arguments

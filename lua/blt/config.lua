@@ -26,6 +26,23 @@ local config = {}
 
 local MAX_DEPTH, MAX_ENTRIES = 8, 10000 -- bounds on a config file's table
 local CONFIG_FILE_BUDGET = 1e7           -- instructions a --config file may run
+local CONFIG_FILE_HEAP = 64 << 20        -- bytes its Lua heap may grow by
+local MAX_STRING = 1 << 20               -- longest string.rep result in a --config file
+local QUOTE_MAX = 200                    -- bytes of a value an error message quotes
+
+-- A user's value as an error message quotes it: at most QUOTE_MAX bytes (then
+-- "... (N bytes)"; max: another bound), control characters escaped (\10), so a
+-- message stays one short line.
+function config.quote(v, max)
+    local s = tostring(v)
+    local n = #s
+    max = max or QUOTE_MAX
+    if n > max then s = s:sub(1, max) end
+    s = s:gsub("%c", function(c) return ("\\%d"):format(c:byte()) end)
+    if n > max then s = s .. ("... (%d bytes)"):format(n) end
+    return s
+end
+local quote = config.quote
 
 local function copy(t)
     if type(t) ~= "table" or getmetatable(t) then return t end -- sentinels stay themselves
@@ -57,7 +74,7 @@ local function decimal(s)
         if s:match("^%-?0%d") then return nil end
         local n = math.tointeger(tonumber(s))
         if n then return n end
-        error(("config: %s does not fit in a 64-bit integer"):format(s), 0)
+        error(("config: %s does not fit in a 64-bit integer"):format(quote(s)), 0)
     end
     return tonumber(s)
 end
@@ -104,6 +121,7 @@ end
 -- The known keys closest to a mistyped one: by edit distance over the whole path and
 -- over its last part, so both "train.lrr" and "lr" find "train.lr".
 function config.suggest(defaults, path, n)
+    if #path > 2 * QUOTE_MAX then return {} end -- the distance is quadratic in the length
     local last = path:match("([^.]+)$") or path
     local scored = {}
     for _, p in ipairs(paths(defaults)) do
@@ -118,7 +136,7 @@ end
 
 local function unknown(defaults, path, origin)
     local near = config.suggest(defaults, path)
-    error(("config: unknown key '%s' (from %s)%s (--help lists every key)"):format(path, origin,
+    error(("config: unknown key '%s' (from %s)%s (--help lists every key)"):format(quote(path), quote(origin),
           #near > 0 and ("; did you mean " .. table.concat(near, ", ") .. "?") or ""), 0)
 end
 
@@ -138,7 +156,7 @@ end
 -- raw: the command line's text of the value (a text key keeps it as written).
 local function set(cfg, defaults, path, v, origin, given, raw, internal)
     if path == "" or path:find("..", 1, true) or path:sub(1, 1) == "." or path:sub(-1) == "." then
-        error(("config: '%s' is not a key (from %s)"):format(path, origin), 0)
+        error(("config: '%s' is not a key (from %s)"):format(quote(path), quote(origin)), 0)
     end
     local node, def = cfg, defaults
     local parts = {}
@@ -153,22 +171,22 @@ local function set(cfg, defaults, path, v, origin, given, raw, internal)
     if d == nil then unknown(defaults, path, origin) end
     local why = given and internal_reason(internal, path)
     if why then
-        error(("config: key '%s' is not to be given: %s (from %s)"):format(path, why, origin), 0)
+        error(("config: key '%s' is not to be given: %s (from %s)"):format(path, why, quote(origin)), 0)
     end
     local want, got = typename(d), typename(v)
     -- a text key given a number keeps it as text: seeds=1, hash.ngrams=3 are lists of one
     if want == "string" and (got == "integer" or got == "number") then v, got = raw or tostring(v), "string" end
-    if want == "table" then error(("config: key '%s' is a section, not a value (from %s)"):format(path, origin), 0) end
+    if want == "table" then error(("config: key '%s' is a section, not a value (from %s)"):format(path, quote(origin)), 0) end
     if want == "optional" then
         if v ~= nil and got ~= "string" and got ~= "integer" and got ~= "number" and got ~= "boolean" then
-            error(("config: key '%s' takes a string, a number or a boolean, got %s (from %s)"):format(path, got, origin), 0)
+            error(("config: key '%s' takes a string, a number or a boolean, got %s (from %s)"):format(path, got, quote(origin)), 0)
         end
     elseif not (got == want or (want == "number" and got == "integer")) then
         error(("config: key '%s' must be %s (like its default %s), got %s %s (from %s)"):format(path, want,
-              tostring(d), got, raw and ("'" .. raw .. "'") or tostring(v), origin), 0)
+              quote(d), got, raw and ("'" .. quote(raw) .. "'") or quote(v), quote(origin)), 0)
     end
     if type(v) == "string" and v:find("\0", 1, true) then
-        error(("config: key '%s' contains a NUL byte (from %s)"):format(path, origin), 0)
+        error(("config: key '%s' contains a NUL byte (from %s)"):format(path, quote(origin)), 0)
     end
     if want == "number" and got == "integer" then v = v + 0.0 end
     node[key] = v
@@ -181,14 +199,16 @@ end
 local function apply(cfg, defaults, t, origin, given, internal)
     local seen, count = {}, 0
     local function walk(tbl, prefix, depth)
-        if seen[tbl] then error(("config: %s contains itself at '%s'"):format(origin, prefix or "(top)"), 0) end
-        if depth > MAX_DEPTH then error(("config: %s nests deeper than %d levels at '%s'"):format(origin, MAX_DEPTH, prefix), 0) end
+        if seen[tbl] then error(("config: %s contains itself at '%s'"):format(quote(origin), quote(prefix or "(top)")), 0) end
+        if depth > MAX_DEPTH then
+            error(("config: %s nests deeper than %d levels at '%s'"):format(quote(origin), MAX_DEPTH, quote(prefix)), 0)
+        end
         seen[tbl] = true
         for k, v in pairs(tbl) do
             count = count + 1
-            if count > MAX_ENTRIES then error(("config: %s has more than %d entries"):format(origin, MAX_ENTRIES), 0) end
+            if count > MAX_ENTRIES then error(("config: %s has more than %d entries"):format(quote(origin), MAX_ENTRIES), 0) end
             if type(k) ~= "string" then
-                error(("config: %s has a key that is not a name (%s %s)"):format(origin, type(k), tostring(k)), 0)
+                error(("config: %s has a key that is not a name (%s %s)"):format(quote(origin), type(k), quote(k)), 0)
             end
             local path = prefix and (prefix .. "." .. k) or k
             if type(v) == "table" then walk(v, path, depth + 1) else set(cfg, defaults, path, v, origin, given, nil, internal) end
@@ -206,18 +226,54 @@ local function strip_optional(t)
     return t
 end
 
--- Runs a --config file with no globals and a bounded instruction budget.
+-- The string methods a --config file may call ("x"):method(...): the count hook cannot
+-- interrupt a C function, so pattern matching (whose time can grow as a power of the
+-- subject's length) is not offered, find only finds plain text and rep is capped.
+local function no_patterns(name, level)
+    error(("string.%s is not available in a --config file: Lua patterns escape its instruction budget "
+        .. "(s:find(text, 1, true) finds plain text)"):format(name), level + 1)
+end
+local function refuse_patterns(name) return function() no_patterns(name, 2) end end
+local SANDBOX_STRING = {
+    byte = string.byte, char = string.char, format = string.format, len = string.len, lower = string.lower,
+    upper = string.upper, sub = string.sub, reverse = string.reverse,
+    match = refuse_patterns("match"), gmatch = refuse_patterns("gmatch"), gsub = refuse_patterns("gsub"),
+    find = function(s, text, init, plain)
+        if plain ~= true then no_patterns("find with a pattern", 2) end
+        return string.find(s, text, init, true)
+    end,
+    rep = function(s, n, sep)
+        local len = #tostring(s) * (tonumber(n) or 0) + #tostring(sep or "") * math.max(0, (tonumber(n) or 0) - 1)
+        if len > MAX_STRING then
+            error(("string.rep would make %.0f bytes, more than a --config file may (%d)"):format(len, MAX_STRING), 2)
+        end
+        return string.rep(s, n, sep)
+    end,
+}
+
+-- Runs a --config file with no globals, a bounded instruction budget, a bounded heap
+-- and bounded string methods (SANDBOX_STRING, in place of the string library while it runs).
 local function load_config_file(path)
     local f, why = require("blt.util").open_read(path) -- loadfile would wait forever on a FIFO
     if not f then error(("config: cannot read %s"):format(why), 0) end
     f:close()
     local chunk, err = loadfile(path, "t", {})
-    if not chunk then error(("config: cannot read %s: %s"):format(path, err), 0) end
+    if not chunk then error(("config: cannot read %s: %s"):format(quote(path), quote(err)), 0) end
     local co = coroutine.create(chunk)
     debug.sethook(co, function() error("runs too long (an endless loop?)", 0) end, "", CONFIG_FILE_BUDGET)
-    local ok, t = coroutine.resume(co)
-    if not ok then error(("config: %s: %s"):format(path, tostring(t)), 0) end
-    if type(t) ~= "table" then error(("config: %s must return a table, got %s"):format(path, type(t)), 0) end
+    local core = require "blt.core"
+    local strings = getmetatable("")
+    local lib = strings.__index
+    strings.__index = SANDBOX_STRING
+    core.lua_heap_limit(CONFIG_FILE_HEAP)
+    local ok, t = coroutine.resume(co) -- never raises: an error in the chunk comes back here
+    core.lua_heap_limit(nil)
+    strings.__index = lib
+    if not ok then
+        if t == "not enough memory" then t = ("uses more than %d MB of memory"):format(CONFIG_FILE_HEAP >> 20) end
+        error(("config: %s: %s"):format(quote(path), quote(t, 2 * QUOTE_MAX)), 0)
+    end
+    if type(t) ~= "table" then error(("config: %s must return a table, got %s"):format(quote(path), type(t)), 0) end
     return t
 end
 
@@ -245,7 +301,7 @@ function config.parse(defaults, args, opts)
         flag = flag or a:match("^%-%-([%w_-]+)$")
         if only_words then
             if not opts.words then
-                error(("config: cannot read argument '%s' after '--': this script takes only key=value and flags"):format(a), 0)
+                error(("config: cannot read argument '%s' after '--': this script takes only key=value and flags"):format(quote(a)), 0)
             end
             flags.words[#flags.words + 1] = a
         elseif a == "--" then
@@ -256,7 +312,7 @@ function config.parse(defaults, args, opts)
             if val == nil then
                 i = i + 1
                 val = args[i]
-                if val == nil then error(("config: --%s needs a %s"):format(flag, takes[flag]), 0) end
+                if val == nil then error(("config: --%s needs a %s"):format(quote(flag), takes[flag]), 0) end
             end
             if flag == "config" then apply(cfg, defaults, load_config_file(val), val, flags.given, opts.internal) end
             flags[flag] = val
@@ -267,7 +323,7 @@ function config.parse(defaults, args, opts)
             for k, v in pairs(takes) do if k ~= "config" then known[#known + 1] = "--" .. k .. " " .. v end end
             for k in pairs(switches) do known[#known + 1] = "--" .. k end
             table.sort(known)
-            error(("config: unknown flag '%s' (flags: %s; settings are key=value)"):format(a, table.concat(known, ", ")), 0)
+            error(("config: unknown flag '%s' (flags: %s; settings are key=value)"):format(quote(a), table.concat(known, ", ")), 0)
         else
             local k, v = a:match("^([%a_][%w_%.]*)=(.*)$")
             if k then
@@ -275,7 +331,7 @@ function config.parse(defaults, args, opts)
             elseif opts.words then
                 flags.words[#flags.words + 1] = a
             else
-                error(("config: cannot read argument '%s' (want key=value; --help lists the keys)"):format(a), 0)
+                error(("config: cannot read argument '%s' (want key=value; --help lists the keys)"):format(quote(a)), 0)
             end
         end
         i = i + 1
@@ -309,7 +365,7 @@ local function readable(path)
     local f = io.open(path, "rb")
     if not f then
         local _, err = io.open(path, "rb")
-        return "cannot be read (" .. tostring(err) .. ")"
+        return "cannot be read (" .. quote(err) .. ")"
     end
     local ok, _, code = f:read(0)
     if ok == nil and code == 21 then -- EISDIR: a folder, whose files blt.data reads
@@ -402,7 +458,7 @@ function config.check(cfg, rules, defaults)
         for _, p in ipairs(paths(defaults)) do
             local v = config.get(cfg, p)
             if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
-                error(("config: %s = %s: must be a finite number"):format(p, tostring(v)), 0)
+                error(("config: %s = %s: must be a finite number"):format(p, quote(v)), 0)
             end
         end
     end
@@ -410,7 +466,7 @@ function config.check(cfg, rules, defaults)
         local v = config.get(cfg, k)
         if v ~= nil and v ~= config.OPTIONAL then
             local msg = check_rule(rules[k], v)
-            if msg then error(("config: %s = %s: %s"):format(k, tostring(v), msg), 0) end
+            if msg then error(("config: %s = %s: %s"):format(k, quote(v), msg), 0) end
         end
     end
 end

@@ -122,7 +122,7 @@ function generate.run(model, prompt, n, opts)
     local state, logits
     if o.cache then
         state = model:start()
-        if model.prefill then logits = model:prefill(state, row) -- the prompt in one pass
+        if model.prefill then logits = model:prefill(state, row) -- the prompt in chunks
         else for _, id in ipairs(row) do logits = model:step(state, id) end end
         logits = logits:reshape({-1}):totable()
     else

@@ -230,19 +230,6 @@ local function save_checkpoint(run, step)
     run.saved_step, run.saved_path = step, run.ckpt_path -- only once the save succeeded
 end
 
--- Bytes a model of n parameters needs for training: parameters, gradients and two
--- AdamW moments in float32.
-local function training_bytes(n) return 16 * n end
-
-local function available_memory()
-    local f = io.open("/proc/meminfo")
-    if not f then return nil end
-    local text = f:read("a")
-    f:close()
-    local kb = text:match("MemAvailable:%s*(%d+)") or text:match("MemTotal:%s*(%d+)")
-    return kb and tonumber(kb) * 1024
-end
-
 -- ---------------------------------------------------------------- 1. parse
 
 -- The command line and, for --resume/--fork, the checkpoint: returns the resolved
@@ -292,14 +279,11 @@ local function resume_config(defaults, cfg, flags)
     return base, saved
 end
 
--- A model larger than memory is refused before any allocation.
-local function check_memory(M, cfg)
-    local n = M.count_params(cfg, true)
-    local need, have = training_bytes(n), available_memory()
-    if have and need > have then
-        config_error(("the model has %d parameters: training needs at least %.1f GB (parameters, gradients, "
-            .. "AdamW moments), more than the %.1f GB available"):format(n, need / 1e9, have / 1e9))
-    end
+-- A run larger than memory (parameters, optimiser state and a step's activations,
+-- blt.memory) is refused before any allocation.
+local function check_memory(M, cfg, resumed)
+    local msg = require("blt.memory").check(M, cfg, {before_setup = M.setup ~= nil and not resumed})
+    if msg then config_error(msg) end
 end
 
 -- A corpus too short for the run is refused before any work (the sampler draws rows
@@ -339,7 +323,7 @@ local function parse(spec, defaults, rules, internal)
         if not oks then config_error(e) end
     end
     if cfg.train.total_steps == 0 then cfg.train.total_steps = cfg.train.steps end
-    check_memory(spec.M, cfg)
+    check_memory(spec.M, cfg, flags.resume ~= nil)
     return cfg, flags, saved
 end
 
@@ -353,7 +337,7 @@ local function take_folder(spec, cfg, flags)
         dir = dirname(flags.resume)
     elseif flags.fork then
         local okn = train.rules["out.name"](flags.fork)
-        if okn then config_error("--fork " .. flags.fork .. ": " .. okn) end
+        if okn then config_error("--fork " .. config.quote(flags.fork) .. ": " .. okn) end
         cfg.out.name = flags.fork
         dir = cfg.out.dir .. "/" .. flags.fork
         if core.lkind(dir) then config_error(("--fork %s: %s exists; choose another name"):format(flags.fork, dir)) end

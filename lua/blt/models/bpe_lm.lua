@@ -73,6 +73,18 @@ function BpeLM.count_params(cfg, frozen)
     return n
 end
 
+BpeLM.size_keys = {"bpe.vocab", "model.dim", "model.layers"}
+
+-- Activations of one row of T bytes (blt.memory.estimate): ByteLM's over the row's
+-- tokens, counted as T / 2 (the tokenizer is not learned yet; text BPE reaches 3-4
+-- bytes a token), with the head over bpe.vocab ids.
+function BpeLM.activations(cfg, T)
+    local blocks, head = ByteLM.position_floats(cfg.model, cfg.bpe.vocab)
+    local n = math.ceil(T / 2)
+    return {{what = "activations of the blocks", floats = n * blocks, keys = {"model.layers", "model.dim"}},
+            {what = "embedding, norms and logits over bpe.vocab ids", floats = n * head, keys = {"bpe.vocab"}}}
+end
+
 -- Before a new run builds its model: learns the merges on the train split and writes
 -- their number into cfg.bpe.merges. Returns the source build() takes.
 function BpeLM.setup(cfg, corpus, log)
