@@ -2,7 +2,7 @@
  * numbers: lua_generator.c). Conventions: dimensions and positions given as Lua numbers are 1-based
  * (negative counts from the end, -1 is the last); values inside int32 tensors (ids,
  * indices, positions, segment ids) are 0-based. */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include "mem.h"
 #include "ops.h"
 #include <lauxlib.h>

@@ -2,7 +2,7 @@
  * errors from the core's status, and the Tensor value (push, check, close) with its
  * blt.scope tracking. It depends on no other binding file, so lua_tensor.c and
  * lua_scope.c each need only this one. */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
