@@ -7,7 +7,7 @@
 #include "rng.h"
 #include "tensor.h"
 
-/* lua_util.c holds the helpers below (up to bltL_name), the Tensor value's layout
+/* lua_util.c holds the helpers below (up to bltL_dim), the Tensor value's layout
  * and the blt.scope bookkeeping, so that no binding file needs another. */
 
 /* A Tensor's Lua value: a userdata holding one reference (NULL once closed). */
@@ -40,7 +40,14 @@ int64_t bltL_optint(lua_State *L, int idx, const char *fn, const char *what, int
 /* A string going to C as a name or path: rejects embedded NUL bytes (C would cut it). */
 const char *bltL_name(lua_State *L, int idx, const char *fn, const char *what);
 
+/* A dimension argument of a ndim-d tensor: 1-based, negative from the end; returns it 0-based. */
+int bltL_dim(lua_State *L, int idx, int ndim, const char *fn);
+
 /* lua_generator.c: the blt.Generator at idx (raises if it is not one). */
 blt_rng *bltL_check_gen(lua_State *L, int idx);
+
+/* lua_tensor_ops.c: adds the ops to the module table, the Tensor methods and its
+ * metatable (the arithmetic metamethods), each given by its stack index. */
+void bltL_add_tensor_ops(lua_State *L, int module, int methods, int meta);
 
 #endif
