@@ -314,27 +314,13 @@ blt_status blt_attention(blt_tensor **out, blt_tensor *q, blt_tensor *k, blt_ten
         attn_ctx c = {B, Tq, Tk, H, D / H, D, scale, blt_f32(qc), blt_f32(kc), blt_f32(vc), NULL, NULL,
                       blt_f32(y), aux, NULL, NULL, NULL, lo, hi, qseg, kseg, 0};
         blt_parallel_for(B * H, task_grain(B * H, Tq, Tk, D), attn_fwd_task, &c);
-        blt_tensor *in[3] = {qc, kc, vc};
-        blt_node *n = NULL;
-        s = c.failed ? blt_fail(BLT_ENOMEM, "attention: out of memory")
-                     : blt_node_attach(y, "attention", attention_bw, 3, in, &n);
-        if (s == BLT_OK && n) {
-            n->iarg[0] = H;
-            n->iarg[1] = seg;
-            n->farg[0] = scale;
-            blt_node_save(n, 0, qc);
-            blt_node_save(n, 1, kc);
-            blt_node_save(n, 2, vc);
-            s = blt_node_save_alias(n, 3, y);
-            n->aux = aux;
-            n->auxbytes = auxbytes;
-            aux = NULL;
-        }
+        if (c.failed) s = blt_fail(BLT_ENOMEM, "attention: out of memory");
     }
-    blt_mem_free(aux, auxbytes);
+    blt_tensor *in[3] = {qc, kc, vc};
+    s = blt_op_finish(out, y, s, "attention", attention_bw, 3, in,
+                      &(blt_node_keep){.save = {qc, kc, vc}, .save_out = 1, .iarg = {H, seg}, .farg = {scale},
+                                       .aux = aux, .auxbytes = auxbytes});
     blt_tensor_release(qs); blt_tensor_release(ks); blt_tensor_release(st); blt_tensor_release(en);
     blt_tensor_release(qc); blt_tensor_release(kc); blt_tensor_release(vc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }

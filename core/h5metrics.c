@@ -93,7 +93,7 @@ static void metrics_free(blt_metrics *m)
 static blt_status edit_begin(blt_metrics *m, const char *fn, blt_h5u_image *im, hid_t *file)
 {
     static const char *name = "/dev/null/blt-metrics-in-memory.h5";
-    hid_t fapl = blt_h5u_image_fapl(im, m->img, m->img_len);
+    hid_t fapl = blt_h5u_image_fapl(im, m->img, m->img_len, (size_t)1 << 16);
     *file = fapl < 0 ? -1 : m->img ? H5Fopen(name, H5F_ACC_RDWR, fapl) : H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     blt_h5u_close_id(fapl);
     if (*file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file in memory (%s)", fn, m->path, blt_h5u_msg());

@@ -81,10 +81,15 @@ char *blt_h5u_dupstr(const char *s)
 /* The core driver's buffer goes through these callbacks: the close hands the final
  * buffer over instead of freeing it (H5Fget_file_image of 1.10 returns a superblock
  * whose checksum no longer matches, so the image is taken after the close). */
+/* The file's own buffer (opened or grown), not a property list's copy of a start image. */
+static int is_file_op(H5FD_file_image_op_t op)
+{
+    return op == H5FD_FILE_IMAGE_OP_FILE_OPEN || op == H5FD_FILE_IMAGE_OP_FILE_RESIZE;
+}
 static void *im_malloc(size_t size, H5FD_file_image_op_t op, void *ud)
 {
     void *p = malloc(size);
-    if (p && op == H5FD_FILE_IMAGE_OP_FILE_OPEN) ((blt_h5u_image *)ud)->cap = size;
+    if (p && is_file_op(op)) ((blt_h5u_image *)ud)->cap = size;
     return p;
 }
 static void *im_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op, void *ud)
@@ -95,7 +100,7 @@ static void *im_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_
 static void *im_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *ud)
 {
     void *p = realloc(ptr, size);
-    if (p && op == H5FD_FILE_IMAGE_OP_FILE_RESIZE) ((blt_h5u_image *)ud)->cap = size;
+    if (p && is_file_op(op)) ((blt_h5u_image *)ud)->cap = size;
     return p;
 }
 static herr_t im_free(void *ptr, H5FD_file_image_op_t op, void *ud)
@@ -108,12 +113,12 @@ static herr_t im_free(void *ptr, H5FD_file_image_op_t op, void *ud)
 static void *im_udata_copy(void *ud) { return ud; }
 static herr_t im_udata_free(void *ud) { (void)ud; return 0; }
 
-hid_t blt_h5u_image_fapl(blt_h5u_image *im, const void *buf, size_t n)
+hid_t blt_h5u_image_fapl(blt_h5u_image *im, const void *buf, size_t n, size_t inc)
 {
     memset(im, 0, sizeof *im);
     hid_t fapl = blt_h5u_fapl(0);
     H5FD_file_image_callbacks_t cb = {im_malloc, im_memcpy, im_realloc, im_free, im_udata_copy, im_udata_free, im};
-    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 16, 0) < 0 || H5Pset_file_image_callbacks(fapl, &cb) < 0 ||
+    if (fapl < 0 || H5Pset_fapl_core(fapl, inc, 0) < 0 || H5Pset_file_image_callbacks(fapl, &cb) < 0 ||
         (n > 0 && H5Pset_file_image(fapl, (void *)buf, n) < 0)) {
         blt_h5u_close_id(fapl);
         return -1;
@@ -141,12 +146,20 @@ herr_t blt_h5u_image_close(blt_h5u_image *im, hid_t file)
         return -1;
     }
     /* the buffer grows in steps: the file is the superblock's base address plus its
-     * end of file (version 2 or 3, 8-byte addresses); any other: the whole buffer */
-    const unsigned char *sb = im->img;
+     * end of file (version 2 or 3, 8-byte addresses: signature, version, sizes, flags,
+     * base, extension, eof); any other: the whole buffer. The superblock is where HDF5
+     * looks for it: at 0, or after a user block of 512, 1024, 2048... bytes. */
     im->len = im->cap;
-    if (im->cap >= 48 && !memcmp(sb, sig, 8) && (sb[8] == 2 || sb[8] == 3) && sb[9] == 8) {
+    im->eof_read = 0;
+    size_t at = 0;
+    while (at + 48 <= im->cap && memcmp((const unsigned char *)im->img + at, sig, 8)) at = at ? 2 * at : 512;
+    const unsigned char *sb = (const unsigned char *)im->img + at;
+    if (at + 48 <= im->cap && (sb[8] == 2 || sb[8] == 3) && sb[9] == 8) {
         uint64_t len = le64(sb + 12) + le64(sb + 28);
-        if (len >= 48 && len <= im->cap) im->len = (size_t)len;
+        if (len >= at + 48 && len <= im->cap) {
+            im->len = (size_t)len;
+            im->eof_read = 1;
+        }
     }
     return 0;
 }

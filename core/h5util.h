@@ -27,11 +27,13 @@ typedef struct {
     void *img;  /* after blt_h5u_image_close: the file's bytes (free them) */
     size_t cap; /* bytes allocated for the image */
     size_t len; /* bytes of the file within it (the superblock's end of file) */
+    int eof_read; /* 1: len is the superblock's end of file; 0: none found, len = cap */
     int keep;   /* while closing: keep the final buffer */
 } blt_h5u_image;
 /* File access properties for a file in memory, starting as buf[0..n) when n > 0
- * (H5Fopen it) or empty (H5Fcreate it); its name is never opened. -1 on failure. */
-hid_t blt_h5u_image_fapl(blt_h5u_image *im, const void *buf, size_t n);
+ * (H5Fopen it) or empty (H5Fcreate it); its name is never opened. The buffer grows
+ * by inc bytes at a time. -1 on failure. */
+hid_t blt_h5u_image_fapl(blt_h5u_image *im, const void *buf, size_t n, size_t inc);
 /* Closes file and takes its bytes into im (img, cap, len); negative on failure. */
 herr_t blt_h5u_image_close(blt_h5u_image *im, hid_t file);
 

@@ -1,5 +1,5 @@
 /* Lua binding: reference measurements for the benchmarks. */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include "blas.h"
 #include "thread.h"
 #include <lauxlib.h>

@@ -1,6 +1,7 @@
 /* The C module "blt.core": tensors, ops and runtime settings. lua/blt/init.lua
  * builds the researcher-facing "blt" module on top of it. */
 #include "lua_blt.h"
+#include "lua_bind.h"
 #include "blas.h"
 #include "dist.h"
 #include "ids.h"

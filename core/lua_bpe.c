@@ -14,7 +14,7 @@
  * or a Lua array. */
 #include "bpe.h"
 #include "ids.h"
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include "ops.h"
 #include <lauxlib.h>
 #include <math.h>

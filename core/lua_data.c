@@ -4,7 +4,7 @@
  * window / document numbers given or returned as Lua numbers are 1-based; token ids
  * inside tensors are the ids of docs/model.md. */
 #include "corpus.h"
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include <lauxlib.h>
 
 #define CORPUS_MT "blt.Corpus"

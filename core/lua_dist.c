@@ -13,7 +13,7 @@
  * Under MPI, os.exit also ends MPI: in order (finalize) for status 0, else by abort, so
  * that a process leaving early never leaves the others waiting in a collective. */
 #include "dist.h"
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>

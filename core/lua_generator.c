@@ -1,6 +1,6 @@
 /* Random numbers from Lua: the blt.Generator class (xoshiro256**, core/rng.c) and
  * blt.randn / blt.rand, which take an explicit seed or a Generator. */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include "rng.h"
 #include <lauxlib.h>
 #include <ctype.h>

@@ -20,7 +20,7 @@
  *   m:rows() m:truncate(rows) m:close() */
 #include "h5io.h"
 #include "h5metrics.h"
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Lua binding: parameter init, flat parameter buffers and the optimiser steps. */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include "flat.h"
 #include "ops.h"
 #include "optim.h"

@@ -15,7 +15,7 @@
  * A row is a Lua string (text: BOS then byte + OFFSET, core/ids.h), a Lua array of ids, or an int32
  * tensor [N]. Entropies: a Lua array of N numbers or a float32 tensor [N]. given
  * (scheme "given" only): N or N+1 flags, booleans or numbers (nonzero = start). */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include "ids.h"
 #include "patch.h"
 #include <lauxlib.h>

@@ -18,7 +18,7 @@
  *
  * A string with a NUL byte is refused with an error naming the function and the
  * argument: C would cut it there and act on another name. */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include <lauxlib.h>
 #include <errno.h>
 #include <fcntl.h>

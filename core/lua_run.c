@@ -17,7 +17,7 @@
  *   core.catch_signals(on)        SIGINT, SIGTERM and SIGHUP only set a flag (on), or
  *                                 take their default action again (off)
  *   core.interrupted()            the signal caught since then: name and number, or nil */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include "safefile.h"
 #include <lauxlib.h>
 #include <dirent.h>

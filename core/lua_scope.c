@@ -3,7 +3,7 @@
  * side: a training step's activations go back to the pool at the end of the step,
  * deterministically, instead of whenever the collector gets to their userdata.
  * Tensors that must outlive the scope are returned (or cloned outside it). */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include <lauxlib.h>
 
 static int depth(lua_State *L)

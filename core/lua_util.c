@@ -2,7 +2,7 @@
  * errors from the core's status, and the Tensor value (push, check, close) with its
  * blt.scope tracking. It depends on no other binding file, so lua_tensor.c and
  * lua_scope.c each need only this one. */
-#include "lua_blt.h"
+#include "lua_bind.h"
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -167,3 +167,14 @@ void bltL_check_opts(lua_State *L, int idx, const char *fn, const char *const *a
         }
     }
 }
+
+int bltL_dim(lua_State *L, int idx, int ndim, const char *fn)
+{
+    int64_t d = bltL_int(L, idx, fn, "dimension", INT64_MIN + 1, INT64_MAX);
+    int64_t z = d < 0 ? d + ndim : d - 1;
+    if (d == 0 || z < 0 || z >= ndim)
+        return luaL_error(L, "blt.%s: dimension %I out of range for a %d-d tensor (1..%d or -1..-%d)", fn,
+                          (lua_Integer)d, ndim, ndim, ndim);
+    return (int)z;
+}
+

@@ -204,17 +204,8 @@ blt_status blt_binary(blt_tensor **out, blt_binop op, blt_tensor *a, blt_tensor 
         ew_run((int)op, &bc, blt_f32(y), y->stride, NULL, blt_f32(a), blt_f32(b), 0);
     }
     blt_tensor *in[2] = {a, b};
-    blt_node *n;
-    blt_status s = blt_node_attach(y, fn, binary_bw, 2, in, &n);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    if (n) {
-        n->iarg[0] = op;
-        /* add and sub need only shapes, but keeping one code path is simpler and cheap */
-        blt_node_save(n, 0, a);
-        blt_node_save(n, 1, b);
-    }
-    *out = y;
-    return BLT_OK;
+    /* add and sub need only shapes, but keeping one code path is simpler and cheap */
+    return blt_op_finish(out, y, BLT_OK, fn, binary_bw, 2, in, &(blt_node_keep){.save = {a, b}, .iarg = {op}});
 }
 
 /* ---- affine ---- */
@@ -245,14 +236,10 @@ blt_status blt_affine(blt_tensor **out, blt_tensor *x, float alpha, float beta)
     if (s == BLT_OK) {
         aff_job j = {blt_f32(y), blt_f32(xc), alpha, beta, 0};
         blt_parallel_for(y->numel, GRAIN, aff_chunk, &j);
-        blt_node *n;
-        s = blt_node_attach(y, "affine", affine_bw, 1, &xc, &n);
-        if (s == BLT_OK && n) n->farg[0] = alpha;
     }
+    s = blt_op_finish(out, y, s, "affine", affine_bw, 1, &xc, &(blt_node_keep){.farg = {alpha}});
     blt_tensor_release(xc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 /* ---- unary ---- */
@@ -337,16 +324,8 @@ blt_status blt_unary(blt_tensor **out, blt_unop op, blt_tensor *x)
     if (s == BLT_OK) {
         un_job j = {op, blt_f32(y), blt_f32(xc), NULL, NULL, 0};
         blt_parallel_for(y->numel, GRAIN / 4, un_chunk, &j);
-        blt_node *n;
-        s = blt_node_attach(y, fn, unary_bw, 1, &xc, &n);
-        if (s == BLT_OK && n) {
-            n->iarg[0] = op;
-            blt_node_save(n, 0, xc);
-            s = blt_node_save_alias(n, 1, y);
-        }
     }
+    s = blt_op_finish(out, y, s, fn, unary_bw, 1, &xc, &(blt_node_keep){.save = {xc}, .save_out = 1, .iarg = {op}});
     blt_tensor_release(xc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }

@@ -98,23 +98,13 @@ blt_status blt_matmul(blt_tensor **out, blt_tensor *a, blt_tensor *b, int ta, in
         else
             blt_sgemm(ta, tb, d.M, d.N, d.K, 1.0f, blt_f32(ac), d.lda, blt_f32(bc), d.ldb, 0.0f,
                       blt_f32(y), d.N);
-        blt_tensor *in[2] = {ac, bc};
-        blt_node *n;
-        s = blt_node_attach(y, "matmul", matmul_bw, 2, in, &n);
-        if (s == BLT_OK && n) {
-            blt_node_save(n, 0, ac);
-            blt_node_save(n, 1, bc);
-            n->auxbytes = sizeof d;
-            n->aux = blt_mem_alloc(sizeof d);
-            if (!n->aux) s = blt_fail(BLT_ENOMEM, "matmul: out of memory");
-            else memcpy(n->aux, &d, sizeof d);
-        }
     }
+    blt_tensor *in[2] = {ac, bc};
+    s = blt_op_finish(out, y, s, "matmul", matmul_bw, 2, in,
+                      &(blt_node_keep){.save = {ac, bc}, .newbytes = sizeof d, .arg = &d});
     blt_tensor_release(ac);
     blt_tensor_release(bc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 /* ---- linear ---- */
@@ -184,18 +174,11 @@ blt_status blt_linear(blt_tensor **out, blt_tensor *x, blt_tensor *w, blt_tensor
             bias_job j = {blt_f32(y), blt_f32(bc), R, N};
             blt_parallel_for(R, 64, bias_add, &j);
         }
-        blt_tensor *in[3] = {xc, wc, bc};
-        blt_node *n;
-        s = blt_node_attach(y, "linear", linear_bw, bc ? 3 : 2, in, &n);
-        if (s == BLT_OK && n) {
-            blt_node_save(n, 0, xc);
-            blt_node_save(n, 1, wc);
-        }
     }
+    blt_tensor *in[3] = {xc, wc, bc};
+    s = blt_op_finish(out, y, s, "linear", linear_bw, bc ? 3 : 2, in, &(blt_node_keep){.save = {xc, wc}});
     blt_tensor_release(xc);
     blt_tensor_release(wc);
     blt_tensor_release(bc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }

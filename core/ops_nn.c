@@ -85,14 +85,10 @@ static blt_status softmax_impl(const char *fn, blt_tensor **out, blt_tensor *x, 
     if (s == BLT_OK) {
         sm_job j = {blt_f32(xc), NULL, blt_f32(y), cols_of(xc), log};
         blt_parallel_for(rows_of(xc), 1 + 4096 / (j.C + 1), sm_fwd, &j);
-        blt_node *n;
-        s = blt_node_attach(y, fn, softmax_bw, 1, &xc, &n);
-        if (s == BLT_OK && n) { n->iarg[0] = log; s = blt_node_save_alias(n, 0, y); }
     }
+    s = blt_op_finish(out, y, s, fn, softmax_bw, 1, &xc, &(blt_node_keep){.save_out = 1, .iarg = {log}});
     blt_tensor_release(xc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 blt_status blt_softmax(blt_tensor **out, blt_tensor *x) { return softmax_impl("softmax", out, x, 0); }
@@ -179,20 +175,11 @@ blt_status blt_softmax_entropy(blt_tensor **out, blt_tensor *x)
     if (s == BLT_OK) {
         ent_job j = {blt_f32(xc), NULL, blt_f32(y), NULL, aux, cols_of(xc)};
         blt_parallel_for(R, 1 + 4096 / (j.V + 1), ent_fwd, &j);
-        blt_node *n;
-        s = blt_node_attach(y, "softmax_entropy", softmax_entropy_bw, 1, &xc, &n);
-        if (s == BLT_OK && n) {
-            blt_node_save(n, 0, xc);
-            n->aux = aux;
-            n->auxbytes = abytes;
-            aux = NULL;
-        }
     }
-    blt_mem_free(aux, abytes);
+    s = blt_op_finish(out, y, s, "softmax_entropy", softmax_entropy_bw, 1, &xc,
+                      &(blt_node_keep){.save = {xc}, .aux = aux, .auxbytes = abytes});
     blt_tensor_release(xc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 /* ---- cross-entropy ---- */
@@ -286,6 +273,7 @@ blt_status blt_cross_entropy(blt_tensor **out, blt_tensor *logits, blt_tensor *t
     float *lse = s == BLT_OK ? blt_mem_alloc(lbytes) : NULL;
     if (s == BLT_OK && !lse) s = blt_fail(BLT_ENOMEM, "cross_entropy: out of memory");
     if (s == BLT_OK) s = blt_tensor_new(&y, BLT_F32, 0, NULL);
+    double scale = 0.0;
     if (s == BLT_OK) {
         enum { CH = 64 }; /* fixed chunks: the sum is the same for any thread count */
         double part[CH];
@@ -293,26 +281,15 @@ blt_status blt_cross_entropy(blt_tensor **out, blt_tensor *logits, blt_tensor *t
         blt_parallel_for(CH, 1, ce_fwd, &j);
         double tot = 0.0;
         for (int c = 0; c < CH; c++) tot += part[c];
-        double scale = mean ? (count ? 1.0 / (double)count : 0.0) : 1.0;
+        scale = mean ? (count ? 1.0 / (double)count : 0.0) : 1.0;
         blt_f32(y)[0] = (float)(tot * scale);
-        blt_node *n;
-        s = blt_node_attach(y, "cross_entropy", ce_bw, 1, &xc, &n);
-        if (s == BLT_OK && n) {
-            n->iarg[0] = ignore_index;
-            n->farg[0] = scale;
-            blt_node_save(n, 0, xc);
-            blt_node_save(n, 1, tc);
-            n->aux = lse;
-            n->auxbytes = lbytes;
-            lse = NULL;
-        }
     }
-    blt_mem_free(lse, lbytes);
+    s = blt_op_finish(out, y, s, "cross_entropy", ce_bw, 1, &xc,
+                      &(blt_node_keep){.save = {xc, tc}, .iarg = {ignore_index}, .farg = {scale}, .aux = lse,
+                                       .auxbytes = lbytes});
     blt_tensor_release(xc);
     blt_tensor_release(tc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 /* ---- RMSNorm ---- */
@@ -407,23 +384,13 @@ blt_status blt_rmsnorm(blt_tensor **out, blt_tensor *x, blt_tensor *g, float eps
     if (s == BLT_OK) {
         rms_job j = {blt_f32(xc), blt_f32(gc), NULL, blt_f32(y), rstd, NULL, NULL, R, D, eps, 0};
         blt_parallel_for(R, 1 + 8192 / (D + 1), rms_fwd, &j);
-        blt_tensor *in[2] = {xc, gc};
-        blt_node *n;
-        s = blt_node_attach(y, "rmsnorm", rmsnorm_bw, 2, in, &n);
-        if (s == BLT_OK && n) {
-            blt_node_save(n, 0, xc);
-            blt_node_save(n, 1, gc);
-            n->aux = rstd;
-            n->auxbytes = rbytes;
-            rstd = NULL;
-        }
     }
-    blt_mem_free(rstd, rbytes);
+    blt_tensor *in[2] = {xc, gc};
+    s = blt_op_finish(out, y, s, "rmsnorm", rmsnorm_bw, 2, in,
+                      &(blt_node_keep){.save = {xc, gc}, .aux = rstd, .auxbytes = rbytes});
     blt_tensor_release(xc);
     blt_tensor_release(gc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 /* ---- embedding ---- */
@@ -486,15 +453,11 @@ blt_status blt_embedding(blt_tensor **out, blt_tensor *weight, blt_tensor *ids)
     if (s == BLT_OK) {
         emb_job j = {id, blt_f32(wc), blt_f32(y), ic->numel, weight->shape[1]};
         blt_parallel_for(j.n, 64, emb_fwd, &j);
-        blt_node *n;
-        s = blt_node_attach(y, "embedding", embedding_bw, 1, &wc, &n);
-        if (s == BLT_OK && n) blt_node_save(n, 0, ic);
     }
+    s = blt_op_finish(out, y, s, "embedding", embedding_bw, 1, &wc, &(blt_node_keep){.save = {ic}});
     blt_tensor_release(wc);
     blt_tensor_release(ic);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 /* ---- RoPE ---- */
@@ -591,18 +554,9 @@ blt_status blt_rope(blt_tensor **out, blt_tensor *x, int heads, double theta, bl
     if (s == BLT_OK) {
         rope_job j = {blt_f32(xc), blt_f32(y), cs, T, heads, hd, 0, B, per_batch, 1.0f, 0};
         blt_parallel_for(B * T, 16, rope_chunk, &j);
-        blt_node *n;
-        s = blt_node_attach(y, "rope", rope_bw, 1, &xc, &n);
-        if (s == BLT_OK && n) {
-            n->iarg[0] = T; n->iarg[1] = heads; n->iarg[2] = hd; n->iarg[3] = B; n->iarg[4] = per_batch;
-            n->aux = cs;
-            n->auxbytes = cbytes;
-            cs = NULL;
-        }
     }
-    blt_mem_free(cs, cbytes);
+    s = blt_op_finish(out, y, s, "rope", rope_bw, 1, &xc,
+                      &(blt_node_keep){.iarg = {T, heads, hd, B, per_batch}, .aux = cs, .auxbytes = cbytes});
     blt_tensor_release(xc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }

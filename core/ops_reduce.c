@@ -71,8 +71,8 @@ static blt_status reduce(const char *fn, blt_tensor **out, blt_tensor *x, int di
     blt_tensor *xc, *y = NULL;
     BLT_TRY(blt_contiguous(&xc, x));
     blt_status s = blt_tensor_new(&y, BLT_F32, nd, shape);
+    double scale = mean ? (n ? 1.0 / (double)n : 0.0) : 1.0;
     if (s == BLT_OK) {
-        double scale = mean ? (n ? 1.0 / (double)n : 0.0) : 1.0;
         red_job j = {blt_f32(xc), blt_f32(y), outer, n, inner, scale};
         if (outer * inner == 1 && n > 65536) {
             /* one long sum: fixed chunks summed in order, so the result does not
@@ -92,17 +92,11 @@ static blt_status reduce(const char *fn, blt_tensor **out, blt_tensor *x, int di
         } else {
             blt_parallel_for(outer * inner, 1 + 16384 / (n + 1), red_chunk, &j);
         }
-        blt_node *nd_;
-        s = blt_node_attach(y, fn, reduce_bw, 1, &xc, &nd_);
-        if (s == BLT_OK && nd_) {
-            nd_->iarg[0] = outer; nd_->iarg[1] = n; nd_->iarg[2] = inner;
-            nd_->farg[0] = scale;
-        }
     }
+    s = blt_op_finish(out, y, s, fn, reduce_bw, 1, &xc,
+                      &(blt_node_keep){.iarg = {outer, n, inner}, .farg = {scale}});
     blt_tensor_release(xc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 blt_status blt_sum(blt_tensor **out, blt_tensor *x, int dim, int keepdim, int all)

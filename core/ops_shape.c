@@ -26,11 +26,7 @@ blt_status blt_contiguous(blt_tensor **out, blt_tensor *x)
     blt_tensor *y;
     BLT_TRY(blt_tensor_new_like(&y, x));
     blt_strided_copy(y, x);
-    blt_node *n;
-    blt_status s = blt_node_attach(y, "contiguous", contiguous_bw, 1, &x, &n);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return blt_op_finish(out, y, BLT_OK, "contiguous", contiguous_bw, 1, &x, NULL);
 }
 
 /* ---- reshape ---- */
@@ -79,7 +75,7 @@ blt_status blt_reshape(blt_tensor **out, blt_tensor *x, int ndim, const int64_t 
                         blt_fmt_shape(b2, sizeof b2, ndim, shape));
     blt_tensor *xc;
     BLT_TRY(blt_contiguous(&xc, x));
-    blt_tensor *y;
+    blt_tensor *y = NULL;
     blt_status s = blt_tensor_alias(&y, xc);
     if (s == BLT_OK) {
         y->ndim = ndim;
@@ -89,11 +85,8 @@ blt_status blt_reshape(blt_tensor **out, blt_tensor *x, int ndim, const int64_t 
             y->stride[i] = st;
             st *= sh[i];
         }
-        blt_node *nd;
-        s = blt_node_attach(y, "reshape", reshape_bw, 1, &xc, &nd);
-        if (s != BLT_OK) blt_tensor_release(y);
-        else *out = y;
     }
+    s = blt_op_finish(out, y, s, "reshape", reshape_bw, 1, &xc, NULL);
     blt_tensor_release(xc);
     return s;
 }
@@ -122,12 +115,7 @@ blt_status blt_transpose(blt_tensor **out, blt_tensor *x, int d0, int d1)
     BLT_TRY(blt_tensor_alias(&y, x));
     int64_t t = y->shape[a0]; y->shape[a0] = y->shape[a1]; y->shape[a1] = t;
     t = y->stride[a0]; y->stride[a0] = y->stride[a1]; y->stride[a1] = t;
-    blt_node *n;
-    blt_status s = blt_node_attach(y, "transpose", transpose_bw, 1, &x, &n);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    if (n) { n->iarg[0] = a0; n->iarg[1] = a1; }
-    *out = y;
-    return BLT_OK;
+    return blt_op_finish(out, y, BLT_OK, "transpose", transpose_bw, 1, &x, &(blt_node_keep){.iarg = {a0, a1}});
 }
 
 /* ---- narrow ---- */
@@ -161,12 +149,8 @@ blt_status blt_narrow(blt_tensor **out, blt_tensor *x, int dim, int64_t start, i
     y->shape[d] = len;
     y->numel = 1;
     for (int k = 0; k < y->ndim; k++) y->numel *= y->shape[k];
-    blt_node *n;
-    blt_status s = blt_node_attach(y, "narrow", narrow_bw, 1, &x, &n);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    if (n) { n->iarg[0] = d; n->iarg[1] = start; n->iarg[2] = len; }
-    *out = y;
-    return BLT_OK;
+    return blt_op_finish(out, y, BLT_OK, "narrow", narrow_bw, 1, &x,
+                         &(blt_node_keep){.iarg = {d, start, len}});
 }
 
 /* ---- concat ---- */
@@ -186,6 +170,14 @@ static blt_status concat_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
         off += len;
     }
     return BLT_OK;
+}
+
+typedef struct { blt_tensor *const *xs; int n, d; } concat_lengths;
+
+static void fill_lengths(void *buffer, const void *arg)
+{
+    const concat_lengths *c = arg;
+    for (int i = 0; i < c->n; i++) ((int64_t *)buffer)[i] = c->xs[i]->shape[c->d];
 }
 
 blt_status blt_concat(blt_tensor **out, int n, blt_tensor *const *xs, int dim)
@@ -223,18 +215,11 @@ blt_status blt_concat(blt_tensor **out, int n, blt_tensor *const *xs, int dim)
         blt_strided_copy(&v, xs[i]);
         off += xs[i]->shape[d];
     }
-    blt_node *nd;
-    blt_status s = x0->dtype == BLT_F32 ? blt_node_attach(y, "concat", concat_bw, n, xs, &nd) : BLT_OK;
-    if (s == BLT_OK && x0->dtype == BLT_F32 && nd) {
-        nd->iarg[0] = d;
-        nd->auxbytes = (size_t)n * sizeof(int64_t);
-        nd->aux = blt_mem_alloc(nd->auxbytes);
-        if (!nd->aux) s = blt_fail(BLT_ENOMEM, "concat: out of memory");
-        else for (int i = 0; i < n; i++) ((int64_t *)nd->aux)[i] = xs[i]->shape[d];
-    }
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    /* the node keeps each input's length along d; int32 inputs make none (nin 0) */
+    concat_lengths cl = {xs, n, d};
+    return blt_op_finish(out, y, BLT_OK, "concat", concat_bw, x0->dtype == BLT_F32 ? n : 0, xs,
+                         &(blt_node_keep){.iarg = {d}, .newbytes = (size_t)n * sizeof(int64_t),
+                                          .fill = fill_lengths, .arg = &cl});
 }
 
 /* ---- gather ---- */
@@ -287,17 +272,13 @@ blt_status blt_gather(blt_tensor **out, blt_tensor *x, int dim, blt_tensor *inde
     if (!ok)
         return blt_fail(BLT_EINVAL, "gather: index %s does not fit x %s along dimension %d",
                         blt_shape_str(index, b2, sizeof b2), blt_shape_str(x, b1, sizeof b1), d + 1);
-    blt_tensor *ic, *y;
+    blt_tensor *ic, *y = NULL;
     BLT_TRY(blt_contiguous(&ic, index));
     blt_status s = blt_tensor_new(&y, BLT_F32, index->ndim, index->shape);
     if (s == BLT_OK) s = gather_walk("gather", x, ic, d, blt_f32(y), NULL, NULL);
-    blt_node *n = NULL;
-    if (s == BLT_OK) s = blt_node_attach(y, "gather", gather_bw, 1, &x, &n);
-    if (s == BLT_OK && n) { n->iarg[0] = d; blt_node_save(n, 0, ic); }
+    s = blt_op_finish(out, y, s, "gather", gather_bw, 1, &x, &(blt_node_keep){.save = {ic}, .iarg = {d}});
     blt_tensor_release(ic);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 /* ---- index_select ---- */
@@ -354,18 +335,13 @@ blt_status blt_index_select(blt_tensor **out, blt_tensor *x, int dim, blt_tensor
             for (int64_t i = 0; i < ic->numel; i++)
                 memcpy(dst + ((o * ic->numel + i) * inner) * es,
                        src + ((o * x->shape[d] + ix[i]) * inner) * es, (size_t)inner * es);
-        blt_node *n = NULL;
-        if (x->dtype == BLT_F32) s = blt_node_attach(y, "index_select", index_select_bw, 1, &xc, &n);
-        if (s == BLT_OK && n) {
-            n->iarg[0] = outer; n->iarg[1] = x->shape[d]; n->iarg[2] = ic->numel; n->iarg[3] = inner;
-            blt_node_save(n, 0, ic);
-        }
     }
+    /* int32 rows make no node (nin 0) */
+    s = blt_op_finish(out, y, s, "index_select", index_select_bw, x->dtype == BLT_F32 ? 1 : 0, &xc,
+                      &(blt_node_keep){.save = {ic}, .iarg = {outer, x->shape[d], ic->numel, inner}});
     blt_tensor_release(xc);
     blt_tensor_release(ic);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }
 
 /* ---- segment max-pool (patch pooling) ---- */
@@ -460,19 +436,10 @@ blt_status blt_segment_maxpool(blt_tensor **out, blt_tensor *x, blt_tensor *leng
     if (s == BLT_OK) {
         pool_job j = {blt_f32(xc), blt_f32(y), arg, len, T, P, D};
         blt_parallel_for(B, 1, pool_fwd_chunk, &j);
-        blt_node *n = NULL;
-        s = blt_node_attach(y, "segment_maxpool", segment_maxpool_bw, 1, &xc, &n);
-        if (s == BLT_OK && n) {
-            n->iarg[0] = B; n->iarg[1] = T; n->iarg[2] = P; n->iarg[3] = D;
-            n->aux = arg;
-            n->auxbytes = abytes;
-            arg = NULL;
-        }
     }
-    blt_mem_free(arg, abytes);
+    s = blt_op_finish(out, y, s, "segment_maxpool", segment_maxpool_bw, 1, &xc,
+                      &(blt_node_keep){.iarg = {B, T, P, D}, .aux = arg, .auxbytes = abytes});
     blt_tensor_release(xc);
     blt_tensor_release(lc);
-    if (s != BLT_OK) { blt_tensor_release(y); return s; }
-    *out = y;
-    return BLT_OK;
+    return s;
 }

@@ -293,6 +293,40 @@ blt_status blt_node_save_alias(blt_node *n, int slot, blt_tensor *t)
     return blt_tensor_alias(&n->saved[slot], t);
 }
 
+blt_status blt_op_finish(blt_tensor **out, blt_tensor *y, blt_status s, const char *op, blt_backward_fn bw,
+                         int nin, blt_tensor *const *in, const blt_node_keep *keep)
+{
+    blt_node *n = NULL;
+    if (s == BLT_OK) s = blt_node_attach(y, op, bw, nin, in, &n);
+    if (keep && keep->aux && !n) blt_mem_free(keep->aux, keep->auxbytes); /* no node takes it over */
+    if (s == BLT_OK && n && keep) {
+        memcpy(n->iarg, keep->iarg, sizeof n->iarg);
+        memcpy(n->farg, keep->farg, sizeof n->farg);
+        int k = 0;
+        while (k < 3 && keep->save[k]) {
+            blt_node_save(n, k, keep->save[k]);
+            k++;
+        }
+        if (keep->save_out) s = blt_node_save_alias(n, k, y);
+        if (keep->aux) { /* taken over even when the alias failed: freed with the node */
+            n->aux = keep->aux;
+            n->auxbytes = keep->auxbytes;
+        } else if (keep->newbytes && s == BLT_OK) {
+            n->auxbytes = keep->newbytes;
+            n->aux = blt_mem_alloc(keep->newbytes);
+            if (!n->aux) s = blt_fail(BLT_ENOMEM, "%s: out of memory", op);
+            else if (keep->fill) keep->fill(n->aux, keep->arg);
+            else memcpy(n->aux, keep->arg, keep->newbytes);
+        }
+    }
+    if (s != BLT_OK) {
+        blt_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return BLT_OK;
+}
+
 static unsigned visit_epoch;
 
 typedef struct { blt_tensor **v; size_t n, cap; } tvec;

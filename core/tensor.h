@@ -104,6 +104,28 @@ blt_status blt_node_attach(blt_tensor *out, const char *op, blt_backward_fn bw,
 blt_status blt_node_save(blt_node *n, int slot, blt_tensor *t); /* retains */
 blt_status blt_node_save_alias(blt_node *n, int slot, blt_tensor *t); /* saves out without a cycle */
 void blt_node_release(blt_node *n); /* iterative: a long chain does not recurse */
+
+/* What an op's node keeps for its backward, for blt_op_finish; zero fields are unused. */
+typedef struct {
+    blt_tensor *save[3]; /* retained into saved[0..], up to the first NULL */
+    int save_out;        /* 1: the output itself follows them, saved as an alias (no cycle) */
+    int64_t iarg[8];
+    double farg[4];
+    void *aux;           /* a pool buffer of auxbytes, owned from here on: the node takes it
+                          * over, or blt_op_finish frees it (no node, or a failure) */
+    size_t auxbytes;
+    /* or a new pool buffer of newbytes for the node, filled by fill(buffer, arg), or
+     * (fill NULL) a copy of the newbytes at arg */
+    size_t newbytes;
+    void (*fill)(void *buffer, const void *arg);
+    const void *arg;
+} blt_node_keep;
+/* The end of every op's forward; s is the forward's status so far. On success, when
+ * grad is on and an input needs it, attaches the node with what keep lists (keep may
+ * be NULL), then hands y to *out. On any failure (s, or the node's) releases y, and
+ * with it the node, and returns the failure; *out is untouched. */
+blt_status blt_op_finish(blt_tensor **out, blt_tensor *y, blt_status s, const char *op, blt_backward_fn bw,
+                         int nin, blt_tensor *const *in, const blt_node_keep *keep);
 /* Runs backward from t; grad NULL means ones (t must then hold one element). */
 blt_status blt_backward(blt_tensor *t, blt_tensor *grad);
 
