@@ -58,7 +58,12 @@ local function int_at_least(min)
         if math.type(v) ~= "integer" or v < min then return ("must be an integer >= %d"):format(min) end
     end
 end
-M.rules = {scheme = M.SCHEMES, size = int_at_least(1), max_patch_len = int_at_least(1), threshold = ">= 0",
+local schemes = require "blt.schemes"
+M.rules = {scheme = function(v)
+               if not schemes.known(v) then
+                   return ("must be one of %s, or file:PATH (a scheme file)"):format(table.concat(schemes.names(), ", "))
+               end
+           end, size = int_at_least(1), max_patch_len = int_at_least(1), threshold = ">= 0",
            delta = ">= 0", target = "> 1", color = {true, false}}
 
 local function fail(fmt, ...) error({msg = fmt:format(...)}, 0) end
@@ -192,11 +197,11 @@ end
 -- Checks the options against the scheme; returns the patcher options and a note for the summary.
 function M.resolve(o, text)
     local scheme = o.scheme or "space"
-    local known = false
-    for _, s in ipairs(M.SCHEMES) do known = known or s == scheme end
-    if not known then
-        fail("unknown scheme '%s' (known: %s)", scheme, table.concat(M.SCHEMES, ", "))
+    if not schemes.known(scheme) then
+        fail("unknown scheme '%s' (known: %s, or file:PATH)", scheme, table.concat(schemes.names(), ", "))
     end
+    local reg = schemes.known(scheme) and not schemes.is_file(scheme) and schemes.get(scheme)
+    if not reg or not reg.kernel then return M.resolve_lua(o, text, scheme) end
     local function only(allowed)
         for _, k in ipairs {"size", "threshold", "delta", "target", "model"} do
             if o[k] ~= nil and not allowed[k] then
@@ -243,6 +248,28 @@ function M.resolve(o, text)
                 p.threshold and (", threshold %.4f"):format(p.threshold) or "")
         end
         note = note .. ", model " .. model .. (o.reset_on_newline and ", reset on newline" or "")
+    end
+    if p.max_patch_len then note = note .. (", max patch length %d"):format(p.max_patch_len) end
+    return p, note
+end
+
+-- A scheme written in Lua (registered, or file:PATH run in its sandbox) with its default
+-- options; entropies from the model when it needs them.
+function M.resolve_lua(o, text, scheme)
+    local ok, s = pcall(schemes.get, scheme)
+    if not ok then fail("%s", tostring(s)) end
+    for _, k in ipairs {"size", "threshold", "delta", "target"} do
+        if o[k] ~= nil then fail("%s does not apply to scheme '%s' (it takes its own options)", k, scheme) end
+    end
+    if (o.model or o.reset_on_newline) and not s.needs_entropy then
+        fail("%s does not apply to scheme '%s'", o.model and "model" or "reset_on_newline", scheme)
+    end
+    local p = {scheme = schemes.rule(s, s.options), max_patch_len = o.max_patch_len}
+    local note = ("%s (%s)"):format(s.name, scheme)
+    if s.needs_entropy then
+        local model = o.model or M.DEFAULT_MODEL
+        p.entropies = M.entropies(model, text, o.reset_on_newline)
+        note = note .. ", model " .. model
     end
     if p.max_patch_len then note = note .. (", max patch length %d"):format(p.max_patch_len) end
     return p, note
