@@ -27,6 +27,29 @@ local function blt_scheme(word)
 end
 experiment.blt_scheme = blt_scheme
 
+-- A scheme file's word (file:PATH) in a comparison: its label (the scheme's name, which
+-- names its points and rows) or nil and what is wrong (said of the word).
+function experiment.scheme_file_label(w)
+    local schemes = require "blt.schemes"
+    if not schemes.is_file(w) then return nil end
+    local ok, sc = pcall(schemes.get, w)
+    if not ok then return nil, ("cannot be used: %s"):format(tostring(sc):gsub("^patching%.scheme = [^:]*:[^:]*: ", "")) end
+    return sc.name
+end
+
+-- The rule of a comparison's schemes= list: the allowed words or file:PATH (a scheme
+-- file, identified by its name), at least one, none twice.
+function experiment.scheme_list_rule(allowed)
+    local ok = {}
+    for _, a in ipairs(allowed) do ok[a] = true end
+    return experiment.list_of("scheme", function(w)
+        if ok[w] then return w end
+        local label, err = experiment.scheme_file_label(w)
+        if label then return label end
+        return nil, err or ("is not a scheme (known: %s, or file:PATH)"):format(table.concat(allowed, ", "))
+    end, allowed[1])
+end
+
 -- ---- budgets ----
 -- steps: the reference run (the entropy BLT) whose training FLOPs are the budget;
 -- evals: validation points along each run; val_bytes: the validation bytes of every
@@ -608,7 +631,7 @@ function experiment.plot_patch_histograms(path, records, cfg)
     local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
     local series, seen = {}, {}
     for _, r in ipairs(records) do
-        if blt_scheme(r.scheme) and not seen[r.scheme] and not r.failed then
+        if (blt_scheme(r.scheme) or (r.spec and r.spec.family == "blt")) and not seen[r.scheme] and not r.failed then
             seen[r.scheme] = true
             local model = models.load(r.checkpoint)
             local seq = r.config.train.seq_len
