@@ -153,6 +153,21 @@ end
 rc, out = sh(bin .. " scripts/show_patches.lua color=false scheme=file:" .. EXAMPLE .. " 'One, two three'")
 T.ok(rc == 0 and out:find("punct"), "show_patches shows a scheme file's patches", out)
 
+-- ---- compare_patching and scaling take file:PATH beside the built-in names ----
+local stop = " 'args.all=train.threads=1 train.stop_at=2' plot=false data.path=" .. q(corpus)
+rc, out = sh(bin .. " experiments/compare_patching.lua budget=smoke schemes=space,file:" .. EXAMPLE
+    .. " out=" .. q(dir .. "/cmp") .. stop)
+local prow = out:match("\npunct +([%d.]+) ")
+T.ok(rc == 0 and out:find("\nspace +[%d.]+ ") and prow and tonumber(prow) > 1,
+     "compare_patching: a scheme file gets a row (its measured mean patch size) beside space", out)
+rc, out = sh(bin .. " experiments/scaling.lua budget=smoke study=compute_optimal sizes=32x1 schemes=file:" .. EXAMPLE
+    .. " out=" .. q(dir .. "/sc") .. stop)
+T.ok(rc == 0 and out:find("\npunct +32x1 "), "scaling: a scheme file gets its points", out)
+for _, script in ipairs {"compare_patching", "scaling"} do
+    rc, out = sh(bin .. " experiments/" .. script .. ".lua budget=smoke schemes=file:" .. q(dir .. "/nope.lua") .. stop)
+    T.ok(rc == 2 and out:find("nope.lua' cannot be used: .*No such file"), script .. ": a missing scheme file is refused (status 2)", out)
+end
+
 -- ---- a crafted checkpoint: its scheme tries os.execute, io.open, require ----
 local run = checkpoint.load(ck)
 for _, h in ipairs {HOSTILE[1], HOSTILE[2], HOSTILE[3]} do
@@ -181,4 +196,37 @@ rc, out = train("patching.scheme_source=x out.name=x")
 T.ok(rc == 2 and out:find("scheme_source"), "patching.scheme_source is written by the run, not given", out)
 
 U.cleanup(dir)
+-- ---- the module graph (every require, in functions too) has no cycle ----
+do
+    local graph, n = {}, 0
+    local ls = io.popen("ls lua/blt/*.lua lua/blt/models/*.lua")
+    for f in ls:lines() do
+        local m = f:gsub("^lua/", ""):gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
+        graph[m], n = {}, n + 1
+        for r in U.read(f):gsub("%-%-[^\n]*", ""):gmatch("require%s*%(?%s*[\"']([%w_.]+)[\"']") do
+            table.insert(graph[m], r)
+        end
+    end
+    ls:close()
+    local state, stack, cycles = {}, {}, {}
+    local function visit(m)
+        state[m] = 1
+        stack[#stack + 1] = m
+        for _, r in ipairs(graph[m]) do
+            if graph[r] and state[r] == 1 then
+                local i = 1
+                while stack[i] ~= r do i = i + 1 end
+                cycles[#cycles + 1] = table.concat(stack, " -> ", i) .. " -> " .. r
+            elseif graph[r] and not state[r] then visit(r) end
+        end
+        stack[#stack] = nil
+        state[m] = 2
+    end
+    local names = {}
+    for m in pairs(graph) do names[#names + 1] = m end
+    table.sort(names)
+    for _, m in ipairs(names) do if not state[m] then visit(m) end end
+    T.ok(n > 20 and #cycles == 0, ("no require cycle among the %d modules of lua/blt"):format(n), table.concat(cycles, "\n"))
+end
+
 T.done()
