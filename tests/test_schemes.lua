@@ -101,6 +101,13 @@ for _, h in ipairs(HOSTILE) do
     ok, err = pcall(schemes.rule(s, s.options), row, nil)
     T.ok(not ok and tostring(err):find(want) and tostring(err):find("patching scheme x"),
          ("sandbox, %s in its rule: refused, naming the scheme"):format(what), err)
+    -- in an option's rule, checked when the options are
+    src = ("return {name = 'x', options = {n = 1}, rules = {n = function(v) %s end}, flags = function() return {1} end}")
+        :format(body)
+    s = schemes.compile(src, "hostile.lua")
+    ok, err = pcall(schemes.options, s, {n = 2})
+    T.ok(not ok and tostring(err):find(want) and tostring(err):find("patching scheme x"),
+         ("sandbox, %s in an option's rule: refused, naming the scheme"):format(what), err)
 end
 T.ok(not U.read(marker), "no hostile body created a file")
 T.ok(string.rep and string.find("a", "a") and getmetatable("").__index == string, "the string library is restored")

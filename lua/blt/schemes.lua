@@ -156,8 +156,23 @@ function schemes.compile(src, origin)
     local t = call({origin = origin}, "loading it", chunk)
     local s = validate(t, "patching.scheme = " .. origin)
     if s.kernel then fail("patching.scheme = %s: kernel is for the built-in schemes", origin) end
-    if s.mean_patch ~= nil and type(s.mean_patch) ~= "number" then
-        fail("patching.scheme = %s: mean_patch must be a number (the scheme's mean bytes per patch)", origin)
+    for _, k in ipairs {"mean_patch", "estimate"} do
+        if s[k] ~= nil and (type(s[k]) ~= "number" or not (s[k] >= 1)) then
+            fail("patching.scheme = %s: %s must be a number >= 1 (the scheme's mean bytes per patch)", origin, k)
+        end
+    end
+    if type(s.doc) ~= "string" then fail("patching.scheme = %s: doc must be a string", origin) end
+    for k, v in pairs(s.docs) do
+        if type(v) ~= "string" then fail("patching.scheme = %s: docs.%s must be a string", origin, k) end
+    end
+    for k, rule in pairs(s.rules) do
+        if type(rule) == "function" then -- an option's rule of its own runs in the sandbox too
+            s.rules[k] = function(v)
+                local okr, msg = require("blt.config").sandboxed(rule, SCHEME_BUDGET, SCHEME_HEAP, v)
+                if not okr then return "its rule failed: " .. tostring(msg) end
+                return msg ~= nil and tostring(msg) or nil
+            end
+        end
     end
     s.source, s.hash, s.origin = src, schemes.hash(src), origin
     return s
