@@ -160,6 +160,26 @@ end
 rc, out = sh(bin .. " scripts/show_patches.lua color=false scheme=file:" .. EXAMPLE .. " 'One, two three'")
 T.ok(rc == 0 and out:find("punct"), "show_patches shows a scheme file's patches", out)
 
+-- ---- a scheme file with an option to calibrate: set to the target at the start ----
+U.write(dir .. "/every.lua", [[return {name = "every", options = {every = 2.0}, rules = {every = "> 0"},
+    calibrates = "every", flags = function(row, e, o)
+        local k, f = math.max(1, math.floor(o.every)), {1, 1}
+        for i = 3, #row + 1 do f[i] = (i - 2) % k == 0 end
+        return f
+    end}]])
+for _, target in ipairs {3, 5} do
+    rc, out = train(("patching.scheme=file:%s patching.target=%d out.name=every%d"):format(q(dir .. "/every.lua"), target, target))
+    local ecfg = json.decode(U.read(("%s/every%d/config.json"):format(dir, target)) or "{}").patching or {}
+    local every = tonumber((ecfg.options or ""):match("every=([%d.]+)"))
+    -- a step function of its option: the closest mean within 10 % (32-byte rows)
+    T.ok(rc == 0 and every and math.abs(ecfg.calibrated - target) <= 0.1 * target,
+         ("a scheme's own option is calibrated to target %d and recorded"):format(target), out)
+    local okm, m = pcall(models.load, ("%s/every%d/checkpoint.h5"):format(dir, target))
+    local l = okm and m.patcher:lengths(("x"):rep(4 * target))
+    T.ok(okm and l[2] == math.floor(every), "... and the checkpoint cuts with the calibrated value",
+         not okm and m or l and table.concat(l, ","))
+end
+
 -- ---- compare_patching and scaling take file:PATH beside the built-in names ----
 local stop = " 'args.all=train.threads=1 train.stop_at=2' plot=false data.path=" .. q(corpus)
 rc, out = sh(bin .. " experiments/compare_patching.lua budget=smoke schemes=space,file:" .. EXAMPLE
@@ -174,6 +194,12 @@ for _, script in ipairs {"compare_patching", "scaling"} do
     rc, out = sh(bin .. " experiments/" .. script .. ".lua budget=smoke schemes=file:" .. q(dir .. "/nope.lua") .. stop)
     T.ok(rc == 2 and out:find("nope.lua' cannot be used: .*No such file"), script .. ": a missing scheme file is refused (status 2)", out)
 end
+
+-- ---- the demo shows a scheme file's patches of its sentence ----
+rc, out = sh(bin .. " experiments/demo.lua budget=smoke steps=2 entropy_steps=2 eval_bytes=512 sample=8 data.path="
+    .. q(corpus) .. " args.all=train.threads=1 out=" .. q(dir .. "/demo") .. " show=space,file:" .. EXAMPLE)
+T.ok(rc == 0 and out:find("file:" .. EXAMPLE .. ": a patch starts after a space or punctuation byte", 1, true)
+     and out:find("\n  space: "), "the demo shows a scheme file's patches beside space", out:sub(-1500))
 
 -- ---- a crafted checkpoint: its scheme tries os.execute, io.open, require ----
 local run = checkpoint.load(ck)

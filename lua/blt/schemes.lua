@@ -59,8 +59,8 @@ local function validate(t, what)
             s[f][k] = v
         end
     end
-    if s.calibrates ~= nil and (type(s.options[s.calibrates]) ~= "number") then
-        fail("%s: calibrates must name a number option, got %s", what, tostring(s.calibrates))
+    if s.calibrates ~= nil and math.type(s.options[s.calibrates]) ~= "float" then
+        fail("%s: calibrates must name an option whose default is a float (like 1.0), got %s", what, tostring(s.calibrates))
     end
     if s.kernel == nil then
         if t.flags ~= nil and t.flag ~= nil then fail("%s: give flags or flag, not both", what) end
@@ -244,11 +244,11 @@ end
 
 -- ---- the built-in schemes (their kernels in core/patch.c) ----
 
-schemes.register {name = "fixed", kernel = "fixed", doc = "a patch every size bytes",
+schemes.register {name = "fixed", kernel = "fixed", doc = "a patch every `size` bytes",
     options = {size = 4}, docs = {size = "the patch length"},
     rules = {size = function(v) if not is_int(v) or v < 1 then return "must be an integer >= 1" end end},
     mean_patch = function(o) return o.size end}
-schemes.register {name = "space", kernel = "space", doc = "a patch after every space-like byte",
+schemes.register {name = "space", kernel = "space", doc = "a patch starts after a space-like byte that follows a word byte",
     estimate = 4}
 schemes.register {name = "entropy", kernel = "entropy", needs_entropy = true, calibrates = "threshold",
     doc = "a patch where the next byte's entropy exceeds a global threshold",
@@ -260,6 +260,53 @@ schemes.register {name = "entropy_delta", kernel = "entropy_delta", needs_entrop
     rules = {delta = ">= 0", threshold = ">= 0"}}
 schemes.register {name = "byte", kernel = "byte", doc = "every byte its own patch",
     mean_patch = function() return 1 end}
+
+--- schemes.calibrate(mean_at, x0, target [, tolerance]) -> x, mean reached: the value of a
+-- scheme's calibrated option (s.calibrates; the mean patch size must not decrease as it
+-- grows) whose mean_at(x) is target within the relative tolerance (default 0.01): x0
+-- (> 0) is doubled or halved until the target is bracketed, then bisected. When the
+-- target is out of reach, the closest value seen.
+function schemes.calibrate(mean_at, x0, target, tol)
+    tol = tol or 0.01
+    local best_x, best_m
+    local function consider(x)
+        local m = mean_at(x)
+        if best_m == nil or math.abs(m - target) < math.abs(best_m - target) then best_x, best_m = x, m end
+        return m, math.abs(m - target) <= tol * target
+    end
+    local x = x0 > 0 and x0 or 1.0
+    local m, done = consider(x)
+    if done then return best_x, best_m end
+    local lo, hi
+    if m < target then
+        lo = x
+        for _ = 1, 60 do
+            x = x * 2
+            m, done = consider(x)
+            if done then return best_x, best_m end
+            if m >= target then hi = x break end
+            lo = x
+        end
+    else
+        hi = x
+        for _ = 1, 60 do
+            x = x / 2
+            m, done = consider(x)
+            if done then return best_x, best_m end
+            if m < target then lo = x break end
+            hi = x
+        end
+    end
+    if not (lo and hi) then return best_x, best_m end
+    for _ = 1, 60 do
+        local mid = (lo + hi) / 2
+        m, done = consider(mid)
+        if done then break end
+        if m < target then lo = mid else hi = mid end
+        if hi - lo <= 1e-12 * hi then break end
+    end
+    return best_x, best_m
+end
 
 --- schemes.mean_patch(s, opts) -> the scheme's mean bytes per patch when it is known
 -- without measuring (fixed: size, byte: 1, a file's declared mean_patch), else nil.

@@ -367,8 +367,7 @@ end
 local LOOKAHEAD_BYTES = 48
 function BLT.check_scheme(cfg, corpus, em, log)
     local pc = cfg.patching
-    local s = BLT.scheme(pc)
-    local p = patcher_of(pc, em)
+    local s, opts = BLT.scheme(pc)
     local entropy = em and require "blt.entropy"
     local function ents_of(rows)
         if not em then return nil end
@@ -376,28 +375,49 @@ function BLT.check_scheme(cfg, corpus, em, log)
             return em:entropies(rows, pc.reset_on_newline and entropy.newline_segments(rows) or nil)
         end)
     end
+    if not s.kernel and pc.calibrated == 0 and not schemes.mean_patch(s, opts) then
+        local seq = cfg.train and cfg.train.seq_len or 256
+        local rows = corpus:sample_windows {split = "train", len = seq, bytes = pc.calib_bytes, seed = pc.calib_seed}
+        local ents = ents_of(rows)
+        local function mean_with(o)
+            local p = require("blt.patching").patcher {scheme = schemes.rule(s, o),
+                max_patch_len = pc.max_patch_len > 0 and pc.max_patch_len or nil}
+            local _, _, counts = p:batch(rows, ents)
+            local patches = 0
+            for _, k in ipairs(counts:totable()) do patches = patches + k - 1 end
+            return patches > 0 and rows:size(1) * (rows:size(2) - 1) / patches or math.huge
+        end
+        local how = ""
+        if s.calibrates and pc.target > 0 then -- its option calibrated to the target, as the entropy schemes'
+            local k = s.calibrates
+            local x = schemes.calibrate(function(v) opts[k] = v; return mean_with(opts) end, opts[k], pc.target)
+            opts[k] = x
+            local words = {}
+            for name, v in pairs(opts) do
+                words[#words + 1] = name .. "=" .. (math.type(v) == "float" and ("%.17g"):format(v) or tostring(v))
+            end
+            table.sort(words)
+            pc.options = table.concat(words, ",")
+            how = (" with %s = %.4g calibrated to %.2f"):format(k, x, pc.target)
+        end
+        pc.calibrated = mean_with(opts)
+        if log then
+            log(("patching: scheme %s (hash %s) makes %.3f bytes/patch%s on %d sampled training windows of %d bytes")
+                :format(pc.scheme, pc.scheme_hash, pc.calibrated, how, rows:size(1), seq))
+        end
+    end
+    -- the look-ahead check, with the options the run will use
+    local p = patcher_of(pc, em)
     local sample = corpus:sample_windows {split = "train", len = LOOKAHEAD_BYTES, bytes = LOOKAHEAD_BYTES,
                                           seed = pc.calib_seed}
     local row = sample:totable()[1]
-    local ok, pos, why = require("blt.schemes").check_incremental(function(r)
+    local ok, pos, why = schemes.check_incremental(function(r)
         local e = ents_of(core.tensor({r}, "int32"))
         return (p:flags(r, e and e:totable()[1]))
     end, row)
     if not ok then
         error(("patching.scheme = %s: refused: %s (position %d of a %d-byte training sample)")
             :format(pc.scheme, why, pos - 2, #row - 1), 0)
-    end
-    if not s.kernel and not schemes.mean_patch(s, select(2, BLT.scheme(pc))) and pc.calibrated == 0 then
-        local seq = cfg.train and cfg.train.seq_len or 256
-        local rows = corpus:sample_windows {split = "train", len = seq, bytes = pc.calib_bytes, seed = pc.calib_seed}
-        local _, _, counts = p:batch(rows, ents_of(rows))
-        local patches = 0
-        for _, k in ipairs(counts:totable()) do patches = patches + k - 1 end
-        pc.calibrated = patches > 0 and rows:size(1) * (rows:size(2) - 1) / patches or 0
-        if log then
-            log(("patching: scheme %s (hash %s) makes %.3f bytes/patch on %d sampled training windows of %d bytes")
-                :format(pc.scheme, pc.scheme_hash, pc.calibrated, rows:size(1), seq))
-        end
     end
 end
 
