@@ -45,7 +45,7 @@ M.defaults = {scheme = "space", size = config.OPTIONAL, threshold = config.OPTIO
               target = config.OPTIONAL, model = config.OPTIONAL, max_patch_len = config.OPTIONAL,
               reset_on_newline = false, file = config.OPTIONAL, color = config.OPTIONAL}
 M.docs = {
-    scheme = "patching scheme", size = "fixed: patch length (unset: 4)",
+    scheme = "patching scheme: " .. table.concat(require("blt.schemes").names(), " | ") .. " | file:PATH (a scheme file)", size = "fixed: patch length (unset: 4)",
     threshold = "entropy: global threshold in nats; entropy_delta: optional combined threshold",
     delta = "entropy_delta: threshold on the entropy increase e[t] - e[t-1]",
     target = "entropy, entropy_delta: calibrate the threshold (entropy) or delta on this text for this mean patch size",

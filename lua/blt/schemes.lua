@@ -16,6 +16,7 @@
 local schemes = {}
 
 local REG, ORDER = {}, {}
+local COMPILED = setmetatable({}, {__mode = "v"}) -- file schemes by name and source: compiled once while in use
 local FILE_PREFIX = "file:"
 schemes.FILE_PREFIX = FILE_PREFIX
 
@@ -96,7 +97,9 @@ function schemes.get(name, source)
     if REG[name] then return REG[name] end
     if schemes.is_file(name) then
         if source == nil or source == "" then source = schemes.read(name) end
-        return schemes.compile(source, name)
+        local key = name .. "\0" .. source
+        if not COMPILED[key] then COMPILED[key] = schemes.compile(source, name) end
+        return COMPILED[key]
     end
     fail("unknown patching scheme '%s' (known: %s, or file:PATH)", tostring(name), table.concat(ORDER, ", "))
 end
@@ -245,18 +248,18 @@ end
 -- ---- the built-in schemes (their kernels in core/patch.c) ----
 
 schemes.register {name = "fixed", kernel = "fixed", doc = "a patch every `size` bytes",
-    options = {size = 4}, docs = {size = "the patch length"},
+    options = {size = 4}, docs = {size = "patch length"},
     rules = {size = function(v) if not is_int(v) or v < 1 then return "must be an integer >= 1" end end},
     mean_patch = function(o) return o.size end}
 schemes.register {name = "space", kernel = "space", doc = "a patch starts after a space-like byte that follows a word byte",
     estimate = 4}
 schemes.register {name = "entropy", kernel = "entropy", needs_entropy = true, calibrates = "threshold",
     doc = "a patch where the next byte's entropy exceeds a global threshold",
-    options = {threshold = 0.0}, docs = {threshold = "global threshold θ in nats"}, rules = {threshold = ">= 0"}}
+    options = {threshold = 0.0}, docs = {threshold = "global threshold in nats"}, rules = {threshold = ">= 0"}}
 schemes.register {name = "entropy_delta", kernel = "entropy_delta", needs_entropy = true, calibrates = "delta",
     doc = "a patch where the entropy rises by more than delta (and, when given, exceeds threshold)",
     options = {delta = 0.0, threshold = 0.0},
-    docs = {delta = "threshold θ_r on the entropy increase", threshold = "combined threshold θ (0: none)"},
+    docs = {delta = "threshold on the entropy increase", threshold = "combined threshold (0: none)"},
     rules = {delta = ">= 0", threshold = ">= 0"}}
 schemes.register {name = "byte", kernel = "byte", doc = "every byte its own patch",
     mean_patch = function() return 1 end}

@@ -127,9 +127,7 @@ BLT.patching_defaults = {
     options = "",               -- a file scheme's options, "name=value,..." (its defaults otherwise)
     scheme_source = "",         -- a file scheme's source (written by the run: the checkpoint carries it)
     scheme_hash = "",           -- its hash (written by the run)
-    size = 4,                   -- fixed: patch length
-    threshold = 0.0,            -- entropy: global threshold θ (nats); entropy_delta: combined θ (0: none)
-    delta = 0.0,                -- entropy_delta: threshold θ_r on the entropy increase
+    -- and the built-in schemes' options (size, threshold, delta), from blt.schemes below
     target = 4.5,               -- calibrate θ (entropy) or θ_r (entropy_delta) to this mean patch size (0: as given)
     calibrated = 0.0,           -- the mean patch size the calibration reached (set by the run)
     max_patch_len = 0,          -- cut longer patches (0: no limit)
@@ -140,12 +138,10 @@ BLT.patching_defaults = {
 }
 
 BLT.patching_docs = {
-    scheme = "patching scheme: a registered name or file:PATH (a Lua scheme file, docs/patching.md)",
+    scheme = "patching scheme: " .. table.concat(require("blt.schemes").names(), " | ")
+        .. " | file:PATH (a Lua scheme file, docs/patching.md)",
     options = "a file scheme's options as name=value,... (its defaults otherwise)",
     scheme_source = "the file scheme's source (written by the run)", scheme_hash = "its hash (written by the run)",
-    size = "fixed: patch length",
-    threshold = "entropy: global threshold in nats; entropy_delta: combined threshold (0: none)",
-    delta = "entropy_delta: threshold on the entropy increase",
     target = "mean bytes per patch the threshold (entropy) or delta (entropy_delta) is calibrated to at the start (0: as given)",
     calibrated = "mean patch size the calibration reached, or a file scheme's measured on its sample (written by the run, 0: not calibrated)",
     max_patch_len = "cut patches longer than this (0: no limit)",
@@ -170,13 +166,28 @@ BLT.rules = {
             return ("must be one of %s, or file:PATH (a scheme file)"):format(table.concat(schemes.names(), ", "))
         end
     end,
-    ["patching.size"] = int_ge(1), ["patching.threshold"] = ">= 0", ["patching.delta"] = ">= 0",
     ["patching.target"] = function(v) if v ~= 0 and not (v > 1) then return "must be 0 (as given) or > 1" end end,
     ["patching.calibrated"] = ">= 0", ["patching.max_patch_len"] = int_ge(0), ["patching.calib_bytes"] = int_ge(1),
     ["patching.calib_seed"] = int_ge(0),
     ["patching.entropy_model"] = function(v) if v == "" then return "must be a path" end end,
 }
 for k, v in pairs(BLT.model_rules) do BLT.rules["model." .. k] = v end
+-- The built-in schemes' options are patching.* keys: their defaults, docs and rules are
+-- the registry's (blt.schemes), written there once.
+for _, name in ipairs(schemes.names()) do
+    local sc = schemes.get(name)
+    if sc.kernel then
+        local keys = {}
+        for k in pairs(sc.options) do keys[#keys + 1] = k end
+        table.sort(keys)
+        for _, k in ipairs(keys) do
+            local d = BLT.patching_docs[k]
+            BLT.patching_defaults[k] = sc.options[k]
+            BLT.patching_docs[k] = (d and (d .. "; ") or "") .. name .. ": " .. (sc.docs[k] or k)
+            BLT.rules["patching." .. k] = sc.rules[k]
+        end
+    end
+end
 -- Keys the run writes (blt.train refuses them from the user): a calibrated value would
 -- make a new run skip its calibration; the entropy model's shape is its checkpoint's.
 BLT.internal = {
