@@ -43,7 +43,7 @@ in the mean. A boundary that falls inside a UTF-8 character is drawn after that 
 local config = require "blt.config"
 M.defaults = {scheme = "space", size = config.OPTIONAL, threshold = config.OPTIONAL, delta = config.OPTIONAL,
               target = config.OPTIONAL, model = config.OPTIONAL, max_patch_len = config.OPTIONAL,
-              reset_on_newline = false, file = config.OPTIONAL, color = config.OPTIONAL}
+              reset_on_newline = false, file = config.OPTIONAL, color = config.OPTIONAL, options = config.OPTIONAL}
 M.docs = {
     scheme = "patching scheme: " .. table.concat(require("blt.schemes").names(), " | ") .. " | file:PATH (a scheme file)", size = "fixed: patch length (unset: 4)",
     threshold = "entropy: global threshold in nats; entropy_delta: optional combined threshold",
@@ -52,6 +52,7 @@ M.docs = {
     model = "entropy model checkpoint (unset: " .. M.DEFAULT_MODEL .. ")",
     max_patch_len = "cut patches longer than this", reset_on_newline = "the entropy model restarts after each newline",
     file = "read the text from this file ('-': stdin)", color = "unset: colours on a terminal",
+    options = "a scheme file's options as name=value,... (unset: its defaults)",
 }
 local function int_at_least(min)
     return function(v)
@@ -202,6 +203,7 @@ function M.resolve(o, text)
     end
     local reg = schemes.known(scheme) and not schemes.is_file(scheme) and schemes.get(scheme)
     if not reg or not reg.kernel then return M.resolve_lua(o, text, scheme) end
+    if o.options then fail("options does not apply to scheme '%s' (a built-in takes its options as keys)", scheme) end
     local function only(allowed)
         for _, k in ipairs {"size", "threshold", "delta", "target", "model"} do
             if o[k] ~= nil and not allowed[k] then
@@ -264,7 +266,9 @@ function M.resolve_lua(o, text, scheme)
     if (o.model or o.reset_on_newline) and not s.needs_entropy then
         fail("%s does not apply to scheme '%s'", o.model and "model" or "reset_on_newline", scheme)
     end
-    local p = {scheme = schemes.rule(s, s.options), max_patch_len = o.max_patch_len}
+    local okp, opts = pcall(function() return schemes.options(s, schemes.parse_options(o.options or "", "options")) end)
+    if not okp then fail("%s", tostring(opts)) end
+    local p = {scheme = schemes.rule(s, opts), max_patch_len = o.max_patch_len}
     local note = ("%s (%s)"):format(s.name, scheme)
     if s.needs_entropy then
         local model = o.model or M.DEFAULT_MODEL

@@ -129,7 +129,7 @@ T.ok(rc == 0 and out:find("makes [%d.]+ bytes/patch"), "train_blt.lua trains the
 local ck = dir .. "/punct/checkpoint.h5"
 local cfg = json.decode(U.read(dir .. "/punct/config.json") or "{}")
 local pc = cfg.patching or {}
-T.ok(pc.scheme_source == U.read(EXAMPLE) and pc.scheme_hash == schemes.hash(pc.scheme_source) and pc.calibrated > 1,
+T.ok(pc.scheme_source == U.read(EXAMPLE) and pc.scheme_hash == core.hash_file(EXAMPLE) and pc.calibrated > 1,
      "the run stores the scheme's source, its hash and its measured mean patch size", json.encode(pc):sub(1, 300))
 do
     local f = require("blt").h5_open(dir .. "/punct/metrics.h5")
@@ -159,6 +159,12 @@ for _, c in ipairs {
 end
 rc, out = sh(bin .. " scripts/show_patches.lua color=false scheme=file:" .. EXAMPLE .. " 'One, two three'")
 T.ok(rc == 0 and out:find("punct"), "show_patches shows a scheme file's patches", out)
+rc, out = sh(bin .. " scripts/show_patches.lua color=false options=run=3 scheme=file:" .. EXAMPLE .. " 'In the beginning'")
+T.ok(rc == 0 and out:find("In |the| |beg|inn|ing", 1, true), "show_patches takes a scheme file's options", out)
+rc, out = sh(bin .. " scripts/show_patches.lua options=runn=3 scheme=file:" .. EXAMPLE .. " 'In'")
+T.ok(rc == 2 and out:find("unknown option 'runn' (its options: run)", 1, true), "... and refuses one it does not have", out)
+rc, out = sh(bin .. " scripts/show_patches.lua options=run=3 scheme=space 'In'")
+T.ok(rc == 2 and out:find("options does not apply to scheme 'space'", 1, true), "... and options= for a built-in", out)
 
 -- ---- a scheme file with an option to calibrate: set to the target at the start ----
 U.write(dir .. "/every.lua", [[return {name = "every", options = {every = 2.0}, rules = {every = "> 0"},

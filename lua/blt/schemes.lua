@@ -206,6 +206,20 @@ function schemes.options(s, given)
     return o
 end
 
+--- schemes.parse_options("name=value,...", key) -> {name = value}: numbers, true/false, words
+-- (what patching.options=, show_patches options= give; key names it in errors).
+function schemes.parse_options(str, key)
+    local t = {}
+    for item in str:gmatch("[^,]+") do
+        local k, v = item:match("^%s*([%w_]+)%s*=%s*(.-)%s*$")
+        if not k then fail("%s: '%s' is not name=value", key or "options", item) end
+        if v == "true" or v == "false" then v = v == "true"
+        elseif tonumber(v) then v = math.tointeger(tonumber(v)) or tonumber(v) end
+        t[k] = v
+    end
+    return t
+end
+
 --- schemes.rule(s, opts) -> function(row, entropies) -> flags, running a file scheme's
 -- rule in the sandbox (what blt.patching.patcher{scheme = f} takes).
 function schemes.rule(s, opts)

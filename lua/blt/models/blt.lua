@@ -198,19 +198,6 @@ BLT.internal = {
     ["patching.scheme_hash"] = "the run stores the scheme file's hash (give patching.scheme=file:PATH)",
 }
 
--- "name=value,..." -> a table of a file scheme's options (numbers, true/false, words).
-local function option_words(s)
-    local t = {}
-    for item in s:gmatch("[^,]+") do
-        local k, v = item:match("^%s*([%w_]+)%s*=%s*(.-)%s*$")
-        if not k then error(("patching.options: '%s' is not name=value"):format(item), 0) end
-        if v == "true" or v == "false" then v = v == "true"
-        elseif tonumber(v) then v = math.tointeger(tonumber(v)) or tonumber(v) end
-        t[k] = v
-    end
-    return t
-end
-
 -- The scheme of a patching config (blt.schemes) and its options. A file scheme is read
 -- once (patching.scheme_source, scheme_hash: stored in the config and so in the
 -- checkpoint) and compiled from that source from then on, never from the file.
@@ -236,7 +223,7 @@ function BLT.scheme(pc)
         opts = {}
         for k in pairs(s.options) do opts[k] = pc[k] end
     else
-        opts = schemes.options(s, option_words(pc.options or ""))
+        opts = schemes.options(s, schemes.parse_options(pc.options or "", "patching.options"))
     end
     return s, opts
 end
