@@ -101,6 +101,7 @@ for _, w in ipairs(experiment.words(cfg.schemes)) do
     local has_size = name == "fixed" or name == "entropy" or name == "entropy_delta"
     local target = has_size and (tonumber(size) or cfg.target) or nil
     local plain = experiment.scheme_file_label(name) or name
+    if plain ~= name then target = cfg.target end -- a scheme file with an option to calibrate: to target
     items[#items + 1] = {label = has_size and ("%s:%g"):format(name, target) or plain, scheme = name, target = target,
                          tag = has_size and ("%s-p%g"):format(name, target) or plain}
     for j = 1, #items - 1 do -- "entropy" is "entropy:4" at target=4: one point, trained twice

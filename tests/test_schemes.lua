@@ -188,11 +188,12 @@ end
 
 -- ---- compare_patching and scaling take file:PATH beside the built-in names ----
 local stop = " 'args.all=train.threads=1 train.stop_at=2' plot=false data.path=" .. q(corpus)
-rc, out = sh(bin .. " experiments/compare_patching.lua budget=smoke schemes=space,file:" .. EXAMPLE
-    .. " out=" .. q(dir .. "/cmp") .. stop)
-local prow = out:match("\npunct +([%d.]+) ")
+rc, out = sh(bin .. " experiments/compare_patching.lua budget=smoke target=3 schemes=space,file:" .. EXAMPLE
+    .. ",file:" .. q(dir .. "/every.lua") .. " out=" .. q(dir .. "/cmp") .. stop)
+local prow, erow = out:match("\npunct +([%d.]+) "), out:match("\nevery +([%d.]+) ")
 T.ok(rc == 0 and out:find("\nspace +[%d.]+ ") and prow and tonumber(prow) > 1,
      "compare_patching: a scheme file gets a row (its measured mean patch size) beside space", out)
+T.ok(erow and math.abs(tonumber(erow) - 3) <= 0.3, "compare_patching: a file's calibrated option is set to target=3", out)
 rc, out = sh(bin .. " experiments/scaling.lua budget=smoke study=compute_optimal sizes=32x1 schemes=file:" .. EXAMPLE
     .. " out=" .. q(dir .. "/sc") .. stop)
 T.ok(rc == 0 and out:find("\npunct +32x1 "), "scaling: a scheme file gets its points", out)

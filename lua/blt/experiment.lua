@@ -375,9 +375,9 @@ function experiment.model_point(scheme, P, corpus, ent, o)
             local size = math.max(1, math.floor(o.target + 0.5))
             args["patching.size"], pc.size = size, size
             mean = size
-        elseif sc.kernel and sc.calibrates then -- the entropy schemes: calibrated to the target
+        elseif sc.calibrates and o.target then -- the entropy schemes, a file's calibrated option: to the target
             args["patching.target"] = o.target
-            args["patching.entropy_model"] = ent.path
+            if sc.needs_entropy then args["patching.entropy_model"] = ent.path end
             mean = o.target
         elseif known then
             mean = known
