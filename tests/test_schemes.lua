@@ -216,8 +216,11 @@ for _, h in ipairs {HOSTILE[1], HOSTILE[2], HOSTILE[3]} do
     local evil = dir .. "/evil.h5"
     checkpoint.save(evil, run)
     rc, out = sh(bin .. " scripts/generate.lua model=" .. q(evil) .. " n=4 'In the'")
-    T.ok(rc ~= 0 and out:find("patching scheme evil") and out:find(h[3]) and not out:find("traceback"),
-         ("a crafted checkpoint whose scheme calls %s: a clear error, nothing done"):format(h[1]), out)
+    T.ok(rc == 2 and out:find("patching scheme evil") and out:find(h[3]) and not out:find("traceback"),
+         ("a crafted checkpoint whose scheme calls %s: generate ends with a clear error (status 2)"):format(h[1]), out)
+    rc, out = sh(bin .. " scripts/evaluate.lua model=" .. q(evil) .. " " .. q(corpus))
+    T.ok(rc == 2 and out:find("patching scheme evil") and out:find(h[3]) and not out:find("traceback"),
+         ("... and evaluate (status 2)"):format(h[1]), out)
     T.ok(not U.read(marker), "... and no file was created")
 end
 -- its source changed without its hash

@@ -146,7 +146,9 @@ end
 -- Runs f(...) in the sandbox; errors name the scheme.
 local function call(s, what, f, ...)
     local ok, a = require("blt.config").sandboxed(f, SCHEME_BUDGET, SCHEME_HEAP, ...)
-    if not ok then fail("patching scheme %s: %s: %s", s.name or s.origin, what, tostring(a)) end
+    if not ok then -- a user's error (or a crafted checkpoint's): the message alone, status 2
+        require("blt.util").user_error(("patching scheme %s: %s: %s"):format(s.name or s.origin, what, tostring(a)))
+    end
     return a
 end
 
