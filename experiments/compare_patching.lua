@@ -46,7 +46,7 @@ local cfg = experiment.script({
     docs = {
         budget = "model sizes, batch and FLOP budget: smoke (tests, <1 min), small (<30 min on 2 cores), full",
         seeds = "comma-separated seeds; each point is trained once per seed and the spread reported",
-        schemes = "comma-separated: " .. table.concat(ALL, ", "),
+        schemes = "comma-separated: " .. table.concat(ALL, ", ") .. ", or file:PATH (a scheme file, docs/patching.md)",
         target = "mean bytes per patch the entropy thresholds are calibrated to (fixed: round(target))",
         budget_steps = "steps of the entropy BLT that define the FLOP budget (0: the budget's own)",
         out = "sweep folder (unset: runs/compare-<budget>)",
@@ -55,7 +55,7 @@ local cfg = experiment.script({
     rules = {
         budget = {"smoke", "small", "full"},
         seeds = experiment.seed_list_rule,
-        schemes = experiment.list_rule(ALL, "scheme"),
+        schemes = experiment.scheme_list_rule(ALL),
         target = "[1, 64]", budget_steps = ">= 0",
     },
 }, {"blt", "bytelm", "bpe", "entropy"})
@@ -74,7 +74,10 @@ local common = experiment.common_args(P, cfg)
 
 -- ---- the entropy model (needed by the entropy schemes) ----
 local need_entropy = false
-for _, sc in ipairs(schemes) do need_entropy = need_entropy or sc == "entropy" or sc == "entropy_delta" end
+for _, sc in ipairs(schemes) do
+    local reg = experiment.blt_scheme(sc)
+    need_entropy = need_entropy or (reg and reg.needs_entropy) or false
+end
 local ent
 if need_entropy then ent = experiment.entropy_model(s, P, cfg, common) end
 
@@ -88,8 +91,9 @@ print(("compare_patching: budget %s: %.3g training FLOPs (the entropy BLT at %.1
 
 -- ---- one point per scheme and seed ----
 local points = {}
-for _, scheme in ipairs(schemes) do
-    local spec = experiment.model_point(scheme, P, corpus, ent, {target = cfg.target})
+for _, word in ipairs(schemes) do
+    local scheme = experiment.scheme_file_label(word) or word -- a scheme file's points carry its name
+    local spec = experiment.model_point(word, P, corpus, ent, {target = cfg.target})
     if spec.skip then
         io.stderr:write(("compare_patching: %s skipped: %s\n"):format(scheme, spec.skip))
     else
@@ -115,7 +119,9 @@ end
 corpus:close()
 
 -- ---- the table: one row per scheme, the spread over seeds ----
-local rows = experiment.summarize(records, schemes)
+local labels = {}
+for i, w in ipairs(schemes) do labels[i] = experiment.scheme_file_label(w) or w end
+local rows = experiment.summarize(records, labels)
 print()
 print(("Patching schemes at one training budget (%s: %.3g FLOPs; %d x %d bytes per step; seeds %s)")
       :format(cfg.budget, budget, P.batch, P.seq_len, cfg.seeds))

@@ -36,6 +36,7 @@ local cfg = experiment.script({
         target = 4.5,
         eval_bytes = 131072,
         sentence = "Then said the Byte Latent Transformer unto them, Behold, I make all bytes new.",
+        show = "space,fixed",
         prompt = "And God said, Let there be",
         sample = 200,
         temperature = 0.7,
@@ -49,12 +50,26 @@ local cfg = experiment.script({
         target = "mean bytes per patch the entropy threshold is calibrated to",
         eval_bytes = "validation bytes of every validation (the same for both models; 0: all)",
         sentence = "the sentence whose patches are shown",
+        show = "schemes whose patches of the sentence are shown beside the BLT's: comma-separated names or "
+            .. "file:PATH (a scheme file, docs/patching.md), with their default options ('': none)",
         prompt = "the prompt of the generated sample", sample = "bytes to generate",
         temperature = "sampling temperature of the sample (0: greedy)", seed = "seed of the runs and the sample",
     },
     rules = {budget = {"smoke", "small", "full"}, steps = ">= 1", entropy_steps = ">= 1", target = "[1, 64]", eval_bytes = ">= 0", sample = ">= 0",
              temperature = ">= 0", seed = ">= 0",
-             sentence = function(v) if v == "" then return "must not be empty" end end},
+             sentence = function(v) if v == "" then return "must not be empty" end end,
+             show = function(v)
+                 if v == "" then return nil end
+                 local names = {}
+                 for _, w in ipairs(experiment.words(v)) do
+                     if not require("blt.schemes").known(w) then
+                         return ("'%s' is not a scheme (known: %s, or file:PATH)")
+                             :format(w, table.concat(require("blt.schemes").names(), ", "))
+                     end
+                     local _, err = experiment.scheme_file_label(w)
+                     if err then return ("'%s' %s"):format(w, err) end
+                 end
+             end},
 }, {"blt", "bytelm", "entropy"})
 if not cfg then return end
 
@@ -133,9 +148,19 @@ print(("The sentence (%d bytes), %s:"):format(#cfg.sentence,
 local rows_shown = {
     {"entropy (the BLT's)", {scheme = "entropy", threshold = pc.threshold, entropies = e},
      ("a patch starts at a byte whose entropy > %.3f"):format(pc.threshold)},
-    {"space", {scheme = "space"}, "a patch starts after a space-like byte that follows a word byte"},
-    {"fixed", {scheme = "fixed", size = 4}, "every 4 bytes"},
 }
+for _, w in ipairs(cfg.show ~= "" and experiment.words(cfg.show) or {}) do -- the registry's schemes, files too
+    local sc = require("blt.schemes").get(w)
+    local o = {scheme = w}
+    if not sc.kernel then o.scheme = require("blt.schemes").rule(sc, sc.options) end
+    for k, v in pairs(sc.options) do if sc.kernel then o[k] = v end end
+    if sc.needs_entropy then o.entropies = e end
+    if sc.kernel == "entropy_delta" then o.threshold = nil end
+    local opts = {}
+    for k, v in pairs(sc.options) do opts[#opts + 1] = ("%s = %s"):format(k, tostring(v)) end
+    table.sort(opts)
+    rows_shown[#rows_shown + 1] = {w, o, sc.doc .. (#opts > 0 and (" (" .. table.concat(opts, ", ") .. ")") or "")}
+end
 for _, sh in ipairs(rows_shown) do
     local lengths = show.lengths(cfg.sentence, sh[2])
     local st = patching.stats {lengths}

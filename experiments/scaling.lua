@@ -33,11 +33,12 @@ local experiment = require "blt.experiment"
 local SCHEMES = {"fixed", "space", "entropy", "entropy_delta", "bytelm", "bpe"}
 
 local scheme_items_rule = experiment.list_of("scheme", function(w)
+    if w:sub(1, 5) == "file:" then return experiment.scheme_file_label(w) end
     local name, size = w:match("^([%w_]+):?([%d.]*)$")
     local known = false
     for _, s in ipairs(SCHEMES) do known = known or s == name end
     if not known then return nil, ("is not a scheme (schemes: %s, with :PATCH_SIZE for fixed and the entropy schemes)")
-                                  :format(table.concat(SCHEMES, ", ")) end
+                                  :format(table.concat(SCHEMES, ", ")) .. ", or file:PATH" end
     if size ~= "" and not (tonumber(size) and tonumber(size) >= 1 and tonumber(size) <= 64) then
         return nil, "has a patch size that is not a number in [1, 64]"
     end
@@ -96,10 +97,13 @@ io.stderr:write(("scaling: config:\n%s\n"):format(config.describe(cfg)))
 local items = {}
 for _, w in ipairs(experiment.words(cfg.schemes)) do
     local name, size = w:match("^([%w_]+):?([%d.]*)$")
+    if w:sub(1, 5) == "file:" then name, size = w, "" end -- a scheme file: no :P, labelled by its name
     local has_size = name == "fixed" or name == "entropy" or name == "entropy_delta"
     local target = has_size and (tonumber(size) or cfg.target) or nil
-    items[#items + 1] = {label = has_size and ("%s:%g"):format(name, target) or name, scheme = name, target = target,
-                         tag = has_size and ("%s-p%g"):format(name, target) or name}
+    local plain = experiment.scheme_file_label(name) or name
+    if plain ~= name then target = cfg.target end -- a scheme file with an option to calibrate: to target
+    items[#items + 1] = {label = has_size and ("%s:%g"):format(name, target) or plain, scheme = name, target = target,
+                         tag = has_size and ("%s-p%g"):format(name, target) or plain}
     for j = 1, #items - 1 do -- "entropy" is "entropy:4" at target=4: one point, trained twice
         if items[j].label == items[#items].label then
             io.stderr:write(("scaling: config: schemes = %s: lists the scheme %s twice (a scheme without :P takes target = %g)\n")
@@ -115,7 +119,8 @@ local common = experiment.common_args(P, cfg)
 local bytes_per_step = P.batch * P.seq_len
 local ent
 for _, it in ipairs(items) do
-    if (it.scheme == "entropy" or it.scheme == "entropy_delta") and not ent then
+    local reg = experiment.blt_scheme(it.scheme)
+    if reg and reg.needs_entropy and not ent then
         ent = cfg.plan and {path = "(planned)", model = P.entropy.model} or experiment.entropy_model(s, P, cfg, common)
     end
 end

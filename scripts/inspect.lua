@@ -44,6 +44,8 @@ else
             local key = prefix and (prefix .. "." .. tostring(k)) or tostring(k)
             if type(v) == "table" and next(v) ~= nil and #v == 0 then walk(v, key)
             elseif type(v) == "table" then lines[#lines + 1] = key .. "=" .. json.encode(v)
+            elseif type(v) == "string" and v:find("\n", 1, true) then -- a scheme file's source: one line (json=true: all)
+                lines[#lines + 1] = key .. "=" .. config.quote(v, 60)
             else lines[#lines + 1] = key .. "=" .. tostring(v) end
         end
     end

@@ -43,22 +43,28 @@ in the mean. A boundary that falls inside a UTF-8 character is drawn after that 
 local config = require "blt.config"
 M.defaults = {scheme = "space", size = config.OPTIONAL, threshold = config.OPTIONAL, delta = config.OPTIONAL,
               target = config.OPTIONAL, model = config.OPTIONAL, max_patch_len = config.OPTIONAL,
-              reset_on_newline = false, file = config.OPTIONAL, color = config.OPTIONAL}
+              reset_on_newline = false, file = config.OPTIONAL, color = config.OPTIONAL, options = config.OPTIONAL}
 M.docs = {
-    scheme = "patching scheme", size = "fixed: patch length (unset: 4)",
+    scheme = "patching scheme: " .. table.concat(require("blt.schemes").names(), " | ") .. " | file:PATH (a scheme file)", size = "fixed: patch length (unset: 4)",
     threshold = "entropy: global threshold in nats; entropy_delta: optional combined threshold",
     delta = "entropy_delta: threshold on the entropy increase e[t] - e[t-1]",
     target = "entropy, entropy_delta: calibrate the threshold (entropy) or delta on this text for this mean patch size",
     model = "entropy model checkpoint (unset: " .. M.DEFAULT_MODEL .. ")",
     max_patch_len = "cut patches longer than this", reset_on_newline = "the entropy model restarts after each newline",
     file = "read the text from this file ('-': stdin)", color = "unset: colours on a terminal",
+    options = "a scheme file's options as name=value,... (unset: its defaults)",
 }
 local function int_at_least(min)
     return function(v)
         if math.type(v) ~= "integer" or v < min then return ("must be an integer >= %d"):format(min) end
     end
 end
-M.rules = {scheme = M.SCHEMES, size = int_at_least(1), max_patch_len = int_at_least(1), threshold = ">= 0",
+local schemes = require "blt.schemes"
+M.rules = {scheme = function(v)
+               if not schemes.known(v) then
+                   return ("must be one of %s, or file:PATH (a scheme file)"):format(table.concat(schemes.names(), ", "))
+               end
+           end, size = int_at_least(1), max_patch_len = int_at_least(1), threshold = ">= 0",
            delta = ">= 0", target = "> 1", color = {true, false}}
 
 local function fail(fmt, ...) error({msg = fmt:format(...)}, 0) end
@@ -192,11 +198,12 @@ end
 -- Checks the options against the scheme; returns the patcher options and a note for the summary.
 function M.resolve(o, text)
     local scheme = o.scheme or "space"
-    local known = false
-    for _, s in ipairs(M.SCHEMES) do known = known or s == scheme end
-    if not known then
-        fail("unknown scheme '%s' (known: %s)", scheme, table.concat(M.SCHEMES, ", "))
+    if not schemes.known(scheme) then
+        fail("unknown scheme '%s' (known: %s, or file:PATH)", scheme, table.concat(schemes.names(), ", "))
     end
+    local reg = schemes.known(scheme) and not schemes.is_file(scheme) and schemes.get(scheme)
+    if not reg or not reg.kernel then return M.resolve_lua(o, text, scheme) end
+    if o.options then fail("options does not apply to scheme '%s' (a built-in takes its options as keys)", scheme) end
     local function only(allowed)
         for _, k in ipairs {"size", "threshold", "delta", "target", "model"} do
             if o[k] ~= nil and not allowed[k] then
@@ -243,6 +250,30 @@ function M.resolve(o, text)
                 p.threshold and (", threshold %.4f"):format(p.threshold) or "")
         end
         note = note .. ", model " .. model .. (o.reset_on_newline and ", reset on newline" or "")
+    end
+    if p.max_patch_len then note = note .. (", max patch length %d"):format(p.max_patch_len) end
+    return p, note
+end
+
+-- A scheme written in Lua (registered, or file:PATH run in its sandbox) with its default
+-- options; entropies from the model when it needs them.
+function M.resolve_lua(o, text, scheme)
+    local ok, s = pcall(schemes.get, scheme)
+    if not ok then fail("%s", tostring(s)) end
+    for _, k in ipairs {"size", "threshold", "delta", "target"} do
+        if o[k] ~= nil then fail("%s does not apply to scheme '%s' (it takes its own options)", k, scheme) end
+    end
+    if (o.model or o.reset_on_newline) and not s.needs_entropy then
+        fail("%s does not apply to scheme '%s'", o.model and "model" or "reset_on_newline", scheme)
+    end
+    local okp, opts = pcall(function() return schemes.options(s, schemes.parse_options(o.options or "", "options")) end)
+    if not okp then fail("%s", tostring(opts)) end
+    local p = {scheme = schemes.rule(s, opts), max_patch_len = o.max_patch_len}
+    local note = ("%s (%s)"):format(s.name, scheme)
+    if s.needs_entropy then
+        local model = o.model or M.DEFAULT_MODEL
+        p.entropies = M.entropies(model, text, o.reset_on_newline)
+        note = note .. ", model " .. model
     end
     if p.max_patch_len then note = note .. (", max patch length %d"):format(p.max_patch_len) end
     return p, note

@@ -20,7 +20,7 @@
 -- dataset, an array of 16-digit hex strings (RNG states) a uint64 dataset, any other
 -- string an attribute of the group, and a table of tensors (optim.m, optim.v) a
 -- subgroup. Saving is atomic: the file is written beside path and renamed over it.
-local blt = require "blt"
+local blt = require "blt.core" -- not "blt": blt -> flops -> models.blt -> entropy -> checkpoint -> blt was a require cycle
 local json = require "blt.json"
 
 local checkpoint = {}

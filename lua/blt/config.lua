@@ -251,6 +251,28 @@ local SANDBOX_STRING = {
     end,
 }
 
+config.SANDBOX_STRING = SANDBOX_STRING
+
+-- config.sandboxed(f, budget, heap, ...) -> true, f's first result | false, message:
+-- runs f(...) (whose globals the caller chose) with at most budget instructions, its
+-- Lua heap growing by at most heap bytes and the bounded string methods above. Used by
+-- scheme files (blt.schemes), whose rule runs once per row.
+function config.sandboxed(f, budget, heap, ...)
+    local co = coroutine.create(f)
+    debug.sethook(co, function() error("runs too long (an endless loop?)", 0) end, "", budget)
+    local core = require "blt.core"
+    local strings = getmetatable("")
+    local lib = strings.__index
+    strings.__index = SANDBOX_STRING
+    core.lua_heap_limit(heap)
+    local ok, r = coroutine.resume(co, ...)
+    core.lua_heap_limit(nil)
+    strings.__index = lib
+    if ok and coroutine.status(co) ~= "dead" then ok, r = false, "yielded (coroutines are not available)" end
+    if not ok and r == "not enough memory" then r = ("uses more than %d MB of memory"):format(heap >> 20) end
+    return ok, r
+end
+
 -- Runs a --config file with no globals, a bounded instruction budget, a bounded heap
 -- and bounded string methods (SANDBOX_STRING, in place of the string library while it runs).
 local function load_config_file(path)
@@ -510,6 +532,7 @@ function config.describe(cfg, given, width)
     local sections, top = {}, {}
     for _, kv in ipairs(config.flat(cfg)) do
         local path, v = kv:match("^([^=]*)=(.*)$")
+        if v:find("\n", 1, true) or #v > QUOTE_MAX then v = quote(v, 40) end -- a scheme file's source: one short line
         local section, rest = path:match("^([^.]+)%.(.+)$")
         local item = (given[path] and "*" or "") .. (rest or path) .. "=" .. v
         if section then

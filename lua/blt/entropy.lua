@@ -5,7 +5,7 @@
 --   local e = entropy.of_text(model, "Hello")        -- e[t+1]: entropy (nats) at row position t
 --   local ents = entropy.of_rows(model, rows, {reset_on_newline = true})  -- float32 [B,N]
 --   local cache = entropy.corpus(model_path, corpus, {split = "val"})      -- cached stream entropies
-local blt = require "blt"
+local blt = require "blt.core" -- not "blt": blt -> flops -> models.blt -> entropy -> checkpoint -> blt was a require cycle
 local core = require "blt.core"
 local ByteLM = require "blt.models.bytelm"
 local checkpoint = require "blt.checkpoint"

@@ -16,7 +16,39 @@ local ids = require "blt.ids"
 local experiment = {}
 
 local BLT_SCHEMES = {fixed = true, space = true, entropy = true, entropy_delta = true}
-experiment.BLT_SCHEMES = BLT_SCHEMES
+experiment.BLT_SCHEMES = BLT_SCHEMES -- the built-in schemes the comparisons offer by default
+
+-- The patching scheme (blt.schemes) a comparison's word names: a registered one or
+-- file:PATH; nil for the baselines (bytelm, bpe).
+local function blt_scheme(word)
+    local schemes = require "blt.schemes"
+    if not schemes.known(word) then return nil end
+    return schemes.get(word)
+end
+experiment.blt_scheme = blt_scheme
+
+-- A scheme file's word (file:PATH) in a comparison: its label (the scheme's name, which
+-- names its points and rows) or nil and what is wrong (said of the word).
+function experiment.scheme_file_label(w)
+    local schemes = require "blt.schemes"
+    if not schemes.is_file(w) then return nil end
+    local ok, sc = pcall(schemes.get, w)
+    if not ok then return nil, ("cannot be used: %s"):format(tostring(sc):gsub("^patching%.scheme = [^:]*:[^:]*: ", "")) end
+    return sc.name
+end
+
+-- The rule of a comparison's schemes= list: the allowed words or file:PATH (a scheme
+-- file, identified by its name), at least one, none twice.
+function experiment.scheme_list_rule(allowed)
+    local ok = {}
+    for _, a in ipairs(allowed) do ok[a] = true end
+    return experiment.list_of("scheme", function(w)
+        if ok[w] then return w end
+        local label, err = experiment.scheme_file_label(w)
+        if label then return label end
+        return nil, err or ("is not a scheme (known: %s, or file:PATH)"):format(table.concat(allowed, ", "))
+    end, allowed[1])
+end
 
 -- ---- budgets ----
 -- steps: the reference run (the entropy BLT) whose training FLOPs are the budget;
@@ -254,14 +286,16 @@ function experiment.entropy_model(s, P, cfg, common)
     return {path = r.checkpoint, model = r.config.model}
 end
 
--- Mean bytes per patch of space patches on a training sample (as the trainer counts
--- it: bytes over patches, the BOS patch left out).
+-- Mean bytes per patch of a scheme that needs no entropies (space, a scheme file) on a
+-- training sample (as the trainer counts it: bytes over patches, the BOS patch left out).
 local space_cache = {} -- the sample is the same for every model size: measured once
-function experiment.space_mean_patch(corpus, P)
-    local key = table.concat({tostring(corpus), P.seq_len, P.calib_bytes}, " ")
+function experiment.space_mean_patch(corpus, P, scheme)
+    scheme = scheme or "space"
+    local key = table.concat({tostring(corpus), P.seq_len, P.calib_bytes, scheme}, " ")
     if space_cache[key] then return space_cache[key] end
     local rows = corpus:sample_windows {split = "train", len = P.seq_len, bytes = P.calib_bytes, seed = 1}
-    local p = patching.patcher {scheme = "space"}
+    local sc = blt_scheme(scheme)
+    local p = patching.patcher {scheme = sc.kernel and scheme or require("blt.schemes").rule(sc, sc.options)}
     local _, _, counts = p:batch(rows)
     local patches = 0
     for _, c in ipairs(counts:totable()) do patches = patches + c - 1 end
@@ -327,7 +361,8 @@ function experiment.model_point(scheme, P, corpus, ent, o)
         if o.size then m.dim, m.layers, m.heads = o.size[1], o.size[2], o.heads or heads_of(o.size[1]) end
         return m
     end
-    if BLT_SCHEMES[scheme] then
+    local sc = blt_scheme(scheme)
+    if sc then
         local m = deep_copy(P.blt)
         if o.size then m.global = {dim = o.size[1], layers = o.size[2], heads = o.heads or heads_of(o.size[1])} end
         local mean
@@ -335,16 +370,23 @@ function experiment.model_point(scheme, P, corpus, ent, o)
         local args = flat("model", m)
         args["patching.scheme"] = scheme
         args["patching.calib_bytes"] = P.calib_bytes
-        if scheme == "fixed" then
+        local known = require("blt.schemes").mean_patch(sc, sc.options)
+        if sc.options.size ~= nil and sc.kernel then -- fixed: the target's size
             local size = math.max(1, math.floor(o.target + 0.5))
             args["patching.size"], pc.size = size, size
             mean = size
-        elseif scheme == "space" then
-            mean = experiment.space_mean_patch(corpus, P)
-        else
+        elseif sc.calibrates and o.target then -- the entropy schemes, a file's calibrated option: to the target
             args["patching.target"] = o.target
-            args["patching.entropy_model"] = ent.path
+            if sc.needs_entropy then args["patching.entropy_model"] = ent.path end
             mean = o.target
+        elseif known then
+            mean = known
+        elseif not sc.needs_entropy then -- space, a scheme file: measured on the sample
+            mean = experiment.space_mean_patch(corpus, P, scheme)
+            pc.calibrated = mean
+        else
+            return {skip = ("scheme %s needs entropies and declares no mean_patch, so its FLOPs cannot be "
+                .. "budgeted before it runs"):format(scheme)}
         end
         local run_cfg = {kind = "blt", model = m, patching = pc, entropy = ent and ent.model or nil}
         local f = flops.of(run_cfg, {seq_len = seq, mean_patch = mean})
@@ -589,7 +631,7 @@ function experiment.plot_patch_histograms(path, records, cfg)
     local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
     local series, seen = {}, {}
     for _, r in ipairs(records) do
-        if BLT_SCHEMES[r.scheme] and not seen[r.scheme] and not r.failed then
+        if (blt_scheme(r.scheme) or (r.spec and r.spec.family == "blt")) and not seen[r.scheme] and not r.failed then
             seen[r.scheme] = true
             local model = models.load(r.checkpoint)
             local seq = r.config.train.seq_len

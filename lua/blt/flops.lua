@@ -163,9 +163,15 @@ function flops.of(cfg, opts)
         local o = {}
         for k, v in pairs(opts or {}) do o[k] = v end
         local pc = cfg.patching
-        if o.entropy == nil and pc and (pc.scheme == "entropy" or pc.scheme == "entropy_delta") then o.entropy = cfg.entropy end
-        if o.mean_patch == nil and pc and pc.scheme == "fixed" then o.mean_patch = pc.size end
-        if o.mean_patch == nil and pc and pc.scheme == "byte" then o.mean_patch = 1 end
+        local s = pc and pc.scheme and require("blt.schemes").get(pc.scheme, pc.scheme_source)
+        if s then
+            if o.entropy == nil and s.needs_entropy then o.entropy = cfg.entropy end
+            local opts = {}
+            for k, v in pairs(s.options) do opts[k] = pc[k] == nil and v or pc[k] end
+            if o.mean_patch == nil then o.mean_patch = require("blt.schemes").mean_patch(s, opts) end
+            -- a file scheme's mean patch size, measured at its run's start
+            if o.mean_patch == nil and not s.kernel and (pc.calibrated or 0) > 0 then o.mean_patch = pc.calibrated end
+        end
         return flops.blt(cfg.model, o)
     end
     error(("blt.flops: no formula for model kind '%s'"):format(tostring(kind)), 2)

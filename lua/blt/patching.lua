@@ -16,18 +16,23 @@ local tokens = require "blt.ids"
 
 local patching = {}
 
-local BUILTIN = {fixed = true, space = true, entropy = true, entropy_delta = true, byte = true}
-local NEEDS_ENTROPY = {entropy = true, entropy_delta = true}
+local schemes = require "blt.schemes"
+
 local KNOWN = {"scheme", "size", "threshold", "delta", "max_patch_len", "entropy_model"}
--- which options each scheme takes (a function scheme takes max_patch_len and entropy_model)
-local APPLIES = {
-    fixed = {size = true},
-    space = {},
-    entropy = {threshold = true, entropy_model = true},
-    entropy_delta = {threshold = true, delta = true, entropy_model = true},
-    byte = {},
-    ["function"] = {entropy_model = true},
-}
+-- Which options each scheme takes, from its registry entry (blt.schemes): its own, and
+-- entropy_model when it needs entropies; a function scheme takes max_patch_len and entropy_model.
+local function applies(kind)
+    if kind == "function" then return {entropy_model = true} end
+    local s = schemes.get(kind)
+    local t = {entropy_model = s.needs_entropy or nil}
+    for k in pairs(s.options) do t[k] = true end
+    return t
+end
+local function builtin_names()
+    local t = {}
+    for _, n in ipairs(schemes.names()) do if schemes.get(n).kernel then t[#t + 1] = n end end
+    return table.concat(t, ", ")
+end
 
 local function fail(level, fmt, ...) error(fmt:format(...), level + 1) end
 
@@ -91,19 +96,22 @@ function patching.patcher(opts)
     local fn = "patching.patcher"
     check_keys(fn, opts, KNOWN, 2)
     local scheme = opts.scheme
-    local kind
+    local kind, reg
     if type(scheme) == "function" then
         kind = "function"
-    elseif type(scheme) == "string" and BUILTIN[scheme] then
-        kind = scheme
+    elseif type(scheme) == "string" and schemes.known(scheme) and not schemes.is_file(scheme) then
+        kind, reg = scheme, schemes.get(scheme)
+        if not reg.kernel then -- a registered Lua scheme: its rule, with its default options
+            kind, scheme = "function", schemes.rule(reg, reg.options)
+        end
     elseif scheme == nil then
-        fail(2, "%s: scheme is required (fixed, space, entropy, entropy_delta, byte, or a function)", fn)
+        fail(2, "%s: scheme is required (%s, or a function)", fn, builtin_names())
     else
-        fail(2, "%s: unknown scheme '%s' (known: fixed, space, entropy, entropy_delta, byte, or a function)", fn,
-            tostring(scheme))
+        fail(2, "%s: unknown scheme '%s' (known: %s, or a function)", fn, tostring(scheme), builtin_names())
     end
+    local APPLIES = applies(kind)
     for _, k in ipairs(KNOWN) do
-        if k ~= "scheme" and k ~= "max_patch_len" and opts[k] ~= nil and not APPLIES[kind][k] then
+        if k ~= "scheme" and k ~= "max_patch_len" and opts[k] ~= nil and not APPLIES[k] then
             fail(2, "%s: option '%s' does not apply to scheme '%s'", fn, k, kind == "function" and "(function)" or kind)
         end
     end
@@ -127,7 +135,7 @@ function patching.patcher(opts)
     end
     local self = setmetatable({options = {}, scheme = kind}, Patcher)
     for k, v in pairs(opts) do self.options[k] = v end
-    self.needs_entropy = NEEDS_ENTROPY[kind] or false
+    self.needs_entropy = (reg and reg.needs_entropy) or false
     self.entropy_model = em
     if kind == "function" then
         self.fn = scheme
@@ -369,7 +377,8 @@ function patching.calibrate(opts)
     local fn = "patching.calibrate"
     check_keys(fn, opts, CAL_KNOWN, 2)
     local scheme = opts.scheme
-    if scheme ~= "entropy" and scheme ~= "entropy_delta" then
+    local reg = schemes.known(scheme) and not schemes.is_file(scheme) and schemes.get(scheme)
+    if not (reg and reg.kernel and reg.calibrates) then
         fail(2, "%s: scheme must be 'entropy' or 'entropy_delta', got %s", fn, tostring(scheme))
     end
     local target = opts.target

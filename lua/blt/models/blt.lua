@@ -123,10 +123,11 @@ end
 BLT.kind = "blt"
 
 BLT.patching_defaults = {
-    scheme = "entropy",         -- fixed | space | entropy | entropy_delta | byte
-    size = 4,                   -- fixed: patch length
-    threshold = 0.0,            -- entropy: global threshold θ (nats); entropy_delta: combined θ (0: none)
-    delta = 0.0,                -- entropy_delta: threshold θ_r on the entropy increase
+    scheme = "entropy",         -- a registered scheme (blt.schemes: fixed, space, entropy, ...) or file:PATH
+    options = "",               -- a file scheme's options, "name=value,..." (its defaults otherwise)
+    scheme_source = "",         -- a file scheme's source (written by the run: the checkpoint carries it)
+    scheme_hash = "",           -- its hash (written by the run)
+    -- and the built-in schemes' options (size, threshold, delta), from blt.schemes below
     target = 4.5,               -- calibrate θ (entropy) or θ_r (entropy_delta) to this mean patch size (0: as given)
     calibrated = 0.0,           -- the mean patch size the calibration reached (set by the run)
     max_patch_len = 0,          -- cut longer patches (0: no limit)
@@ -137,11 +138,12 @@ BLT.patching_defaults = {
 }
 
 BLT.patching_docs = {
-    scheme = "patching scheme", size = "fixed: patch length",
-    threshold = "entropy: global threshold in nats; entropy_delta: combined threshold (0: none)",
-    delta = "entropy_delta: threshold on the entropy increase",
+    scheme = "patching scheme: " .. table.concat(require("blt.schemes").names(), " | ")
+        .. " | file:PATH (a Lua scheme file, docs/patching.md)",
+    options = "a file scheme's options as name=value,... (its defaults otherwise)",
+    scheme_source = "the file scheme's source (written by the run)", scheme_hash = "its hash (written by the run)",
     target = "mean bytes per patch the threshold (entropy) or delta (entropy_delta) is calibrated to at the start (0: as given)",
-    calibrated = "mean patch size the calibration reached (written by the run, 0: not calibrated)",
+    calibrated = "mean patch size the calibration reached, or a file scheme's measured on its sample (written by the run, 0: not calibrated)",
     max_patch_len = "cut patches longer than this (0: no limit)",
     reset_on_newline = "the entropy model's context restarts after each newline",
     entropy_model = "ByteLM checkpoint of the entropy model, copied into the BLT's checkpoint under entropy.*",
@@ -150,6 +152,7 @@ BLT.patching_docs = {
 }
 
 local ByteLM = require "blt.models.bytelm"
+local schemes = require "blt.schemes"
 
 BLT.sections = {model = BLT.defaults, patching = BLT.patching_defaults, entropy = ByteLM.defaults}
 BLT.docs = {model = BLT.model_docs, patching = BLT.patching_docs,
@@ -158,27 +161,79 @@ BLT.docs = {model = BLT.model_docs, patching = BLT.patching_docs,
                        window = "entropy model window (from its checkpoint)", multiple_of = "(from its checkpoint)",
                        rope_theta = "(from its checkpoint)", norm_eps = "(from its checkpoint)"}}
 BLT.rules = {
-    ["patching.scheme"] = {"fixed", "space", "entropy", "entropy_delta", "byte"},
-    ["patching.size"] = int_ge(1), ["patching.threshold"] = ">= 0", ["patching.delta"] = ">= 0",
+    ["patching.scheme"] = function(v)
+        if not schemes.known(v) then
+            return ("must be one of %s, or file:PATH (a scheme file)"):format(table.concat(schemes.names(), ", "))
+        end
+    end,
     ["patching.target"] = function(v) if v ~= 0 and not (v > 1) then return "must be 0 (as given) or > 1" end end,
     ["patching.calibrated"] = ">= 0", ["patching.max_patch_len"] = int_ge(0), ["patching.calib_bytes"] = int_ge(1),
     ["patching.calib_seed"] = int_ge(0),
     ["patching.entropy_model"] = function(v) if v == "" then return "must be a path" end end,
 }
 for k, v in pairs(BLT.model_rules) do BLT.rules["model." .. k] = v end
+-- The built-in schemes' options are patching.* keys: their defaults, docs and rules are
+-- the registry's (blt.schemes), written there once.
+for _, name in ipairs(schemes.names()) do
+    local sc = schemes.get(name)
+    if sc.kernel then
+        local keys = {}
+        for k in pairs(sc.options) do keys[#keys + 1] = k end
+        table.sort(keys)
+        for _, k in ipairs(keys) do
+            local d = BLT.patching_docs[k]
+            BLT.patching_defaults[k] = sc.options[k]
+            BLT.patching_docs[k] = (d and (d .. "; ") or "") .. name .. ": " .. (sc.docs[k] or k)
+            BLT.rules["patching." .. k] = sc.rules[k]
+        end
+    end
+end
 -- Keys the run writes (blt.train refuses them from the user): a calibrated value would
 -- make a new run skip its calibration; the entropy model's shape is its checkpoint's.
 BLT.internal = {
     ["patching.calibrated"] = "the run writes the mean patch size its calibration reached (give patching.target, "
         .. "or patching.target=0 with patching.threshold or patching.delta to skip calibration)",
     entropy = "the entropy model's config comes from its checkpoint (patching.entropy_model)",
+    ["patching.scheme_source"] = "the run stores the scheme file's source (give patching.scheme=file:PATH)",
+    ["patching.scheme_hash"] = "the run stores the scheme file's hash (give patching.scheme=file:PATH)",
 }
 
-local function needs_entropy(pc) return pc.scheme == "entropy" or pc.scheme == "entropy_delta" end
+-- The scheme of a patching config (blt.schemes) and its options. A file scheme is read
+-- once (patching.scheme_source, scheme_hash: stored in the config and so in the
+-- checkpoint) and compiled from that source from then on, never from the file.
+function BLT.scheme(pc)
+    local s
+    if schemes.is_file(pc.scheme) then
+        if pc.scheme_source == "" then
+            pc.scheme_source = schemes.read(pc.scheme)
+            pc.scheme_hash = schemes.hash(pc.scheme_source)
+        elseif schemes.hash(pc.scheme_source) ~= pc.scheme_hash then
+            error(("patching.scheme_source: its hash is %s, the config says %s (the source was changed)")
+                :format(schemes.hash(pc.scheme_source), tostring(pc.scheme_hash)), 0)
+        end
+        s = schemes.get(pc.scheme, pc.scheme_source)
+    else
+        s = schemes.get(pc.scheme)
+    end
+    local opts
+    if s.kernel then
+        if (pc.options or "") ~= "" then
+            error(("patching.options: scheme '%s' takes its options as patching.* keys"):format(pc.scheme), 0)
+        end
+        opts = {}
+        for k in pairs(s.options) do opts[k] = pc[k] end
+    else
+        opts = schemes.options(s, schemes.parse_options(pc.options or "", "patching.options"))
+    end
+    return s, opts
+end
+
+local function needs_entropy(pc) return (BLT.scheme(pc)).needs_entropy end
 
 function BLT.check(cfg)
     BLT.check_config(cfg.model)
     local pc = cfg.patching
+    BLT.scheme(pc) -- reads and checks a scheme file and its options
     if needs_entropy(pc) and not pc.entropy_model then
         error(("patching.entropy_model: scheme '%s' needs an entropy model checkpoint"):format(pc.scheme), 0)
     end
@@ -199,10 +254,11 @@ BLT.size_keys = {"model.dim", "model.global.dim", "model.global.layers", "model.
 -- size, the calibration target, or 2 when a threshold is given as it is (unknown).
 local function mean_patch(pc)
     local p = 2
-    if pc.scheme == "fixed" then p = pc.size
-    elseif pc.scheme == "byte" then p = 1
-    elseif pc.scheme == "space" then p = 4
+    local s, opts = BLT.scheme(pc)
+    local known = schemes.mean_patch(s, opts)
+    if known then p = known
     elseif pc.calibrated > 0 then p = pc.calibrated
+    elseif s.estimate then p = s.estimate
     elseif pc.target > 0 then p = pc.target end
     if pc.max_patch_len > 0 then p = math.min(p, pc.max_patch_len) end
     return math.max(1, p)
@@ -247,13 +303,16 @@ end
 
 local function patcher_of(pc, entropy_model)
     local patching = require "blt.patching"
+    local s, opts = BLT.scheme(pc)
     local o = {scheme = pc.scheme, max_patch_len = pc.max_patch_len > 0 and pc.max_patch_len or nil}
-    if pc.scheme == "fixed" then o.size = pc.size end
-    if pc.scheme == "entropy" then o.threshold = pc.threshold end
-    if pc.scheme == "entropy_delta" then
-        o.delta = pc.delta
-        if pc.threshold > 0 then o.threshold = pc.threshold end
+    if not s.kernel then
+        o.scheme = schemes.rule(s, opts)
+        local p = patching.patcher(o)
+        p.needs_entropy = s.needs_entropy -- the model computes its entropies and hands them over
+        return p
     end
+    for k, v in pairs(opts) do o[k] = v end
+    if pc.scheme == "entropy_delta" and pc.threshold <= 0 then o.threshold = nil end -- 0: no combined threshold
     return patching.patcher(o)
 end
 
@@ -263,7 +322,11 @@ end
 -- Errors name the key. Returns the source build() takes.
 function BLT.setup(cfg, corpus, log)
     local pc = cfg.patching
-    if not needs_entropy(pc) then return {} end
+    local scheme = BLT.scheme(pc)
+    if not needs_entropy(pc) then
+        BLT.check_scheme(cfg, corpus, nil, log)
+        return {}
+    end
     local entropy = require "blt.entropy"
     local ok, em = pcall(entropy.load_model, pc.entropy_model)
     if not ok then
@@ -273,7 +336,7 @@ function BLT.setup(cfg, corpus, log)
     for k in pairs(ByteLM.defaults) do cfg.entropy[k] = em.config[k] end
     local too_big = require("blt.memory").check(BLT, cfg) -- now with the entropy model and its calibration
     if too_big then error(too_big, 0) end
-    if pc.target > 0 and pc.calibrated == 0 then
+    if scheme.kernel and pc.target > 0 and pc.calibrated == 0 then
         local seq = cfg.train and cfg.train.seq_len or 256
         local rows = corpus:sample_windows {split = "train", len = seq, bytes = pc.calib_bytes, seed = pc.calib_seed}
         local ents = core.no_grad(function()
@@ -291,7 +354,69 @@ function BLT.setup(cfg, corpus, log)
                 :format(pc.scheme, pc.scheme == "entropy" and "threshold" or "delta", value, pc.target, rows:size(1), seq, reached))
         end
     end
+    BLT.check_scheme(cfg, corpus, em, log)
     return {entropy_model = em}
+end
+
+-- At a run's start: the paper's rule that patching is incremental, checked on a
+-- sample of the training text (every scheme: a look-ahead is refused, naming the first
+-- position it moved), then a file scheme's mean patch size measured on the calibration
+-- sample (pc.calibrated: the FLOPs and memory estimates use it).
+local LOOKAHEAD_BYTES = 48
+function BLT.check_scheme(cfg, corpus, em, log)
+    local pc = cfg.patching
+    local s, opts = BLT.scheme(pc)
+    local entropy = em and require "blt.entropy"
+    local function ents_of(rows)
+        if not em then return nil end
+        return core.no_grad(function()
+            return em:entropies(rows, pc.reset_on_newline and entropy.newline_segments(rows) or nil)
+        end)
+    end
+    if not s.kernel and pc.calibrated == 0 and not schemes.mean_patch(s, opts) then
+        local seq = cfg.train and cfg.train.seq_len or 256
+        local rows = corpus:sample_windows {split = "train", len = seq, bytes = pc.calib_bytes, seed = pc.calib_seed}
+        local ents = ents_of(rows)
+        local function mean_with(o)
+            local p = require("blt.patching").patcher {scheme = schemes.rule(s, o),
+                max_patch_len = pc.max_patch_len > 0 and pc.max_patch_len or nil}
+            local _, _, counts = p:batch(rows, ents)
+            local patches = 0
+            for _, k in ipairs(counts:totable()) do patches = patches + k - 1 end
+            return patches > 0 and rows:size(1) * (rows:size(2) - 1) / patches or math.huge
+        end
+        local how = ""
+        if s.calibrates and pc.target > 0 then -- its option calibrated to the target, as the entropy schemes'
+            local k = s.calibrates
+            local x = schemes.calibrate(function(v) opts[k] = v; return mean_with(opts) end, opts[k], pc.target)
+            opts[k] = x
+            local words = {}
+            for name, v in pairs(opts) do
+                words[#words + 1] = name .. "=" .. (math.type(v) == "float" and ("%.17g"):format(v) or tostring(v))
+            end
+            table.sort(words)
+            pc.options = table.concat(words, ",")
+            how = (" with %s = %.4g calibrated to %.2f"):format(k, x, pc.target)
+        end
+        pc.calibrated = mean_with(opts)
+        if log then
+            log(("patching: scheme %s (hash %s) makes %.3f bytes/patch%s on %d sampled training windows of %d bytes")
+                :format(pc.scheme, pc.scheme_hash, pc.calibrated, how, rows:size(1), seq))
+        end
+    end
+    -- the look-ahead check, with the options the run will use
+    local p = patcher_of(pc, em)
+    local sample = corpus:sample_windows {split = "train", len = LOOKAHEAD_BYTES, bytes = LOOKAHEAD_BYTES,
+                                          seed = pc.calib_seed}
+    local row = sample:totable()[1]
+    local ok, pos, why = schemes.check_incremental(function(r)
+        local e = ents_of(core.tensor({r}, "int32"))
+        return (p:flags(r, e and e:totable()[1]))
+    end, row)
+    if not ok then
+        error(("patching.scheme = %s: refused: %s (position %d of a %d-byte training sample)")
+            :format(pc.scheme, why, pos - 2, #row - 1), 0)
+    end
 end
 
 -- The model of a config. source: setup()'s result (a new run) or a loaded checkpoint
