@@ -11,7 +11,7 @@
 #ifndef BLT_HAVE_DNNL
 
 int blt_dnnl_init(void) { return 0; }
-const char *blt_dnnl_info(void) { return "oneDNN: not built in (no oneapi/dnnl/dnnl.h at build time)"; }
+const char *blt_dnnl_info(void) { return "oneDNN: not built in (DNNL=0, no oneapi/dnnl/dnnl.h, or the sanitizer build)"; }
 int blt_dnnl_has_avx512(void) { return 0; }
 int blt_dnnl_has_bf16(void) { return 0; }
 int blt_dnnl_gemm(int dtype, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
