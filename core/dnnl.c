@@ -52,7 +52,6 @@ static char info[160] = "oneDNN: not loaded";
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static int isa_avx512, isa_bf16;
-static int omp_threads; /* the OpenMP thread count last set, 0 none yet */
 
 static int load(void)
 {
@@ -201,8 +200,9 @@ static entry *lookup(const gemm_key *k, void *A, void *B, float *C)
     victim->used = 1;
     victim->key = *k;
     victim->last = ++clock_;
-    /* oneDNN sizes its work split by the thread count at creation */
-    if (omp_threads != k->nthreads) { fn.omp_set_num_threads(k->nthreads); omp_threads = k->nthreads; }
+    /* oneDNN sizes its work split by the thread count at creation (the calling
+     * thread's OpenMP setting) */
+    fn.omp_set_num_threads(k->nthreads);
     if (entry_build(victim, A, B, C)) {
         entry_clear(victim); /* keep only the failure */
         victim->used = 1;
@@ -228,7 +228,7 @@ int blt_dnnl_gemm(int dtype, int ta, int tb, int64_t M, int64_t N, int64_t K, fl
     entry *e = lookup(&k, (void *)A, (void *)B, C);
     int rc = -1;
     if (e->ok) {
-        if (omp_threads != nthreads) { fn.omp_set_num_threads(nthreads); omp_threads = nthreads; }
+        fn.omp_set_num_threads(nthreads); /* per thread in OpenMP, and cheap */
         void *ptr[3] = {(void *)A, (void *)B, C};
         rc = 0;
         for (int i = 0; i < 3 && !rc; i++) rc = fn.dnnl_memory_set_data_handle(e->mem[i], ptr[i]) != dnnl_success;

@@ -196,6 +196,17 @@ do
     T.raises(function() core.gemm(false, false, 3, 3, 4, 1, A, 4, B, 3, 0, C, 3, "f16") end, "dtype 'f16'", "gemm: unknown dtype")
 end
 
+-- ---- a library that cannot be had is refused at start, in one clear line ----
+do
+    local hostile = {"bogus", "OpenBLAS", "onednn ", "auto,openblas", "1"}
+    if not has_dnnl then hostile[#hostile + 1] = "onednn" end
+    for _, v in ipairs(hostile) do
+        local rc, out = U.sh(("env BLT_BLAS=%s %s -e 'require \"blt\"'"):format(U.q(v), bin))
+        local want = v == "onednn" and "BLT_BLAS=onednn: oneDNN" or "BLT_BLAS=" .. v:gsub("%p", "%%%0") .. ": unknown library"
+        T.ok(rc ~= 0 and out:find(want), ("BLT_BLAS=%q is refused: %s"):format(v, out:match("[^\n]*")), out)
+    end
+end
+
 -- ---- every path, in its own process ----
 -- expect(case, dtype) -> the library pattern that must have served it
 local paths = {
