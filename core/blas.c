@@ -56,11 +56,12 @@ blt_status blt_blas_init(void)
     if (mode == MODE_DNNL && !dnnl_ok)
         return blt_fail(BLT_EINVAL, "BLT_BLAS=onednn: %s", blt_dnnl_info());
     bf16_native = dnnl_ok && blt_dnnl_has_bf16() && !(nob && *nob && strcmp(nob, "0"));
-    snprintf(info, sizeof info, "%s; %s; products: %s%s", openblas_get_config(),
+    snprintf(info, sizeof info, "%s; %s; products: %s%s; bf16 rounding: %s", openblas_get_config(),
              mode == MODE_OPENBLAS ? "oneDNN not used" : blt_dnnl_info(),
              mode == MODE_OPENBLAS ? "OpenBLAS (forced)" : mode == MODE_DNNL ? "oneDNN (forced)"
              : !dnnl_ok || !blt_dnnl_has_avx512() ? "OpenBLAS" : "oneDNN from 2^20 multiply-adds, else OpenBLAS",
-             bf16_native ? ", bf16 on oneDNN" : ", bf16 widened to fp32");
+             bf16_native ? ", bf16 on oneDNN" : ", bf16 widened to fp32",
+             blt_cpu_has_bf16() ? "AVX512_BF16" : "scalar");
     return BLT_OK;
 }
 
