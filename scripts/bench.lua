@@ -74,7 +74,7 @@ if sections.matmul then
     -- x [M,K], W [N,K]), each through the library the framework picks for it
     print("\n== matmul by shape: library serving each product and GFLOP/s (median), fp32 and bf16 (bf16 in, fp32 out),")
     print("   vs raw OpenBLAS cblas_sgemm with its own threads on the same operands ==")
-    print(("%-22s %-26s %8s %8s  %-30s %8s"):format("product", "fp32 library", "GFLOP/s", "OpenBLAS", "bf16 library", "GFLOP/s"))
+    print(("%-26s %-26s %8s %8s  %-30s %8s"):format("product", "fp32 library", "GFLOP/s", "OpenBLAS", "bf16 library", "GFLOP/s"))
     for _, s in ipairs {{4096, 1024, 256}, {4096, 384, 128}, {1024, 768, 256}, {4096, 256, 768}} do
         local M, N, K = s[1], s[2], s[3]
         for _, p in ipairs {{"forward", false, true, M, N, K}, {"grad input", false, false, M, K, N},
@@ -83,7 +83,7 @@ if sections.matmul then
             local gf = 2 * m * n * k / 1e9
             local t, lib, tref = core.bench_gemm(p[2], p[3], m, n, k, "f32", reps)
             local tb, libb = core.bench_gemm(p[2], p[3], m, n, k, "bf16", reps)
-            print(("%-22s %-26s %8.1f %8.1f  %-30s %8.1f"):format(("%s %dx%dx%d"):format(p[1], m, n, k), lib, gf / t,
+            print(("%-26s %-26s %8.1f %8.1f  %-30s %8.1f"):format(("%s %dx%dx%d"):format(p[1], m, n, k), lib, gf / t,
                   gf / tref, libb, gf / tb))
         end
     end
