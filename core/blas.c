@@ -38,10 +38,14 @@ static int mode = MODE_AUTO;
 static int dnnl_ok, bf16_native;
 static char info[400];
 
-/* Products on the main thread go to oneDNN from this many multiply-adds up (auto
- * mode, AVX-512 CPUs: where its fp32 kernels were measured faster than OpenBLAS's,
- * which runs its AVX2 kernels here); one row (M == 1) stays on OpenBLAS's sgemv. */
-#define DNNL_MIN_MACS ((int64_t)1 << 20)
+/* Products on the main thread go to oneDNN from 2^24 multiply-adds with every side
+ * at least 16 (auto mode, AVX-512 CPUs). Measured here (2 threads, median of 31 calls,
+ * best of 3 runs): oneDNN took 1.2-1.7x OpenBLAS's time below 2^22, about the same at
+ * 2^23-2^24 (0.84-1.2x; 1.3x and worse with a side under 16: K = 2 or 4), 0.44-0.55x
+ * at 2^27-2^30, the BLT's shapes. oneDNN's fixed cost is waking its sleeping OpenMP
+ * thread. Everything else stays on OpenBLAS, one row (M == 1) on its sgemv. */
+#define DNNL_MIN_MACS ((int64_t)1 << 24)
+#define DNNL_MIN_SIDE 16
 
 blt_status blt_blas_init(void)
 {
@@ -59,7 +63,7 @@ blt_status blt_blas_init(void)
     snprintf(info, sizeof info, "%s; %s; products: %s%s; bf16 rounding: %s", openblas_get_config(),
              mode == MODE_OPENBLAS ? "oneDNN not used" : blt_dnnl_info(),
              mode == MODE_OPENBLAS ? "OpenBLAS (forced)" : mode == MODE_DNNL ? "oneDNN (forced)"
-             : !dnnl_ok || !blt_dnnl_has_avx512() ? "OpenBLAS" : "oneDNN from 2^20 multiply-adds, else OpenBLAS",
+             : !dnnl_ok || !blt_dnnl_has_avx512() ? "OpenBLAS" : "oneDNN from 2^24 multiply-adds (sides >= 16), else OpenBLAS",
              bf16_native ? ", bf16 on oneDNN" : ", bf16 widened to fp32",
              blt_cpu_has_bf16() ? "AVX512_BF16" : "scalar");
     return BLT_OK;
@@ -148,7 +152,8 @@ static int want_dnnl(int64_t M, int64_t N, int64_t K)
 {
     if (!dnnl_ok || K <= 0 || blt_threads_in_parallel()) return 0;
     if (mode == MODE_DNNL) return 1;
-    return blt_dnnl_has_avx512() && M > 1 && M * N * K >= DNNL_MIN_MACS;
+    return blt_dnnl_has_avx512() && M >= DNNL_MIN_SIDE && N >= DNNL_MIN_SIDE && K >= DNNL_MIN_SIDE &&
+           M * N * K >= DNNL_MIN_MACS;
 }
 
 void blt_sgemm_serial(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,

@@ -16,7 +16,7 @@ blt_status blt_blas_init(void);
 void blt_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                float *C, int64_t ldc);
-/* Products from the main thread go to oneDNN (fp32, from 2^20 multiply-adds, M > 1,
+/* Products from the main thread go to oneDNN (fp32, from 2^24 multiply-adds, sides >= 16,
  * on AVX-512 CPUs) or to OpenBLAS on slices in the pool; blt_blas_info says which. */
 
 /* Same, on the calling thread only (for use inside pool tasks); not counted in the
