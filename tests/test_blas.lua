@@ -226,6 +226,9 @@ end
 
 -- ---- a library that cannot be had is refused at start, in one clear line ----
 do
+    local rc, out = U.sh(("env BLT_DNNL_LIB=/nonexistent/libdnnl.so.2 %s -e 'print(require(\"blt\").core.blas_info())'"):format(bin))
+    T.ok(rc == 0 and (out:find("oneDNN: absent") or not has_dnnl) and out:find("products: OpenBLAS"),
+         "oneDNN missing at run time: every product on OpenBLAS, and blas_info says why", out)
     local hostile = {"bogus", "OpenBLAS", "onednn ", "auto,openblas", "1"}
     if not has_dnnl then hostile[#hostile + 1] = "onednn" end
     for _, v in ipairs(hostile) do
@@ -245,6 +248,11 @@ local paths = {
         return (has_avx512 and has_dnnl and big) and "^onednn:" or "^openblas$"
     end},
     {name = "openblas", env = "BLT_BLAS=openblas", run = true, expect = function(c, dtype)
+        if c.M * c.N * c.K == 0 then return "^none$" end
+        return dtype == "bf16" and "^widened%+openblas$" or "^openblas$"
+    end},
+    {name = "oneDNN missing at run time", env = "BLT_DNNL_LIB=/nonexistent/libdnnl.so.2", run = true,
+     expect = function(c, dtype)
         if c.M * c.N * c.K == 0 then return "^none$" end
         return dtype == "bf16" and "^widened%+openblas$" or "^openblas$"
     end},
