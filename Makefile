@@ -21,6 +21,18 @@ PKG_CFLAGS += $(shell pkg-config --cflags ompi-c) -DBLT_HAVE_MPI
 PKG_LIBS   += $(shell pkg-config --libs ompi-c)
 endif
 
+# oneDNN (Debian's libdnnl-dev) when its header is present: core/dnnl.c loads
+# libdnnl.so.2 at run time (dlopen), so no -ldnnl; without it every product stays on
+# OpenBLAS. DNNL=0 builds without it. The sanitizer build never uses it: LeakSanitizer's
+# check at exit crashes with libgomp's threads alive (and leaves them unchecked).
+ifneq ($(DNNL),0)
+DNNL_FOUND := $(shell echo '\#include <oneapi/dnnl/dnnl.h>' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
+endif
+ifeq ($(DNNL_FOUND),yes)
+DNNL_CFLAGS := -DBLT_HAVE_DNNL
+PKG_LIBS   += -ldl
+endif
+
 ifeq ($(PORTABLE),1)
 ARCH_FLAGS := -O3 -mtune=generic
 else
@@ -29,7 +41,7 @@ endif
 
 CC      ?= cc
 WARN    := -Wall -Wextra -Wno-unused-parameter
-CFLAGS  := -std=c11 -D_GNU_SOURCE -fno-math-errno -pthread -g $(WARN) $(ARCH_FLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS  := -std=c11 -D_GNU_SOURCE -fno-math-errno -pthread -g $(WARN) $(ARCH_FLAGS) $(PKG_CFLAGS) $(DNNL_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lm -pthread
 
 SRC     := $(wildcard core/*.c)
@@ -48,7 +60,7 @@ all: check-deps blt
 
 # Fails early with the fix when a library is missing (make deps installs them).
 check-deps:
-	@pkg-config --exists $(PKGS) || { echo "missing libraries: run 'make deps' (apt-get install of lua5.4, OpenBLAS, HDF5)"; exit 1; }
+	@pkg-config --exists $(PKGS) || { echo "missing libraries: run 'make deps' (apt-get install of lua5.4, OpenBLAS, HDF5, oneDNN)"; exit 1; }
 
 deps:
 	@sh scripts/install_deps.sh
@@ -59,13 +71,17 @@ blt: $(OBJ)
 build/obj/%.o: core/%.c $(wildcard core/*.h) | build/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# dist.o is rebuilt when MPI appears or goes (make deps, MPI=0): the stamp changes then
+# dist.o is rebuilt when MPI appears or goes (make deps, MPI=0): the stamp changes then;
+# dnnl.o likewise with oneDNN's header (DNNL=0)
 build/obj/mpi.stamp: FORCE | build/obj
 	@echo '$(MPI_FOUND)' | cmp -s - $@ || echo '$(MPI_FOUND)' > $@
 build/asan/mpi.stamp: FORCE | build/asan
 	@echo '$(MPI_FOUND)' | cmp -s - $@ || echo '$(MPI_FOUND)' > $@
 build/obj/dist.o: build/obj/mpi.stamp
 build/asan/dist.o: build/asan/mpi.stamp
+build/obj/dnnl.stamp: FORCE | build/obj
+	@echo '$(DNNL_FOUND)' | cmp -s - $@ || echo '$(DNNL_FOUND)' > $@
+build/obj/dnnl.o: build/obj/dnnl.stamp
 FORCE:
 
 build/asan/blt: $(ASAN_OBJ)

@@ -5,11 +5,20 @@
 #define BLT_BLAS_H
 #include <stdint.h>
 
-void blt_blas_init(void);
+#include "status.h"
+
+/* Reads BLT_BLAS (auto | onednn | openblas: which library serves the main products;
+ * default auto), BLT_NO_DNNL=1 (= openblas) and BLT_NO_BF16=1 (bf16 products widened
+ * to fp32), and loads oneDNN when it may be used (core/dnnl.c). Fails on an unknown
+ * BLT_BLAS, or on BLT_BLAS=onednn where oneDNN is absent. */
+blt_status blt_blas_init(void);
 /* C[M,N] = alpha * op(A) op(B) + beta * C; op(A) is [M,K], op(B) is [K,N]. */
 void blt_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                float *C, int64_t ldc);
+/* Products from the main thread go to oneDNN (fp32, from 2^24 multiply-adds, sides >= 16,
+ * on AVX-512 CPUs) or to OpenBLAS on slices in the pool; blt_blas_info says which. */
+
 /* Same, on the calling thread only (for use inside pool tasks); not counted in the
  * multiply-adds below: its callers count their own. */
 void blt_sgemm_serial(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
@@ -20,6 +29,27 @@ void blt_sgemm_batched(int transA, int transB, int64_t count, int64_t M, int64_t
                        float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
                        int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC);
 const char *blt_blas_info(void);
+
+/* C[M,N] = alpha op(A) op(B) + beta C with A and B in bf16 (blt_f32_to_bf16, bf16.h)
+ * and fp32 accumulation: oneDNN's bf16 kernels where the CPU has them, else the
+ * operands widened to fp32 and blt_sgemm's path. Fails only when out of memory. */
+blt_status blt_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                         const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc);
+
+/* Which library served the main products (blt_sgemm, blt_sgemm_batched,
+ * blt_gemm_bf16; not blt_sgemm_serial), per shape: calls and seconds since the last
+ * reset. lib: "openblas", "onednn:<kernel>", "widened+openblas", ... */
+typedef struct {
+    int bf16, ta, tb;
+    int64_t M, N, K;
+    char lib[64];
+    int64_t calls;
+    double seconds;
+} blt_gemm_stat;
+#define BLT_GEMM_STATS_CAP 256 /* shapes recorded; later new ones are not */
+int blt_blas_stats(blt_gemm_stat *out, int cap);
+void blt_blas_stats_reset(void);
 
 /* Multiply-adds executed, kept to check the FLOP formulae of lua/blt/flops.lua
  * (docs/flops.md). matmul: every product through blt_sgemm / blt_sgemm_batched;

@@ -235,7 +235,7 @@ int luaopen_blt_core(lua_State *L)
 {
     static int started;
     if (!started) {
-        blt_blas_init();
+        if (blt_blas_init() != BLT_OK) return bltL_error(L, "blas_init");
         /* the rank first: the thread pool's size depends on the processes per machine */
         if (blt_dist_init() != BLT_OK) return bltL_error(L, "dist_init");
         blt_threads_init(default_threads());
@@ -250,6 +250,7 @@ int luaopen_blt_core(lua_State *L)
     bltL_open_nn(L);
     bltL_open_scope(L);
     bltL_open_bench(L);
+    bltL_open_blas(L);
     bltL_open_run(L);
     bltL_open_bpe(L);
     bltL_open_dist(L);

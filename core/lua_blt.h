@@ -11,6 +11,7 @@ void bltL_open_tensor(lua_State *L);    /* lua_tensor.c: blt.Tensor and its ops 
 void bltL_open_generator(lua_State *L); /* lua_generator.c: blt.Generator, randn, rand */
 void bltL_open_scope(lua_State *L);     /* lua_scope.c: blt.scope */
 void bltL_open_bench(lua_State *L);     /* lua_bench.c: reference timings */
+void bltL_open_blas(lua_State *L);      /* lua_blas.c: products by library, bf16 */
 void bltL_open_patch(lua_State *L);     /* lua_patch.c: patchers, hash n-grams */
 void bltL_open_data(lua_State *L);      /* lua_data.c: byte corpora */
 void bltL_open_h5(lua_State *L);        /* lua_h5.c: HDF5 checkpoints and metrics */

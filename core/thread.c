@@ -15,6 +15,7 @@ static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static _Atomic long generation;
 static _Atomic int pending;
 static _Atomic int stopping;
+static _Atomic int parked; /* set by blt_threads_park until the next job */
 static _Thread_local int in_parallel;
 static long start_generation;
 
@@ -42,7 +43,7 @@ static void *worker_main(void *arg)
         long g = seen;
         for (int spin = 0; spin < 20000; spin++) {
             g = atomic_load_explicit(&generation, memory_order_acquire);
-            if (g != seen || atomic_load(&stopping)) break;
+            if (g != seen || atomic_load(&stopping) || atomic_load_explicit(&parked, memory_order_relaxed)) break;
             _mm_pause();
         }
         if (g == seen && !atomic_load(&stopping)) {
@@ -92,6 +93,10 @@ void blt_threads_init(int n)
 
 int blt_threads_count(void) { return nthreads; }
 
+int blt_threads_in_parallel(void) { return in_parallel; }
+
+void blt_threads_park(void) { atomic_store_explicit(&parked, 1, memory_order_relaxed); }
+
 void blt_parallel_for(int64_t n, int64_t grain, blt_range_fn fn, void *ctx)
 {
     if (n <= 0) return;
@@ -107,6 +112,7 @@ void blt_parallel_for(int64_t n, int64_t grain, blt_range_fn fn, void *ctx)
     job.n = n;
     job.chunks = (int)k;
     atomic_store(&pending, nworkers);
+    atomic_store_explicit(&parked, 0, memory_order_relaxed);
     pthread_mutex_lock(&mu);
     atomic_fetch_add_explicit(&generation, 1, memory_order_release);
     pthread_cond_broadcast(&wake);

@@ -17,5 +17,10 @@ int blt_threads_count(void);
  * Called from inside a chunk, it runs serially. */
 void blt_parallel_for(int64_t n, int64_t grain, blt_range_fn fn, void *ctx);
 void blt_threads_shutdown(void);
+/* 1 inside a chunk of blt_parallel_for (on any thread) */
+int blt_threads_in_parallel(void);
+/* The workers stop spinning and sleep until the next blt_parallel_for: for work
+ * that brings its own threads (oneDNN's OpenMP team, core/dnnl.c). */
+void blt_threads_park(void);
 
 #endif

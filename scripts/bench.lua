@@ -79,6 +79,25 @@ if sections.matmul then
         print(("%6d %6d %6d %10.1f %10.1f %7.0f%%"):format(M, K, N, flops / tf / 1e9, flops / tr / 1e9, 100 * tr / tf))
     end
     print(("median framework/sgemm speed: %.0f%% (goal: within 5%%, i.e. >= 95%%)"):format(100 * median(ratios)))
+
+    -- the products of a linear layer's step at the BLT's main shapes (y = x W^T:
+    -- x [M,K], W [N,K]), each through the library the framework picks for it
+    print("\n== matmul by shape: library serving each product and GFLOP/s (median), fp32 and bf16 (bf16 in, fp32 out),")
+    print("   vs raw OpenBLAS cblas_sgemm with its own threads on the same operands ==")
+    print(("%-26s %-26s %8s %8s  %-30s %8s"):format("product", "fp32 library", "GFLOP/s", "OpenBLAS", "bf16 library", "GFLOP/s"))
+    for _, s in ipairs {{4096, 1024, 256}, {4096, 384, 128}, {1024, 768, 256}, {4096, 256, 768}} do
+        local M, N, K = s[1], s[2], s[3]
+        for _, p in ipairs {{"forward", false, true, M, N, K}, {"grad input", false, false, M, K, N},
+                            {"grad weight", true, false, N, K, M}} do
+            local m, n, k = p[4], p[5], p[6]
+            local gf = 2 * m * n * k / 1e9
+            local t, lib, tref = core.bench_gemm(p[2], p[3], m, n, k, "f32", reps)
+            local tb, libb = core.bench_gemm(p[2], p[3], m, n, k, "bf16", reps)
+            print(("%-26s %-26s %8.1f %8.1f  %-30s %8.1f"):format(("%s %dx%dx%d"):format(p[1], m, n, k), lib, gf / t,
+                  gf / tref, libb, gf / tb))
+        end
+    end
+    print("(product MxNxK: C[M,N] = A[M,K] B[K,N]; forward A B^T, grad input A B, grad weight A^T B)")
 end
 
 if sections.attention then
