@@ -19,6 +19,7 @@
  * H5Literate on a zeroed fractal heap), so damage must be caught before parsing. */
 #include "h5io.h"
 #include "h5util.h"
+#include "safefile.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -404,18 +405,16 @@ blt_status blt_h5_create(blt_h5 **out, const char *path, size_t size_hint)
     f->file = -1;
     f->fd = -1;
     f->writing = 1;
-    size_t n = strlen(path) + 32;
     f->path = blt_h5u_dupstr(path);
-    f->tmp = malloc(n);
-    if (!f->path || !f->tmp) {
+    if (!f->path) {
         free_handle(f);
         return blt_fail(BLT_ENOMEM, "h5_create: out of memory");
     }
-    snprintf(f->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    /* the temporary file now, so that a bad folder or permission shows at once */
-    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* the temporary file now, so that a bad folder or permission shows at once; a new
+     * file (O_EXCL, no symbolic link followed), renamed over path at commit */
+    f->fd = blt_tmp_create(path, &f->tmp);
     if (f->fd < 0) {
-        blt_status s = blt_fail(BLT_EIO, "h5_create: %s: cannot create the temporary file %s (%s)", path, f->tmp,
+        blt_status s = blt_fail(BLT_EIO, "h5_create: %s: cannot create a temporary file beside it (%s)", path,
                                 strerror(errno));
         free_handle(f);
         return s;
@@ -570,35 +569,6 @@ blt_status blt_h5_write(blt_h5 *f, const char *dset, blt_h5_type type, int ndim,
     return s;
 }
 
-static void fsync_dir(const char *path)
-{
-    char *dir = blt_h5u_dupstr(path);
-    if (!dir) return;
-    char *sl = strrchr(dir, '/');
-    if (sl == dir) sl[1] = 0;
-    else if (sl) *sl = 0;
-    int fd = open(sl ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 blt_status blt_h5_commit(blt_h5 *f)
 {
     const char *fn = "h5_commit";
@@ -637,7 +607,7 @@ blt_status blt_h5_commit(blt_h5 *f)
     H5Eclear2(H5E_DEFAULT);
     /* write, flush to the disk, close, rename over the target */
     const char *step = "write";
-    int ok = write_all(f->fd, f->img, (size_t)size) == 0;
+    int ok = blt_write_all(f->fd, f->img, (size_t)size) == 0;
     free(f->img);
     f->img = NULL;
     if (ok) { step = "fsync"; ok = fsync(f->fd) == 0; }
@@ -650,7 +620,7 @@ blt_status blt_h5_commit(blt_h5 *f)
         blt_h5_abort(f);
         return s;
     }
-    fsync_dir(f->path); /* make the rename itself durable */
+    blt_fsync_dir(f->path); /* make the rename itself durable */
     free_handle(f);
     return BLT_OK;
 }
@@ -675,7 +645,8 @@ blt_status blt_h5_open(blt_h5 **out, const char *path, int flags)
     *out = NULL;
     blt_h5u_init();
     if (!path || !path[0]) return blt_fail(BLT_EINVAL, "%s: empty path", fn);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO would block open() until a writer came; fstat below refuses it */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return blt_fail(BLT_EIO, "%s: %s: %s", fn, path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

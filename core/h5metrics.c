@@ -1,13 +1,23 @@
 /* The metrics writer (h5metrics.h): float64 columns appended to an HDF5 file.
- * Existing files are read back through h5io.h. */
+ * Existing files are read back through h5io.h.
+ *
+ * Every change (a flush, attributes, a truncation) is made to the file's image in
+ * memory (blt_h5u_image) and written whole through a temporary file renamed over
+ * the path (safefile.h): the file on disk is always complete, a failing write (disk
+ * full) leaves the previous one and no HDF5 file half open, and a symbolic link at
+ * the path is replaced, never followed. A metrics file is small (8 bytes a value). */
 #include "h5metrics.h"
 #include "h5io.h"
 #include "h5util.h"
+#include "safefile.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define METRICS_CHUNK 1024
 
@@ -19,7 +29,8 @@ typedef struct {
 struct blt_metrics {
     char *path;
     int flush_every;
-    int created;
+    void *img; /* the file as on disk */
+    size_t img_len;
     int64_t rows_file; /* rows in the file */
     int64_t rows_buf;  /* rows buffered */
     int64_t cap_buf;
@@ -71,14 +82,68 @@ static void metrics_free(blt_metrics *m)
         free(m->cols[i].buf);
     }
     free(m->cols);
+    free(m->img);
     free(m->path);
     free(m);
 }
 
-static hid_t metrics_fapl(void)
+/* Opens the file's image for a change (a new, empty file when there is none yet).
+ * The name is one no file can have: HDF5 refuses to open an image under the name
+ * of a file that exists. */
+static blt_status edit_begin(blt_metrics *m, const char *fn, blt_h5u_image *im, hid_t *file)
 {
-    hid_t fapl = blt_h5u_fapl(0); /* no lock: a reader holding the file must not stop the run */
-    return fapl;
+    static const char *name = "/dev/null/blt-metrics-in-memory.h5";
+    hid_t fapl = blt_h5u_image_fapl(im, m->img, m->img_len);
+    *file = fapl < 0 ? -1 : m->img ? H5Fopen(name, H5F_ACC_RDWR, fapl) : H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    blt_h5u_close_id(fapl);
+    if (*file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file in memory (%s)", fn, m->path, blt_h5u_msg());
+    return BLT_OK;
+}
+
+/* Ends a change: s == BLT_OK writes the new image over the file, else drops it. */
+static blt_status edit_end(blt_metrics *m, const char *fn, blt_h5u_image *im, hid_t file, blt_status s)
+{
+    if (s != BLT_OK) {
+        H5Fclose(file);
+        H5Eclear2(H5E_DEFAULT);
+        return s;
+    }
+    if (blt_h5u_image_close(im, file) < 0)
+        return blt_fail(BLT_EIO, "%s: %s: cannot finish the metrics file in memory (%s)", fn, m->path, blt_h5u_msg());
+    s = blt_write_atomic(fn, m->path, im->img, im->len, 0);
+    if (s != BLT_OK) {
+        free(im->img);
+        return s;
+    }
+    free(m->img);
+    m->img = im->img;
+    m->img_len = im->len;
+    return BLT_OK;
+}
+
+/* The bytes of an existing metrics file, never read through a symbolic link: the
+ * file is the run's own, and it will be replaced. */
+static blt_status read_image(blt_metrics *m, const char *fn)
+{
+    int fd = open(m->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ELOOP)
+        return blt_fail(BLT_EIO, "%s: %s is a symbolic link: a run writes only its own files (remove the link)", fn,
+                        m->path);
+    if (fd < 0) return blt_fail(BLT_EIO, "%s: %s: %s", fn, m->path, strerror(errno));
+    struct stat st;
+    blt_status s = BLT_OK;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) s = blt_fail(BLT_EIO, "%s: %s: not a regular file", fn, m->path);
+    size_t n = s == BLT_OK ? (size_t)st.st_size : 0;
+    if (s == BLT_OK && !(m->img = malloc(n ? n : 1))) s = blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+    for (size_t got = 0; s == BLT_OK && got < n;) {
+        ssize_t r = read(fd, (char *)m->img + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) s = blt_fail(BLT_EIO, "%s: %s: %s", fn, m->path, r < 0 ? strerror(errno) : "shorter than its size");
+        else got += (size_t)r;
+    }
+    close(fd);
+    m->img_len = n;
+    return s;
 }
 
 /* Appending to an existing file: its columns must be 1-d float datasets. */
@@ -129,25 +194,20 @@ blt_status blt_metrics_open(blt_metrics **out, const char *path, int flush_every
     m->flush_every = flush_every;
     m->cap_buf = flush_every;
     struct stat st;
-    if (append && stat(path, &st) == 0) {
-        blt_status s = metrics_adopt(m);
-        if (s != BLT_OK) {
-            metrics_free(m);
-            return s;
-        }
-        m->created = 1;
+    blt_status s;
+    if (append && lstat(path, &st) == 0) {
+        s = read_image(m, fn); /* first: a symbolic link is refused before it is read */
+        if (s == BLT_OK) s = metrics_adopt(m);
     } else {
         /* a new, empty file right away: a bad folder shows now, not at the first flush */
-        hid_t fapl = metrics_fapl();
-        hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-        blt_h5u_close_id(fapl);
-        if (file < 0) {
-            blt_status s = blt_fail(BLT_EIO, "%s: %s: cannot create the metrics file (%s)", fn, path, blt_h5u_msg());
-            metrics_free(m);
-            return s;
-        }
-        H5Fclose(file);
-        m->created = 1;
+        blt_h5u_image im;
+        hid_t file;
+        s = edit_begin(m, fn, &im, &file);
+        if (s == BLT_OK) s = edit_end(m, fn, &im, file, BLT_OK);
+    }
+    if (s != BLT_OK) {
+        metrics_free(m);
+        return s;
     }
     *out = m;
     return BLT_OK;
@@ -232,15 +292,12 @@ blt_status blt_metrics_flush(blt_metrics *m)
     blt_h5u_init();
     if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
     if (m->rows_buf == 0) return BLT_OK;
-    hid_t fapl = metrics_fapl();
-    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
-    blt_h5u_close_id(fapl);
-    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, blt_h5u_msg());
+    blt_h5u_image im;
+    hid_t file;
+    BLT_TRY(edit_begin(m, fn, &im, &file));
     blt_status s = BLT_OK;
     for (int i = 0; s == BLT_OK && i < m->ncols; i++) s = flush_col(m, file, &m->cols[i]);
-    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, blt_h5u_msg());
-    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, blt_h5u_msg());
+    s = edit_end(m, fn, &im, file, s);
     if (s == BLT_OK) {
         m->rows_file += m->rows_buf;
         m->rows_buf = 0;
@@ -288,17 +345,14 @@ blt_status blt_metrics_annotate(blt_metrics *m, int n, const char *const *names,
     if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
     for (int i = 0; i < n; i++) BLT_TRY(check_col_name(fn, m->path, names[i]));
     BLT_TRY(blt_metrics_flush(m)); /* the file exists, with every row so far */
-    hid_t fapl = metrics_fapl();
-    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
-    blt_h5u_close_id(fapl);
-    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, blt_h5u_msg());
+    blt_h5u_image im;
+    hid_t file;
+    BLT_TRY(edit_begin(m, fn, &im, &file));
     blt_status s = BLT_OK;
     for (int i = 0; s == BLT_OK && i < n; i++)
         if (set_root_attr(file, names[i], strs[i], nums[i]) != BLT_OK)
             s = blt_fail(BLT_EIO, "%s: %s: cannot write attribute %s (%s)", fn, m->path, names[i], blt_h5u_msg());
-    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, blt_h5u_msg());
-    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, blt_h5u_msg());
+    s = edit_end(m, fn, &im, file, s);
     return s;
 }
 
@@ -310,10 +364,9 @@ blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows)
     if (rows < 0) return blt_fail(BLT_EINVAL, "%s: %s: negative row count %lld", fn, m->path, (long long)rows);
     BLT_TRY(blt_metrics_flush(m));
     if (rows >= m->rows_file) return BLT_OK;
-    hid_t fapl = metrics_fapl();
-    hid_t file = H5Fopen(m->path, H5F_ACC_RDWR, fapl);
-    blt_h5u_close_id(fapl);
-    if (file < 0) return blt_fail(BLT_EIO, "%s: %s: cannot open the metrics file (%s)", fn, m->path, blt_h5u_msg());
+    blt_h5u_image im;
+    hid_t file;
+    BLT_TRY(edit_begin(m, fn, &im, &file));
     blt_status s = BLT_OK;
     hsize_t cur = (hsize_t)rows;
     for (int i = 0; s == BLT_OK && i < m->ncols; i++) {
@@ -322,9 +375,7 @@ blt_status blt_metrics_truncate(blt_metrics *m, int64_t rows)
             s = blt_fail(BLT_EIO, "%s: %s: cannot shrink column %s (%s)", fn, m->path, m->cols[i].name, blt_h5u_msg());
         blt_h5u_close_id(d);
     }
-    if (s == BLT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        s = blt_fail(BLT_EIO, "%s: %s: flush failed (%s)", fn, m->path, blt_h5u_msg());
-    if (H5Fclose(file) < 0 && s == BLT_OK) s = blt_fail(BLT_EIO, "%s: %s: close failed (%s)", fn, m->path, blt_h5u_msg());
+    s = edit_end(m, fn, &im, file, s);
     if (s == BLT_OK) m->rows_file = rows;
     return s;
 }

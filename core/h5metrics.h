@@ -6,9 +6,12 @@
 
 /* A per-run file of float64 columns (one extendible 1-d dataset per column name,
  * all of the same length: a row per log call, NaN where a row lacks a column).
- * Rows are buffered in memory and appended every flush_every rows: the file is
- * opened, extended, flushed and closed, so between flushes it is complete and can
- * be read by h5dump or h5py while the run goes on (no SWMR, no lock held).
+ * Rows are buffered in memory and appended every flush_every rows: the file's image
+ * in memory is extended and written whole over the file (a temporary file renamed
+ * over it, safefile.h), so the file is always complete and can be read by h5dump or
+ * h5py while the run goes on (no SWMR, no lock held), a failed write leaves the
+ * previous file, and a symbolic link at path is replaced, never written through
+ * (append refuses one).
  * append: keep the rows of an existing file (resuming a run) instead of starting
  * a new file. */
 typedef struct blt_metrics blt_metrics;

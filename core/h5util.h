@@ -19,4 +19,20 @@ hid_t blt_h5u_fapl(int locking);
 /* malloc'ed copy of s, NULL when out of memory. */
 char *blt_h5u_dupstr(const char *s);
 
+/* An HDF5 file edited in memory (the core driver, no backing store): HDF5 never
+ * writes to the disk itself, so a failing write (disk full, read-only) is a clean
+ * error on our own descriptor (safefile.h) instead of a half-closed HDF5 file,
+ * which HDF5 1.10 tries to close again at exit and crashes on. */
+typedef struct {
+    void *img;  /* after blt_h5u_image_close: the file's bytes (free them) */
+    size_t cap; /* bytes allocated for the image */
+    size_t len; /* bytes of the file within it (the superblock's end of file) */
+    int keep;   /* while closing: keep the final buffer */
+} blt_h5u_image;
+/* File access properties for a file in memory, starting as buf[0..n) when n > 0
+ * (H5Fopen it) or empty (H5Fcreate it); its name is never opened. -1 on failure. */
+hid_t blt_h5u_image_fapl(blt_h5u_image *im, const void *buf, size_t n);
+/* Closes file and takes its bytes into im (img, cap, len); negative on failure. */
+herr_t blt_h5u_image_close(blt_h5u_image *im, hid_t file);
+
 #endif

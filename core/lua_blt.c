@@ -7,10 +7,13 @@
 #include "ops.h"
 #include "thread.h"
 #include <lauxlib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,6 +67,37 @@ static int l_rss(lua_State *L)
     return 2;
 }
 
+/* lua_heap_limit(bytes | nil): from now on the Lua heap may grow by at most `bytes`
+ * (nil: no limit), for running an untrusted chunk (a --config file). An allocation
+ * past it fails, which Lua raises as "not enough memory" in the chunk. A count hook
+ * cannot do this: one concatenation (s .. s .. s) allocates inside one instruction. */
+static lua_Alloc base_alloc;
+static void *base_ud;
+static int64_t heap_growth, heap_cap = -1;
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag */
+    /* only growth may fail: Lua assumes a shrink never does */
+    if (heap_cap >= 0 && nsize > old && heap_growth + (int64_t)(nsize - old) > heap_cap) return NULL;
+    void *p = base_alloc(base_ud, ptr, osize, nsize);
+    if (p || nsize == 0) heap_growth += (int64_t)nsize - (int64_t)old;
+    return p;
+}
+
+static int l_lua_heap_limit(lua_State *L)
+{
+    int64_t cap = lua_isnoneornil(L, 1) ? -1 : bltL_int(L, 1, "lua_heap_limit", "bytes", 0, INT64_MAX);
+    if (!base_alloc) {
+        base_alloc = lua_getallocf(L, &base_ud);
+        lua_setallocf(L, capped_alloc, NULL);
+    }
+    heap_growth = 0;
+    heap_cap = cap;
+    return 0;
+}
+
 /* FNV-1a 64 over bytes: content identity for caches (not cryptographic). */
 static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
 {
@@ -82,14 +116,50 @@ static void push_hex(lua_State *L, uint64_t h)
 static int l_hash_file(lua_State *L)
 {
     const char *path = bltL_name(L, 1, "hash_file", "path");
-    FILE *f = fopen(path, "rb");
-    if (!f) { lua_pushnil(L); lua_pushfstring(L, "cannot open %s", path); return 2; }
+    /* O_NONBLOCK: opening a FIFO would wait for a writer; fstat then refuses it */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: not a regular file", path);
+        return 2;
+    }
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot open %s", path);
+        return 2;
+    }
     unsigned char buf[65536];
     uint64_t h = 0xcbf29ce484222325ULL;
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = fnv1a(h, buf, n);
     fclose(f);
     push_hex(L, h);
+    return 1;
+}
+
+/* file_kind(path) -> "file", "folder", "fifo", "socket", "character device",
+ * "block device" or "other" (symbolic links followed), or nil and "path: reason".
+ * stat() never blocks, so readers ask this before opening a path a user gave. */
+static int l_file_kind(lua_State *L)
+{
+    const char *path = bltL_name(L, 1, "file_kind", "path");
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    lua_pushstring(L, S_ISREG(st.st_mode)    ? "file"
+                      : S_ISDIR(st.st_mode)  ? "folder"
+                      : S_ISFIFO(st.st_mode) ? "fifo"
+                      : S_ISSOCK(st.st_mode) ? "socket"
+                      : S_ISCHR(st.st_mode)  ? "character device"
+                      : S_ISBLK(st.st_mode)  ? "block device"
+                                             : "other");
     return 1;
 }
 
@@ -141,9 +211,9 @@ static int l_token_ids(lua_State *L)
 
 static const luaL_Reg runtime[] = {
     {"mac_counter", l_mac_counter}, {"mac_counter_reset", l_mac_counter_reset},
-    {"hash_file", l_hash_file}, {"hash_tensor", l_hash_tensor},
+    {"hash_file", l_hash_file}, {"file_kind", l_file_kind}, {"hash_tensor", l_hash_tensor},
     {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
-    {"isatty", l_isatty}, {"rss", l_rss}, {"token_ids", l_token_ids}, {NULL, NULL}};
+    {"isatty", l_isatty}, {"rss", l_rss}, {"lua_heap_limit", l_lua_heap_limit}, {"token_ids", l_token_ids}, {NULL, NULL}};
 
 /* The default thread count: BLT_THREADS, else this machine's cores shared among the
  * job's processes on it, so that ranks on one machine never oversubscribe it. */
@@ -183,5 +253,6 @@ int luaopen_blt_core(lua_State *L)
     bltL_open_run(L);
     bltL_open_bpe(L);
     bltL_open_dist(L);
+    bltL_open_proc(L);
     return 1;
 }

@@ -56,5 +56,6 @@ void bltL_open_nn(lua_State *L);        /* lua_nn.c: optimisers and fused layer 
 void bltL_open_bpe(lua_State *L);       /* lua_bpe.c: byte-level BPE tokenizers */
 void bltL_open_run(lua_State *L);       /* lua_run.c: folders, run locks, signals */
 void bltL_open_dist(lua_State *L);      /* lua_dist.c: data-parallel processes (MPI) */
+void bltL_open_proc(lua_State *L);      /* lua_proc.c: child processes and files without a shell */
 
 #endif

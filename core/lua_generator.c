@@ -3,6 +3,7 @@
 #include "lua_blt.h"
 #include "rng.h"
 #include <lauxlib.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,20 +83,31 @@ static int g_state(lua_State *L)
     }
     return 1;
 }
+/* Exactly what g_state gives: a table of four strings of 16 hex digits, not all zero
+ * (xoshiro256** never leaves the all-zero state: it would return 0 forever). */
 static int g_set_state(lua_State *L)
 {
     blt_rng *r = bltL_check_gen(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_istable(L, 2))
+        return luaL_error(L, "blt.Generator:set_state: state must be a table of 4 hex strings (from :state()), got %s",
+                          luaL_typename(L, 2));
+    lua_Integer len = luaL_len(L, 2);
+    if (len != 4) return luaL_error(L, "blt.Generator:set_state: state has %I entries (must be 4 hex strings)", len);
     blt_rng n;
+    uint64_t any = 0;
     for (int i = 0; i < 4; i++) {
         lua_geti(L, 2, i + 1);
-        const char *s = lua_tostring(L, -1);
-        char *end = NULL;
-        if (!s || strlen(s) != 16) return luaL_error(L, "blt.Generator:set_state: entry %d is not 16 hex digits", i + 1);
-        n.s[i] = strtoull(s, &end, 16);
-        if (*end) return luaL_error(L, "blt.Generator:set_state: entry %d is not 16 hex digits", i + 1);
+        size_t sl = 0;
+        /* a string only: lua_tostring would turn the number 1234567890123456 into 16 "hex digits" */
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &sl) : NULL;
+        int ok = s && sl == 16;
+        for (size_t k = 0; ok && k < 16; k++) ok = isxdigit((unsigned char)s[k]); /* no sign, space or 0x */
+        if (!ok) return luaL_error(L, "blt.Generator:set_state: entry %d is not 16 hex digits", i + 1);
+        n.s[i] = strtoull(s, NULL, 16);
+        any |= n.s[i];
         lua_pop(L, 1);
     }
+    if (!any) return luaL_error(L, "blt.Generator:set_state: the state is all zeros (not a state xoshiro256** can be in)");
     *r = n;
     return 0;
 }

@@ -32,6 +32,12 @@
 typedef struct { blt_h5 *f; } h5_ud;
 typedef struct { blt_metrics *m; } metrics_ud;
 
+/* An optional name or path (def when idx is none or nil), refused with a NUL byte like bltL_name. */
+static const char *opt_name(lua_State *L, int idx, const char *fn, const char *what, const char *def)
+{
+    return lua_isnoneornil(L, idx) ? def : bltL_name(L, idx, fn, what);
+}
+
 static blt_h5 *check_file(lua_State *L, int idx)
 {
     h5_ud *u = luaL_checkudata(L, idx, H5FILE_MT);
@@ -49,7 +55,7 @@ static h5_ud *new_file_ud(lua_State *L)
 
 static int l_h5_create(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = bltL_name(L, 1, "h5_create", "path");
     lua_Integer hint = luaL_optinteger(L, 2, 0);
     h5_ud *u = new_file_ud(L);
     if (blt_h5_create(&u->f, path, hint > 0 ? (size_t)hint : 0)) return bltL_error(L, "h5_create");
@@ -61,7 +67,7 @@ static int l_h5_create(lua_State *L)
 static int l_h5_open(lua_State *L)
 {
     static const char *const allowed[] = {"checksum", NULL};
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = bltL_name(L, 1, "h5_open", "path");
     bltL_check_opts(L, 2, "h5_open", allowed);
     int flags = 0;
     if (lua_istable(L, 2)) {
@@ -125,11 +131,11 @@ static int f_tmp_path(lua_State *L)
 static int f_set_attr(lua_State *L)
 {
     blt_h5 *f = check_file(L, 1);
-    const char *name = luaL_checkstring(L, 2);
-    const char *obj = luaL_optstring(L, 4, "/");
+    const char *name = bltL_name(L, 2, "h5_set_attr", "attribute name");
+    const char *obj = opt_name(L, 4, "h5_set_attr", "object name", "/");
     blt_status s;
     if (lua_isinteger(L, 3)) s = blt_h5_set_attr_int(f, obj, name, (int64_t)lua_tointeger(L, 3));
-    else if (lua_type(L, 3) == LUA_TSTRING) s = blt_h5_set_attr_str(f, obj, name, lua_tostring(L, 3));
+    else if (lua_type(L, 3) == LUA_TSTRING) s = blt_h5_set_attr_str(f, obj, name, bltL_name(L, 3, "h5_set_attr", "value"));
     else return luaL_argerror(L, 3, "a string or an integer");
     if (s) return bltL_error(L, "h5_set_attr");
     return 0;
@@ -167,7 +173,8 @@ static void push_attr(lua_State *L, blt_h5 *f, const char *obj, const char *name
 static int f_attr(lua_State *L)
 {
     blt_h5 *f = check_file(L, 1);
-    push_attr(L, f, luaL_optstring(L, 3, "/"), luaL_checkstring(L, 2));
+    const char *name = bltL_name(L, 2, "h5_attr", "attribute name");
+    push_attr(L, f, opt_name(L, 3, "h5_attr", "object name", "/"), name);
     return 1;
 }
 
@@ -189,7 +196,7 @@ static void push_names(lua_State *L, char **names, const char *kinds, int n)
 static int f_attrs(lua_State *L)
 {
     blt_h5 *f = check_file(L, 1);
-    const char *obj = luaL_optstring(L, 2, "/");
+    const char *obj = opt_name(L, 2, "h5_attrs", "object name", "/");
     char **names;
     int n;
     if (blt_h5_attr_names(f, obj, &names, &n)) return bltL_error(L, "h5_attrs");
@@ -212,7 +219,7 @@ static int f_attrs(lua_State *L)
 static int f_list(lua_State *L)
 {
     blt_h5 *f = check_file(L, 1);
-    const char *group = luaL_optstring(L, 2, "/");
+    const char *group = opt_name(L, 2, "h5_list", "group name", "/");
     char **names;
     char *kinds;
     int n, exists;
@@ -228,7 +235,7 @@ static int f_exists(lua_State *L)
 {
     blt_h5 *f = check_file(L, 1);
     int e;
-    if (blt_h5_exists(f, luaL_checkstring(L, 2), &e)) return bltL_error(L, "h5_exists");
+    if (blt_h5_exists(f, bltL_name(L, 2, "h5_exists", "dataset name"), &e)) return bltL_error(L, "h5_exists");
     lua_pushboolean(L, e);
     return 1;
 }
@@ -245,7 +252,7 @@ static void push_shape(lua_State *L, int nd, const int64_t *shape)
 static int f_info(lua_State *L)
 {
     blt_h5 *f = check_file(L, 1);
-    const char *dset = luaL_checkstring(L, 2);
+    const char *dset = bltL_name(L, 2, "h5_info", "dataset name");
     int e;
     if (blt_h5_exists(f, dset, &e)) return bltL_error(L, "h5_info");
     if (!e) {
@@ -270,7 +277,8 @@ static const char *const type_names[] = {"float32", "float64", "int32", "int64",
 static int f_write(lua_State *L)
 {
     blt_h5 *f = check_file(L, 1);
-    const char *dset = luaL_checkstring(L, 2);
+    const char *dset = bltL_name(L, 2, "h5_write", "dataset name");
+    if (lua_type(L, 4) == LUA_TSTRING) bltL_name(L, 4, "h5_write", "dtype"); /* "int64\0x" is not "int64" */
     if (bltL_is_tensor(L, 3)) {
         blt_tensor *t = bltL_check(L, 3);
         if (blt_check_live("h5_write", "tensor", t)) return bltL_error(L, "h5_write");
@@ -354,7 +362,7 @@ static int f_read(lua_State *L)
 {
     static const char *const allowed[] = {"shape", "dtype", "finite", NULL};
     blt_h5 *f = check_file(L, 1);
-    const char *dset = luaL_checkstring(L, 2);
+    const char *dset = bltL_name(L, 2, "h5_read", "dataset name");
     bltL_check_opts(L, 3, "h5_read", allowed);
     int has_opts = lua_istable(L, 3);
     blt_h5_type t;
@@ -367,7 +375,8 @@ static int f_read(lua_State *L)
     int64_t eshape[BLT_H5_MAX_DIMS];
     memcpy(eshape, shape, sizeof shape);
     if (has_opts) {
-        if (lua_getfield(L, 3, "dtype") != LUA_TNIL) want = (blt_h5_type)luaL_checkoption(L, -1, NULL, type_names);
+        if (lua_getfield(L, 3, "dtype") != LUA_TNIL)
+            want = (blt_h5_type)luaL_checkoption(L, -1, bltL_name(L, -1, "h5_read", "option dtype"), type_names);
         lua_pop(L, 1);
         finite = lua_getfield(L, 3, "finite") != LUA_TNIL && lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -417,7 +426,7 @@ static int f_read(lua_State *L)
 static int l_h5_metrics(lua_State *L)
 {
     static const char *const allowed[] = {"flush_every", "append", NULL};
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = bltL_name(L, 1, "h5_metrics", "path");
     bltL_check_opts(L, 2, "h5_metrics", allowed);
     lua_Integer every = 10;
     int append = 0;
@@ -466,7 +475,7 @@ static int m_log(lua_State *L)
     lua_pushnil(L);
     while (lua_next(L, 2)) {
         if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "blt.metrics:log: keys must be column names (strings)");
-        const char *k = lua_tostring(L, -2); /* anchored in the table */
+        const char *k = bltL_name(L, -2, "metrics:log", "column name"); /* anchored in the table */
         if (lua_type(L, -1) == LUA_TNUMBER) vals[i] = lua_tonumber(L, -1);
         else if (lua_isboolean(L, -1)) vals[i] = lua_toboolean(L, -1);
         else return luaL_error(L, "blt.metrics:log: '%s' is %s, not a number", k, luaL_typename(L, -1));
@@ -489,17 +498,13 @@ static int m_annotate(lua_State *L)
     lua_pushnil(L);
     while (lua_next(L, 2)) {
         if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "blt.metrics:annotate: keys must be names (strings)");
-        size_t kl;
-        const char *k = lua_tolstring(L, -2, &kl); /* anchored in the table */
-        if (strlen(k) != kl) return luaL_error(L, "blt.metrics:annotate: a name contains a NUL byte");
+        const char *k = bltL_name(L, -2, "metrics:annotate", "name"); /* anchored in the table */
         strs[i] = NULL;
         nums[i] = 0;
         if (lua_type(L, -1) == LUA_TNUMBER) nums[i] = lua_tonumber(L, -1);
         else if (lua_isboolean(L, -1)) nums[i] = lua_toboolean(L, -1);
         else if (lua_type(L, -1) == LUA_TSTRING) {
-            size_t vl;
-            strs[i] = lua_tolstring(L, -1, &vl);
-            if (strlen(strs[i]) != vl) return luaL_error(L, "blt.metrics:annotate: '%s' contains a NUL byte", k);
+            strs[i] = bltL_name(L, -1, "metrics:annotate", k);
         } else return luaL_error(L, "blt.metrics:annotate: '%s' is %s, not a number or a string", k, luaL_typename(L, -1));
         names[i++] = k;
         lua_pop(L, 1);

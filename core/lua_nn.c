@@ -3,7 +3,9 @@
 #include "flat.h"
 #include "ops.h"
 #include "optim.h"
+#include <float.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,7 +104,17 @@ static const float *flat_read(lua_State *L, int idx, int64_t n, const char *what
     return p;
 }
 
-/* nn_adamw_step(p, g, m, v, slices, step, lr, beta1, beta2, eps, weight_decay) */
+/* A hyperparameter as a float: a double beyond float32's range would convert to inf
+ * (undefined behaviour in C), and a NaN would spread to every parameter. */
+static float hp_arg(lua_State *L, int idx, const char *name)
+{
+    double x = luaL_checknumber(L, idx);
+    if (!(fabs(x) <= FLT_MAX)) luaL_error(L, "blt.optim: %s = %f is not a finite float32", name, x);
+    return (float)x;
+}
+
+/* nn_adamw_step(p, g, m, v, slices, step, lr, beta1, beta2, eps, weight_decay) -> true
+ * when an updated parameter or moment is not finite */
 static int l_adamw_step(lua_State *L)
 {
     int nsl;
@@ -111,22 +123,24 @@ static int l_adamw_step(lua_State *L)
     float *p = flat_arg(L, 1, n, "params"), *g = flat_arg(L, 2, n, "grads");
     float *m = flat_arg(L, 3, n, "exp_avg"), *v = flat_arg(L, 4, n, "exp_avg_sq");
     int64_t step = bltL_int(L, 6, "optim.step", "step (counts from 1)", 1, INT32_MAX);
-    blt_adamw_hp hp = {(float)luaL_checknumber(L, 7), (float)luaL_checknumber(L, 8), (float)luaL_checknumber(L, 9),
-                       (float)luaL_checknumber(L, 10), (float)luaL_checknumber(L, 11)};
-    blt_adamw_step(p, g, m, v, sl, nsl, step, hp);
-    return 0;
+    blt_adamw_hp hp = {hp_arg(L, 7, "lr"), hp_arg(L, 8, "beta1"), hp_arg(L, 9, "beta2"), hp_arg(L, 10, "eps"),
+                       hp_arg(L, 11, "weight_decay")};
+    lua_pushboolean(L, blt_adamw_step(p, g, m, v, sl, nsl, step, hp));
+    return 1;
 }
 
-/* nn_sgd_step(p, g, buf, slices, step, lr, momentum, weight_decay) */
+/* nn_sgd_step(p, g, buf, slices, step, lr, momentum, weight_decay) -> true when an
+ * updated parameter is not finite */
 static int l_sgd_step(lua_State *L)
 {
     int nsl;
     int64_t n = bltL_check(L, 1)->numel;
     blt_slice *sl = read_slices(L, 4, &nsl, n);
     float *p = flat_arg(L, 1, n, "params"), *g = flat_arg(L, 2, n, "grads"), *b = flat_arg(L, 3, n, "momentum");
-    blt_sgd_step(p, g, b, sl, nsl, (float)luaL_checknumber(L, 6), (float)luaL_checknumber(L, 7),
-                 (float)luaL_checknumber(L, 8), bltL_int(L, 5, "optim.step", "step (counts from 1)", 1, INT32_MAX));
-    return 0;
+    float lr = hp_arg(L, 6, "lr"), momentum = hp_arg(L, 7, "momentum"), wd = hp_arg(L, 8, "weight_decay");
+    lua_pushboolean(L, blt_sgd_step(p, g, b, sl, nsl, lr, momentum, wd,
+                                    bltL_int(L, 5, "optim.step", "step (counts from 1)", 1, INT32_MAX)));
+    return 1;
 }
 
 static int l_l2norm(lua_State *L)

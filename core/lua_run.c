@@ -1,16 +1,24 @@
 /* What a training run needs from the operating system and Lua's standard library
- * lacks: folders (create, list), an exclusive lock on a run folder, and signals that
- * ask a run to stop.
+ * lacks: folders (create, list), an exclusive lock on a run folder, files written
+ * without touching any other, and signals that ask a run to stop.
  *
  *   core.mkdir(path)              creates path and its parents; true, or nil and a message
  *   core.listdir(path)            names in a folder (without . and ..), or nil and a message
+ *   core.lkind(path)              "file", "folder", "link" (a symbolic link, not followed)
+ *                                 or "other"; nil and a message when path is missing
+ *   core.write_file(path, bytes)  path gets bytes through a new temporary file renamed
+ *                                 over it (safefile.h: a symbolic link at path is
+ *                                 replaced, never followed; a failed write leaves path as
+ *                                 it was); true, or nil and a message naming path
  *   core.lock(path)               takes an exclusive lock on the file path (created if
- *                                 missing), held until the process ends; true, or nil
- *                                 and a message naming the process that holds it
+ *                                 missing; a symbolic link is refused), held until the
+ *                                 process ends; true, or nil and a message naming the
+ *                                 process that holds it
  *   core.catch_signals(on)        SIGINT, SIGTERM and SIGHUP only set a flag (on), or
  *                                 take their default action again (off)
  *   core.interrupted()            the signal caught since then: name and number, or nil */
 #include "lua_blt.h"
+#include "safefile.h"
 #include <lauxlib.h>
 #include <dirent.h>
 #include <errno.h>
@@ -83,14 +91,50 @@ static int l_listdir(lua_State *L)
     return 1;
 }
 
+static int l_lkind(lua_State *L)
+{
+    const char *path = check_path(L, 1, "lkind");
+    struct stat st;
+    if (lstat(path, &st) != 0) return fail(L, "lkind", path);
+    lua_pushstring(L, S_ISLNK(st.st_mode) ? "link" : S_ISDIR(st.st_mode) ? "folder" : S_ISREG(st.st_mode) ? "file" : "other");
+    return 1;
+}
+
+static int l_write_file(lua_State *L)
+{
+    const char *path = check_path(L, 1, "write_file");
+    size_t n;
+    const char *data = luaL_checklstring(L, 2, &n);
+    if (blt_write_atomic("blt.write_file", path, data, n, 1) != BLT_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, blt_errmsg());
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* The lock is an flock on an open descriptor that is never closed: the kernel drops
  * it when the process ends, however it ends (SIGKILL included), so a stale lock file
  * never blocks a later run. The file holds the owner's pid, for the message. */
 static int l_lock(lua_State *L)
 {
     const char *path = check_path(L, 1, "lock");
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    /* O_NOFOLLOW: a symbolic link here would have us truncate another file */
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == ELOOP) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "blt.lock: %s is a symbolic link: a run writes only its own files (remove the link)", path);
+        return 2;
+    }
     if (fd < 0) return fail(L, "lock", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "blt.lock: %s is not a regular file", path);
+        return 2;
+    }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int err = errno;
         char owner[32] = "";
@@ -143,7 +187,7 @@ static int l_interrupted(lua_State *L)
 }
 
 static const luaL_Reg functions[] = {
-    {"mkdir", l_mkdir}, {"listdir", l_listdir}, {"lock", l_lock},
+    {"mkdir", l_mkdir}, {"listdir", l_listdir}, {"lkind", l_lkind}, {"write_file", l_write_file}, {"lock", l_lock},
     {"catch_signals", l_catch_signals}, {"interrupted", l_interrupted}, {NULL, NULL}};
 
 void bltL_open_run(lua_State *L) { luaL_setfuncs(L, functions, 0); }

@@ -8,14 +8,30 @@
 #include "thread.h"
 #include <lauxlib.h>
 #include <limits.h>
+#include <signal.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* An error object that is a table with an integer exit_status (blt.util.user_error:
+ * a mistake in the user's input or folders, already worded for them) ends the process
+ * with that status and its message alone, without a traceback. */
+static int user_status;
+
 static int msghandler(lua_State *L)
 {
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_getfield(L, 1, "exit_status");
+        int isint = 0;
+        lua_Integer st = lua_tointegerx(L, -1, &isint);
+        lua_pop(L, 1);
+        if (isint && st >= 2 && st <= 125 && luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+            user_status = (int)st;
+            return 1;
+        }
+    }
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
@@ -28,7 +44,8 @@ static int msghandler(lua_State *L)
 static int report(lua_State *L, int status)
 {
     if (status != LUA_OK) {
-        fprintf(stderr, "blt: %s\n", lua_tostring(L, -1));
+        if (user_status) fprintf(stderr, "%s\n", lua_tostring(L, -1));
+        else fprintf(stderr, "blt: %s\n", lua_tostring(L, -1));
         fflush(stderr);
         lua_pop(L, 1);
     }
@@ -184,6 +201,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "blt: cannot create the Lua state (out of memory)\n");
         return 1;
     }
+    /* a file-size limit (ulimit -f) makes a write fail with EFBIG, which the writer
+     * reports with the file's name (the last checkpoint kept), instead of killing us */
+    signal(SIGXFSZ, SIG_IGN);
     luaL_openlibs(L);
     setup_paths(L, argv[0]);
     int status = LUA_OK;
@@ -216,6 +236,6 @@ int main(int argc, char **argv)
     blt_threads_shutdown();
     /* under mpirun: a failed process ends the whole job, so none waits for it forever */
     if (status == LUA_OK) blt_dist_finalize();
-    else blt_dist_abort(NULL, 1);
-    return status == LUA_OK ? 0 : 1;
+    else blt_dist_abort(NULL, user_status ? user_status : 1);
+    return status == LUA_OK ? 0 : user_status ? user_status : 1;
 }

@@ -142,6 +142,7 @@ static blt_status linear_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
 {
     blt_tensor *x = n->saved[0], *w = n->saved[1];
     int64_t N = w->shape[0], K = w->shape[1], R = K ? x->numel / K : 0;
+    if (K == 0) { R = 1; for (int i = 0; i < x->ndim - 1; i++) R *= x->shape[i]; } /* as in the forward: the bias still has R rows of gradient */
     const float *G = blt_f32(g);
     if (gin[0]) blt_sgemm(0, 0, R, K, N, 1.0f, G, N, blt_f32(w), K, 1.0f, blt_f32(gin[0]), K);
     if (gin[1]) blt_sgemm(1, 0, N, K, R, 1.0f, G, N, blt_f32(x), K, 1.0f, blt_f32(gin[1]), K);

@@ -7,7 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int64_t rows_of(const blt_tensor *x) { return x->ndim ? x->numel / (x->shape[x->ndim - 1] ? x->shape[x->ndim - 1] : 1) : 1; }
+/* Rows: the product of the leading dimensions (not numel / cols, which is 0 for [R, 0]:
+ * cross_entropy would skip its target checks and softmax_entropy leave R outputs unset). */
+static int64_t rows_of(const blt_tensor *x)
+{
+    int64_t r = 1;
+    for (int i = 0; i + 1 < x->ndim; i++) r *= x->shape[i];
+    return r;
+}
 static int64_t cols_of(const blt_tensor *x) { return x->ndim ? x->shape[x->ndim - 1] : 1; }
 
 /* ---- softmax / log_softmax ---- */
@@ -158,6 +165,10 @@ blt_status blt_softmax_entropy(blt_tensor **out, blt_tensor *x)
 {
     BLT_TRY(blt_check("softmax_entropy", "x", x, BLT_F32));
     if (x->ndim == 0) return blt_fail(BLT_EINVAL, "softmax_entropy: x must have at least one dimension");
+    char b1[160];
+    if (x->shape[x->ndim - 1] == 0 && x->numel == 0 && rows_of(x) > 0) /* a softmax over no classes */
+        return blt_fail(BLT_EINVAL, "softmax_entropy: x %s has no classes (its last dimension is 0)",
+                        blt_shape_str(x, b1, sizeof b1));
     blt_tensor *xc, *y = NULL;
     BLT_TRY(blt_contiguous(&xc, x));
     int64_t R = rows_of(xc);

@@ -17,12 +17,14 @@ typedef struct {
 } blt_adamw_hp;
 
 /* One AdamW step (decoupled weight decay, bias-corrected moments); step is the
- * count after this update (1 for the first). */
-void blt_adamw_step(float *param, const float *grad, float *m, float *v, const blt_slice *sl, int nsl,
+ * count after this update (1 for the first). Both steps return nonzero when an
+ * updated parameter or moment is not finite (the update is done all the same: the
+ * caller must not keep or save such a state). */
+int blt_adamw_step(float *param, const float *grad, float *m, float *v, const blt_slice *sl, int nsl,
                     int64_t step, blt_adamw_hp hp);
 /* SGD with momentum (heavy ball, as PyTorch) and decoupled weight decay. */
-void blt_sgd_step(float *param, const float *grad, float *buf, const blt_slice *sl, int nsl, float lr,
-                  float momentum, float weight_decay, int64_t step);
+int blt_sgd_step(float *param, const float *grad, float *buf, const blt_slice *sl, int nsl, float lr,
+                 float momentum, float weight_decay, int64_t step);
 /* L2 norm of x[0..n), summed in fixed chunks in double: the same for any thread count. */
 double blt_l2norm(const float *x, int64_t n);
 void blt_scale_inplace(float *x, int64_t n, float s);

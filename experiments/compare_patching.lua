@@ -55,7 +55,7 @@ local cfg = experiment.script({
     rules = {
         budget = {"smoke", "small", "full"},
         seeds = experiment.seed_list_rule,
-        schemes = experiment.list_rule(ALL),
+        schemes = experiment.list_rule(ALL, "scheme"),
         target = "[1, 64]", budget_steps = ">= 0",
     },
 }, {"blt", "bytelm", "bpe", "entropy"})

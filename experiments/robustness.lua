@@ -38,16 +38,8 @@ local function positive(v)
     if v ~= nil and (math.type(v) ~= "integer" or v < 1) then return "must be an integer >= 1" end
 end
 
-local function kinds_rule(v)
-    local known = {}
-    for _, k in ipairs(noise.KINDS) do known[k] = true end
-    local n = 0
-    for k in tostring(v):gmatch("[^,]+") do
-        if not known[k] then return ("'%s' is not a noise kind (known: %s)"):format(k, table.concat(noise.KINDS, ", ")) end
-        n = n + 1
-    end
-    if n == 0 then return "must name at least one kind" end
-end
+local experiment = require "blt.experiment"
+local kinds_rule = experiment.list_rule(noise.KINDS, "noise kind")
 
 local opts = config.script {
     name = "robustness", args = arg,
@@ -79,11 +71,10 @@ local function fail(fmt, ...)
     os.exit(2)
 end
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local function basename(p) return (p:gsub("/+$", ""):match("([^/]+)$")) or p end
 local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
 local function readable(p)
-    local f = io.open(p, "rb")
+    local f = require("blt.util").open_read(p)
     if f then f:close() end
     return f ~= nil
 end
@@ -160,15 +151,14 @@ print(("robustness: %d models; text: %d validation ids of %s (val_fraction %g), 
 
 -- ---- noise, then score every model on the same noised corpus ----
 local kinds = {}
-for k in opts.kinds:gmatch("[^,]+") do kinds[#kinds + 1] = k end
-local tmp = os.tmpname()
-os.remove(tmp)
-local function cleanup() os.execute("rm -rf " .. q(tmp)) end
+for _, k in ipairs(experiment.words(opts.kinds)) do kinds[#kinds + 1] = k end
+local tmp = assert(core.mkdtemp()) -- private, removed by cleanup()
+local function cleanup() core.rm_rf(tmp) end
 
 local results = {} -- results[kind] = {bytes =, edits =, bpb = {per model}}
 for _, kind in ipairs(kinds) do
     local dir = tmp .. "/" .. kind
-    assert(os.execute("mkdir -p " .. q(dir)))
+    assert(core.mkdir(dir))
     local edits, written = 0, 0
     for k, text in ipairs(docs) do
         local noised, e = noise.apply(kind, text, {rate = opts.rate, seed = opts.seed + k - 1})
@@ -201,7 +191,7 @@ local clean = results.clean
 if not clean then
     clean = {bpb = {}}
     local dir = tmp .. "/clean"
-    assert(os.execute("mkdir -p " .. q(dir)))
+    assert(core.mkdir(dir))
     for k, text in ipairs(docs) do
         if #text > 0 then
             local f = assert(io.open(("%s/%06d.txt"):format(dir, k), "wb"))
@@ -223,24 +213,29 @@ end
 -- ---- the table ----
 local w = 12
 for _, e in ipairs(entries) do w = math.max(w, #e.label) end
-local head = {("%-" .. w .. "s %10s"):format("model", "clean bpb")}
+-- padded by hand: string.format takes widths up to 99 only, and a label is a folder's name
+local function pad(label) return label .. (" "):rep(w - #label) end
+local head = {pad("model") .. (" %10s"):format("clean bpb")}
 for _, kind in ipairs(kinds) do if kind ~= "clean" then head[#head + 1] = ("%11s"):format(kind) end end
 print("\nrise in bits per byte of the noised text over the clean text (rate " .. opts.rate .. ")")
 print(table.concat(head, " "))
 for i, e in ipairs(entries) do
-    local row = {("%-" .. w .. "s %10.4f"):format(e.label, clean.bpb[i])}
+    local row = {pad(e.label) .. (" %10.4f"):format(clean.bpb[i])}
     for _, kind in ipairs(kinds) do
         if kind ~= "clean" then row[#row + 1] = ("%+11.4f"):format(results[kind].rise[i]) end
     end
     print(table.concat(row, " "))
 end
-local erow = {("%-" .. w .. "s %10s"):format("edits", "")}
+local erow = {pad("edits") .. (" %10s"):format("")}
 for _, kind in ipairs(kinds) do if kind ~= "clean" then erow[#erow + 1] = ("%11d"):format(results[kind].edits) end end
 print(table.concat(erow, " "))
 
 -- ---- the files ----
 local out_dir = dirname(opts.out)
-if out_dir ~= "." then os.execute("mkdir -p " .. q(out_dir)) end
+if out_dir ~= "." then
+    local ok, err = core.mkdir(out_dir)
+    if not ok then fail("out=%s: %s", opts.out, err) end
+end
 local labels, paths = {}, {}
 for i, e in ipairs(entries) do labels[i], paths[i] = e.label, e.path end
 local NORMALISATION = "bits per byte of the noised text: summed nats over its predicted ids (bytes and EOS) / (ln 2 * their count)"

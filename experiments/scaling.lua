@@ -32,23 +32,17 @@ local experiment = require "blt.experiment"
 
 local SCHEMES = {"fixed", "space", "entropy", "entropy_delta", "bytelm", "bpe"}
 
-local function scheme_items_rule(v)
-    local ws = experiment.words(v)
-    if #ws == 0 then return "must list at least one scheme, like entropy:4,bpe" end
-    local seen = {}
-    for _, w in ipairs(ws) do
-        local name, size = w:match("^([%w_]+):?([%d.]*)$")
-        local known = false
-        for _, s in ipairs(SCHEMES) do known = known or s == name end
-        if not known then return ("has '%s' (schemes: %s, with :PATCH_SIZE for fixed and the entropy schemes)")
-                                 :format(w, table.concat(SCHEMES, ", ")) end
-        if size ~= "" and not (tonumber(size) and tonumber(size) >= 1 and tonumber(size) <= 64) then
-            return ("has '%s': the patch size must be a number in [1, 64]"):format(w)
-        end
-        if seen[w] then return ("lists '%s' twice"):format(w) end
-        seen[w] = true
+local scheme_items_rule = experiment.list_of("scheme", function(w)
+    local name, size = w:match("^([%w_]+):?([%d.]*)$")
+    local known = false
+    for _, s in ipairs(SCHEMES) do known = known or s == name end
+    if not known then return nil, ("is not a scheme (schemes: %s, with :PATCH_SIZE for fixed and the entropy schemes)")
+                                  :format(table.concat(SCHEMES, ", ")) end
+    if size ~= "" and not (tonumber(size) and tonumber(size) >= 1 and tonumber(size) <= 64) then
+        return nil, "has a patch size that is not a number in [1, 64]"
     end
-end
+    return size ~= "" and ("%s:%g"):format(name, tonumber(size)) or name
+end, "bpe")
 
 local cfg = experiment.script({
     name = "scaling", args = arg,
@@ -84,7 +78,7 @@ local cfg = experiment.script({
     rules = {
         budget = {"smoke", "small", "full"}, study = {"both", "compute_optimal", "fixed_inference"},
         schemes = scheme_items_rule, target = "[1, 64]", sizes = experiment.size_list_rule,
-        bytes_per_param = ">= 0", infer_size = experiment.size_list_rule, overtrain = ">= 0", seed = ">= 0",
+        bytes_per_param = ">= 0", infer_size = experiment.size_rule, overtrain = ">= 0", seed = ">= 0",
     },
 }, {"blt", "bytelm", "bpe", "entropy"})
 if not cfg then return end
@@ -106,6 +100,13 @@ for _, w in ipairs(experiment.words(cfg.schemes)) do
     local target = has_size and (tonumber(size) or cfg.target) or nil
     items[#items + 1] = {label = has_size and ("%s:%g"):format(name, target) or name, scheme = name, target = target,
                          tag = has_size and ("%s-p%g"):format(name, target) or name}
+    for j = 1, #items - 1 do -- "entropy" is "entropy:4" at target=4: one point, trained twice
+        if items[j].label == items[#items].label then
+            io.stderr:write(("scaling: config: schemes = %s: lists the scheme %s twice (a scheme without :P takes target = %g)\n")
+                :format(cfg.schemes, items[j].label, cfg.target))
+            os.exit(2)
+        end
+    end
 end
 
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
@@ -300,7 +301,7 @@ if cfg.study ~= "compute_optimal" then
                 series[#series + 1] = {name = ("%s (%s)"):format(r.scheme, r.size), x = r.curve.flops, y = r.curve.bpb, style = "linespoints"}
                 if r.co_flops then cx[#cx + 1], cy[#cy + 1] = r.co_flops, r.co_bpb end
             end
-            if #cx > 0 then series[#series + 1] = {name = "compute-optimal", x = cx, y = cy, style = "points pt 6 ps 3 lc rgb 'black'"} end
+            if #cx > 0 then series[#series + 1] = {name = "compute-optimal", x = cx, y = cy, style = "points pt 6 ps 3", color = "#000000"} end
             local png = plot.lines {path = out .. "/fixed_inference.png", logx = true, xlabel = "training FLOPs",
                                     ylabel = "validation bits per byte", series = series,
                                     title = ("Fixed inference budget (%.3g FLOP/byte), trained %gx past compute-optimal"):format(budget, overtrain)}

@@ -23,6 +23,16 @@ if not opts then return end -- --help
 local reps, sections = opts.reps, {}
 for name in opts.sections:gmatch("[^,]+") do sections[name] = true end
 
+-- The output (stdout and stderr) of a program run without a shell, its exit status
+-- (true when 0) second; env: variables added for it.
+local function capture(argv, env)
+    local tmp = assert(core.mkdtemp())
+    local ok = core.spawn(argv, {stdin = "/dev/null", stdout = tmp .. "/out", stderr = tmp .. "/out", env = env})
+    local out = require("blt.util").read_file(tmp .. "/out") or ""
+    core.rm_rf(tmp)
+    return out, ok == true
+end
+
 local function median(xs)
     table.sort(xs)
     local n = #xs
@@ -277,7 +287,7 @@ end
 -- The first python3 that has torch, or nil.
 local function python_with_torch()
     for _, py in ipairs {"python3", "/usr/bin/python3"} do
-        if os.execute(py .. " -c 'import torch' >/dev/null 2>&1") then return py end
+        if select(2, capture({py, "-c", "import torch"})) then return py end
     end
 end
 
@@ -345,18 +355,19 @@ if sections.blt then
     if not py then
         print("PyTorch reference: skipped (no python3 with torch; `make fixtures` installs python3-torch)")
     else
-        local path = os.tmpname()
+        local dir = assert(core.mkdtemp())
+        local path = dir .. "/rows.txt"
         local f = assert(io.open(path, "w"))
         for _, r in ipairs(rows:totable()) do f:write(table.concat(r, " "), "\n") end
         f:close()
         -- OMP_WAIT_POLICY=PASSIVE: with the default (spinning) policy, PyTorch's OpenMP threads
         -- slow its small element-wise ops 10-40x on a shared, loaded machine
-        local cmd = ("OMP_WAIT_POLICY=PASSIVE %s scripts/reference/bench_reference.py --rows %s --threads %d --reps %d --size 4 --target 4.0")
-            :format(py, path, core.threads(), math.max(1, math.min(reps, 3)))
-        local pipe = assert(io.popen(cmd))
+        local out = capture({py, "scripts/reference/bench_reference.py", "--rows", path, "--threads", tostring(core.threads()),
+                             "--reps", tostring(math.max(1, math.min(reps, 3))), "--size", "4", "--target", "4.0"},
+                            {OMP_WAIT_POLICY = "PASSIVE"})
         print(("PyTorch %s reference (%s, %d threads, float32; masks as dense T x T softmax):"):format(
-            (io.popen(py .. " -c 'import torch; print(torch.__version__)'"):read("l") or "?"), py, core.threads()))
-        for line in pipe:lines() do
+            (capture({py, "-c", "import torch; print(torch.__version__)"}):match("[^\n]+") or "?"), py, core.threads()))
+        for line in out:gmatch("[^\n]+") do
             local name, bps, mean = line:match("^scheme (%S+) bytes_per_s (%S+) step_s %S+ mean_patch (%S+)")
             local r = results[name]
             if r then
@@ -364,8 +375,7 @@ if sections.blt then
                       tonumber(bps), r.bps / tonumber(bps)))
             end
         end
-        pipe:close()
-        os.remove(path)
+        core.rm_rf(dir)
     end
     print("patch: mean bytes per patch (BOS patch excluded); GFLOP/s: matrix-multiply FLOPs of the step (training 3 x forward,")
     print("attention over allowed pairs, real patches only; the entropy model's forward included) / median step time;")
@@ -473,15 +483,15 @@ if sections.mpi then
     -- global batch on 1 rank and split over 2 ranks (one thread each), several runs of
     -- scripts/bench_mpi.lua each, the median of the runs' medians printed
     print("\n== data parallel (MPI): the benchmark BLT, global batch 8 x 512, fixed patches of 4, one thread per rank ==")
-    if not core.dist_info().compiled or not os.execute("command -v mpirun >/dev/null 2>&1") then
+    if not core.dist_info().compiled or not core.which("mpirun") then
         print("skipped: ./blt is built without MPI or mpirun is missing (make deps installs Open MPI)")
     else
         local runs = math.max(3, math.min(reps, 5))
         local function one(np)
-            local cmd = ("BLT_THREADS=1 %s%s scripts/bench_mpi.lua reps=%d 2>&1"):format(np == 1 and "" or
-                ("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --allow-run-as-root --oversubscribe "
-                 .. "--bind-to none -np %d "):format(np), arg[-1] or "./blt", reps)
-            local out = io.popen(cmd):read("a")
+            local argv = np == 1 and {} or {"mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
+                                             "-np", tostring(np)}
+            for _, w in ipairs {arg[-1] or "./blt", "scripts/bench_mpi.lua", "reps=" .. reps} do argv[#argv + 1] = w end
+            local out = capture(argv, {BLT_THREADS = "1", OMPI_ALLOW_RUN_AS_ROOT = "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1"})
             local bps, ms, pure, mb, cpu = out:match("bytes_per_s ([%d.]+) allreduce_ms ([%d.]+) pure_allreduce_ms ([%d.]+) "
                                                      .. "grad_mb ([%d.]+) cpu_s ([%d.]+)")
             if not bps then error("bench mpi: scripts/bench_mpi.lua failed:\n" .. out) end
@@ -501,6 +511,6 @@ if sections.mpi then
         end
         print(("speed-up 2 ranks / 1 rank: %.2fx in bytes/s (goal >= 1.8x; %d cores on this machine, shared with whatever "
                .. "else runs); %.2fx in CPU time per step (each rank on a core of its own)")
-              :format(res[2].bps / res[1].bps, tonumber(io.popen("nproc"):read("l")) or 0, res[1].cpu / res[2].cpu))
+              :format(res[2].bps / res[1].bps, tonumber(capture({"nproc"}):match("%d+")) or 0, res[1].cpu / res[2].cpu))
     end
 end

@@ -34,21 +34,19 @@ rows [BOS, seq_len bytes] as in the trainer's validation, every byte predicted o
 }
 if not opts then return end -- --help
 
-local function fail(fmt, ...)
-    io.stderr:write("evaluate: ", fmt:format(...), "\n")
-    os.exit(2)
-end
+local util = require "blt.util"
+local function fail(fmt, ...) util.die("evaluate", fmt:format(...)) end
 
 if not opts.model then fail("model=CKPT is required (a checkpoint.h5 of a run)") end
 local files = flags.words
 if #files == 0 then fail("no FILE to evaluate (give one or more paths after the key=value settings)") end
 for _, path in ipairs(files) do
-    local f = io.open(path, "rb")
-    if f then f:close() elseif not core.listdir(path) then fail("FILE %s: cannot be read", path) end
+    local f, why = util.open_read(path)
+    if f then f:close() elseif not core.listdir(path) then fail("FILE %s", why) end
 end
 
 local ok, model, run = pcall(models.load, opts.model)
-if not ok then fail("model=%s: %s", opts.model, tostring(model):gsub("^blt%.models%.load: ", ""):gsub("^checkpoint%.load: ", "")) end
+if not ok then fail("model=%s", util.about(opts.model, util.message(model):gsub("^blt%.models%.load: ", ""):gsub("^checkpoint%.load: ", ""))) end
 local cfg = run.config or {}
 local seq_len = opts.seq_len or (cfg.train and cfg.train.seq_len) or 256
 -- unset, the run's eval.batch, but no more rows than keep a pass at about 64k positions

@@ -17,7 +17,6 @@ if not opts then return end -- --help
 local root = (arg[0]:match("^(.*)/scripts/[^/]*$") or ".")
 local bin = os.getenv("BLT_BIN") or (root .. "/blt")
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 local function scripts()
     local out = {}
@@ -42,6 +41,15 @@ same list. A value is checked against its default's type and the allowed values 
 before any work starts; a mistyped key is refused with the closest known keys. A key whose
 default is `(unset)` may be left out.
 
+Numbers on the command line are written in decimal: an integer key takes `16` or `-3` (no
+`+`, no leading zeros, no `0x10`, no spaces); a number key also takes `0.5`, `3e-4`, `1e3`.
+`1e3` is the number 1000.0, so an integer key refuses it as it refuses `16.0`. Anything else
+is text, which a number key refuses; a text key keeps the words as written. In a `--config`
+file values are Lua values of the default's type. Keys marked "not to be given" are written
+by the run itself (the BLT's `patching.calibrated`, `entropy.*`, BPE's `bpe.merges`, `kind`)
+and are refused from the command line and from `--config`. A script that takes no other
+words refuses any argument that is not `key=value` or one of its flags, after `--` too.
+
 Training scripts also take `--resume CHECKPOINT` (continue a run in its own folder; only the
 keys that say how long and how the run goes on may change: `train.steps`, `train.threads`,
 `train.time_limit`, `train.stop_at`, `train.log_every`, `train.max_nonfinite`, `eval.*`,
@@ -49,9 +57,11 @@ keys that say how long and how the run goes on may change: `train.steps`, `train
 (a new run in `out.dir/NAME` from the checkpoint, where every key may change).
 ]]}
 for _, s in ipairs(scripts()) do
-    local p = io.popen(("cd %s && %s %s --help 2>&1"):format(q(root), q(bin), q(s)))
-    local help = p:read("a")
-    p:close()
+    -- run in the repository root (the help shows relative paths), output in a private file
+    local tmp = assert(core.mkdtemp())
+    core.spawn({bin, s, "--help"}, {cwd = root, stdin = "/dev/null", stdout = tmp .. "/help", stderr = tmp .. "/help"})
+    local help = require("blt.util").read_file(tmp .. "/help") or ""
+    core.rm_rf(tmp)
     parts[#parts + 1] = ("## %s\n\n```\n%s```\n"):format(s, help)
 end
 local text = table.concat(parts, "\n")

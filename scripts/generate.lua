@@ -22,19 +22,23 @@ local opts, flags = config.script {
              stop = function(v) if v == "" then return "must not be empty" end end},
 }
 if not opts then return end -- --help
-local function fail(msg) io.stderr:write("generate: ", msg, "\n") os.exit(2) end
+local util = require "blt.util"
+local function fail(msg) util.die("generate", msg) end
 if not opts.model then fail("give model=CKPT (a checkpoint written by a training script)") end
 if opts.threads > 0 then core.set_threads(opts.threads) end
 local ok, model = pcall(models.load, opts.model)
-if not ok then fail(tostring(model):gsub("^[^\n]-:%d+: ", "")) end
+if not ok then fail(model) end
+-- byte by byte only: a token model (bpe_lm) has no step interface
+if not model.start then fail(("%s holds a model of kind %s, which cannot generate byte by byte"):format(opts.model, tostring(model.kind))) end
 local prompt = table.concat(flags.words, " ")
 if opts.stop ~= nil then opts.stop = tostring(opts.stop) end
 
 io.stdout:setvbuf("no")
 io.write(prompt)
-local text, info = generate.run(model, prompt, opts.n, {temperature = opts.temperature, top_k = opts.top_k,
-    top_p = opts.top_p, seed = opts.seed, stop = opts.stop, cache = opts.cache, eos = opts.eos,
+local okr, text, info = pcall(generate.run, model, prompt, opts.n, {temperature = opts.temperature,
+    top_k = opts.top_k, top_p = opts.top_p, seed = opts.seed, stop = opts.stop, cache = opts.cache, eos = opts.eos,
     on_byte = function(b) io.write(b) end})
+if not okr then io.write("\n") fail(text) end -- a diverged model's NaN logits, say
 io.write("\n")
 io.stderr:write(("generate: %d bytes in %.2f s (%.0f bytes/s, %s), ended by %s\n"):format(info.bytes, info.seconds,
     info.bytes / math.max(info.seconds, 1e-9), opts.cache and "cached" or "full recomputation", info.stopped))

@@ -18,10 +18,8 @@ Prints a checkpoint's kind, config (key=value lines, or JSON), step, parameter c
 }
 if not opts then return end -- --help
 
-local function fail(fmt, ...)
-    io.stderr:write("inspect: ", fmt:format(...), "\n")
-    os.exit(2)
-end
+local util = require "blt.util"
+local function fail(fmt, ...) util.die("inspect", fmt:format(...)) end
 
 local path = opts.model
 if #flags.words > 1 or (path and #flags.words > 0) then fail("give one checkpoint (CKPT or model=CKPT)") end
@@ -29,7 +27,7 @@ path = path or flags.words[1]
 if not path then fail("no checkpoint given: ./blt scripts/inspect.lua CKPT") end
 
 local ok, model, run = pcall(models.load, path)
-if not ok then fail("%s: %s", path, tostring(model):gsub("^blt%.models%.load: ", ""):gsub("^checkpoint%.load: ", "")) end
+if not ok then fail("%s", util.about(path, util.message(model):gsub("^blt%.models%.load: ", ""):gsub("^checkpoint%.load: ", ""))) end
 
 local cfg = run.config or {}
 print(("checkpoint %s"):format(path))

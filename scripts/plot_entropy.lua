@@ -90,7 +90,7 @@ function M.plot(o)
                 xlabel = xtics and "byte (circles, dashed lines: patch starts)" or "byte position (circles, dashed lines: patch starts)",
                 ylabel = "entropy (nats)", xtics = xtics, vmarks = marks, yrange = {0, "*"},
                 series = {{name = "entropy", x = xs, y = ys, style = "linespoints pt 7 ps 0.6"},
-                          {name = "patch start", x = sx, y = sy, style = "points pt 6 ps 2 lc rgb '#d62728'"}},
+                          {name = "patch start", x = sx, y = sy, style = "points pt 6 ps 2", color = "#d62728"}},
                 hlines = {{y = o.threshold, name = ("threshold %.3f"):format(o.threshold)}}}
     return o.path, lengths
 end
@@ -115,7 +115,7 @@ function M.main(args)
             if o.file then fail("give the text either as arguments or with file=PATH, not both") end
             text = table.concat(o.words, " ")
         elseif o.file and o.file ~= "-" then
-            local f, err = io.open(o.file, "rb")
+            local f, err = require("blt.util").open_read(o.file)
             if not f then fail("cannot read file=%s: %s", o.file, err) end
             text = f:read("a")
             f:close()
@@ -134,14 +134,24 @@ function M.main(args)
             threshold, mean = show.calibrate(text, e, "entropy", target, nil, o.max_patch_len)
             note = ("threshold calibrated on this text for %g bytes/patch (reached %.2f)"):format(target, mean)
         end
-        local path = M.plot {text = text, entropies = e, threshold = threshold, path = o.out,
-                             max_patch_len = o.max_patch_len, subtitle = "model " .. model}
+        -- the output's folder is made; a path that cannot be written is the user's to fix
+        local parent = o.out:match("^(.*)/[^/]*$")
+        if parent and parent ~= "" and not require("blt.core").mkdir(parent) then
+            fail("out=%s: cannot make its folder", o.out)
+        end
+        local okp, path = pcall(M.plot, {text = text, entropies = e, threshold = threshold, path = o.out,
+                                         max_patch_len = o.max_patch_len, subtitle = "model " .. model})
+        if not okp and tostring(path):find("blt.plot.lines: cannot write", 1, true) then
+            fail("out=%s: %s", o.out, (tostring(path):gsub("^.-blt%.plot%.lines: ", "")))
+        elseif not okp then
+            error(path, 0)
+        end
         if note then print(note) end
         print(path)
         return 0
     end)
     if ok then return status end
-    local msg = type(status) == "table" and status.msg or tostring(status)
+    local msg = type(status) == "table" and require("blt.util").message(status) or tostring(status)
     io.stderr:write("plot_entropy: ", msg, "\n")
     return type(status) == "table" and 2 or 1
 end

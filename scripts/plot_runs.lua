@@ -37,10 +37,7 @@ if not opts then return end -- --help
 
 local LN2 = math.log(2)
 
-local function fail(fmt, ...)
-    io.stderr:write("plot_runs: ", fmt:format(...), "\n")
-    os.exit(2)
-end
+local function fail(fmt, ...) require("blt.util").die("plot_runs", fmt:format(...)) end
 
 local function basename(p) return p:match("([^/]+)$") or p end
 local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
@@ -57,8 +54,9 @@ local function load_run(arg_path)
         folder, metrics = p, p .. "/metrics.h5"
         if not read_file(metrics) then fail("%s: no metrics.h5 in this folder (is it a run folder?)", arg_path) end
     else
-        local f = io.open(p, "rb")
-        if not f then fail("%s: no such file or folder", arg_path) end
+        if not core.file_kind(p) then fail("%s: no such file or folder", arg_path) end
+        local f, why = require("blt.util").open_read(p)
+        if not f then fail("%s", why) end
         f:close()
         metrics, folder = p, dirname(p)
     end
@@ -145,7 +143,10 @@ if not plot.available() then
     os.exit(1)
 end
 local out_dir = dirname(opts.out)
-if out_dir ~= "." then os.execute("mkdir -p '" .. out_dir:gsub("'", "'\\''") .. "'") end
+if out_dir ~= "." then
+    local okd, errd = core.mkdir(out_dir)
+    if not okd then fail("out=%s: %s", opts.out, errd) end
+end
 local xlabel = ({step = "step", bytes = "training bytes seen", flops = "training FLOPs"})[opts.x]
 local ok, err = pcall(plot.lines, {path = opts.out, series = series, xlabel = xlabel, ylabel = "bits per byte",
     logx = opts.logx, logy = opts.logy, title = opts.title or ("training loss and validation, bits per byte, by " .. xlabel)})

@@ -135,13 +135,16 @@ function M.entropies(model_path, text, reset_on_newline)
     local entropy = require "blt.entropy"
     local m = models[model_path]
     if not m then
-        local f = io.open(model_path, "rb")
-        if not f then
+        local f, why = require("blt.util").open_read(model_path)
+        if not f and not require("blt.core").file_kind(model_path) then
             fail("entropy model '%s' not found: give --model PATH (a ByteLM checkpoint; train one with "
                 .. "'./blt experiments/train_entropy_model.lua')", model_path)
         end
+        if not f then fail("entropy model %s", why) end
         f:close()
-        m = entropy.load_model(model_path)
+        local ok, lm = pcall(entropy.load_model, model_path)
+        if not ok then fail("%s", require("blt.util").message(lm)) end
+        m = lm
         models[model_path] = m
     end
     return entropy.of_text(m, text, {reset_on_newline = reset_on_newline or false})
@@ -174,13 +177,13 @@ local function read_text(o)
     end
     local f, err
     if o.file and o.file ~= "-" then
-        f, err = io.open(o.file, "rb")
+        f, err = require("blt.util").open_read(o.file)
         if not f then fail("cannot read file=%s: %s", o.file, err) end
         local s = f:read("a")
         f:close()
         return s
     end
-    if not o.file and os.execute("test -t 0") then
+    if not o.file and require("blt.core").isatty(0) then
         io.stderr:write("show_patches: reading the text from stdin (end with Ctrl-D; --help for usage)\n")
     end
     return io.read("a") or ""
@@ -251,7 +254,7 @@ function M.main(args)
         if o.help then print(M.usage .. "\n\nkeys (default, meaning; allowed values):\n" .. config.help(M.defaults, M.docs, M.rules)) return 0 end
         local color = o.color
         if color == nil then
-            color = os.getenv("NO_COLOR") == nil and os.getenv("TERM") ~= "dumb" and os.execute("test -t 1") == true
+            color = os.getenv("NO_COLOR") == nil and os.getenv("TERM") ~= "dumb" and require("blt.core").isatty(1)
         end
         local text = read_text(o)
         local p, note = M.resolve(o, text)
@@ -264,7 +267,7 @@ function M.main(args)
         return 0
     end)
     if ok then return status end
-    local msg = type(status) == "table" and status.msg or tostring(status)
+    local msg = type(status) == "table" and require("blt.util").message(status) or tostring(status)
     io.stderr:write("show_patches: ", msg, "\n")
     return type(status) == "table" and 2 or 1
 end

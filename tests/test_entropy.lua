@@ -8,6 +8,7 @@ local ByteLM = require "blt.models.bytelm"
 local checkpoint = require "blt.checkpoint"
 local entropy = require "blt.entropy"
 local data = require "blt.data"
+local U = require "testutil"
 
 local dir = os.tmpname()
 os.remove(dir)
@@ -73,13 +74,19 @@ do
 end
 
 -- batched rows equal single rows
+-- Two rows take another path than one: BLAS picks its kernel by the row count of each
+-- product, so their sums round in another order (one unit in the last place seen here).
+-- An entropy H <= ln 260 comes through the model's products: f32_tol(f32_terms, ln 260).
 do
     local rows = blt.tensor({{1, 50, 60, 70, 80}, {1, 90, 91, 92, 93}}, "int32")
     local eb = entropy.of_rows(loaded, rows):totable()
     local e1 = entropy.of_rows(loaded, blt.narrow(rows, 1, 2, 1)):totable()[1]
-    local same = true
-    for t = 1, 5 do same = same and math.abs(eb[2][t] - e1[t]) < 1e-6 end
-    T.ok(same, "a batch gives each row's entropies")
+    local tol, worst = U.f32_tol(U.f32_terms(loaded), math.log(260)), 0
+    for t = 1, 5 do worst = math.max(worst, math.abs(eb[2][t] - e1[t])) end
+    T.ok(worst <= tol, ("a batch gives each row's entropies (worst %.2g, float32 bound %.2g)"):format(worst, tol))
+    local other = 0 -- what the check is for: the first row's entropies are not the second's
+    for t = 2, 5 do other = math.max(other, math.abs(eb[1][t] - e1[t])) end
+    T.ok(other > 100 * tol, ("another row's entropies differ by %.2g, far above the bound"):format(other))
 end
 
 -- the stream pass: chunked with window context equals one long row

@@ -123,10 +123,14 @@ T.ok(rc == 0 and rc2 == 0 and loss_diff("one", "stop1", 1, 20) < 1e-5 and param_
 rc, out = run(2, bytelm, "out.name=tl train.steps=1000000 eval.every=0 train.time_limit=1")
 r = result_of("tl")
 T.ok(rc == 0 and r and r.exit_reason == "time_limit" and r.step > 0, "train.time_limit under 2 ranks: an agreed stop, status 0", out)
-rc, out = run(2, bytelm, "out.name=nan train.lr=1e30 train.max_nonfinite=3")
+rc, out = run(2, bytelm, "out.name=nan train.lr=1e30 train.weight_decay=0 train.max_nonfinite=3")
 r = result_of("nan")
 T.ok(rc == 3 and r and r.exit_reason == "nonfinite" and r.skipped_steps == 3,
      "non-finite steps are skipped by every rank alike, and stop the job with status 3", out)
+rc, out = run(2, bytelm, "out.name=boom train.lr=1e30 train.weight_decay=1e10")
+r = result_of("boom")
+T.ok(rc == 3 and r and r.exit_reason == "nonfinite" and r.step == 1 and not read(dir .. "/boom/checkpoint.h5"),
+     "an update that overflows stops every rank at once with status 3, and nothing is saved", out)
 
 -- a signal that reaches one rank only: every rank stops after the same step, with a checkpoint
 local function background(np, args, action)
@@ -162,6 +166,44 @@ rc, out = run(2, bytelm, "out.name=threads train.steps=2", "env -u BLT_THREADS")
 local cores = tonumber((select(2, sh("nproc")):match("%d+"))) or 1
 T.ok(rc == 0 and out:find(("%d threads per process, 2 processes"):format(math.max(1, cores // 2)), 1, true),
      "the threads default to the cores shared by the ranks on one machine", out)
+
+-- ---- 5. every rank runs the same config: a difference stops all of them, naming the keys ----
+-- mpirun's MPMD form starts rank 0 and rank 1 with their own command lines
+local function mpmd(args0, args1)
+    return sh("BLT_THREADS=1 " .. MPIRUN .. "1 " .. bin .. " " .. args0 .. " : -np 1 " .. bin .. " " .. args1 .. " </dev/null")
+end
+do
+    local other = dir .. "/corpus2.txt"
+    U.write(other, read(corpus))
+    rc, out = run(1, bytelm, "out.name=agree train.stop_at=2")
+    local ck = dir .. "/agree/checkpoint.h5"
+    local short = bytelm .. " out.name=differ train.steps=4 eval.every=0"
+    -- {what differs, rank 0's arguments, rank 1's, the text naming it}
+    local cases = {}
+    for _, c in ipairs {{"train.steps", 3, 6}, {"model.dim", 16, 32}, {"model.layers", 1, 2}, {"model.heads", 2, 4},
+                        {"model.window", 32, 16}, {"eval.every", 1, 2}, {"train.lr", 0.001, 0.002},
+                        {"train.seed", 1, 2}, {"data.path", corpus, other}} do
+        cases[#cases + 1] = {c[1], short .. " " .. c[1] .. "=" .. q(c[2]), short .. " " .. c[1] .. "=" .. q(c[3]),
+                             ("%s: %s on rank 0, %s on rank 1"):format(c[1], c[2], c[3])}
+    end
+    cases[#cases + 1] = {"--resume on one rank", "experiments/train_bytelm.lua --resume " .. q(ck), short,
+                         "--resume: " .. ck .. " on rank 0, (not given) on rank 1"}
+    local named = 0
+    for _, c in ipairs(cases) do
+        local rcc, o = mpmd(c[2], c[3])
+        if rcc == 2 and o:find(c[4], 1, true) and o:find("[rank 0]", 1, true) and not o:find("parameters,", 1, true) then
+            named = named + 1
+        else
+            T.diag(("%s: status %s\n%s"):format(c[1], tostring(rcc), o))
+        end
+    end
+    T.ok(rc == 0 and named == #cases, ("%d settings that differ between the ranks: %d stop both ranks with status 2 "
+        .. "before any work, naming the key and both values"):format(#cases, named))
+    T.ok(not core.listdir(dir .. "/differ"), "none of them made a run folder")
+    rc, out = mpmd(short .. " train.threads=1", short .. " train.threads=2")
+    T.ok(rc == 0 and result_of("differ") and result_of("differ").step == 4,
+         "train.threads may differ (a rank's own machine): the run trains", out)
+end
 
 if os.getenv("KEEP") then print(dir) else U.cleanup(dir) end
 T.done()

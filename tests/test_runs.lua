@@ -186,7 +186,9 @@ do
     rc = sh(cmd)
     T.is(rc, 130, "an interrupted run exits with status 130")
 end
-rc, out = train_cmd("train.lr=1e30 train.max_nonfinite=3 out.name=nan")
+-- no weight decay: the weights grow by lr a step and stay finite while the loss does not
+-- (with decay the update itself overflows: test_nonfinite)
+rc, out = train_cmd("train.lr=1e30 train.weight_decay=0 train.max_nonfinite=3 out.name=nan")
 T.ok(rc == 3 and out:find("not finite at steps", 1, true), "non-finite losses stop the run with status 3, naming the steps", out)
 do
     local r = result_of("nan")
@@ -202,6 +204,7 @@ do
     defaults.model = {}
     local function violations(rule)
         if type(rule) == "table" then return {"bogus"} end
+        if type(rule) == "string" then rule = rule:gsub("%s+float32$", "") end -- test_nonfinite tests the float32 part
         if rule == "readable" then return {dir .. "/missing.txt", dir .. "/empty.txt", dir .. "/emptydir"} end
         if type(rule) == "function" then return {""} end
         local op, x = rule:match("^([<>]=?)%s*([-+%d.e]+)$")

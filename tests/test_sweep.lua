@@ -98,6 +98,7 @@ local A = {
     blas_info = function() return {} end,
     now = function() return {} end,
     isatty = function() return {2} end,
+    which = function() return {"sh"} end, getuid = function() return {} end,
     rss = function() return {} end,
     mac_counter = function() return {} end,
     mac_counter_reset = function() return {} end,
@@ -186,8 +187,15 @@ local SKIP = {
     mkdir = "creates folders at the given path (tests/test_runs.lua covers it)",
     listdir = "reads folders at the given path (tests/test_runs.lua covers it)",
     lock = "creates and locks a file at the given path (tests/test_runs.lua covers it)",
+    spawn = "runs the program it is given (tests/test_hostile.lua covers its arguments)",
+    mkdtemp = "creates a folder (tests/test_hostile.lua uses it)",
+    rm_rf = "removes what is at the given path (tests/test_hostile.lua uses it)",
+    lkind = "looks at the given path (tests/test_runfiles.lua covers it)",
+    write_file = "writes a file at the given path (tests/test_runfiles.lua covers it)",
+    file_kind = "looks at the given path (tests/test_edges.lua covers it)",
     dist_abort = "ends the whole MPI job (a plain process: prints its message; tests/test_mpi.lua covers the job's end)",
     dist_finalize = "ends MPI in this process for good (tests/test_mpi.lua ends every run with it)",
+    lua_heap_limit = "caps the Lua heap of this process (a --config file's sandbox; tests/test_bounds.lua covers it)",
 }
 
 -- tensor methods: self first, then the arguments

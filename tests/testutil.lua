@@ -4,6 +4,8 @@
 --   U.write(path, text); U.read(path)    whole files (read: nil when missing)
 --   local rc, out = U.sh(cmd)            exit status and stdout+stderr of a shell command
 --   U.q(s)                               s quoted for the shell
+--   U.f32_tol(n, scale)                  how far two float32 sums of n terms may differ (below)
+--   U.f32_terms(model)                   n for a model's outputs: the input widths of its products
 local U = {}
 
 function U.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -31,6 +33,30 @@ function U.sh(cmd)
     p:close()
     local rc = tonumber(out:match("rc=(%d+)\n?$"))
     return rc, (out:gsub("rc=%d+\n?$", ""))
+end
+
+-- Floats computed along different paths (another BLAS kernel, another number of query
+-- or batch rows, another thread split) add the same terms in another order, so they may
+-- differ in the last bits; equality is exact only where the path is the same. A float32
+-- sum of n terms, in any order, is within n u sum|terms| of the exact sum to first order
+-- (u = 2^-24, the unit roundoff; Higham, Accuracy and Stability of Numerical Algorithms,
+-- eq. 4.4), so two orders differ by at most 2 n u scale, scale bounding sum|terms|. Each
+-- test says what n and scale are for its path.
+U.F32_U = 2 ^ -24
+function U.f32_tol(n, scale) return 2 * n * U.F32_U * scale end
+
+-- For a whole model's outputs, n is at most the summed input width of its weight matrices
+-- (embedding tables are looked up, not multiplied: left out): every product a value
+-- passes on its way, to first order and with layers that do not amplify a relative error.
+-- Products side by side (q, k and v; w1 and w3) count each, which also covers attention's
+-- own sums over a head's width and its keys while a head sees no more keys than the width.
+function U.f32_terms(model)
+    local n = 0
+    for _, p in ipairs(model:parameter_list()) do
+        local shape = p.tensor:shape()
+        if #shape == 2 and not p.name:find("embed") and not p.name:find("hash%.") then n = n + shape[2] end
+    end
+    return n
 end
 
 -- A corpus file of the first `bytes` of the default corpus (or a repeated sentence).

@@ -141,6 +141,7 @@ end
 
 local function check_run(path, run)
     if type(path) ~= "string" or path == "" then error("checkpoint.save: path must be a non-empty string", 3) end
+    if path:find("\0", 1, true) then error("checkpoint.save: path contains a NUL byte", 3) end -- C would cut it
     if type(run) ~= "table" then error("checkpoint.save: run must be a table", 3) end
     if type(run.params) ~= "table" then error("checkpoint.save: run.params must be a table {[name] = tensor}", 3) end
     if run.step ~= nil and math.type(run.step) ~= "integer" then
@@ -392,6 +393,7 @@ end
 function checkpoint.load(path, opts)
     opts = opts or {}
     if type(path) ~= "string" then error("checkpoint.load: path must be a string", 2) end
+    if path:find("\0", 1, true) then error("checkpoint.load: path contains a NUL byte", 2) end -- C would cut it
     local ok, f = pcall(blt.h5_open, path, {checksum = not opts.unverified})
     if not ok then
         local err = strip(f)

@@ -20,11 +20,29 @@
 -- A rule is a comparison ("> 0", ">= 1", "<= 64"), an interval ("(0, 1)", "[0, 1)"),
 -- a list of allowed values, "readable" (a file or a folder of files that can be read
 -- and is not empty) or a function(value) returning nil or a message. Every number
--- must also be finite.
+-- must also be finite. A comparison or interval followed by " float32" ("> 0 float32")
+-- is for a value C receives as a float: it must also be a normal float32 or 0.
 local config = {}
 
 local MAX_DEPTH, MAX_ENTRIES = 8, 10000 -- bounds on a config file's table
 local CONFIG_FILE_BUDGET = 1e7           -- instructions a --config file may run
+local CONFIG_FILE_HEAP = 64 << 20        -- bytes its Lua heap may grow by
+local MAX_STRING = 1 << 20               -- longest string.rep result in a --config file
+local QUOTE_MAX = 200                    -- bytes of a value an error message quotes
+
+-- A user's value as an error message quotes it: at most QUOTE_MAX bytes (then
+-- "... (N bytes)"; max: another bound), control characters escaped (\10), so a
+-- message stays one short line.
+function config.quote(v, max)
+    local s = tostring(v)
+    local n = #s
+    max = max or QUOTE_MAX
+    if n > max then s = s:sub(1, max) end
+    s = s:gsub("%c", function(c) return ("\\%d"):format(c:byte()) end)
+    if n > max then s = s .. ("... (%d bytes)"):format(n) end
+    return s
+end
+local quote = config.quote
 
 local function copy(t)
     if type(t) ~= "table" or getmetatable(t) then return t end -- sentinels stay themselves
@@ -45,17 +63,28 @@ local function typename(v)
     return type(v)
 end
 
+-- A number on the command line is written in decimal: an integer ("16", "-3"; no
+-- '+', no leading zeros) or a number with a fraction or an exponent ("0.5", "3e-4",
+-- "1e3" is the number 1000.0, which an integer key refuses). Anything else (0x10,
+-- +16, " 16", 1_000, 016) stays text, which a number key refuses, naming the key.
+local function decimal(s)
+    local mant = s:match("^(.-)[eE][-+]?%d+$") or s
+    if not (mant:match("^%-?%d+%.?%d*$") or mant:match("^%-?%.%d+$")) then return nil end
+    if mant == s and not s:find(".", 1, true) then -- an integer
+        if s:match("^%-?0%d") then return nil end
+        local n = math.tointeger(tonumber(s))
+        if n then return n end
+        error(("config: %s does not fit in a 64-bit integer"):format(quote(s)), 0)
+    end
+    return tonumber(s)
+end
+
 local function parse_value(s)
     if s == "true" then return true end
     if s == "false" then return false end
     if s == "nil" or s == "none" then return nil end
-    if s:match("^[+-]?%d+$") then
-        local n = math.tointeger(tonumber(s))
-        if n then return n end
-        error(("config: %s does not fit in a 64-bit integer"):format(s), 0)
-    end
-    local f = tonumber(s)
-    if f then return f end
+    local n = decimal(s)
+    if n then return n end
     return s
 end
 
@@ -92,6 +121,7 @@ end
 -- The known keys closest to a mistyped one: by edit distance over the whole path and
 -- over its last part, so both "train.lrr" and "lr" find "train.lr".
 function config.suggest(defaults, path, n)
+    if #path > 2 * QUOTE_MAX then return {} end -- the distance is quadratic in the length
     local last = path:match("([^.]+)$") or path
     local scored = {}
     for _, p in ipairs(paths(defaults)) do
@@ -106,14 +136,27 @@ end
 
 local function unknown(defaults, path, origin)
     local near = config.suggest(defaults, path)
-    error(("config: unknown key '%s' (from %s)%s (--help lists every key)"):format(path, origin,
+    error(("config: unknown key '%s' (from %s)%s (--help lists every key)"):format(quote(path), quote(origin),
           #near > 0 and ("; did you mean " .. table.concat(near, ", ") .. "?") or ""), 0)
 end
 
--- Sets key path "a.b" in cfg to v, checking against defaults.
-local function set(cfg, defaults, path, v, origin, given)
+-- The reason a key is not the user's to give (opts.internal names it, or a section
+-- above it), or nil.
+local function internal_reason(internal, path)
+    if not internal then return nil end
+    local prefix = ""
+    for part in path:gmatch("[^.]+") do
+        prefix = prefix == "" and part or (prefix .. "." .. part)
+        if internal[prefix] then return internal[prefix] end
+    end
+end
+
+-- Sets key path "a.b" in cfg to v, checking against defaults. given: the set of keys
+-- the user gave (the command line, --config), where opts.internal keys are refused;
+-- raw: the command line's text of the value (a text key keeps it as written).
+local function set(cfg, defaults, path, v, origin, given, raw, internal)
     if path == "" or path:find("..", 1, true) or path:sub(1, 1) == "." or path:sub(-1) == "." then
-        error(("config: '%s' is not a key (from %s)"):format(path, origin), 0)
+        error(("config: '%s' is not a key (from %s)"):format(quote(path), quote(origin)), 0)
     end
     local node, def = cfg, defaults
     local parts = {}
@@ -126,20 +169,24 @@ local function set(cfg, defaults, path, v, origin, given)
     local key = parts[#parts]
     local d = def[key]
     if d == nil then unknown(defaults, path, origin) end
+    local why = given and internal_reason(internal, path)
+    if why then
+        error(("config: key '%s' is not to be given: %s (from %s)"):format(path, why, quote(origin)), 0)
+    end
     local want, got = typename(d), typename(v)
     -- a text key given a number keeps it as text: seeds=1, hash.ngrams=3 are lists of one
-    if want == "string" and (got == "integer" or got == "number") then v, got = tostring(v), "string" end
-    if want == "table" then error(("config: key '%s' is a section, not a value (from %s)"):format(path, origin), 0) end
+    if want == "string" and (got == "integer" or got == "number") then v, got = raw or tostring(v), "string" end
+    if want == "table" then error(("config: key '%s' is a section, not a value (from %s)"):format(path, quote(origin)), 0) end
     if want == "optional" then
         if v ~= nil and got ~= "string" and got ~= "integer" and got ~= "number" and got ~= "boolean" then
-            error(("config: key '%s' takes a string, a number or a boolean, got %s (from %s)"):format(path, got, origin), 0)
+            error(("config: key '%s' takes a string, a number or a boolean, got %s (from %s)"):format(path, got, quote(origin)), 0)
         end
     elseif not (got == want or (want == "number" and got == "integer")) then
         error(("config: key '%s' must be %s (like its default %s), got %s %s (from %s)"):format(path, want,
-              tostring(d), got, tostring(v), origin), 0)
+              quote(d), got, raw and ("'" .. quote(raw) .. "'") or quote(v), quote(origin)), 0)
     end
     if type(v) == "string" and v:find("\0", 1, true) then
-        error(("config: key '%s' contains a NUL byte (from %s)"):format(path, origin), 0)
+        error(("config: key '%s' contains a NUL byte (from %s)"):format(path, quote(origin)), 0)
     end
     if want == "number" and got == "integer" then v = v + 0.0 end
     node[key] = v
@@ -149,20 +196,22 @@ end
 -- Applies a nested table of values (a config file, a checkpoint's config) over cfg.
 -- A table that contains itself, nests deeper than MAX_DEPTH or holds more than
 -- MAX_ENTRIES values is refused rather than walked forever.
-local function apply(cfg, defaults, t, origin, given)
+local function apply(cfg, defaults, t, origin, given, internal)
     local seen, count = {}, 0
     local function walk(tbl, prefix, depth)
-        if seen[tbl] then error(("config: %s contains itself at '%s'"):format(origin, prefix or "(top)"), 0) end
-        if depth > MAX_DEPTH then error(("config: %s nests deeper than %d levels at '%s'"):format(origin, MAX_DEPTH, prefix), 0) end
+        if seen[tbl] then error(("config: %s contains itself at '%s'"):format(quote(origin), quote(prefix or "(top)")), 0) end
+        if depth > MAX_DEPTH then
+            error(("config: %s nests deeper than %d levels at '%s'"):format(quote(origin), MAX_DEPTH, quote(prefix)), 0)
+        end
         seen[tbl] = true
         for k, v in pairs(tbl) do
             count = count + 1
-            if count > MAX_ENTRIES then error(("config: %s has more than %d entries"):format(origin, MAX_ENTRIES), 0) end
+            if count > MAX_ENTRIES then error(("config: %s has more than %d entries"):format(quote(origin), MAX_ENTRIES), 0) end
             if type(k) ~= "string" then
-                error(("config: %s has a key that is not a name (%s %s)"):format(origin, type(k), tostring(k)), 0)
+                error(("config: %s has a key that is not a name (%s %s)"):format(quote(origin), type(k), quote(k)), 0)
             end
             local path = prefix and (prefix .. "." .. k) or k
-            if type(v) == "table" then walk(v, path, depth + 1) else set(cfg, defaults, path, v, origin, given) end
+            if type(v) == "table" then walk(v, path, depth + 1) else set(cfg, defaults, path, v, origin, given, nil, internal) end
         end
         seen[tbl] = nil
     end
@@ -177,15 +226,54 @@ local function strip_optional(t)
     return t
 end
 
--- Runs a --config file with no globals and a bounded instruction budget.
+-- The string methods a --config file may call ("x"):method(...): the count hook cannot
+-- interrupt a C function, so pattern matching (whose time can grow as a power of the
+-- subject's length) is not offered, find only finds plain text and rep is capped.
+local function no_patterns(name, level)
+    error(("string.%s is not available in a --config file: Lua patterns escape its instruction budget "
+        .. "(s:find(text, 1, true) finds plain text)"):format(name), level + 1)
+end
+local function refuse_patterns(name) return function() no_patterns(name, 2) end end
+local SANDBOX_STRING = {
+    byte = string.byte, char = string.char, format = string.format, len = string.len, lower = string.lower,
+    upper = string.upper, sub = string.sub, reverse = string.reverse,
+    match = refuse_patterns("match"), gmatch = refuse_patterns("gmatch"), gsub = refuse_patterns("gsub"),
+    find = function(s, text, init, plain)
+        if plain ~= true then no_patterns("find with a pattern", 2) end
+        return string.find(s, text, init, true)
+    end,
+    rep = function(s, n, sep)
+        local len = #tostring(s) * (tonumber(n) or 0) + #tostring(sep or "") * math.max(0, (tonumber(n) or 0) - 1)
+        if len > MAX_STRING then
+            error(("string.rep would make %.0f bytes, more than a --config file may (%d)"):format(len, MAX_STRING), 2)
+        end
+        return string.rep(s, n, sep)
+    end,
+}
+
+-- Runs a --config file with no globals, a bounded instruction budget, a bounded heap
+-- and bounded string methods (SANDBOX_STRING, in place of the string library while it runs).
 local function load_config_file(path)
+    local f, why = require("blt.util").open_read(path) -- loadfile would wait forever on a FIFO
+    if not f then error(("config: cannot read %s"):format(why), 0) end
+    f:close()
     local chunk, err = loadfile(path, "t", {})
-    if not chunk then error(("config: cannot read %s: %s"):format(path, err), 0) end
+    if not chunk then error(("config: cannot read %s: %s"):format(quote(path), quote(err)), 0) end
     local co = coroutine.create(chunk)
     debug.sethook(co, function() error("runs too long (an endless loop?)", 0) end, "", CONFIG_FILE_BUDGET)
-    local ok, t = coroutine.resume(co)
-    if not ok then error(("config: %s: %s"):format(path, tostring(t)), 0) end
-    if type(t) ~= "table" then error(("config: %s must return a table, got %s"):format(path, type(t)), 0) end
+    local core = require "blt.core"
+    local strings = getmetatable("")
+    local lib = strings.__index
+    strings.__index = SANDBOX_STRING
+    core.lua_heap_limit(CONFIG_FILE_HEAP)
+    local ok, t = coroutine.resume(co) -- never raises: an error in the chunk comes back here
+    core.lua_heap_limit(nil)
+    strings.__index = lib
+    if not ok then
+        if t == "not enough memory" then t = ("uses more than %d MB of memory"):format(CONFIG_FILE_HEAP >> 20) end
+        error(("config: %s: %s"):format(quote(path), quote(t, 2 * QUOTE_MAX)), 0)
+    end
+    if type(t) ~= "table" then error(("config: %s must return a table, got %s"):format(quote(path), type(t)), 0) end
     return t
 end
 
@@ -193,7 +281,10 @@ end
 -- flags.given is the set of key paths the command line or --config set.
 -- opts.flags = {name = "WHAT"}: extra --name VALUE flags (also --name=VALUE);
 -- opts.switches = {name = true}: extra --name flags without a value;
--- opts.words = true: non key=value arguments are collected in flags.words.
+-- opts.words = true: non key=value arguments are collected in flags.words (without it,
+-- every argument that is not key=value or a flag is refused, after `--` too);
+-- opts.internal = {[path] = why}: keys (or whole sections) the run itself writes,
+-- refused when the command line or --config gives them.
 function config.parse(defaults, args, opts)
     opts = opts or {}
     local cfg = copy(defaults)
@@ -209,6 +300,9 @@ function config.parse(defaults, args, opts)
         local flag, val = a:match("^%-%-([%w_-]+)=(.*)$")
         flag = flag or a:match("^%-%-([%w_-]+)$")
         if only_words then
+            if not opts.words then
+                error(("config: cannot read argument '%s' after '--': this script takes only key=value and flags"):format(quote(a)), 0)
+            end
             flags.words[#flags.words + 1] = a
         elseif a == "--" then
             only_words = true
@@ -218,9 +312,9 @@ function config.parse(defaults, args, opts)
             if val == nil then
                 i = i + 1
                 val = args[i]
-                if val == nil then error(("config: --%s needs a %s"):format(flag, takes[flag]), 0) end
+                if val == nil then error(("config: --%s needs a %s"):format(quote(flag), takes[flag]), 0) end
             end
-            if flag == "config" then apply(cfg, defaults, load_config_file(val), val, flags.given) end
+            if flag == "config" then apply(cfg, defaults, load_config_file(val), val, flags.given, opts.internal) end
             flags[flag] = val
         elseif flag and switches[flag] then
             flags[flag] = true
@@ -229,15 +323,15 @@ function config.parse(defaults, args, opts)
             for k, v in pairs(takes) do if k ~= "config" then known[#known + 1] = "--" .. k .. " " .. v end end
             for k in pairs(switches) do known[#known + 1] = "--" .. k end
             table.sort(known)
-            error(("config: unknown flag '%s' (flags: %s; settings are key=value)"):format(a, table.concat(known, ", ")), 0)
+            error(("config: unknown flag '%s' (flags: %s; settings are key=value)"):format(quote(a), table.concat(known, ", ")), 0)
         else
             local k, v = a:match("^([%a_][%w_%.]*)=(.*)$")
             if k then
-                set(cfg, defaults, k, parse_value(v), "the command line", flags.given)
+                set(cfg, defaults, k, parse_value(v), "the command line", flags.given, v, opts.internal)
             elseif opts.words then
                 flags.words[#flags.words + 1] = a
             else
-                error(("config: cannot read argument '%s' (want key=value; --help lists the keys)"):format(a), 0)
+                error(("config: cannot read argument '%s' (want key=value; --help lists the keys)"):format(quote(a)), 0)
             end
         end
         i = i + 1
@@ -264,10 +358,14 @@ end
 
 local function readable(path)
     if type(path) ~= "string" then return "must be a path" end
+    -- opening a FIFO (or a device) would wait for a writer: only files and folders are opened
+    local kind, why = require("blt.core").file_kind(path)
+    if not kind then return "cannot be read (" .. why .. ")" end
+    if kind ~= "file" and kind ~= "folder" then return "is a " .. kind .. ", not a regular file or a folder" end
     local f = io.open(path, "rb")
     if not f then
         local _, err = io.open(path, "rb")
-        return "cannot be read (" .. tostring(err) .. ")"
+        return "cannot be read (" .. quote(err) .. ")"
     end
     local ok, _, code = f:read(0)
     if ok == nil and code == 21 then -- EISDIR: a folder, whose files blt.data reads
@@ -283,9 +381,35 @@ local function readable(path)
     return nil
 end
 
+-- float32's largest finite value and smallest normal one (FLT_MAX, FLT_MIN)
+config.FLT_MAX, config.FLT_MIN = 3.4028234663852886e38, 1.1754943508222875e-38
+
+local check_rule
+
+-- A rule ending in " float32" (e.g. "> 0 float32") is for a value the C core receives
+-- as a float: it must be 0 or a normal float32 (no overflow to inf, no underflow to a
+-- subnormal or 0), and the rest of the rule must hold for the float32 it rounds to
+-- (beta1 = 0.99999999 becomes 1, outside "[0, 1)").
+local function check_float32(rule, v)
+    if type(v) ~= "number" then return "must be a number" end
+    if v ~= v then return "must be a number, not NaN" end
+    local a = math.abs(v)
+    if a > config.FLT_MAX then return ("must be at most %.7g in magnitude (it reaches C as a float32)"):format(config.FLT_MAX) end
+    if v ~= 0 and a < config.FLT_MIN then
+        return ("is below %.7g, the smallest normal float32 (C receives it as a float32: 0 or a subnormal)")
+            :format(config.FLT_MIN)
+    end
+    local msg = check_rule(rule, v)
+    if msg then return msg end
+    local f = string.unpack("f", string.pack("f", v))
+    msg = check_rule(rule, f)
+    if msg then return ("is %.9g as a float32 (which C receives), which %s"):format(f, msg) end
+end
+
 -- One rule applied to one value: nil when it holds, else what is wrong.
-local function check_rule(rule, v)
+function check_rule(rule, v)
     if type(rule) == "function" then return rule(v) end
+    if type(rule) == "string" and rule:match("%sfloat32$") then return check_float32(rule:gsub("%s+float32$", ""), v) end
     if type(rule) == "table" then
         for _, allowed in ipairs(rule) do if v == allowed then return nil end end
         local names = {}
@@ -309,6 +433,10 @@ local function check_rule(rule, v)
     error("config: bad rule " .. tostring(rule))
 end
 
+-- check_rule(rule, value) -> nil when the value satisfies the rule, else what is wrong
+-- (for modules that bound their own options with the same rules).
+config.check_rule = check_rule
+
 -- Text of a rule for --help.
 function config.rule_text(rule)
     if type(rule) == "table" then
@@ -330,7 +458,7 @@ function config.check(cfg, rules, defaults)
         for _, p in ipairs(paths(defaults)) do
             local v = config.get(cfg, p)
             if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
-                error(("config: %s = %s: must be a finite number"):format(p, tostring(v)), 0)
+                error(("config: %s = %s: must be a finite number"):format(p, quote(v)), 0)
             end
         end
     end
@@ -338,13 +466,14 @@ function config.check(cfg, rules, defaults)
         local v = config.get(cfg, k)
         if v ~= nil and v ~= config.OPTIONAL then
             local msg = check_rule(rules[k], v)
-            if msg then error(("config: %s = %s: %s"):format(k, tostring(v), msg), 0) end
+            if msg then error(("config: %s = %s: %s"):format(k, quote(v), msg), 0) end
         end
     end
 end
 
--- Text listing every key, its default, its allowed values and its doc line.
-function config.help(defaults, docs, rules)
+-- Text listing every key, its default, its allowed values and its doc line
+-- (internal: opts.internal of config.parse, keys marked as not to be given).
+function config.help(defaults, docs, rules, internal)
     local lines = {}
     for _, path in ipairs(paths(defaults)) do
         local d = config.get(defaults, path)
@@ -352,6 +481,7 @@ function config.help(defaults, docs, rules)
         local rule = rules and config.rule_text(rules[path])
         local text = type(doc) == "string" and doc or ""
         if rule then text = text .. (text ~= "" and "; " or "") .. rule end
+        if internal_reason(internal, path) then text = text .. (text ~= "" and "; " or "") .. "not to be given" end
         lines[#lines + 1] = ("  %-26s %-14s %s"):format(path, tostring(d), text)
     end
     return table.concat(lines, "\n")
@@ -414,13 +544,12 @@ function config.script(s)
     local ok, cfg, flags = pcall(config.parse, s.defaults, s.args or {}, s)
     if ok and flags.help then
         print(s.usage or ("usage: ./blt " .. s.name .. " [key=value ...] [--config FILE.lua]"))
-        print("\nkeys (default, meaning; allowed values):\n" .. config.help(s.defaults, s.docs, s.rules))
+        print("\nkeys (default, meaning; allowed values):\n" .. config.help(s.defaults, s.docs, s.rules, s.internal))
         return nil
     end
     if ok then ok, cfg = pcall(function() config.check(cfg, s.rules, s.defaults) return cfg end) end
     if not ok then
-        io.stderr:write(s.name, ": ", tostring(cfg), "\n")
-        os.exit(2)
+        require("blt.util").die(s.name, cfg)
     end
     return cfg, flags
 end

@@ -62,7 +62,7 @@ local function home()
 end
 
 local function exists(path)
-    local f = io.open(path, "rb")
+    local f = util.open_read(path)
     if not f then return false end
     local size = f:seek("end")
     f:close()
@@ -76,12 +76,12 @@ local function make_default_corpus()
     local root = home()
     local path = root .. "/data/kjv.txt"
     if exists(path) then return path end
-    if not os.execute("command -v bible >/dev/null 2>&1") then
+    local core = require "blt.core"
+    if not core.which("bible") then
         error("blt.data.default_corpus: " .. path .. " is missing and the 'bible' program (Debian package "
             .. "bible-kjv) that makes it is not installed: run 'make deps'", 2)
     end
-    local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-    local ok = os.execute(("sh %s %s"):format(q(root .. "/scripts/make_corpus.sh"), q(path)))
+    local ok = core.spawn({"sh", root .. "/scripts/make_corpus.sh", path})
     if not ok or not exists(path) then
         error("blt.data.default_corpus: scripts/make_corpus.sh could not write " .. path
             .. " (see its message above; 'make deps' installs bible-kjv)", 2)

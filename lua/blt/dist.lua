@@ -110,6 +110,45 @@ function dist.on_root(fn, kind)
     error(body, 0)
 end
 
+-- Whether every rank holds the same settings: entries is a list of {key, value} (value
+-- a string) in the same key order on every rank. Rank 0's list is broadcast, each rank
+-- compares it with its own, and one all-reduce tells every rank which ranks differ, so
+-- all of them learn it together and none is left waiting in a later collective.
+-- Returns nil when all agree; else the list of ranks that differ from rank 0 and this
+-- rank's differences {key =, mine =, root =} (empty on rank 0 and on agreeing ranks).
+-- This must be the first collective of a run: the ranks cannot be trusted to reach
+-- the same later ones before it has passed.
+function dist.disagreements(entries)
+    if info.size == 1 then return nil end
+    local function line(k, v) return k .. "\t" .. v:gsub("[\\\n\t]", {["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t"}) end
+    local lines = {}
+    for i, e in ipairs(entries) do lines[i] = line(e[1], e[2]) end
+    local mine = table.concat(lines, "\n")
+    local root = core.dist_bcast(mine)
+    local differ = {}
+    if root ~= mine then
+        local theirs, seen = {}, {}
+        for l in (root .. "\n"):gmatch("([^\n]*)\n") do
+            local k, v = l:match("^([^\t]*)\t(.*)$")
+            if k then theirs[k] = v end
+        end
+        for i, e in ipairs(entries) do
+            local k = e[1]
+            seen[k] = true
+            local v = lines[i]:sub(#k + 2)
+            if theirs[k] ~= v then differ[#differ + 1] = {key = k, mine = e[2], root = theirs[k]} end
+        end
+        for k in pairs(theirs) do if not seen[k] then differ[#differ + 1] = {key = k, root = theirs[k]} end end
+    end
+    local flags = {}
+    for r = 1, info.size do flags[r] = (r - 1 == info.rank and #differ > 0) and 1 or 0 end
+    local sums = core.dist_allreduce_sum(flags)
+    local ranks = {}
+    for r = 1, info.size do if sums[r] > 0 then ranks[#ranks + 1] = r - 1 end end
+    if #ranks == 0 then return nil end
+    return ranks, differ
+end
+
 -- Stop reasons agreed by all ranks: the largest code any rank has wins (a signal over
 -- the time limit), so all stop after the same step and none waits in a collective.
 local SIGNALS = {[1] = "SIGHUP", [2] = "SIGINT", [15] = "SIGTERM"}

@@ -170,9 +170,9 @@ function entropy.corpus(model_path, corpus, opts)
         split = split, first = first, n = n, reset_on_newline = opts.reset_on_newline and 1 or 0,
     }
     local cache = opts.cache or (model_path:gsub("%.h5$", "") .. ".entropies-" .. split .. ".h5")
-    local f = io.open(cache, "rb")
-    if f then
-        f:close()
+    -- anything at that path (a FIFO too, which checkpoint.load refuses without opening it) is
+    -- checked; io.open would block on a FIFO
+    if core.file_kind(cache) then
         local ok, run = pcall(checkpoint.load, cache, {finite = true})
         local why
         if not ok then why = "unreadable: " .. tostring(run)

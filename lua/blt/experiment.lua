@@ -127,6 +127,19 @@ function experiment.with_common(defaults, docs, rules, families)
         "mpirun hostfile of the machines the runs spread over (with ranks > 1)", "readable"
     defaults.args, docs.args = {all = ""}, {all = words.all}
     for _, f in ipairs(families) do defaults.args[f], docs.args[f] = "", words[f] end
+    -- args.* are checked here, with the rest of the command line, against the keys of the
+    -- runs they go to: a typo stops the script before anything trains
+    local kinds = {blt = "blt", bytelm = "bytelm", bpe = "bpe_lm", entropy = "bytelm"}
+    local function words_rule(fams)
+        return function(v)
+            for _, f in ipairs(fams) do
+                local msg = require("blt.train").words_problem(kinds[f], require("blt.sweep").split_words(v))
+                if msg then return ("%s (for the %s runs; each word is key=value, separated by spaces)"):format(msg, f) end
+            end
+        end
+    end
+    rules["args.all"] = words_rule(families)
+    for _, f in ipairs(families) do rules["args." .. f] = words_rule({f}) end
     return defaults, docs, rules
 end
 
@@ -150,28 +163,45 @@ function experiment.ints(s)
     return out
 end
 
-function experiment.seed_list_rule(v)
-    local ws = experiment.words(v)
-    if #ws == 0 then return "must list at least one seed, like 1,2" end
-    for _, w in ipairs(ws) do
-        local x = math.tointeger(tonumber(w))
-        if not x or x < 0 then return ("has '%s': each seed must be an integer >= 0"):format(w) end
-    end
-end
-
--- A rule: a comma-separated list of allowed words, at least one, no repeats.
-function experiment.list_rule(allowed)
-    local ok = {}
-    for _, a in ipairs(allowed) do ok[a] = true end
-    return function(v)
+-- Every list key's rule is made by list_of: its items, at least one, and no item twice
+-- (a repeated seed or scheme would train the same point twice, into the same folder).
+-- item(w) returns the item's identity (two ways of writing one item give the same
+-- one) or nil and what is wrong ("is not a seed ...", said of the item); example: a
+-- valid item. experiment.LISTS[rule] is the example of each list rule (the tests find
+-- every list key by it).
+experiment.LISTS = setmetatable({}, {__mode = "k"})
+function experiment.list_of(what, item, example)
+    local rule = function(v)
         local ws, seen = experiment.words(v), {}
-        if #ws == 0 then return "must list at least one of " .. table.concat(allowed, ", ") end
+        if #ws == 0 then return ("must list at least one %s, like %s"):format(what, example) end
         for _, w in ipairs(ws) do
-            if not ok[w] then return ("has '%s' (known: %s)"):format(w, table.concat(allowed, ", ")) end
-            if seen[w] then return ("lists '%s' twice"):format(w) end
-            seen[w] = true
+            local id, err = item(w)
+            if id == nil then return ("'%s' %s"):format(w, err) end
+            if seen[id] then
+                return ("lists the %s '%s' twice%s"):format(what, tostring(id),
+                                                           seen[id] ~= w and (" ('%s' and '%s')"):format(seen[id], w) or "")
+            end
+            seen[id] = w
         end
     end
+    experiment.LISTS[rule] = example
+    return rule
+end
+
+experiment.seed_list_rule = experiment.list_of("seed", function(w)
+    local x = w:match("^%d+$") and math.tointeger(tonumber(w))
+    if not x then return nil, "is not a seed (an integer >= 0)" end
+    return x
+end, "1")
+
+-- A rule: a comma-separated list of allowed words (what: "scheme"), at least one, no repeats.
+function experiment.list_rule(allowed, what)
+    local ok = {}
+    for _, a in ipairs(allowed) do ok[a] = true end
+    return experiment.list_of(what or "item", function(w)
+        if not ok[w] then return nil, ("is not a %s (known: %s)"):format(what or "known item", table.concat(allowed, ", ")) end
+        return w
+    end, allowed[1])
 end
 
 -- ---- points ----
@@ -268,15 +298,19 @@ function experiment.size(s)
     return math.tointeger(tonumber(w)), math.tointeger(tonumber(l))
 end
 
-function experiment.size_list_rule(v)
-    local ws = experiment.words(v)
-    if #ws == 0 then return "must list at least one size WIDTHxLAYERS, like 128x2" end
-    for _, w in ipairs(ws) do
-        local d, l = experiment.size(w)
-        if not d or d < 2 or l < 1 or (d // heads_of(d)) % 2 ~= 0 or d % heads_of(d) ~= 0 then
-            return ("has '%s': each size is WIDTHxLAYERS with WIDTH a multiple of 32 (or an even number below 32)"):format(w)
-        end
+experiment.size_list_rule = experiment.list_of("size", function(w)
+    local d, l = experiment.size(w)
+    if not d or d < 2 or l < 1 or (d // heads_of(d)) % 2 ~= 0 or d % heads_of(d) ~= 0 then
+        return nil, "is not a size WIDTHxLAYERS with WIDTH a multiple of 32 (or an even number below 32)"
     end
+    return ("%dx%d"):format(d, l)
+end, "32x1")
+
+-- One size WIDTHxLAYERS.
+function experiment.size_rule(v)
+    local msg = experiment.size_list_rule(v)
+    if msg then return msg end
+    if #experiment.words(v) ~= 1 then return "must be one size WIDTHxLAYERS, like 128x2" end
 end
 
 -- The point of one scheme: its script, kind, model args (flat), run config (for

@@ -45,12 +45,24 @@ local function check(o, n, prompt)
 end
 
 -- The id chosen from logits (a Lua array of V numbers): bytes, and EOS unless o.eos == false.
+-- NaN or +inf logits (a diverged model) have no defined distribution: an error naming the
+-- first such id; -inf means "never", but not for every candidate.
 function generate.pick(logits, o, gen)
     local cand = {}
     for id = ids.OFFSET, ids.VOCAB - 1 do cand[#cand + 1] = id end
     if o.eos ~= false then cand[#cand + 1] = ids.EOS end
+    local finite = false
+    for _, id in ipairs(cand) do
+        local v = logits[id + 1]
+        if type(v) ~= "number" or v ~= v or v == math.huge then
+            error(("blt.generate: the model's logit for id %d is %s (a diverged or damaged model?)")
+                  :format(id, v ~= v and "NaN" or tostring(v)), 0)
+        end
+        finite = finite or v > -math.huge
+    end
+    if not finite then error("blt.generate: every candidate's logit is -inf (no byte can be drawn)", 0) end
     if o.temperature == 0 then
-        local best, bv = nil, -math.huge
+        local best, bv = cand[1], logits[cand[1] + 1]
         for _, id in ipairs(cand) do
             local v = logits[id + 1]
             if v > bv or (v == bv and id < best) then best, bv = id, v end
@@ -110,7 +122,7 @@ function generate.run(model, prompt, n, opts)
     local state, logits
     if o.cache then
         state = model:start()
-        if model.prefill then logits = model:prefill(state, row) -- the prompt in one pass
+        if model.prefill then logits = model:prefill(state, row) -- the prompt in chunks
         else for _, id in ipairs(row) do logits = model:step(state, id) end end
         logits = logits:reshape({-1}):totable()
     else

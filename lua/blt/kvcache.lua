@@ -4,6 +4,9 @@
 --                                          memory stays flat however long the output;
 --                                          window 0: every position (grows by doubling)
 --   local y = kvcache.block_step(block, x, c, pos)   one nn.TransformerBlock at position pos
+--   local y = kvcache.block_chunk(block, x, c, pos0) the block at positions pos0.. of x [1,n,dim], after
+--                                          what the cache holds (a prompt read in chunks: the work per
+--                                          chunk is bounded by the chunk and the window, not the prompt)
 --   c:reset()       forget every position (reset_on_newline); c:release() frees the storage now
 --   c:ensure()      room for one more position (outside blt.scope: a grown buffer must outlive the step)
 --
@@ -57,6 +60,32 @@ end
 -- The rows held ([1, size, dim] view; in a ring, not in time order).
 function Rows:view() return core.narrow(self.T, 2, 1, self:size()) end
 
+-- The rows held, oldest first ([1, size, dim]; a copy when a ring has wrapped).
+function Rows:ordered()
+    if self.count <= self.cap then return core.narrow(self.T, 2, 1, self.count) end
+    local start = self.count % self.cap -- the oldest row's slot (0-based)
+    if start == 0 then return self.T end
+    return core.concat({core.narrow(self.T, 2, start + 1, self.cap - start), core.narrow(self.T, 2, 1, start)}, 2)
+end
+
+-- Appends the n rows of x [1,n,dim] in order (a ring keeps the last `window`), in at
+-- most two copies. A growing buffer needs ensure(n) first, outside blt.scope.
+function Rows:append_block(x)
+    local n = x:size(2)
+    if self.window == 0 and self.count + n > self.cap then
+        error(("blt.kvcache: no room for %d more rows (call ensure(%d) before the step's scope)"):format(n, n), 2)
+    end
+    local i = self.window > 0 and math.max(0, n - self.cap) or 0 -- rows a ring would overwrite at once
+    local p = self.count + i
+    while i < n do
+        local slot = p % self.cap
+        local run = math.min(n - i, self.cap - slot)
+        core.narrow(self.T, 2, slot + 1, run):copy(core.narrow(x, 2, i + 1, run))
+        i, p = i + run, p + run
+    end
+    self.count = self.count + n
+end
+
 -- A key/value cache: two Rows.
 local Cache = {}
 Cache.__index = Cache
@@ -70,6 +99,7 @@ function Cache:release() self.k:release(); self.v:release() end
 function Cache:append(k, v) self.k:append(k); self.v:append(v) end
 function Cache:ensure(n) self.k:ensure(n); self.v:ensure(n) end
 function Cache:kv() return self.k:view(), self.v:view() end
+function Cache:append_block(k, v) self.k:append_block(k); self.v:append_block(v) end
 
 -- Self-attention of one position (x [1,1,dim], already normalised) at position pos.
 function kvcache.attention_step(attn, x, cache, pos)
@@ -80,25 +110,35 @@ function kvcache.attention_step(attn, x, cache, pos)
     return attn.wo:forward(core.attention(q, K, V, {heads = attn.heads}))
 end
 
--- Self-attention of T positions at once (x [1,T,dim], normalised) into an empty cache:
--- the layer's own causal (and window) attention over them, whose keys and values then
--- fill the cache (a ring keeps the last `window`). A prompt is read this way.
-function kvcache.attention_prefill(attn, x, cache, pos0)
-    if cache:size() ~= 0 then error("blt.kvcache: prefill needs an empty cache", 2) end
-    local T = x:size(2)
+-- Self-attention of n positions pos0.. at once (x [1,n,dim], normalised) after the
+-- positions the cache holds (the last `window` before pos0, or every one): queries see
+-- the cached keys and their own causally, within the window, as their steps would.
+-- Their keys and values are then appended.
+function kvcache.attention_chunk(attn, x, cache, pos0)
+    local n = x:size(2)
     local p = {}
-    for i = 1, T do p[i] = pos0 + i - 1 end
+    for i = 1, n do p[i] = pos0 + i - 1 end
     local rope = {theta = attn.theta, positions = core.tensor(p, "int32")}
     local q = core.rope(attn.wq:forward(x), attn.heads, rope)
     local k = core.rope(attn.wk:forward(x), attn.heads, rope)
     local v = attn.wv:forward(x)
-    local first = cache.k.window > 0 and math.max(1, T - cache.k.window + 1) or 1
-    for t = first, T do cache:append(core.narrow(k, 2, t, 1), core.narrow(v, 2, t, 1)) end
-    return attn.wo:forward(core.attention(q, k, v, attn.mask))
+    local held, K, V = cache:size(), k, v
+    if cache.k.window == 0 then -- every position, in order: the keys are the buffer itself, no copy
+        cache:append_block(k, v)
+        K, V = cache:kv()
+    elseif held > 0 then -- at most `window` rows copied, before the append overwrites the oldest
+        K = core.concat({cache.k:ordered(), k}, 2)
+        V = core.concat({cache.v:ordered(), v}, 2)
+        cache:append_block(k, v)
+    else
+        cache:append_block(k, v)
+    end
+    return attn.wo:forward(core.attention(q, K, V, {heads = attn.heads, causal = attn.causal, window = attn.mask.window,
+                                                    q_offset = held}))
 end
 
-function kvcache.block_prefill(block, x, cache, pos0)
-    local h = x + kvcache.attention_prefill(block.attn, block.attn_norm:forward(x), cache, pos0)
+function kvcache.block_chunk(block, x, cache, pos0)
+    local h = x + kvcache.attention_chunk(block.attn, block.attn_norm:forward(x), cache, pos0)
     return h + block.ffn:forward(block.ffn_norm:forward(h))
 end
 

@@ -9,8 +9,25 @@ local util = require "blt.util"
 
 local optim = {}
 
+-- The bounds of every hyperparameter (blt.config rules): the C step receives them as
+-- float32, so each must be a normal float32 too; a NaN or a negative eps is refused
+-- here instead of turning every parameter into NaN.
+local HP_RULES = {
+    AdamW = {lr = ">= 0 float32", beta1 = "[0, 1) float32", beta2 = "[0, 1) float32", eps = "> 0 float32",
+             weight_decay = ">= 0 float32"},
+    SGD = {lr = ">= 0 float32", momentum = "[0, 1] float32", weight_decay = ">= 0 float32"},
+}
+
+local function check_hp(fn, kind, name, v, level)
+    local msg = require("blt.config").check_rule(HP_RULES[kind][name], v)
+    if msg then error(("blt.optim.%s: %s = %s: %s"):format(fn, name, tostring(v), msg), level + 1) end
+end
+
 local function check_opts(fn, opts, defaults)
     local o = util.options("blt.optim." .. fn, opts, defaults, nil, 3)
+    if HP_RULES[fn] then
+        for name in pairs(HP_RULES[fn]) do check_hp(fn, fn, name, o[name], 3) end
+    end
     return o -- not a tail call: the error level counts this frame
 end
 
@@ -85,17 +102,23 @@ function optim.SGD(params, opts)
     return self
 end
 
--- One update; lr overrides the configured rate (for schedules).
+-- One update; lr overrides the configured rate (for schedules). Returns true when
+-- every updated parameter and moment is finite; false means the update overflowed
+-- (a too large lr): the parameters hold inf or NaN now and must not be saved.
 function Optimizer:step(lr)
     lr = lr or self.hp.lr
+    check_hp(self.kind .. ":step", self.kind, "lr", lr, 2)
     self.step_count = self.step_count + 1
     local h = self.hp
+    local bad
     if self.kind == "AdamW" then
-        core.nn_adamw_step(self.flat, self.flat_grad, self.m, self.v, self.slices, self.step_count, lr, h.beta1, h.beta2,
-                           h.eps, h.weight_decay)
+        bad = core.nn_adamw_step(self.flat, self.flat_grad, self.m, self.v, self.slices, self.step_count, lr, h.beta1,
+                                 h.beta2, h.eps, h.weight_decay)
     else
-        core.nn_sgd_step(self.flat, self.flat_grad, self.m, self.slices, self.step_count, lr, h.momentum, h.weight_decay)
+        bad = core.nn_sgd_step(self.flat, self.flat_grad, self.m, self.slices, self.step_count, lr, h.momentum,
+                               h.weight_decay)
     end
+    return not bad
 end
 
 function Optimizer:zero_grad() core.nn_zero_(self.flat_grad) end

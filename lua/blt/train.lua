@@ -20,8 +20,16 @@
 -- folder) from the checkpoint, where every key may change.
 --
 -- Exit statuses: 0 finished (also at train.time_limit or train.stop_at); 1 an error;
--- 2 a bad command line or config; 3 stopped on non-finite losses or gradients;
+-- 2 a bad command line or config, or a run folder that cannot be taken (it or its
+-- .lock a symbolic link); 3 stopped on non-finite losses or gradients; 4 a run file
+-- could not be written (disk full, read-only, a symbolic link in its place): the
+-- message names the file, the last checkpoint is kept;
 -- 129, 130, 143 stopped by SIGHUP, SIGINT, SIGTERM after saving a checkpoint.
+--
+-- A run writes only inside its own folder, and only its own files: the folder is
+-- refused when it is a symbolic link, every file is written to a new temporary file
+-- (never through a symbolic link) renamed over its name (core.write_file, the
+-- checkpoint and metrics writers), .lock is never opened through a symbolic link.
 --
 -- Under mpirun every rank runs this same loop on its slice of the global batch
 -- (blt.dist, docs/distributed.md): the steps agree, and rank 0 alone writes files
@@ -37,7 +45,7 @@ local progress = require "blt.progress"
 
 local train = {}
 
-train.EXIT = {finished = 0, error = 1, config = 2, nonfinite = 3, SIGHUP = 129, SIGINT = 130, SIGTERM = 143}
+train.EXIT = {finished = 0, error = 1, config = 2, nonfinite = 3, write = 4, SIGHUP = 129, SIGINT = 130, SIGTERM = 143}
 
 train.defaults = {
     train = {
@@ -106,9 +114,11 @@ train.docs = {
 
 train.rules = {
     ["train.steps"] = ">= 1", ["train.total_steps"] = ">= 0", ["train.batch"] = ">= 1", ["train.seq_len"] = ">= 1",
-    ["train.lr"] = "> 0", ["train.warmup"] = ">= 0", ["train.schedule"] = {"warmup_cosine", "constant", "linear"},
-    ["train.min_lr_ratio"] = "[0, 1]", ["train.weight_decay"] = ">= 0", ["train.beta1"] = "[0, 1)",
-    ["train.beta2"] = "[0, 1)", ["train.eps"] = "> 0", ["train.grad_clip"] = ">= 0", ["train.seed"] = ">= 0",
+    -- the optimiser's values reach C as float32 (AdamW's step, the lr, the clip's scale)
+    ["train.lr"] = "> 0 float32", ["train.warmup"] = ">= 0", ["train.schedule"] = {"warmup_cosine", "constant", "linear"},
+    ["train.min_lr_ratio"] = "[0, 1] float32", ["train.weight_decay"] = ">= 0 float32", ["train.beta1"] = "[0, 1) float32",
+    ["train.beta2"] = "[0, 1) float32", ["train.eps"] = "> 0 float32", ["train.grad_clip"] = ">= 0 float32",
+    ["train.seed"] = ">= 0",
     ["train.threads"] = "[0, 256]", ["train.time_limit"] = ">= 0", ["train.log_every"] = ">= 1",
     ["train.stop_at"] = ">= 0", ["train.max_nonfinite"] = ">= 1",
     ["data.path"] = "readable", ["data.val_fraction"] = "(0, 1)",
@@ -170,12 +180,33 @@ local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
 local exists = require("blt.util").exists
 
+-- Raised when a run file cannot be written (train.EXIT.write): train.run prints it
+-- with the run's last checkpoint and exits with status 4.
+local WriteError = {}
+
+-- fn(...), with a failure turned into a WriteError whose message starts at the file:
+-- the Lua position and the functions' names ("blt.metrics:log: metrics:flush: ") go.
+local function writing(fn, ...)
+    local ok, res = pcall(fn, ...)
+    if ok then return res end
+    local msg = tostring(type(res) == "table" and res.msg or res):gsub("^[^\n]-%.lua:%d+: ", "", 1)
+    for _ = 1, 4 do
+        local w = msg:match("^([%w_.:]+): ")
+        if not w or w:find("/", 1, true) then break end
+        msg = msg:sub(#w + 3)
+    end
+    error(setmetatable({msg = msg}, WriteError), 0)
+end
+
 local function write_file_atomic(path, text)
-    local tmp = path .. ".tmp"
-    local f = assert(io.open(tmp, "wb"))
-    f:write(text)
-    f:close()
-    assert(os.rename(tmp, path))
+    writing(function() assert(core.write_file(path, text)) end)
+end
+
+-- A metrics writer whose failures are WriteErrors.
+local function guarded(m)
+    return setmetatable({}, {__index = function(_, k)
+        return function(_, ...) return writing(m[k], m, ...) end
+    end})
 end
 
 -- Every tensor a checkpoint holds (frozen parts of the model included).
@@ -188,29 +219,15 @@ end
 -- Everything needed to continue exactly: parameters, optimiser moments and step,
 -- the sampler's RNG state, the step, the config, the wall time so far.
 local function save_checkpoint(run, step)
-    run.saved_step = step
-    if not dist.is_root() then return end -- one writer
+    if not dist.is_root() then run.saved_step, run.saved_path = step, run.ckpt_path return end -- one writer
     local checkpoint = require "blt.checkpoint"
     local st = run.opt:state()
-    checkpoint.save(run.ckpt_path, {config = run.cfg, step = step, params = param_table(run.model),
+    writing(checkpoint.save, run.ckpt_path, {config = run.cfg, step = step, params = param_table(run.model),
                                     optim = {step = st.step, m = st.m, v = st.v, kind = st.kind,
                                              frozen = run.model.frozen},
                                     state = {rng = run.sampler:state(), step = step,
                                              elapsed = run.elapsed0 + core.now() - run.start}})
-    run.saved_step = step
-end
-
--- Bytes a model of n parameters needs for training: parameters, gradients and two
--- AdamW moments in float32.
-local function training_bytes(n) return 16 * n end
-
-local function available_memory()
-    local f = io.open("/proc/meminfo")
-    if not f then return nil end
-    local text = f:read("a")
-    f:close()
-    local kb = text:match("MemAvailable:%s*(%d+)") or text:match("MemTotal:%s*(%d+)")
-    return kb and tonumber(kb) * 1024
+    run.saved_step, run.saved_path = step, run.ckpt_path -- only once the save succeeded
 end
 
 -- ---------------------------------------------------------------- 1. parse
@@ -227,6 +244,11 @@ local function resume_config(defaults, cfg, flags)
         or saved.state.rng == nil then
         config_error(("%s holds no optimiser or sampler state (/optim, /state): it is a model, not a run to "
             .. "resume"):format(flags.resume))
+    end
+    -- the training scripts' optimiser is AdamW: another's state (SGD's, from the library) cannot continue it
+    if saved.optim.kind ~= nil and saved.optim.kind ~= "AdamW" then
+        config_error(("%s holds the state of a %s optimiser; the training scripts continue AdamW only")
+            :format(flags.resume, tostring(saved.optim.kind)))
     end
     local okm, base = pcall(config.merge, defaults, saved.config or {}, flags.resume)
     if not okm then config_error(base) end
@@ -257,21 +279,38 @@ local function resume_config(defaults, cfg, flags)
     return base, saved
 end
 
--- A model larger than memory is refused before any allocation.
-local function check_memory(M, cfg)
-    local n = M.count_params(cfg, true)
-    local need, have = training_bytes(n), available_memory()
-    if have and need > have then
-        config_error(("the model has %d parameters: training needs at least %.1f GB (parameters, gradients, "
-            .. "AdamW moments), more than the %.1f GB available"):format(n, need / 1e9, have / 1e9))
+-- A run larger than memory (parameters, optimiser state and a step's activations,
+-- blt.memory) is refused before any allocation.
+local function check_memory(M, cfg, resumed)
+    local msg = require("blt.memory").check(M, cfg, {before_setup = M.setup ~= nil and not resumed})
+    if msg then config_error(msg) end
+end
+
+-- A corpus too short for the run is refused before any work (the sampler draws rows
+-- of train.seq_len train ids; validation needs at least one id).
+local function check_corpus(cfg, corpus)
+    local info = corpus:info()
+    local where = cfg.data.path or table.concat(corpus.paths, ",")
+    if info.train < cfg.train.seq_len + 1 then
+        config_error(("data.path = %s: its train split holds %d ids, fewer than a row needs (train.seq_len = %d, "
+            .. "and one more for the last target; %d bytes in %d "
+            .. "documents, each ending with EOS; data.val_fraction = %g): give a longer corpus, a smaller "
+            .. "train.seq_len or another data.val_fraction")
+            :format(where, info.train, cfg.train.seq_len, info.bytes, info.documents, cfg.data.val_fraction))
+    end
+    if info.val < 1 then
+        config_error(("data.path = %s: its validation split is empty: data.val_fraction = %g holds out %d of the "
+            .. "corpus's %d ids (%d bytes in %d documents): validation needs at least 1; give a larger "
+            .. "data.val_fraction (at least %.3g) or a larger corpus"):format(where, cfg.data.val_fraction, info.val,
+                                                   info.stream, info.bytes, info.documents, 1 / math.max(1, info.stream)))
     end
 end
 
 -- The command line and, for --resume/--fork, the checkpoint: returns the resolved
 -- config (every value checked), the flags and the loaded checkpoint (or nil).
-local function parse(spec, defaults, rules)
+local function parse(spec, defaults, rules, internal)
     local ok, cfg, flags = pcall(config.parse, defaults, spec.args or {},
-                                 {flags = {resume = "CHECKPOINT", fork = "NAME"}})
+                                 {flags = {resume = "CHECKPOINT", fork = "NAME"}, internal = internal})
     if not ok then config_error(cfg) end
     if flags.help then return nil, flags end
     if flags.fork and not flags.resume then config_error("--fork NAME starts a new run from a checkpoint: give --resume CHECKPOINT too") end
@@ -284,7 +323,7 @@ local function parse(spec, defaults, rules)
         if not oks then config_error(e) end
     end
     if cfg.train.total_steps == 0 then cfg.train.total_steps = cfg.train.steps end
-    check_memory(spec.M, cfg)
+    check_memory(spec.M, cfg, flags.resume ~= nil)
     return cfg, flags, saved
 end
 
@@ -298,10 +337,10 @@ local function take_folder(spec, cfg, flags)
         dir = dirname(flags.resume)
     elseif flags.fork then
         local okn = train.rules["out.name"](flags.fork)
-        if okn then config_error("--fork " .. flags.fork .. ": " .. okn) end
+        if okn then config_error("--fork " .. config.quote(flags.fork) .. ": " .. okn) end
         cfg.out.name = flags.fork
         dir = cfg.out.dir .. "/" .. flags.fork
-        if exists(dir) then config_error(("--fork %s: %s exists; choose another name"):format(flags.fork, dir)) end
+        if core.lkind(dir) then config_error(("--fork %s: %s exists; choose another name"):format(flags.fork, dir)) end
     elseif cfg.out.name then
         dir = cfg.out.dir .. "/" .. cfg.out.name
         local names = core.listdir(dir)
@@ -312,29 +351,35 @@ local function take_folder(spec, cfg, flags)
     else
         local base = ("%s-%d"):format(spec.name, cfg.train.seed)
         local name, k = base, 1
-        while exists(cfg.out.dir .. "/" .. name) do
+        while core.lkind(cfg.out.dir .. "/" .. name) do -- a symbolic link, even dangling, is taken
             k = k + 1
             name = ("%s.%d"):format(base, k)
         end
         cfg.out.name = name
         dir = cfg.out.dir .. "/" .. name
     end
+    -- the folder itself, never another one through a symbolic link (out.overwrite included)
+    if core.lkind(dir) == "link" then
+        config_error(("%s is a symbolic link: a run writes only in its own folder (choose another out.name, "
+            .. "or remove the link)"):format(dir))
+    end
     local ok, err = core.mkdir(dir)
     if not ok then config_error(err) end
+    if core.lkind(dir) ~= "folder" then config_error(("%s is not a folder"):format(dir)) end
     -- one run per folder: a second process is refused before it touches a file here
     local okl, lerr = core.lock(dir .. "/.lock")
-    if not okl then config_error(lerr .. ": another run is using this folder") end
+    if not okl then config_error(lerr .. (lerr:find("held by", 1, true) and ": another run is using this folder" or "")) end
     if not flags.resume or flags.fork then
         if cfg.out.overwrite then -- a replaced run leaves none of its files behind
             for _, f in ipairs {"checkpoint.h5", "metrics.h5", "result.json", "config.json", "loss.png"} do
-                os.remove(dir .. "/" .. f)
+                os.remove(dir .. "/" .. f) -- a symbolic link: the link, not its target
             end
         end
     end
-    -- a save interrupted by a kill leaves its temporary file; the checkpoint itself is intact,
-    -- and the lock says no other process is writing here
+    -- a save interrupted by a kill leaves its temporary file (<file>.tmp.<pid>[.k]); the
+    -- file itself is intact, and the lock says no other process is writing here
     for _, f in ipairs(core.listdir(dir) or {}) do
-        if f:match("^checkpoint%.h5%.tmp%.") then os.remove(dir .. "/" .. f) end
+        if f:match("%.tmp%.%d+$") or f:match("%.tmp%.%d+%.%d+$") then os.remove(dir .. "/" .. f) end
     end
     return dir
 end
@@ -390,8 +435,11 @@ local function train_step(run, lr)
         -- a non-finite loss or gradient would poison the weights and the moments: skip the update
         if not (finite(li) and finite(gn)) then return li, gn, lr, true end
         run.opt:clip_grad_norm(run.cfg.train.grad_clip)
-        run.opt:step(lr)
-        return li, gn, lr, false
+        -- an update that overflows (a finite but too large lr) leaves inf or NaN in the
+        -- parameters: it cannot be skipped after the fact, so the run stops (every rank
+        -- takes the same update from the same summed gradients, so all see it alike)
+        local finite_update = run.opt:step(lr)
+        return li, gn, lr, false, not finite_update
     end)
 end
 
@@ -407,7 +455,7 @@ local function step_loop(spec, run)
     local start_step = run.step
     while run.step < t.steps do
         local step = run.step + 1
-        local loss, gnorm, lr, skipped = train_step(run, sched(step))
+        local loss, gnorm, lr, skipped, overflowed = train_step(run, sched(step))
         run.step = step
         if skipped then
             bad = bad + 1
@@ -424,6 +472,13 @@ local function step_loop(spec, run)
                      flops_per_byte = flops_per_byte(run),
                      bytes_per_s = (step - start_step) * bytes_per_step
                                    / math.max(1e-9, core.now() - run.start - run.eval_time)}
+        if overflowed then
+            run.metrics:log(row)
+            bar:finish()
+            run.fault = ("the update of step %d made parameters or AdamW moments non-finite (lr %.3g; train.lr = %g, "
+                .. "train.weight_decay = %g): the model is lost and nothing was saved"):format(step, lr, t.lr, t.weight_decay)
+            return "nonfinite"
+        end
         if bad >= t.max_nonfinite then
             run.metrics:log(row)
             bar:finish()
@@ -501,18 +556,55 @@ local function plot_history(spec, run)
     if #xs < 2 then return nil end
     local series = {{name = "train", x = xs, y = ys, style = "lines"}}
     if #vx > 0 then series[2] = {name = "validation", x = vx, y = vy} end
-    return plot.lines {path = run.dir .. "/loss.png", title = spec.name .. ": bits per byte", xlabel = "step",
-                       ylabel = "bits per byte", series = series}
+    -- gnuplot opens its output by name (through a symbolic link too): it draws into a
+    -- temporary file of ours, which then becomes loss.png as every run file does
+    local tmp = os.tmpname()
+    local ok, err = pcall(plot.lines, {path = tmp, title = spec.name .. ": bits per byte", xlabel = "step",
+                                       ylabel = "bits per byte", series = series})
+    local png = ok and require("blt.util").read_file(tmp)
+    os.remove(tmp)
+    if not ok then error(err, 0) end
+    if not png or png == "" then error("gnuplot wrote no image", 0) end
+    local path = run.dir .. "/loss.png"
+    write_file_atomic(path, png)
+    return path
+end
+
+-- Whether the checkpoint at path can be resumed: it loads (with the checks of
+-- checkpoint.load: checksums, shapes, finite values), is at the step this run saved,
+-- and every parameter and optimiser moment in it is finite (checked here too, so the
+-- promise does not rest on the loader's options). Returns true, or false and why not.
+function train.verify_checkpoint(path, step)
+    local ok, ck = pcall(require("blt.checkpoint").load, path)
+    if not ok then return false, tostring(ck) end
+    if ck.step ~= step then return false, ("it is at step %s, not %d"):format(tostring(ck.step), step) end
+    local groups = {params = ck.params or {}}
+    if type(ck.optim) == "table" then groups["optim.m"], groups["optim.v"] = ck.optim.m or {}, ck.optim.v or {} end
+    for what, tensors in pairs(groups) do
+        for name, x in pairs(tensors) do
+            -- the norm of a float32 tensor is finite exactly when every element is (in double, no overflow)
+            local okn, norm = pcall(core.nn_l2norm, x)
+            if okn and not finite(norm) then return false, ("%s %s holds non-finite values"):format(what, name) end
+        end
+    end
+    return true
 end
 
 -- What a person reads at the end: how the run ended and what to do next.
 local function tell(spec, run, result, reason)
     local t = run.cfg.train
     if reason == "nonfinite" then
-        io.stderr:write(("%s: stopped at step %d: %s. %s\n"):format(spec.name, run.step, run.fault, run.saved_step
-            and ("The last checkpoint (%s, step %d) is intact: --resume it, or --fork it with a lower train.lr")
-                :format(run.ckpt_path, run.saved_step)
-            or "No checkpoint was saved before; lower train.lr and start again"))
+        local advice = "No checkpoint was saved before; lower train.lr and start again"
+        if run.saved_step then
+            -- "intact" only after reading it back: a fork's first checkpoint, a file
+            -- changed or removed since, would otherwise be promised wrongly
+            local ok, why = train.verify_checkpoint(run.saved_path, run.saved_step)
+            advice = ok and ("The last checkpoint (%s, step %d) was read back and is intact (every weight finite): "
+                             .. "--resume it, or --fork it with a lower train.lr"):format(run.saved_path, run.saved_step)
+                or ("The last checkpoint (%s, step %d) could not be verified (%s); lower train.lr and start again")
+                    :format(run.saved_path, run.saved_step, why)
+        end
+        io.stderr:write(("%s: stopped at step %d: %s. %s\n"):format(spec.name, run.step, run.fault, advice))
     elseif reason:match("^SIG") or reason == "stop_at" then
         io.stderr:write(("%s: stopped (%s) after step %d; checkpoint saved; continue with:\n  %s./blt %s --resume %s\n")
             :format(spec.name, reason == "stop_at" and ("train.stop_at = " .. t.stop_at) or reason, run.step,
@@ -542,6 +634,15 @@ local function report(spec, run, reason)
         result.val_bpb, result.val_bytes = train.evaluate(run.model, run.corpus, {seq_len = t.seq_len + 1,
             batch = cfg.eval.batch, max_bytes = cfg.eval.final_max_bytes})
         run.eval_time = run.eval_time + core.now() - t0
+        if not finite(result.val_bpb) then
+            -- finite weights whose outputs overflow (skipped steps left them so): no
+            -- result to record, and no checkpoint of them over the last one saved
+            run.fault = ("the final validation gave %s bits per byte over %d bytes (the model's outputs are not "
+                .. "finite)"):format(tostring(result.val_bpb), result.val_bytes)
+            result.val_bpb, result.val_bytes = nil, nil
+            reason = "nonfinite"
+            result.exit_reason, result.exit_status = reason, train.EXIT.nonfinite
+        end
         if run.final_row then run.final_row.val_bpb = result.val_bpb end
     end
     if run.final_row then run.metrics:log(run.final_row) end
@@ -571,7 +672,7 @@ local function report(spec, run, reason)
     if cfg.out.plot then
         local okp, png = pcall(plot_history, spec, run)
         if okp then result.plot = png
-        else io.stderr:write(spec.name, ": no loss.png: ", tostring(png), "\n") end
+        else io.stderr:write(spec.name, ": no loss.png: ", tostring(type(png) == "table" and png.msg or png), "\n") end
     end
     tell(spec, run, result, reason)
     dist.barrier()
@@ -580,6 +681,9 @@ local function report(spec, run, reason)
 end
 
 -- ---------------------------------------------------------------- the whole run
+
+-- Validation needs at least one held-out id (one target): an empty split would train
+-- the whole run and then have no bits per byte to report.
 
 -- The script's config: train.defaults and the kind's sections, with the script's
 -- own defaults over them; docs and rules to match.
@@ -601,20 +705,103 @@ local function merged_defaults(spec)
     local rules = {kind = {M.kind}}
     for k, v in pairs(train.rules) do rules[k] = v end
     for k, v in pairs(M.rules) do rules[k] = v end
-    return d, docs, rules
+    return d, docs, rules, train.internal(M)
+end
+
+-- Keys a run writes itself (config.parse's opts.internal): kind and the kind's own
+-- (M.internal, e.g. the BLT's patching.calibrated); given by the user they are refused,
+-- since they would silently change what the run does (a calibrated BLT skips calibration).
+function train.internal(M)
+    local t = {kind = "the script fixes the model kind"}
+    for k, v in pairs(M.internal or {}) do t[k] = v end
+    return t
+end
+
+-- Keys a rank may set for itself: how it uses its own machine, not what it computes
+-- (the ranks' sum of gradients does not depend on their thread counts).
+train.PER_RANK = {["train.threads"] = true}
+
+-- A number as text that reads back to the same number (the ranks compare these).
+local function exact(v)
+    if math.type(v) == "float" then return ("%.17g"):format(v) end
+    return tostring(v)
+end
+
+-- Under mpirun every rank must run the same config: rank 0's resolved config (every key
+-- but train.PER_RANK), its flags and, when resuming, the checkpoint's step and a hash of
+-- its bytes are compared by every rank before the first other collective. A difference
+-- (a different command line on one rank, a resume on one rank only, another copy of the
+-- checkpoint) would otherwise crash, hang or silently train something else; it stops
+-- every rank in order with status 2 and the keys that differ.
+local function agree_config(spec, cfg, flags, saved)
+    if dist.size() == 1 then return end
+    local entries = {}
+    for _, kv in ipairs(config.flat(cfg or {})) do
+        local p = kv:match("^([^=]*)=")
+        if not train.PER_RANK[p] then entries[#entries + 1] = {p, exact(config.get(cfg, p))} end
+    end
+    for _, f in ipairs {"help", "resume", "fork"} do
+        entries[#entries + 1] = {"--" .. f, flags[f] ~= nil and tostring(flags[f]) or "(not given)"}
+    end
+    local ck = "(none)"
+    if saved then ck = ("step %s, file hash %s"):format(tostring(saved.step), tostring(core.hash_file(flags.resume))) end
+    entries[#entries + 1] = {"checkpoint", ck}
+    local ranks, differ = dist.disagreements(entries)
+    if not ranks then return end
+    local prefix = ("[rank %d] %s: "):format(dist.rank(), spec.name)
+    local own = {}
+    for p in pairs(train.PER_RANK) do own[#own + 1] = p end
+    table.sort(own)
+    if #differ > 0 then
+        local parts = {}
+        for _, d in ipairs(differ) do
+            parts[#parts + 1] = ("%s: %s on rank 0, %s on rank %d"):format(d.key, d.root or "(absent)",
+                                                                           d.mine or "(absent)", dist.rank())
+        end
+        -- one write per message: the ranks' lines must not interleave
+        io.stderr:write(prefix .. "the ranks were started with different settings: " .. table.concat(parts, "; ")
+                        .. ". Every rank must run the same config (only " .. table.concat(own, ", ") .. " may differ)\n")
+    elseif dist.is_root() then
+        local names = {}
+        for _, r in ipairs(ranks) do names[#names + 1] = tostring(r) end
+        io.stderr:write(prefix .. "rank(s) " .. table.concat(names, ", ") .. " were started with settings that differ "
+                        .. "from rank 0's (each names its keys); nothing was run\n")
+    end
+    io.stderr:flush()
+    dist.barrier() -- every message is out before any rank ends
+    dist.finalize() -- all ranks know: an orderly end, not an abort
+    os.exit(train.EXIT.config)
+end
+
+-- The problem with key=value words meant for a run of model `kind` (an experiment's
+-- args.*: words a sweep adds to its training runs), found without running anything:
+-- each word must be key=value with a key, a type and a value that kind's scripts take.
+-- nil when they are fine, else the first problem as one line.
+function train.words_problem(kind, words)
+    local okm, M = pcall(models.get, kind)
+    if not okm then return tostring(M) end
+    for _, w in ipairs(words) do
+        if not w:match("^[%a_][%w_%.]*=") then return ("'%s' is not a key=value word"):format(w) end
+    end
+    local defaults, _, rules = merged_defaults({M = M})
+    local ok, cfg = pcall(config.parse, defaults, words)
+    if ok then ok, cfg = pcall(config.check, cfg, rules, defaults) end
+    if not ok then return (tostring(cfg):gsub("^config: ", "")) end
 end
 
 local function run_inner(spec)
     local data = require "blt.data"
     local checkpoint = require "blt.checkpoint"
     spec.M = models.get(spec.kind or "bytelm")
-    local defaults, docs, rules = merged_defaults(spec)
-    local cfg, flags, saved = parse(spec, defaults, rules)
+    local defaults, docs, rules, internal = merged_defaults(spec)
+    local cfg, flags, saved = parse(spec, defaults, rules, internal)
+    agree_config(spec, cfg, flags, saved)
     if flags.help then
         print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume CHECKPOINT [--fork NAME]]\n\n"
                .. "keys (default, meaning; allowed values):\n%s\n\nexit status: 0 finished, 2 bad config, "
-               .. "3 stopped on non-finite values, 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (checkpoint saved)")
-              :format(spec.script or spec.name, config.help(defaults, docs, rules)))
+               .. "3 stopped on non-finite values, 4 a run file could not be written, "
+               .. "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (checkpoint saved)")
+              :format(spec.script or spec.name, config.help(defaults, docs, rules, internal)))
         return nil
     end
     local t = cfg.train
@@ -626,6 +813,7 @@ local function run_inner(spec)
     local function say(msg) if dist.is_root() then io.stderr:write(msg) end end
     local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
     if not okc then config_error("data.path: " .. tostring(corpus)) end
+    check_corpus(cfg, corpus)
     -- a new run's own preparation (the BLT: its entropy model, calibration); a resumed
     -- or forked run takes everything from its checkpoint
     local source = saved
@@ -643,14 +831,22 @@ local function run_inner(spec)
     run.model = spec.M.build(cfg, t.seed, source)
     run.opt = optim.AdamW(run.model, {lr = t.lr, beta1 = t.beta1, beta2 = t.beta2, eps = t.eps,
                                       weight_decay = t.weight_decay})
-    run.sampler = corpus:sampler {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed}
+    -- a corpus too short for one row is the user's mistake, not a bug
+    local util_message = require("blt.util").message
+    local oks, sampler = pcall(corpus.sampler, corpus, {batch = t.batch, seq_len = t.seq_len + 1, seed = t.seed})
+    if not oks then config_error(table.concat(corpus.paths, ", ") .. ": " .. util_message(sampler)) end
+    run.sampler = sampler
     if saved then
         local okr, err = pcall(models.load_into, run.model, saved, {path = flags.resume})
         if not okr then config_error(err) end
-        run.opt:load_state({kind = saved.optim.kind, step = saved.optim.step, m = saved.optim.m, v = saved.optim.v})
-        run.sampler:set_state(saved.state.rng)
+        -- another optimiser's state (SGD's has no v) or a damaged sampler state: the checkpoint's fault
+        local oko, erro = pcall(function()
+            run.opt:load_state({kind = saved.optim.kind, step = saved.optim.step, m = saved.optim.m, v = saved.optim.v})
+            run.sampler:set_state(saved.state.rng)
+        end)
+        if not oko then config_error(("--resume %s: %s"):format(flags.resume, require("blt.util").message(erro))) end
         run.step = saved.step
-        run.saved_step = saved.step
+        run.saved_step, run.saved_path = saved.step, flags.resume -- a fork's last good state is its source
         run.elapsed0 = tonumber(saved.state.elapsed) or 0
         if flags.fork then run.forked_from = flags.resume else run.resumed_from = flags.resume end
     end
@@ -667,8 +863,8 @@ local function run_inner(spec)
         flags.fork and (" (forked from " .. flags.resume .. " at step " .. run.step .. ")")
         or flags.resume and (" (resumed at step " .. run.step .. ")") or "", describe_schedule(t)))
     if dist.is_root() then
-        run.metrics = checkpoint.Metrics(run.metrics_path, {flush_every = cfg.out.metrics_flush,
-                                                            append = flags.resume ~= nil and not flags.fork})
+        run.metrics = guarded(writing(checkpoint.Metrics, run.metrics_path, {flush_every = cfg.out.metrics_flush,
+                                                            append = flags.resume ~= nil and not flags.fork}))
         if flags.resume and not flags.fork then truncate_metrics(run.metrics, run.metrics_path, run.step) end
     else -- one writer: the other ranks' rows go nowhere
         local none = function() end
@@ -676,8 +872,12 @@ local function run_inner(spec)
     end
     core.catch_signals(true)
     run.start, run.allreduce0 = core.now(), dist.allreduce_seconds
-    local reason = step_loop(spec, run)
-    return report(spec, run, reason)
+    local ok, res = pcall(function() return report(spec, run, step_loop(spec, run)) end)
+    if ok then return res end
+    -- the metrics file gets the rows so far if it can (a resume drops those after the checkpoint)
+    pcall(run.metrics.close, run.metrics)
+    if getmetatable(res) == WriteError then res.run = run end
+    error(res, 0)
 end
 
 function train.run(spec)
@@ -687,8 +887,19 @@ function train.run(spec)
     if getmetatable(res) == ConfigError then
         -- every rank meets the same config error, but one may meet it alone (a file on its machine)
         io.stderr:write(dist.size() > 1 and ("[rank %d] "):format(dist.rank()) or "", spec.name, ": ",
-                        tostring(res.msg), "\n")
+                        require("blt.util").message(res), "\n")
         os.exit(train.EXIT.config)
+    end
+    if getmetatable(res) == WriteError then
+        local run = res.run
+        io.stderr:write(spec.name, ": cannot write a run file: ", tostring(res.msg), "\n")
+        if run then
+            io.stderr:write(("%s: stopped at step %d; %s\n"):format(spec.name, run.step, run.saved_step and
+                ("the last checkpoint (step %d) is intact; once the file can be written, continue with:\n  ./blt %s --resume %s")
+                    :format(run.saved_step, spec.script or "SCRIPT", run.ckpt_path) or "no checkpoint was saved"))
+        end
+        io.stderr:flush()
+        os.exit(train.EXIT.write)
     end
     error(res, 0)
 end

@@ -49,20 +49,76 @@ function util.options(where, opts, defaults, required, level)
     return o
 end
 
--- The bytes of a file, or nil when it cannot be opened.
+-- Opens a file a user named, for reading: a regular file only. io.open of a FIFO would
+-- wait for a writer forever, and a folder or a device is no file to read either.
+-- Returns the handle, or nil and "path: reason".
+function util.open_read(path)
+    local kind, err = require("blt.core").file_kind(path)
+    if not kind then return nil, err end
+    if kind ~= "file" then return nil, ("%s: is a %s, not a regular file"):format(path, kind) end
+    return io.open(path, "rb")
+end
+
+-- The bytes of a file, or nil and the reason when it cannot be read (see open_read).
 function util.read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
+    local f, err = util.open_read(path)
+    if not f then return nil, err end
     local s = f:read("a")
     f:close()
     return s
 end
 
--- Whether path is a file that can be opened or a folder that can be listed.
+-- Whether path is a file that can be opened or a folder that can be listed (something
+-- else that exists, a FIFO say, counts without being opened).
 function util.exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() return true end
-    return require("blt.core").listdir(path) ~= nil
+    local core = require "blt.core"
+    local kind = core.file_kind(path)
+    if kind == "file" then
+        local f = io.open(path, "rb")
+        if f then f:close() return true end
+        return false
+    end
+    if kind == "folder" then return core.listdir(path) ~= nil end
+    return kind ~= nil
+end
+
+-- ---- user errors: one clear line and status 2 (config.script, the training scripts) ----
+
+-- Positions Lua's error() puts before a message raised inside the framework
+-- ("lua/blt/x.lua:12: ", "/abs/scripts/y.lua:3: "): they say nothing to a user. A
+-- user's own file (a --config file) keeps its position.
+local POSITIONS = {"[^%s:]*lua/blt/[%w_/]+%.lua:%d+: ", "[^%s:]*scripts/[%w_]+%.lua:%d+: ",
+                   "[^%s:]*experiments/[%w_]+%.lua:%d+: "}
+
+-- The text of an error for a user: {msg = ...} tables give their msg; the framework's
+-- positions are removed.
+function util.message(err)
+    if type(err) == "table" and err.msg ~= nil then err = err.msg end
+    local s = tostring(err)
+    for _, p in ipairs(POSITIONS) do s = s:gsub(p, "") end
+    return s
+end
+
+-- "what: message", with what left out when the message starts with it already (a path).
+function util.about(what, err)
+    local m = util.message(err)
+    if m:sub(1, #what + 2) == what .. ": " then return m end
+    return what .. ": " .. m
+end
+
+-- Reports a user's mistake as "name: message" on stderr and exits with status 2.
+-- A mistake in the user's input or folders, worded for them: raised as an error that
+-- pcall sees like any other (tostring gives the message), and that ends a script with
+-- exit status `status` (default 2) and the message alone, no traceback (core/main.c).
+util.UserError = {__tostring = function(e) return e.msg end}
+function util.user_error(msg, status)
+    error(setmetatable({msg = tostring(msg), exit_status = status or 2}, util.UserError), 0)
+end
+
+function util.die(name, err)
+    io.stderr:write(name, ": ", util.message(err), "\n")
+    io.stderr:flush()
+    os.exit(2)
 end
 
 return util

@@ -53,16 +53,19 @@ end
 
 -- Rules for blt.config (keys relative to the model section).
 BLT.model_rules = {
-    dim = int_ge(2), heads = int_ge(1), k = int_ge(1), multiple_of = int_ge(1), rope_theta = "> 0", norm_eps = "> 0",
+    dim = int_ge(2), heads = int_ge(1), k = int_ge(1), multiple_of = int_ge(1), rope_theta = "> 0", norm_eps = "> 0 float32",
     ["encoder.layers"] = int_ge(1), ["encoder.window"] = int_ge(1),
     ["global.dim"] = int_ge(2), ["global.layers"] = int_ge(1), ["global.heads"] = int_ge(1), ["global.window"] = int_ge(0),
     ["decoder.layers"] = int_ge(1), ["decoder.window"] = int_ge(1), ["cross.heads"] = int_ge(1),
     ["hash.buckets"] = int_ge(0),
     ["hash.ngrams"] = function(v)
         if type(v) ~= "string" then return "must be a comma-separated list of sizes, like 3,4,5" end
+        local seen = {}
         for n in v:gmatch("[^,]+") do
             local x = math.tointeger(tonumber(n))
             if not x or x < 1 or x > 64 then return ("has '%s': each size must be an integer in 1..64"):format(n) end
+            if seen[x] then return ("lists the n-gram size %d twice"):format(x) end
+            seen[x] = true
         end
     end,
 }
@@ -150,7 +153,7 @@ local ByteLM = require "blt.models.bytelm"
 
 BLT.sections = {model = BLT.defaults, patching = BLT.patching_defaults, entropy = ByteLM.defaults}
 BLT.docs = {model = BLT.model_docs, patching = BLT.patching_docs,
-            entropy = {dim = "entropy model width (from patching.entropy_model; not to be set)",
+            entropy = {dim = "entropy model width (from patching.entropy_model)",
                        layers = "entropy model blocks (from its checkpoint)", heads = "entropy model heads (from its checkpoint)",
                        window = "entropy model window (from its checkpoint)", multiple_of = "(from its checkpoint)",
                        rope_theta = "(from its checkpoint)", norm_eps = "(from its checkpoint)"}}
@@ -163,6 +166,13 @@ BLT.rules = {
     ["patching.entropy_model"] = function(v) if v == "" then return "must be a path" end end,
 }
 for k, v in pairs(BLT.model_rules) do BLT.rules["model." .. k] = v end
+-- Keys the run writes (blt.train refuses them from the user): a calibrated value would
+-- make a new run skip its calibration; the entropy model's shape is its checkpoint's.
+BLT.internal = {
+    ["patching.calibrated"] = "the run writes the mean patch size its calibration reached (give patching.target, "
+        .. "or patching.target=0 with patching.threshold or patching.delta to skip calibration)",
+    entropy = "the entropy model's config comes from its checkpoint (patching.entropy_model)",
+}
 
 local function needs_entropy(pc) return pc.scheme == "entropy" or pc.scheme == "entropy_delta" end
 
@@ -181,6 +191,58 @@ function BLT.count_params(cfg, frozen)
     local n = BLT.param_count(cfg.model)
     if frozen and needs_entropy(cfg.patching) then n = n + ByteLM.param_count(cfg.entropy) end
     return n
+end
+
+BLT.size_keys = {"model.dim", "model.global.dim", "model.global.layers", "model.hash.buckets"}
+
+-- Mean bytes per patch a config leads to, for the memory estimate: the scheme's own
+-- size, the calibration target, or 2 when a threshold is given as it is (unknown).
+local function mean_patch(pc)
+    local p = 2
+    if pc.scheme == "fixed" then p = pc.size
+    elseif pc.scheme == "byte" then p = 1
+    elseif pc.scheme == "space" then p = 4
+    elseif pc.calibrated > 0 then p = pc.calibrated
+    elseif pc.target > 0 then p = pc.target end
+    if pc.max_patch_len > 0 then p = math.min(p, pc.max_patch_len) end
+    return math.max(1, p)
+end
+
+-- Activations of one row of T bytes (blt.memory.estimate): per byte the encoder and
+-- decoder blocks, the decoder's cross-attention (about 7 d), the hash embeddings
+-- (2 d per n-gram size) and the head; per patch the global blocks and the k slots
+-- (about 12 d each with one pooling and two decoder cross-attentions). The entropy
+-- model's forward (no gradients) and the calibration's are counted too, once setup
+-- has loaded it (o.before_setup: its size is not known yet).
+function BLT.activations(cfg, T, o)
+    local memory = require "blt.memory"
+    local m, pc = cfg.model, cfg.patching
+    local d, k = m.dim, m.k
+    local h = nn.ffn_hidden(d, m.multiple_of)
+    local P = T / mean_patch(pc) + 1
+    local n_ce = m.encoder.cross_every_layer and m.encoder.layers or 1
+    local n_cd = m.decoder.cross_every_layer and m.decoder.layers or 1
+    local out = {
+        {what = "activations of the encoder", floats = T * m.encoder.layers * memory.block(d, h),
+         keys = {"model.encoder.layers", "model.dim"}},
+        {what = "activations of the decoder", floats = T * (m.decoder.layers * memory.block(d, h) + n_cd * 7 * d),
+         keys = {"model.decoder.layers", "model.dim"}},
+        {what = "activations of the global model",
+         floats = P * m.global.layers * memory.block(m.global.dim, nn.ffn_hidden(m.global.dim, m.multiple_of)),
+         keys = {"model.global.layers", "model.global.dim", "a larger patch size"}},
+        {what = "the patch slots", floats = P * k * d * (4 + 4 * n_ce + 2 * n_cd), keys = {"model.k", "model.dim"}},
+        {what = "hash embeddings, norms and logits", floats = T * (2 * #BLT.ngrams(m) * d + 10 * d + memory.head(ids.VOCAB)),
+         keys = {"model.hash.ngrams", "model.dim"}},
+    }
+    if needs_entropy(pc) and not o.before_setup then
+        local blocks, head = ByteLM.position_floats(cfg.entropy, ids.VOCAB)
+        out[#out + 1] = {what = "the entropy model's forward", floats = T * (blocks + head), keys = {"the entropy model"}}
+        if pc.target > 0 and pc.calibrated == 0 then
+            out[#out + 1] = {what = "the calibration's entropies", floats = pc.calib_bytes * (blocks + head),
+                             per_row = false, fixed_len = true, keys = {"patching.calib_bytes"}}
+        end
+    end
+    return out
 end
 
 local function patcher_of(pc, entropy_model)
@@ -209,6 +271,8 @@ function BLT.setup(cfg, corpus, log)
               :format(pc.entropy_model, (tostring(em):gsub("^[^\n]-:%d+: ", ""):gsub("^entropy%.load_model: ", ""))), 0)
     end
     for k in pairs(ByteLM.defaults) do cfg.entropy[k] = em.config[k] end
+    local too_big = require("blt.memory").check(BLT, cfg) -- now with the entropy model and its calibration
+    if too_big then error(too_big, 0) end
     if pc.target > 0 and pc.calibrated == 0 then
         local seq = cfg.train and cfg.train.seq_len or 256
         local rows = corpus:sample_windows {split = "train", len = seq, bytes = pc.calib_bytes, seed = pc.calib_seed}
@@ -488,6 +552,146 @@ function BLT:_step(st, id)
     end
     st.pos = t + 1
     return self.head:forward(self.norm:forward(h))
+end
+
+-- ---- a prompt at once (blt.generate): BLT:prefill(st, list) -> logits [1,1,V] ----
+-- Leaves st as list's steps would, reading it in chunks of BLT.PREFILL_CHUNK bytes:
+-- the entropy model's chunks (cut after each newline when its context restarts
+-- there), then the patch boundaries of the whole prompt from one patcher call (the
+-- builtin schemes are causal: the prefix's next flag is the whole row's), then per
+-- chunk the encoder, the pooling of every patch the chunk closes and the global model
+-- over those patches, and the decoder, each with its caches. The work per chunk is
+-- bounded by the chunk, the windows and the open patch, so the time is linear in the
+-- prompt (with a global window of 0, plus the global attention over all patches).
+-- A function scheme sees the whole row so far at every byte: it is read step by step.
+BLT.PREFILL_CHUNK = 512
+
+function BLT:prefill(st, list)
+    if st.pos ~= 0 then error("blt.models.BLT: prefill needs a fresh state", 2) end
+    if #list == 0 then error("blt.models.BLT: prefill needs at least one id", 2) end
+    local logits
+    if self.patcher.fn then
+        for _, id in ipairs(list) do logits = self:step(st, id) end
+        return logits
+    end
+    local N = #list
+    for i = 1, N do st.ids[i] = list[i] end
+    if st.ents then self:_prefill_entropies(st, N) end
+    -- close[i]: the patch ending at list[i] is complete (s[i] of the row; unknown: yes)
+    local flags, nx = self.patcher:flags(st.ids, st.ents)
+    local close = {}
+    for i = 1, N - 1 do close[i] = flags[i + 1] == 1 end
+    close[N] = nx ~= false
+    for a = 1, N, BLT.PREFILL_CHUNK do
+        local b = math.min(N, a + BLT.PREFILL_CHUNK - 1)
+        for _, caches in ipairs {st.enc, st.glob, st.dec} do kvcache.ensure_all(caches, b - a + 1) end
+        for _, r in pairs(st.pooled) do r:ensure(b - a + 1) end
+        logits = core.no_grad(function()
+            return core.scope(function() return self:_prefill_chunk(st, a, b, close, b == N) end)
+        end)
+    end
+    return logits
+end
+
+-- The entropy of the entropy model's prediction at every position of st.ids[1..N],
+-- into st.ents, its state advanced as its steps would (restarting after a newline).
+function BLT:_prefill_entropies(st, N)
+    local em, a = self.entropy_model, 1
+    while a <= N do
+        local b = math.min(N, a + BLT.PREFILL_CHUNK - 1)
+        if self.reset_on_newline then
+            if a > 1 and st.ids[a - 1] == NEWLINE then em:restart(st.em) end
+            for i = a, b - 1 do if st.ids[i] == NEWLINE then b = i break end end
+        end
+        kvcache.ensure_all(st.em.caches, b - a + 1)
+        local e = core.no_grad(function()
+            return core.scope(function()
+                return core.softmax_entropy(em:_head(em:_feed(st.em, st.ids, a, b))):totable()[1]
+            end)
+        end)
+        table.move(e, 1, #e, a, st.ents)
+        a = b + 1
+    end
+end
+
+-- One chunk st.ids[a..b] (inside no_grad and a scope; the caches have room for it).
+function BLT:_prefill_chunk(st, a, b, close, last)
+    local m, d, k = self.config, self.config.dim, self.config.k
+    local n = b - a + 1
+    local x = self.byte_embed:forward(core.tensor({table.move(st.ids, a, b, 1, {})}, "int32"))
+    if #self.ngrams > 0 then -- every n-gram ending in the chunk: the row from max_n - 1 bytes before it
+        local s0 = math.max(1, a + 1 - st.max_n)
+        local tail = table.move(st.ids, s0, b, 1, {})
+        local bk = core.hash_buckets(core.tensor({tail}, "int32"), self.ngrams, m.hash.buckets)
+        for i, tbl in ipairs(self.hash_tables) do
+            x = x + tbl:forward(core.narrow(core.narrow(bk, 1, i, 1), 3, #tail - n + 1, n):reshape({1, n}))
+        end
+    end
+    -- the patches this chunk closes: their lengths (the first one counts the open
+    -- patch's rows held from earlier chunks)
+    local held = next(st.pooled) and st.pooled[next(st.pooled)]:size() or 0
+    local lens, last_end = {}, a - 1 - held
+    for i = a, b do
+        if close[i] then lens[#lens + 1] = i - last_end; last_end = i end
+    end
+    local P, used = #lens, last_end - (a - 1 - held) -- used: the rows (held, then the chunk's) the closed patches span
+    -- encoder
+    local rows = {}
+    for i, layer in ipairs(self.enc_layers) do
+        x = kvcache.block_chunk(layer, x, st.enc[i], a - 1)
+        if st.pooled[i] then rows[i] = x end
+    end
+    local slots
+    if P > 0 then -- pool the closed patches (as close_patch does one), then the global model over them
+        local kseg, qseg = {}, {}
+        for j, l in ipairs(lens) do for _ = 1, l do kseg[#kseg + 1] = j - 1 end end
+        for j = 1, P do for _ = 1, k do qseg[#qseg + 1] = j - 1 end end
+        local segs = {q_seg = core.tensor({qseg}, "int32"), k_seg = core.tensor({kseg}, "int32")}
+        local q
+        for i = 1, #self.enc_layers do
+            local cross = self.enc_cross[i]
+            if cross then
+                local H = held > 0 and core.concat({st.pooled[i]:view(), rows[i]}, 2) or rows[i]
+                H = core.narrow(H, 2, 1, used)
+                if not q then
+                    q = self.pool_proj:forward(core.segment_maxpool(H, core.tensor({lens}, "int32"))):reshape({1, P * k, d})
+                end
+                q = cross:forward(q, H, segs)
+            end
+        end
+        local g = q:reshape({1, P, k * d})
+        if self.in_proj then g = self.in_proj:forward(g) end
+        for l, layer in ipairs(self.glob_layers) do g = kvcache.block_chunk(layer, g, st.glob[l], st.gpos) end
+        st.gpos = st.gpos + P
+        slots = self.patch_proj:forward(g):reshape({1, P * k, d})
+    end
+    -- the open patch keeps the chunk's rows after the last close
+    local keep = P > 0 and n - (used - held) or n
+    for i, r in pairs(st.pooled) do
+        if P > 0 then r:reset() end
+        if keep > 0 then r:append_block(core.narrow(rows[i], 2, n - keep + 1, keep)) end
+    end
+    -- decoder: byte i queries the slots of the last patch closed at or before it
+    -- (the slots held from before the chunk: segment 0)
+    local kv, dsegs = st.slots, nil
+    if P > 0 then
+        kv = core.concat({st.slots, slots}, 2)
+        local dq, dk, c = {}, {}, 0
+        for i = a, b do
+            if close[i] then c = c + 1 end
+            dq[#dq + 1] = c
+        end
+        for j = 0, P do for _ = 1, k do dk[#dk + 1] = j end end
+        dsegs = {q_seg = core.tensor({dq}, "int32"), k_seg = core.tensor({dk}, "int32")}
+    end
+    local h = x
+    for i, layer in ipairs(self.dec_layers) do
+        if self.dec_cross[i] then h = self.dec_cross[i]:forward(h, kv, dsegs) end
+        h = kvcache.block_chunk(layer, h, st.dec[i], a - 1)
+    end
+    if P > 0 then st.slots:copy(core.narrow(slots, 2, (P - 1) * k + 1, k)) end
+    st.pos = b
+    if last then return self.head:forward(self.norm:forward(core.narrow(h, 2, n, 1))) end
 end
 
 -- rows int32 [B,N] ([BOS, ids...], 0-padded): predicts rows[:, 2..N] from

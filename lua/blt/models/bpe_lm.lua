@@ -46,13 +46,17 @@ BpeLM.rules = {
     end,
     ["bpe.train_bytes"] = int_ge(0), ["bpe.min_count"] = int_ge(1), ["bpe.merges"] = int_ge(0),
 }
+for k, v in pairs(ByteLM.rules) do BpeLM.rules[k] = v end -- the model section is the ByteLM's
+
+-- Keys the run writes (blt.train refuses them from the user).
+BpeLM.internal = {["bpe.merges"] = "the run writes the number of merges it learned (give bpe.vocab)"}
 
 function BpeLM.check(cfg)
     ByteLM.check_config(cfg.model)
     local b = cfg.bpe
     for key, rule in pairs(BpeLM.rules) do
         local k = key:match("^bpe%.(.*)$")
-        local msg = rule(b[k])
+        local msg = k and rule(b[k])
         if msg then error(("%s = %s %s"):format(key, tostring(b[k]), msg), 0) end
     end
     if b.merges > b.vocab - ids.VOCAB then
@@ -67,6 +71,18 @@ function BpeLM.count_params(cfg, frozen)
     local n = 2 * V * m.dim + m.layers * (4 * m.dim * m.dim + 3 * m.dim * hidden + 2 * m.dim) + m.dim
     if frozen then n = n + 2 * cfg.bpe.merges end
     return n
+end
+
+BpeLM.size_keys = {"bpe.vocab", "model.dim", "model.layers"}
+
+-- Activations of one row of T bytes (blt.memory.estimate): ByteLM's over the row's
+-- tokens, counted as T / 2 (the tokenizer is not learned yet; text BPE reaches 3-4
+-- bytes a token), with the head over bpe.vocab ids.
+function BpeLM.activations(cfg, T)
+    local blocks, head = ByteLM.position_floats(cfg.model, cfg.bpe.vocab)
+    local n = math.ceil(T / 2)
+    return {{what = "activations of the blocks", floats = n * blocks, keys = {"model.layers", "model.dim"}},
+            {what = "embedding, norms and logits over bpe.vocab ids", floats = n * head, keys = {"bpe.vocab"}}}
 end
 
 -- Before a new run builds its model: learns the merges on the train split and writes

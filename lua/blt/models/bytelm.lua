@@ -58,9 +58,24 @@ end
 ByteLM.kind = "bytelm"
 ByteLM.sections = {model = ByteLM.defaults}
 ByteLM.docs = {model = ByteLM.model_docs}
-ByteLM.rules = {}
+ByteLM.rules = {["model.norm_eps"] = "> 0 float32"} -- RMSNorm receives it as a float
 function ByteLM.check(cfg) ByteLM.check_config(cfg.model) end
 function ByteLM.count_params(cfg) return ByteLM.param_count(cfg.model) end
+ByteLM.size_keys = {"model.dim", "model.layers"}
+
+-- Floats a forward of one row keeps per position (blt.memory): the blocks, the
+-- embedding and norms (about 10 dim), the head over `vocab` ids.
+function ByteLM.position_floats(m, vocab)
+    local memory = require "blt.memory"
+    return m.layers * memory.block(m.dim, nn.ffn_hidden(m.dim, m.multiple_of)), 10 * m.dim + memory.head(vocab)
+end
+
+-- Activations of one row of T positions (blt.memory.estimate).
+function ByteLM.activations(cfg, T)
+    local blocks, head = ByteLM.position_floats(cfg.model, ByteLM.VOCAB)
+    return {{what = "activations of the blocks", floats = T * blocks, keys = {"model.layers", "model.dim"}},
+            {what = "embedding, norms and logits", floats = T * head, keys = {"model.dim"}}}
+end
 function ByteLM.build(cfg, seed) return ByteLM.new(cfg.model, seed) end
 
 -- A model config over ByteLM.defaults, checked, and the seed checked: what ByteLM.new
@@ -155,19 +170,40 @@ function ByteLM:step(state, id)
     end)
 end
 
--- Reads a list of ids at once into fresh caches (a prompt); returns the logits [1,1,V]
--- after the last one, as that many steps would.
+-- Prompts are read PREFILL_CHUNK positions at a time: each chunk's attention sees at
+-- most the chunk and the window, so the time is linear in the prompt's length and the
+-- memory bounded by the chunk.
+ByteLM.PREFILL_CHUNK = 512
+
+-- Feeds list[a..b] from the state's position (inside no_grad and a scope, after
+-- kvcache.ensure_all(state.caches, b - a + 1)); returns the last block's output [1,n,dim].
+function ByteLM:_feed(state, list, a, b)
+    local x = self.embed:forward(core.tensor({table.move(list, a, b, 1, {})}, "int32"))
+    for i, layer in ipairs(self.layers) do x = kvcache.block_chunk(layer, x, state.caches[i], state.pos) end
+    state.pos = state.pos + b - a + 1
+    return x
+end
+
+-- The normalised head over hidden states x [1,n,dim]: logits [1,n,V].
+function ByteLM:_head(x) return self.head:forward(self.norm:forward(x)) end
+
+-- Reads a list of ids (a prompt) into fresh caches, in chunks; returns the logits
+-- [1,1,V] after the last one, as that many steps would.
 function ByteLM:prefill(state, list)
     if state.pos ~= 0 then error("blt.models.ByteLM: prefill needs a fresh state", 2) end
-    kvcache.ensure_all(state.caches, #list)
-    return core.no_grad(function()
-        return core.scope(function()
-            local x = self.embed:forward(core.tensor({list}, "int32"))
-            for i, layer in ipairs(self.layers) do x = kvcache.block_prefill(layer, x, state.caches[i], 0) end
-            state.pos = #list
-            return self.head:forward(self.norm:forward(core.narrow(x, 2, #list, 1)))
+    if #list == 0 then error("blt.models.ByteLM: prefill needs at least one id", 2) end
+    local logits
+    for a = 1, #list, ByteLM.PREFILL_CHUNK do
+        local b = math.min(#list, a + ByteLM.PREFILL_CHUNK - 1)
+        kvcache.ensure_all(state.caches, b - a + 1)
+        logits = core.no_grad(function()
+            return core.scope(function()
+                local x = self:_feed(state, list, a, b)
+                if b == #list then return self:_head(core.narrow(x, 2, b - a + 1, 1)) end
+            end)
         end)
-    end)
+    end
+    return logits
 end
 
 -- Forgets the context (reset_on_newline: the token after a newline sees only what follows).
