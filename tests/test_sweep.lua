@@ -96,6 +96,8 @@ local A = {
     set_threads = function() return {blt.threads()} end,
     threads = function() return {} end,
     blas_info = function() return {} end,
+    set_precision = function() return {"fp32"} end,
+    precision = function() return {} end,
     now = function() return {} end,
     isatty = function() return {2} end,
     which = function() return {"sh"} end, getuid = function() return {} end,
