@@ -144,6 +144,29 @@ do
     T.ok(rc2 == 2, "train.precision=fp16: refused with status 2", out2)
 end
 
+-- the same refusal from every training script, and from every sweep through args.all
+-- (generated: every experiments/*.lua whose help lists train.precision or args.all)
+do
+    local n = 0
+    for script in io.popen("ls experiments/*.lua"):lines() do
+        local _, help = U.sh(bin .. " " .. script .. " --help")
+        local words
+        if help:find("train.precision", 1, true) then
+            words = "train.precision=bf16 out.dir=" .. U.q(dir) .. " data.path=" .. U.q(dir .. "/corpus.txt")
+        elseif help:find("args.all", 1, true) then
+            words = "args.all=train.precision=bf16 budget=smoke data.path=" .. U.q(dir .. "/corpus.txt")
+                .. " out=" .. U.q(dir .. "/sweep" .. n)
+        end
+        if words then
+            n = n + 1
+            local rc, out = U.sh(("BLT_NO_BF16=1 %s %s %s"):format(bin, script, words))
+            T.ok(rc == 2 and out:find("train.precision = bf16 is refused", 1, true),
+                 script .. ": train.precision=bf16 under BLT_NO_BF16=1 refused with status 2, naming the key", out)
+        end
+    end
+    T.ok(n >= 7, ("%d scripts take train.precision (training scripts, sweeps, the demo)"):format(n))
+end
+
 if native then
     local checkpoint = require "blt.checkpoint"
     local function same_params(a, b)

@@ -797,7 +797,7 @@ end
 local function set_precision(p)
     local ok, err = pcall(core.set_precision, p)
     if not ok then
-        config_error(("train.precision = %s is not available here: %s; use train.precision=fp32")
+        config_error(("train.precision = %s is refused: %s; use train.precision=fp32")
             :format(p, require("blt.util").message(err):gsub("^blt%.set_precision: ", "")))
     end
 end
