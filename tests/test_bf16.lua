@@ -118,6 +118,50 @@ if native then
     T.ok(same and changed, "after w:copy(...) the bf16 product uses the new weight (bits equal to a fresh tensor's)")
 end
 
+-- ---- whole models: the entropy model and a BLT with entropy patching
+if native then
+    local ids = require "blt.ids"
+    local em = U.tiny_entropy_model(3)
+    local g, rws = blt.Generator(5), {}
+    for b = 1, 3 do
+        rws[b] = {ids.BOS}
+        for t = 2, 40 do rws[b][t] = ids.of_byte(g:integer(10) <= 2 and 32 or 96 + g:integer(26)) end
+    end
+    local rows = blt.tensor(rws, "int32")
+    local e32 = tbl(em:entropies(rows))
+    core.set_precision("bf16")
+    local e16 = tbl(em:entropies(rows))
+    T.is(core.precision(), "bf16", "entropies leave the precision as it was")
+    core.set_precision("fp32")
+    local same = true
+    for i = 1, #e32 do same = same and e32[i] == e16[i] end
+    T.ok(same, "entropies are bit-equal under bf16 and fp32 (the entropy model runs fp32: patches do not depend on train.precision)")
+    -- a tiny BLT's loss and gradients at its initial weights. Each product rounds its operands
+    -- by at most 2^-8 relative; at init the logits are near zero, so the loss
+    -- (ln 260 ~ 5.56) moves by less than 1e-3 relative (measured 2e-4): a wrong
+    -- product (a transposed or stale operand) moves it by more than 1e-2
+    local patching = require "blt.patching"
+    local function blt_loss(prec)
+        core.set_precision(prec)
+        local model = require("blt.models.blt").new(U.tiny_blt(), 1,
+            {patcher = patching.patcher {scheme = "entropy", threshold = 5.4}, entropy_model = em})
+        local loss = model:loss(rows)
+        loss:backward()
+        local gn = 0
+        for _, p in ipairs(model:parameter_list()) do
+            if p.tensor.grad then for _, v in ipairs(tbl(p.tensor.grad)) do gn = gn + v * v end end
+        end
+        core.set_precision("fp32")
+        return loss:item(), math.sqrt(gn)
+    end
+    local l32, g32 = blt_loss("fp32")
+    local l16, g16 = blt_loss("bf16")
+    T.ok(math.abs(l16 - l32) <= 1e-3 * l32 and l16 ~= l32,
+         ("tiny BLT (entropy patching) loss at init: fp32 %.7f, bf16 %.7f: within 1e-3 relative, not equal"):format(l32, l16))
+    T.ok(math.abs(g16 - g32) <= 2 ^ -5 * g32,
+         ("tiny BLT gradient norm: fp32 %.6g, bf16 %.6g: within 2^-5 relative"):format(g32, g16))
+end
+
 -- ---- training runs: tiny ByteLM through the script
 local dir = U.tmpdir()
 U.corpus(dir .. "/corpus.txt", 60000)
