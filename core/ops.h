@@ -65,7 +65,8 @@ blt_status blt_linear(blt_tensor **out, blt_tensor *x, blt_tensor *w, blt_tensor
  * kept with its storage and rounded again only after the storage changes (once per
  * optimiser step: the parameters are one flat buffer). Setting 1 fails where bf16
  * products would be widened to fp32 (no AVX512_BF16 or oneDNN, or BLT_NO_BF16=1):
- * slower than fp32, never chosen silently. Other products stay fp32. */
+ * slower than fp32, never chosen silently (BLT_BF16_SLOW=1 allows it: for the tests
+ * of the bf16 path on any machine). Other products stay fp32. */
 blt_status blt_set_precision(int bf16);
 int blt_precision(void);
 

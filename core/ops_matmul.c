@@ -126,7 +126,8 @@ static int linear_bf16; /* blt_set_precision */
 
 blt_status blt_set_precision(int bf16)
 {
-    if (bf16 && !blt_gemm_bf16_native()) {
+    const char *slow = getenv("BLT_BF16_SLOW"); /* tests: the bf16 path on any machine, widened */
+    if (bf16 && !blt_gemm_bf16_native() && !(slow && *slow && strcmp(slow, "0"))) {
         const char *nob = getenv("BLT_NO_BF16");
         return blt_fail(BLT_EINVAL, "bf16 products would be widened to fp32 here, slower than fp32: %s",
                         nob && *nob && strcmp(nob, "0") ? "BLT_NO_BF16 is set"
