@@ -268,6 +268,10 @@ if native then
     T.ok(rc == 0, "--fork to32 train.precision=fp32 from the bf16 checkpoint", out)
     T.is(result("to32") and result("to32").precision, "fp32", "the fork's result.json says fp32")
     T.is(cfg("to32") and cfg("to32").train.precision, "fp32", "the fork's config.json says fp32")
+    rc, out = U.sh(("%s experiments/train_bytelm.lua --resume %s --fork to16 train.precision=bf16 train.steps=10")
+        :format(bin, U.q(dir .. "/f32/checkpoint.h5")))
+    T.ok(rc == 0 and result("to16") and result("to16").precision == "bf16",
+         "--fork to16 train.precision=bf16 from an fp32 checkpoint: a bf16 run", out)
     -- checkpoints hold fp32 weights: a bf16 run's weights are not all bf16 values
     local ck = checkpoint.load(dir .. "/b16/checkpoint.h5")
     local low = 0
