@@ -69,6 +69,8 @@ blt_status blt_blas_init(void)
     return BLT_OK;
 }
 
+int blt_gemm_bf16_native(void) { return bf16_native; }
+
 const char *blt_blas_info(void) { return info[0] ? info : openblas_get_config(); }
 
 /* ---- per-shape statistics of the main products ---- */

@@ -37,6 +37,10 @@ blt_status blt_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K
                          const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
                          float *C, int64_t ldc);
 
+/* 1 when blt_gemm_bf16 runs on oneDNN's bf16 kernels (AVX512_BF16, oneDNN loaded,
+ * BLT_NO_BF16 unset); 0 when it widens to fp32 (correct, but slower than fp32). */
+int blt_gemm_bf16_native(void);
+
 /* Which library served the main products (blt_sgemm, blt_sgemm_batched,
  * blt_gemm_bf16; not blt_sgemm_serial), per shape: calls and seconds since the last
  * reset. lib: "openblas", "onednn:<kernel>", "widened+openblas", ... */

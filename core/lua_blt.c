@@ -31,6 +31,23 @@ static int l_threads(lua_State *L)
     return 1;
 }
 
+/* set_precision("fp32" | "bf16"): the products of linear (ops.h, blt_set_precision);
+ * "bf16" raises an error where bf16 products would be slower than fp32 */
+static int l_set_precision(lua_State *L)
+{
+    const char *p = luaL_checkstring(L, 1);
+    int bf16 = !strcmp(p, "bf16");
+    if (!bf16 && strcmp(p, "fp32")) return luaL_error(L, "blt.set_precision: precision '%s' (want fp32 or bf16)", p);
+    if (blt_set_precision(bf16) != BLT_OK) return bltL_error(L, "set_precision");
+    return 0;
+}
+
+static int l_precision(lua_State *L)
+{
+    lua_pushstring(L, blt_precision() ? "bf16" : "fp32");
+    return 1;
+}
+
 static int l_blas_info(lua_State *L)
 {
     lua_pushstring(L, blt_blas_info());
@@ -213,7 +230,8 @@ static int l_token_ids(lua_State *L)
 static const luaL_Reg runtime[] = {
     {"mac_counter", l_mac_counter}, {"mac_counter_reset", l_mac_counter_reset},
     {"hash_file", l_hash_file}, {"file_kind", l_file_kind}, {"hash_tensor", l_hash_tensor},
-    {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info}, {"now", l_now},
+    {"set_threads", l_set_threads}, {"threads", l_threads}, {"blas_info", l_blas_info},
+    {"set_precision", l_set_precision}, {"precision", l_precision}, {"now", l_now},
     {"isatty", l_isatty}, {"rss", l_rss}, {"lua_heap_limit", l_lua_heap_limit}, {"token_ids", l_token_ids}, {NULL, NULL}};
 
 /* The default thread count: BLT_THREADS, else this machine's cores shared among the

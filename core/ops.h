@@ -59,6 +59,16 @@ blt_status blt_rope(blt_tensor **out, blt_tensor *x, int heads, double theta, bl
 blt_status blt_matmul(blt_tensor **out, blt_tensor *a, blt_tensor *b, int ta, int tb);
 /* x [...,in] @ w^T + bias: w [out,in], bias [out] or NULL. */
 blt_status blt_linear(blt_tensor **out, blt_tensor *x, blt_tensor *w, blt_tensor *bias);
+/* Precision of blt_linear's products (train.precision), for the whole process:
+ * 0 fp32; 1 bf16 operands (x, the weight, the output gradient rounded to nearest even)
+ * with fp32 accumulation and fp32 results and gradients. The weight's bf16 copy is
+ * kept with its storage and rounded again only after the storage changes (once per
+ * optimiser step: the parameters are one flat buffer). Setting 1 fails where bf16
+ * products would be widened to fp32 (no AVX512_BF16 or oneDNN, or BLT_NO_BF16=1):
+ * slower than fp32, never chosen silently (BLT_BF16_SLOW=1 allows it: for the tests
+ * of the bf16 path on any machine). Other products stay fp32. */
+blt_status blt_set_precision(int bf16);
+int blt_precision(void);
 
 /* ---- attention (attention.c) ---- */
 /* Which keys a query may see; all given conditions must hold. Never a T x T mask:

@@ -1,8 +1,11 @@
-/* Matrix products with their backward passes, all through blt_sgemm. */
+/* Matrix products with their backward passes, through blt_sgemm, or blt_gemm_bf16
+ * for blt_linear in bf16 precision (blt_set_precision). */
 #include "ops.h"
+#include "bf16.h"
 #include "blas.h"
 #include "mem.h"
 #include "thread.h"
+#include <stdlib.h>
 #include <string.h>
 
 /* Shapes of one product: batch count and the stored row lengths. */
@@ -109,6 +112,86 @@ blt_status blt_matmul(blt_tensor **out, blt_tensor *a, blt_tensor *b, int ta, in
 
 /* ---- linear ---- */
 
+static int linear_bf16; /* blt_set_precision */
+
+blt_status blt_set_precision(int bf16)
+{
+    const char *slow = getenv("BLT_BF16_SLOW"); /* tests: the bf16 path on any machine, widened */
+    if (bf16 && !blt_gemm_bf16_native() && !(slow && *slow && strcmp(slow, "0"))) {
+        const char *nob = getenv("BLT_NO_BF16");
+        return blt_fail(BLT_EINVAL, "bf16 products would be widened to fp32 here, slower than fp32: %s",
+                        nob && *nob && strcmp(nob, "0") ? "BLT_NO_BF16 is set"
+                        : !blt_cpu_has_bf16() ? "this CPU has no AVX512_BF16"
+                        : "oneDNN is not in use (BLT_BLAS, BLT_NO_DNNL, or not installed)");
+    }
+    linear_bf16 = !!bf16;
+    return BLT_OK;
+}
+
+int blt_precision(void) { return linear_bf16; }
+
+/* The bf16 copy of t's data: the whole storage is rounded once per version (the
+ * parameters share one flat storage, so once per optimiser step for all of them). */
+static const uint16_t *storage_bf16(const blt_tensor *t)
+{
+    blt_storage *st = t->st;
+    size_t n = st->nbytes / sizeof(float);
+    if (!st->bf16) {
+        st->bf16_bytes = n * sizeof(uint16_t) + 2; /* + 2: never a 0-byte request */
+        st->bf16 = blt_mem_alloc(st->bf16_bytes);
+        if (!st->bf16) return NULL;
+        st->bf16_version = st->version + 1; /* stale */
+    }
+    if (st->bf16_version != st->version) {
+        blt_f32_to_bf16(st->data, st->bf16, (int64_t)n, 0);
+        st->bf16_version = st->version;
+    }
+    return st->bf16 + t->offset;
+}
+
+/* a per-call bf16 copy of n floats (activations, output gradients); free with bf16_free */
+static uint16_t *bf16_copy(const float *x, int64_t n)
+{
+    uint16_t *y = blt_mem_alloc((size_t)n * sizeof *y + 2);
+    if (y) blt_f32_to_bf16(x, y, n, 0);
+    return y;
+}
+
+static void bf16_free(uint16_t *y, int64_t n) { if (y) blt_mem_free(y, (size_t)n * sizeof *y + 2); }
+
+/* y[R,N] = x[R,K] w[N,K]^T with bf16 operands */
+static blt_status linear_bf16_fw(const blt_tensor *x, const blt_tensor *w, float *y, int64_t R, int64_t N, int64_t K)
+{
+    const uint16_t *wb = storage_bf16(w);
+    uint16_t *xb = bf16_copy(blt_f32(x), R * K);
+    blt_status s = wb && xb ? blt_gemm_bf16(0, 1, R, N, K, 1.0f, xb, K, wb, K, 0.0f, y, N)
+                            : blt_fail(BLT_ENOMEM, "linear: out of memory rounding operands to bf16");
+    bf16_free(xb, R * K);
+    return s;
+}
+
+/* dx[R,K] += g w, dw[N,K] += g^T x, with g, w and x in bf16 */
+static blt_status linear_bf16_bw(const blt_tensor *x, const blt_tensor *w, const float *G, float *dx, float *dw,
+                                 int64_t R, int64_t N, int64_t K)
+{
+    uint16_t *gb = bf16_copy(G, R * N), *xb = NULL;
+    const uint16_t *wb = NULL;
+    blt_status s = gb ? BLT_OK : blt_fail(BLT_ENOMEM, "linear: out of memory rounding the gradient to bf16");
+    if (s == BLT_OK && dx) {
+        wb = storage_bf16(w);
+        s = wb ? blt_gemm_bf16(0, 0, R, K, N, 1.0f, gb, N, wb, K, 1.0f, dx, K)
+               : blt_fail(BLT_ENOMEM, "linear: out of memory rounding the weight to bf16");
+    }
+    if (s == BLT_OK && dw) {
+        xb = bf16_copy(blt_f32(x), R * K);
+        s = xb ? blt_gemm_bf16(1, 0, N, K, R, 1.0f, gb, N, xb, K, 1.0f, dw, K)
+               : blt_fail(BLT_ENOMEM, "linear: out of memory rounding the input to bf16");
+    }
+    bf16_free(gb, R * N);
+    bf16_free(xb, R * K);
+    return s;
+}
+
 typedef struct { float *y; const float *bias; int64_t R, N; } bias_job;
 
 static void bias_add(void *ctx, int64_t r0, int64_t r1, int tid)
@@ -134,8 +217,10 @@ static blt_status linear_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
     int64_t N = w->shape[0], K = w->shape[1], R = K ? x->numel / K : 0;
     if (K == 0) { R = 1; for (int i = 0; i < x->ndim - 1; i++) R *= x->shape[i]; } /* as in the forward: the bias still has R rows of gradient */
     const float *G = blt_f32(g);
-    if (gin[0]) blt_sgemm(0, 0, R, K, N, 1.0f, G, N, blt_f32(w), K, 1.0f, blt_f32(gin[0]), K);
-    if (gin[1]) blt_sgemm(1, 0, N, K, R, 1.0f, G, N, blt_f32(x), K, 1.0f, blt_f32(gin[1]), K);
+    if (n->iarg[0]) /* made in bf16 precision */
+        BLT_TRY(linear_bf16_bw(x, w, G, gin[0] ? blt_f32(gin[0]) : NULL, gin[1] ? blt_f32(gin[1]) : NULL, R, N, K));
+    else if (gin[0]) blt_sgemm(0, 0, R, K, N, 1.0f, G, N, blt_f32(w), K, 1.0f, blt_f32(gin[0]), K);
+    if (!n->iarg[0] && gin[1]) blt_sgemm(1, 0, N, K, R, 1.0f, G, N, blt_f32(x), K, 1.0f, blt_f32(gin[1]), K);
     if (n->nin > 2 && gin[2]) {
         bias_job j = {blt_f32(gin[2]), G, R, N};
         blt_parallel_for(N, 64, bias_grad, &j);
@@ -169,14 +254,19 @@ blt_status blt_linear(blt_tensor **out, blt_tensor *x, blt_tensor *w, blt_tensor
     if (s == BLT_OK && bias) s = blt_contiguous(&bc, bias);
     if (s == BLT_OK) s = blt_tensor_new(&y, BLT_F32, x->ndim, shape);
     if (s == BLT_OK) {
-        blt_sgemm(0, 1, R, N, K, 1.0f, blt_f32(xc), K, blt_f32(wc), K, 0.0f, blt_f32(y), N);
+        if (linear_bf16) s = linear_bf16_fw(xc, wc, blt_f32(y), R, N, K);
+        else blt_sgemm(0, 1, R, N, K, 1.0f, blt_f32(xc), K, blt_f32(wc), K, 0.0f, blt_f32(y), N);
+    }
+    if (s == BLT_OK) {
         if (bc) {
             bias_job j = {blt_f32(y), blt_f32(bc), R, N};
             blt_parallel_for(R, 64, bias_add, &j);
         }
     }
     blt_tensor *in[3] = {xc, wc, bc};
-    s = blt_op_finish(out, y, s, "linear", linear_bw, bc ? 3 : 2, in, &(blt_node_keep){.save = {xc, wc}});
+    /* iarg[0]: the backward runs in the forward's precision */
+    s = blt_op_finish(out, y, s, "linear", linear_bw, bc ? 3 : 2, in,
+                      &(blt_node_keep){.save = {xc, wc}, .iarg = {linear_bf16}});
     blt_tensor_release(xc);
     blt_tensor_release(wc);
     blt_tensor_release(bc);

@@ -90,6 +90,7 @@ void blt_storage_release(blt_storage *st)
 {
     if (!st || --st->refs > 0) return;
     if (!st->released) blt_mem_free(st->data, st->nbytes);
+    if (st->bf16) blt_mem_free(st->bf16, st->bf16_bytes);
     free(st);
 }
 
@@ -123,6 +124,8 @@ void blt_tensor_free_storage(blt_tensor *t)
     blt_mem_free(st->data, st->nbytes);
     st->data = NULL;
     st->released = 1;
+    if (st->bf16) blt_mem_free(st->bf16, st->bf16_bytes);
+    st->bf16 = NULL;
 }
 
 int blt_tensor_is_contiguous(const blt_tensor *t)

@@ -24,6 +24,9 @@ typedef struct blt_storage {
     void *data;
     uint64_t version; /* bumped by every in-place change (set, fill, copy, optimiser
                          steps): backward refuses a saved tensor changed since saved */
+    uint16_t *bf16;        /* bf16 copy of the data for bf16 products (ops_matmul.c), or NULL */
+    size_t bf16_bytes;
+    uint64_t bf16_version; /* the version it was rounded from */
 } blt_storage;
 
 typedef struct blt_node blt_node;

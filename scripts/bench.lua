@@ -1,4 +1,4 @@
--- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe,mpi] [reps=N]
+-- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe,mpi] [reps=N] [precision=fp32|bf16]
 -- Each figure is the median of several runs (these machines are noisy) and is
 -- printed next to a reference measured in the same run.
 local blt = require "blt"
@@ -9,9 +9,10 @@ local ALL = {"matmul", "attention", "bytelm", "inference", "patching", "blt", "g
 local opts = config.script {
     name = "bench", args = arg,
     usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe,mpi] [reps=N]",
-    defaults = {sections = table.concat(ALL, ","), reps = 5},
-    docs = {sections = "comma-separated benchmarks to run", reps = "timed runs per figure (the median is printed)"},
-    rules = {reps = ">= 1", sections = function(v)
+    defaults = {sections = table.concat(ALL, ","), reps = 5, precision = "fp32"},
+    docs = {sections = "comma-separated benchmarks to run", reps = "timed runs per figure (the median is printed)",
+            precision = "products of the linear layers (as train.precision): fp32 or bf16"},
+    rules = {reps = ">= 1", precision = {"fp32", "bf16"}, sections = function(v)
         for name in tostring(v):gmatch("[^,]+") do
             local known = false
             for _, a in ipairs(ALL) do known = known or a == name end
@@ -21,6 +22,8 @@ local opts = config.script {
 }
 if not opts then return end -- --help
 local reps, sections = opts.reps, {}
+local okp, errp = pcall(core.set_precision, opts.precision)
+if not okp then io.stderr:write("bench: precision = bf16 is refused: ", (require("blt.util").message(errp):gsub("^blt%.set_precision: ", "")), "\n") os.exit(2) end
 for name in opts.sections:gmatch("[^,]+") do sections[name] = true end
 
 -- The output (stdout and stderr) of a program run without a shell, its exit status

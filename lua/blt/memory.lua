@@ -50,7 +50,9 @@ function memory.estimate(M, cfg, o)
     local rows, rows_key = t.batch + 0.0, "train.batch"
     if cfg.eval and cfg.eval.batch > rows then rows, rows_key = cfg.eval.batch + 0.0, "eval.batch" end
     local n = M.count_params(cfg, true) + 0.0
-    local parts = {{what = "parameters, gradients, AdamW moments", note = (" for %.4g parameters"):format(n), bytes = 16 * n,
+    local bf16 = t.precision == "bf16" -- the weights' bf16 copy: 2 bytes more per parameter
+    local parts = {{what = "parameters, gradients, AdamW moments" .. (bf16 and ", bf16 weights" or ""),
+                    note = (" for %.4g parameters"):format(n), bytes = (bf16 and 18 or 16) * n,
                     keys = M.size_keys or {"model.dim", "model.layers"}}}
     if M.activations then
         for _, a in ipairs(M.activations(cfg, T, o or {})) do

@@ -68,6 +68,7 @@ train.defaults = {
         log_every = 10,         -- steps between metric rows
         stop_at = 0,            -- stop after this step with a checkpoint, as if interrupted (0: no)
         max_nonfinite = 5,      -- non-finite steps in a row that stop the run
+        precision = "fp32",     -- fp32, or bf16 operands of the linear layers' products (fp32 everything else)
     },
     data = {
         path = config.OPTIONAL, -- file or folder; unset: the default corpus
@@ -100,6 +101,8 @@ train.docs = {
         threads = "threads (0: BLT_THREADS or all cores)", time_limit = "stop after this many seconds (0: none)",
         log_every = "steps between metric rows", stop_at = "stop after this step with a checkpoint (0: no)",
         max_nonfinite = "steps in a row with a non-finite loss or gradient norm (each skipped) that stop the run",
+        precision = "products of the linear layers: fp32, or bf16 operands with fp32 accumulation (weights, "
+            .. "gradients, optimiser state and everything else stay fp32; needs AVX512_BF16 and oneDNN)",
     },
     data = {path = "corpus file or folder (unset: the default corpus)", val_fraction = "held-out fraction"},
     eval = {
@@ -120,7 +123,7 @@ train.rules = {
     ["train.beta2"] = "[0, 1) float32", ["train.eps"] = "> 0 float32", ["train.grad_clip"] = ">= 0 float32",
     ["train.seed"] = ">= 0",
     ["train.threads"] = "[0, 256]", ["train.time_limit"] = ">= 0", ["train.log_every"] = ">= 1",
-    ["train.stop_at"] = ">= 0", ["train.max_nonfinite"] = ">= 1",
+    ["train.stop_at"] = ">= 0", ["train.max_nonfinite"] = ">= 1", ["train.precision"] = {"fp32", "bf16"},
     ["data.path"] = "readable", ["data.val_fraction"] = "(0, 1)",
     ["eval.every"] = ">= 0", ["eval.max_bytes"] = ">= 0", ["eval.final_max_bytes"] = ">= 0", ["eval.batch"] = ">= 1",
     ["out.dir"] = function(v) if v == "" then return "must not be empty" end end,
@@ -661,7 +664,7 @@ local function report(spec, run, reason)
                     bytes_per_s = result.bytes_per_s, final_train_loss = run.last_loss,
                     checkpoint = reason ~= "nonfinite" and "checkpoint.h5" or nil, fault = run.fault,
                     resumed_from = run.resumed_from, forked_from = run.forked_from,
-                    world_size = dist.size(),
+                    world_size = dist.size(), precision = cfg.train.precision,
                     allreduce_seconds = dist.size() > 1 and dist.allreduce_seconds - run.allreduce0 or nil}
     -- the result twice: result.json for scripts, and the metrics file's root attributes
     -- (absent values, e.g. no validation after a signal, are left out of both)
@@ -789,6 +792,16 @@ function train.words_problem(kind, words)
     if not ok then return (tostring(cfg):gsub("^config: ", "")) end
 end
 
+-- train.precision for this run's products (train.run sets fp32 again at the end); bf16
+-- where it would be slower than fp32 (no AVX512_BF16 or oneDNN, BLT_NO_BF16=1) is refused.
+local function set_precision(p)
+    local ok, err = pcall(core.set_precision, p)
+    if not ok then
+        config_error(("train.precision = %s is refused: %s; use train.precision=fp32")
+            :format(p, require("blt.util").message(err):gsub("^blt%.set_precision: ", "")))
+    end
+end
+
 local function run_inner(spec)
     local data = require "blt.data"
     local checkpoint = require "blt.checkpoint"
@@ -806,6 +819,7 @@ local function run_inner(spec)
     end
     local t = cfg.train
     if t.threads > 0 then core.set_threads(t.threads) end
+    set_precision(t.precision)
     if t.batch < dist.size() then
         config_error(("train.batch = %d is less than the %d processes: each needs at least one row of the batch")
             :format(t.batch, dist.size()))
@@ -882,6 +896,7 @@ end
 
 function train.run(spec)
     local ok, res = pcall(run_inner, spec)
+    core.set_precision("fp32") -- the next run in this process (a sweep's) sets its own
     if ok then return res end
     core.catch_signals(false)
     if getmetatable(res) == ConfigError then

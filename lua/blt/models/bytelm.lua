@@ -139,13 +139,20 @@ end
 
 -- Next-byte entropies in nats (docs/model.md): e[b][t] is the entropy of the
 -- predicted distribution for token t+1, computed from tokens <= t. rows int32 [B,T]
--- -> float32 [B,T]. No gradients are recorded.
+-- -> float32 [B,T]. No gradients are recorded. Always with fp32 products (whatever
+-- train.precision is): the entropies place a BLT's patch boundaries, which then do not
+-- depend on the precision it is trained or evaluated in.
 function ByteLM:entropies(rows, segments)
-    return core.no_grad(function()
+    local prec = core.precision()
+    if prec ~= "fp32" then core.set_precision("fp32") end
+    local ok, e = pcall(core.no_grad, function()
         return core.scope(function()
             return core.softmax_entropy(self:forward(rows, segments))
         end)
     end)
+    if prec ~= "fp32" then core.set_precision(prec) end
+    if not ok then error(e, 0) end
+    return e
 end
 
 -- ---- one position at a time (generation; blt.generate) ----
