@@ -58,7 +58,7 @@ static int l_bench_gemm(lua_State *L)
     int ta = lua_toboolean(L, 1), tb = lua_toboolean(L, 2);
     int64_t M = bltL_int(L, 3, "bench_gemm", "M", 1, 1 << 16), N = bltL_int(L, 4, "bench_gemm", "N", 1, 1 << 16),
             K = bltL_int(L, 5, "bench_gemm", "K", 1, 1 << 16);
-    const char *dt = luaL_checkstring(L, 6);
+    const char *dt = bltL_name(L, 6, "bench_gemm", "dtype");
     int bf16 = !strcmp(dt, "bf16");
     if (!bf16 && strcmp(dt, "f32")) return luaL_error(L, "blt.bench_gemm: dtype '%s' (want f32 or bf16)", dt);
     double ts[1000];

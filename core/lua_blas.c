@@ -35,7 +35,7 @@ static int l_gemm(lua_State *L)
     int64_t lda = bltL_int(L, 8, "gemm", "lda", 1, INT32_MAX), ldb = bltL_int(L, 10, "gemm", "ldb", 1, INT32_MAX),
             ldc = bltL_int(L, 13, "gemm", "ldc", 1, INT32_MAX);
     float beta = (float)luaL_checknumber(L, 11);
-    const char *dt = luaL_optstring(L, 14, "f32");
+    const char *dt = lua_isnoneornil(L, 14) ? "f32" : bltL_name(L, 14, "gemm", "dtype");
     int bf16 = !strcmp(dt, "bf16");
     if (!bf16 && strcmp(dt, "f32")) return luaL_error(L, "blt.gemm: dtype '%s' (want f32 or bf16)", dt);
     check_matrix(L, "a", a, ta ? K : M, ta ? M : K, lda);

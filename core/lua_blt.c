@@ -35,7 +35,7 @@ static int l_threads(lua_State *L)
  * "bf16" raises an error where bf16 products would be slower than fp32 */
 static int l_set_precision(lua_State *L)
 {
-    const char *p = luaL_checkstring(L, 1);
+    const char *p = bltL_name(L, 1, "set_precision", "precision");
     int bf16 = !strcmp(p, "bf16");
     if (!bf16 && strcmp(p, "fp32")) return luaL_error(L, "blt.set_precision: precision '%s' (want fp32 or bf16)", p);
     if (blt_set_precision(bf16) != BLT_OK) return bltL_error(L, "set_precision");
