@@ -30,7 +30,7 @@ local flops = require "blt.flops"
 local sweep = require "blt.sweep"
 local experiment = require "blt.experiment"
 
-local SCHEMES = {"fixed", "space", "entropy", "entropy_delta", "bytelm", "bpe"}
+local SCHEMES = experiment.sweep_words() -- the BLT schemes, then each kind's baseline word
 
 local scheme_items_rule = experiment.list_of("scheme", function(w)
     if w:sub(1, 5) == "file:" then return experiment.scheme_file_label(w) end
