@@ -36,20 +36,15 @@ local models = {}
 
 local KINDS = {bytelm = "blt.models.bytelm", blt = "blt.models.blt", bpe_lm = "blt.models.bpe_lm"}
 
--- The files lua/blt/models/<kind>.lua beside this one (every folder of package.path
--- that has blt/models/init.lua), by kind name.
+-- The kinds of one file: blt/models/<kind>.lua in any folder of package.path (the
+-- project's lua/, or a folder added with LUA_PATH), by name.
 local function kind_files()
     local out = {}
     for tmpl in package.path:gmatch("[^;]+") do
-        local init = tmpl:gsub("%?", "blt/models/init")
-        local f = io.open(init, "r")
-        if f then
-            f:close()
-            local dir = init:gsub("init%.lua$", "")
-            for _, name in ipairs(core.listdir(dir) or {}) do
-                local k = name:match("^([%a_][%w_]*)%.lua$")
-                if k and k ~= "init" then out[k] = true end
-            end
+        local dir = tmpl:gsub("%?", "blt/models/\1"):match("^(.-)\1")
+        for _, name in ipairs(dir and core.listdir(dir) or {}) do
+            local k = name:match("^([%a_][%w_]*)%.lua$")
+            if k and k ~= "init" and package.searchpath("blt.models." .. k, package.path) then out[k] = true end
         end
     end
     return out

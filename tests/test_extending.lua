@@ -1,0 +1,109 @@
+-- docs/extending.md's worked examples run: every ```lua file=PATH block is written under a
+-- temporary folder and compiled; the scheme file and the model kind train 2 steps, the kind
+-- is found by name, loads back from its checkpoint and takes part in blt.flops and the
+-- comparisons' presets and points; the Lua op passes its gradient check; every file of the
+-- project the page names exists. So the page cannot go stale.
+package.path = "tests/?.lua;" .. package.path
+local T = require "tap"
+local U = require "testutil"
+local bin = os.getenv("BLT_BIN") or "./blt"
+local dir = U.tmpdir()
+local q, sh = U.q, U.sh
+
+local DOC = "docs/extending.md"
+local text = assert(U.read(DOC), DOC)
+
+-- ---- the blocks: each compiles ----
+local blocks, order = {}, {}
+for path, body in text:gmatch("```lua file=(%S+)\n(.-)```") do
+    blocks[path], order[#order + 1] = body, path
+end
+T.ok(#order >= 5, ("%s has its worked examples (%d blocks marked file=)"):format(DOC, #order))
+for _, path in ipairs(order) do
+    local full = dir .. "/" .. path
+    os.execute("mkdir -p " .. q(full:match("^(.*)/")))
+    U.write(full, blocks[path])
+    local f, err = load(blocks[path], "=" .. path)
+    T.ok(f ~= nil, ("the block %s compiles"):format(path), err)
+end
+local function need(path)
+    if not blocks[path] then error(("%s has no block file=%s"):format(DOC, path), 0) end
+    return dir .. "/" .. path
+end
+
+local corpus = U.corpus(dir .. "/corpus.txt", 20000)
+local common = table.concat({"train.batch=2", "train.seq_len=32", "train.steps=2", "train.warmup=1",
+    "train.threads=1", "eval.every=0", "eval.final_max_bytes=256", "out.checkpoint_every=0", "out.plot=false",
+    "data.path=" .. q(corpus), "out.dir=" .. q(dir)}, " ")
+
+-- ---- the scheme file trains a BLT ----
+do
+    local rc, out = sh(bin .. " experiments/train_blt.lua " .. common .. " model.dim=16 model.heads=2"
+        .. " model.multiple_of=16 model.global.dim=32 model.global.heads=2 model.global.layers=1"
+        .. " model.cross.heads=2 model.hash.buckets=64 model.hash.ngrams=3,4 model.encoder.window=16"
+        .. " model.decoder.window=16 patching.calib_bytes=1024 out.name=lines"
+        .. " patching.scheme=file:" .. q(need("schemes/lines.lua")))
+    T.ok(rc == 0 and out:find("makes [%d.]+ bytes/patch"), "the scheme file trains a BLT 2 steps", out)
+end
+
+-- ---- the model kind: found by name, trained by its script, loaded back, in flops and the sweeps ----
+do
+    need("lua/blt/models/bigram.lua")
+    local lua_path = dir .. "/lua/?.lua;;"
+    local rc, out = sh("LUA_PATH=" .. q(lua_path) .. " " .. bin .. " " .. q(need("experiments/train_bigram.lua"))
+        .. " " .. common .. " model.dim=16 out.name=bigram")
+    local ck = dir .. "/bigram/checkpoint.h5"
+    T.ok(rc == 0 and U.read(ck) ~= nil, "the kind's script trains it 2 steps and writes a checkpoint", out)
+
+    package.path = dir .. "/lua/?.lua;" .. package.path
+    local models = require "blt.models"
+    local flops = require "blt.flops"
+    local experiment = require "blt.experiment"
+    local found = false
+    for _, k in ipairs(models.kinds()) do found = found or k == "bigram" end
+    T.ok(found, "blt.models lists the kind dropped in blt/models/", table.concat(models.kinds(), ", "))
+    local ok, model, run = pcall(models.load, ck)
+    T.ok(ok and run.config.kind == "bigram", "blt.models.load rebuilds it from its checkpoint", tostring(model))
+    if ok then
+        local rows = require("blt").tensor({{2, 76, 105, 107, 101}}, "int32")
+        local nats, k = models.nats(model, rows)
+        T.ok(k == 4 and nats > 0 and nats < math.huge, ("its loss is finite (%.3f nats over %d bytes)"):format(nats, k))
+    else
+        T.ok(false, "its loss is finite (not loaded)")
+    end
+    local M = models.get("bigram")
+    local f = flops.of({kind = "bigram", model = {dim = 16}}, {seq_len = 33})
+    local V = require("blt.ids").VOCAB
+    T.ok(f.training.total == 3 * 2 * 16 * V and f.inference.total == 2 * 16 * V,
+         "blt.flops.of dispatches to the kind's formula", ("%s %s"):format(f.training.total, f.inference.total))
+    local words = table.concat(experiment.sweep_words(), ",")
+    T.ok(words:find(",bigram") ~= nil, "the comparisons' default schemes list it", words)
+    local P = experiment.preset("smoke")
+    T.ok(P.bigram and P.bigram.dim == M.presets.compare.smoke.dim, "the budgets take its presets")
+    local pt = experiment.model_point("bigram", P, nil, nil, {})
+    local want = flops.of({kind = "bigram", model = {dim = P.bigram.dim}}, {seq_len = P.seq_len + 1}).training.total
+    T.ok(pt.kind == "bigram" and pt.train_fpb == want and pt.args["model.dim"] == P.bigram.dim,
+         "blt.experiment.model_point gives its point", ("%s %s"):format(pt.train_fpb, want))
+    local n, total = experiment.scaled_params({kind = "bigram", run_cfg = {kind = "bigram", model = {dim = 8}}})
+    T.ok(n == V * 8 and total == 2 * V * 8, "blt.experiment.scaled_params asks the kind", ("%d of %d"):format(n, total))
+end
+
+-- ---- the Lua op passes the gradient check ----
+do
+    local rc, out = sh(bin .. " " .. q(need("ops/check_mish.lua")) .. " " .. q(need("ops/mish.lua")))
+    T.ok(rc == 0 and out:find("mish gradient error"), "the Lua op passes its finite-difference gradient check", out)
+end
+
+-- ---- every project file the page names exists ----
+local named = {}
+for p in text:gmatch("`([%w_/]+%.[%a]+)`") do
+    if p:match("^core/") or p:match("^lua/blt/[%w_/]+%.lua$") and not blocks[p] or p:match("^tests/")
+       or p:match("^docs/") or p:match("^experiments/") and not blocks[p] then named[p] = true end
+end
+local list = {}
+for p in pairs(named) do list[#list + 1] = p end
+table.sort(list)
+for _, p in ipairs(list) do T.ok(io.open(p, "r") ~= nil, ("the file %s the page names exists"):format(p)) end
+
+U.cleanup(dir)
+T.done()
