@@ -2,7 +2,8 @@
 -- temporary folder and compiled; the scheme file and the model kind train 2 steps, the kind
 -- is found by name, loads back from its checkpoint and takes part in blt.flops and the
 -- comparisons' presets and points; the Lua op passes its gradient check; every file of the
--- project the page names exists. So the page cannot go stale.
+-- project the page names exists; and docs/design.md's module map names every module of
+-- lua/blt/. So neither page can go stale.
 package.path = "tests/?.lua;" .. package.path
 local T = require "tap"
 local U = require "testutil"
@@ -104,6 +105,28 @@ local list = {}
 for p in pairs(named) do list[#list + 1] = p end
 table.sort(list)
 for _, p in ipairs(list) do T.ok(io.open(p, "r") ~= nil, ("the file %s the page names exists"):format(p)) end
+
+-- ---- docs/design.md's module map names every module of lua/blt/ ----
+do
+    local design = assert(U.read("docs/design.md"), "docs/design.md")
+    local core = require "blt.core"
+    local mods = {}
+    for _, sub in ipairs {"", "models/"} do
+        for _, name in ipairs(core.listdir("lua/blt/" .. sub) or {}) do
+            local m = name:match("^([%w_]+)%.lua$")
+            if m then
+                local mod = m == "init" and ("blt" .. (sub == "" and "" or "." .. sub:sub(1, -2))) or
+                            ("blt." .. sub:gsub("/", ".") .. m)
+                mods[#mods + 1] = mod
+            end
+        end
+    end
+    table.sort(mods)
+    T.ok(#mods > 20, ("lua/blt/ has its modules (%d)"):format(#mods))
+    for _, mod in ipairs(mods) do
+        T.ok(design:find("`" .. mod .. "`", 1, true), ("docs/design.md's module map names %s"):format(mod))
+    end
+end
 
 U.cleanup(dir)
 T.done()
