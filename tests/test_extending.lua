@@ -89,6 +89,24 @@ do
     T.ok(n == V * 8 and total == 2 * V * 8, "blt.experiment.scaled_params asks the kind", ("%d of %d"):format(n, total))
 end
 
+-- ---- a kind name that is no kind, or a kind file that is wrong: a clear error naming blt.models ----
+do
+    local models = require "blt.models"
+    local kdir = dir .. "/lua/blt/models/"
+    U.write(kdir .. "misnamed.lua", "return {kind = 'other'}")
+    U.write(kdir .. "broken.lua", "return {kind = ")
+    U.write(kdir .. "notable.lua", "return 42")
+    local cases = {"", "nope", "../bigram", "blt.models", "init", "a b", "misnamed", "broken", "notable", 7, false}
+    for _, k in ipairs(cases) do
+        local ok, err = pcall(models.get, k)
+        T.ok(not ok and tostring(err):find("blt.models: ", 1, true),
+             ("models.get(%q) is a clear error"):format(tostring(k)), tostring(err))
+        local okf, errf = pcall(require("blt.flops").of, {kind = k}, {seq_len = 8})
+        T.ok(not okf and tostring(errf):find("blt.flops: no formula for model kind", 1, true),
+             ("flops.of of kind %q is a clear error"):format(tostring(k)), tostring(errf))
+    end
+end
+
 -- ---- the Lua op passes the gradient check ----
 do
     local rc, out = sh(bin .. " " .. q(need("ops/check_mish.lua")) .. " " .. q(need("ops/mish.lua")))

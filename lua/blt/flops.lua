@@ -89,10 +89,12 @@ flops.bytelm, flops.blt, flops.bpe_lm = formula("bytelm"), formula("blt"), formu
 -- flops.of(run config, opts): the formula of cfg.kind ("bytelm" when absent), its
 -- module's M.flops(cfg, opts) (blt.models).
 function flops.of(cfg, opts)
-    local kind = cfg.kind or "bytelm"
+    local kind = cfg.kind
+    if kind == nil then kind = "bytelm" end
     local okm, M = pcall(require("blt.models").get, kind)
     if not okm or type(M.flops) ~= "function" then
-        error(("blt.flops: no formula for model kind '%s'"):format(tostring(kind)), 2)
+        error(("blt.flops: no formula for model kind '%s'%s"):format(tostring(kind),
+              okm and " (its module has no M.flops)" or ": " .. tostring(M)), 2)
     end
     return M.flops(cfg, opts)
 end

@@ -76,7 +76,9 @@ function models.get(kind)
     end
     if type(m) == "string" then
         local name = m
-        m = require(name)
+        local okr, mod = pcall(require, name)
+        if not okr then error(("blt.models: kind '%s' does not load: %s"):format(kind, tostring(mod)), 2) end
+        m = mod
         if type(m) ~= "table" or m.kind ~= kind then
             error(("blt.models: module %s is not the kind '%s' (its table's kind is %s)")
                   :format(name, kind, type(m) == "table" and tostring(m.kind) or type(m)), 2)
