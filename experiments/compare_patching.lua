@@ -58,7 +58,7 @@ local cfg = experiment.script({
         schemes = experiment.scheme_list_rule(ALL),
         target = "[1, 64]", budget_steps = ">= 0",
     },
-}, {"blt", "bytelm", "bpe", "entropy"})
+}, experiment.families())
 if not cfg then return end
 
 local P = experiment.preset(cfg.budget)

@@ -147,7 +147,9 @@ function experiment.with_common(defaults, docs, rules, families)
     defaults.hostfile, docs.hostfile, rules.hostfile = require("blt.config").OPTIONAL,
         "mpirun hostfile of the machines the runs spread over (with ranks > 1)", "readable"
     defaults.args, docs.args = {all = ""}, {all = words.all}
-    for _, f in ipairs(families) do defaults.args[f], docs.args[f] = "", words[f] end
+    for _, f in ipairs(families) do
+        defaults.args[f], docs.args[f] = "", words[f] or ("extra key=value words for the %s runs"):format(f)
+    end
     -- args.* are checked here, with the rest of the command line, against the keys of the
     -- runs they go to: a typo stops the script before anything trains
     local kinds = {blt = "blt", entropy = "bytelm"}
@@ -345,6 +347,18 @@ function experiment.sweep_words()
     end)
     local out = {"fixed", "space", "entropy", "entropy_delta"}
     for _, w in ipairs(found) do out[#out + 1] = w.word end
+    return out
+end
+
+-- The families of runs a comparison has (its args.<family> keys): the BLT's, each
+-- kind's baseline family (M.sweep.family), the entropy model's.
+function experiment.families()
+    local out = {"blt"}
+    for _, w in ipairs(experiment.sweep_words()) do
+        local M = experiment.baseline(w)
+        if M then out[#out + 1] = M.sweep.family end
+    end
+    out[#out + 1] = "entropy"
     return out
 end
 
