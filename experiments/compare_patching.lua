@@ -29,7 +29,7 @@ local patching = require "blt.patching"
 local sweep = require "blt.sweep"
 local experiment = require "blt.experiment"
 
-local ALL = {"fixed", "space", "entropy", "entropy_delta", "bytelm", "bpe"}
+local ALL = experiment.sweep_words() -- the BLT schemes, then each kind's baseline word
 
 local cfg = experiment.script({
     name = "compare_patching", args = arg,
@@ -58,7 +58,7 @@ local cfg = experiment.script({
         schemes = experiment.scheme_list_rule(ALL),
         target = "[1, 64]", budget_steps = ">= 0",
     },
-}, {"blt", "bytelm", "bpe", "entropy"})
+}, experiment.families())
 if not cfg then return end
 
 local P = experiment.preset(cfg.budget)

@@ -30,7 +30,7 @@ local flops = require "blt.flops"
 local sweep = require "blt.sweep"
 local experiment = require "blt.experiment"
 
-local SCHEMES = {"fixed", "space", "entropy", "entropy_delta", "bytelm", "bpe"}
+local SCHEMES = experiment.sweep_words() -- the BLT schemes, then each kind's baseline word
 
 local scheme_items_rule = experiment.list_of("scheme", function(w)
     if w:sub(1, 5) == "file:" then return experiment.scheme_file_label(w) end
@@ -65,7 +65,8 @@ local cfg = experiment.script({
     docs = {
         budget = "local model, batch, sizes and data ratio: smoke (tests), small (a first look on 2 cores), full",
         study = "which study: both, compute_optimal or fixed_inference",
-        schemes = "comma-separated: fixed:P, space, entropy:P, entropy_delta:P, bytelm, bpe (P: bytes per patch)",
+        schemes = "comma-separated: fixed:P, space, entropy:P, entropy_delta:P, "
+            .. table.concat(SCHEMES, ", ", 5) .. " (P: bytes per patch), or file:PATH",
         target = "patch size of a scheme given without :P",
         sizes = "global WIDTHxLAYERS list of the compute-optimal sweep (unset: the budget's)",
         bytes_per_param = "training bytes per scaled parameter at the compute-optimal point (0: the budget's)",
@@ -81,7 +82,7 @@ local cfg = experiment.script({
         schemes = scheme_items_rule, target = "[1, 64]", sizes = experiment.size_list_rule,
         bytes_per_param = ">= 0", infer_size = experiment.size_rule, overtrain = ">= 0", seed = ">= 0",
     },
-}, {"blt", "bytelm", "bpe", "entropy"})
+}, experiment.families())
 if not cfg then return end
 
 local P = experiment.scaling_preset(cfg.budget)

@@ -56,36 +56,18 @@ end
 -- validation, periodic and final (0: the whole split), the same for every model, so a
 -- run's curve and its final figure are measured on the same text;
 -- model; calib_bytes: training bytes sampled for calibration and mean-patch estimates.
-local PRESETS = {
+local PRESETS = { -- each kind's part (P.blt, P.bytelm, P.bpe) comes from its module's presets.compare
     smoke = {
         batch = 4, seq_len = 64, steps = 12, evals = 2, val_bytes = 4096, calib_bytes = 4096,
         entropy = {steps = 30, model = {dim = 32, layers = 1, heads = 2, window = 64, multiple_of = 32}},
-        blt = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 64},
-               global = {dim = 64, layers = 1, heads = 2}, decoder = {layers = 1, window = 64}, cross = {heads = 2},
-               hash = {ngrams = "3,4,5", buckets = 256}},
-        bytelm = {dim = 48, layers = 1, heads = 2, window = 64, multiple_of = 32},
-        bpe = {model = {dim = 64, layers = 1, heads = 2, window = 64, multiple_of = 32},
-               bpe = {vocab = 320, train_bytes = 65536}},
     },
     small = {
         batch = 16, seq_len = 256, steps = 200, evals = 4, val_bytes = 131072, calib_bytes = 65536,
         entropy = {steps = 200, model = {dim = 128, layers = 2, heads = 4, window = 256, multiple_of = 128}},
-        blt = {dim = 128, heads = 4, k = 2, multiple_of = 128, encoder = {layers = 1, window = 128},
-               global = {dim = 256, layers = 4, heads = 4}, decoder = {layers = 2, window = 128}, cross = {heads = 4},
-               hash = {ngrams = "3,4,5,6,7,8", buckets = 4096}},
-        bytelm = {dim = 192, layers = 3, heads = 4, window = 256, multiple_of = 128},
-        bpe = {model = {dim = 256, layers = 4, heads = 4, window = 256, multiple_of = 128},
-               bpe = {vocab = 4096, train_bytes = 0}},
     },
     full = {
         batch = 32, seq_len = 512, steps = 2000, evals = 10, val_bytes = 262144, calib_bytes = 262144,
         entropy = {steps = 1000, model = {dim = 256, layers = 4, heads = 4, window = 512, multiple_of = 256}},
-        blt = {dim = 256, heads = 4, k = 2, multiple_of = 256, encoder = {layers = 1, window = 256},
-               global = {dim = 512, layers = 8, heads = 8}, decoder = {layers = 3, window = 256}, cross = {heads = 4},
-               hash = {ngrams = "3,4,5,6,7,8", buckets = 16384}},
-        bytelm = {dim = 384, layers = 6, heads = 6, window = 512, multiple_of = 256},
-        bpe = {model = {dim = 512, layers = 8, heads = 8, window = 512, multiple_of = 256},
-               bpe = {vocab = 8192, train_bytes = 0}},
     },
 }
 
@@ -96,8 +78,21 @@ local function deep_copy(t)
     return o
 end
 
+experiment.deep_copy = deep_copy
+
+-- Adds every kind's part of a budget (M.presets[which][name] as P[M.preset_key]).
+local function with_kinds(p, which, name)
+    for _, k in ipairs(models.kinds()) do
+        local okm, M = pcall(models.get, k)
+        if okm and M.preset_key and M.presets and M.presets[which] and M.presets[which][name] then
+            p[M.preset_key] = deep_copy(M.presets[which][name])
+        end
+    end
+    return p
+end
+
 function experiment.preset(name)
-    local p = PRESETS[name]
+    local p = PRESETS[name] and with_kinds(deep_copy(PRESETS[name]), "compare", name)
     if not p then error(("blt.experiment: unknown budget '%s' (smoke, small, full)"):format(tostring(name)), 2) end
     p = deep_copy(p)
     p.name = name
@@ -109,33 +104,27 @@ end
 -- the same width and depth); bytes_per_param: the compute-optimal data ratio;
 -- infer_size: the reference size of the fixed-inference study, overtrain: how many
 -- times its compute-optimal steps those models train.
-local SCALING = {
+local SCALING = { -- each kind's part comes from its module's presets.scaling
     smoke = {
         batch = 4, seq_len = 64, evals = 2, val_bytes = 4096, calib_bytes = 4096,
         sizes = "32x1,64x1", bytes_per_param = 0.05, infer_size = "64x1", overtrain = 2,
-        entropy = PRESETS.smoke.entropy, blt = PRESETS.smoke.blt,
-        bytelm = {window = 64, multiple_of = 32}, bpe = {model = {window = 64, multiple_of = 32}, bpe = PRESETS.smoke.bpe.bpe},
+        entropy = PRESETS.smoke.entropy,
     },
     small = {
         batch = 8, seq_len = 128, evals = 4, val_bytes = 65536, calib_bytes = 65536,
         sizes = "64x2,128x2,192x2,256x2", bytes_per_param = 1, infer_size = "128x2", overtrain = 3,
         -- small local models and entropy model, so that the global model is most of a BLT's FLOPs
         entropy = {steps = 300, model = {dim = 64, layers = 1, heads = 2, window = 128, multiple_of = 64}},
-        blt = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 128},
-               global = {dim = 128, layers = 2, heads = 4}, decoder = {layers = 1, window = 128}, cross = {heads = 2},
-               hash = {ngrams = "3,4,5", buckets = 1024}},
-        bytelm = {window = 128, multiple_of = 64}, bpe = {model = {window = 128, multiple_of = 64}, bpe = {vocab = 2048, train_bytes = 0}},
     },
     full = {
         batch = 16, seq_len = 512, evals = 8, val_bytes = 262144, calib_bytes = 262144,
         sizes = "128x2,192x3,256x4,384x6,512x8", bytes_per_param = 20, infer_size = "256x4", overtrain = 4,
-        entropy = PRESETS.full.entropy, blt = PRESETS.full.blt,
-        bytelm = {window = 512, multiple_of = 256}, bpe = {model = {window = 512, multiple_of = 256}, bpe = PRESETS.full.bpe.bpe},
+        entropy = PRESETS.full.entropy,
     },
 }
 
 function experiment.scaling_preset(name)
-    local p = SCALING[name]
+    local p = SCALING[name] and with_kinds(deep_copy(SCALING[name]), "scaling", name)
     if not p then error(("blt.experiment: unknown budget '%s' (smoke, small, full)"):format(tostring(name)), 2) end
     p = deep_copy(p)
     p.name = name
@@ -158,10 +147,16 @@ function experiment.with_common(defaults, docs, rules, families)
     defaults.hostfile, docs.hostfile, rules.hostfile = require("blt.config").OPTIONAL,
         "mpirun hostfile of the machines the runs spread over (with ranks > 1)", "readable"
     defaults.args, docs.args = {all = ""}, {all = words.all}
-    for _, f in ipairs(families) do defaults.args[f], docs.args[f] = "", words[f] end
+    for _, f in ipairs(families) do
+        defaults.args[f], docs.args[f] = "", words[f] or ("extra key=value words for the %s runs"):format(f)
+    end
     -- args.* are checked here, with the rest of the command line, against the keys of the
     -- runs they go to: a typo stops the script before anything trains
-    local kinds = {blt = "blt", bytelm = "bytelm", bpe = "bpe_lm", entropy = "bytelm"}
+    local kinds = {blt = "blt", entropy = "bytelm"}
+    for _, k in ipairs(models.kinds()) do -- the baselines' families (M.sweep.family)
+        local okm, M = pcall(models.get, k)
+        if okm and M.sweep then kinds[M.sweep.family] = M.kind end
+    end
     local function words_rule(fams)
         return function(v)
             for _, f in ipairs(fams) do
@@ -303,25 +298,6 @@ function experiment.space_mean_patch(corpus, P, scheme)
     return space_cache[key]
 end
 
--- Mean bytes per BPE token on a training sample, with a tokenizer learned as the
--- run's setup will learn it (deterministic: the same merges), counted as the model
--- counts it (predicted bytes over predicted tokens). Nil when blt.bpe is missing.
-local bpt_cache = {}
-local function bpe_bytes_per_token(corpus, P)
-    local okb, bpe = pcall(require, "blt.bpe")
-    if not okb then return nil end
-    local b = P.bpe.bpe
-    local key = table.concat({tostring(corpus), b.vocab, b.train_bytes, b.min_count or 2, P.seq_len, P.calib_bytes}, " ")
-    if bpt_cache[key] then return bpt_cache[key] end
-    local tok = bpe.train(corpus, {vocab = b.vocab, bytes = b.train_bytes, min_count = b.min_count})
-    local rows = corpus:sample_windows {split = "train", len = P.seq_len, bytes = P.calib_bytes, seed = 1}
-    local _, lengths = tok:encode_rows(rows)
-    local ntok = 0
-    for _, l in ipairs(lengths) do ntok = ntok + l - 1 end
-    bpt_cache[key] = rows:size(1) * P.seq_len / ntok
-    return bpt_cache[key]
-end
-
 -- Global (or baseline) heads of a width: 32-wide heads (RoPE needs even head sizes).
 local function heads_of(w) return math.max(1, w // 32) end
 experiment.heads_of = heads_of
@@ -340,6 +316,52 @@ experiment.size_list_rule = experiment.list_of("size", function(w)
     return ("%dx%d"):format(d, l)
 end, "32x1")
 
+-- A copy of a baseline's model config with o.size's width and depth (o.heads heads,
+-- default: heads of 32 dimensions) when given.
+function experiment.sized(base, o)
+    local m = deep_copy(base)
+    if o and o.size then m.dim, m.layers, m.heads = o.size[1], o.size[2], o.heads or heads_of(o.size[1]) end
+    return m
+end
+
+-- The kind a comparison's baseline word names (its M.sweep.word: "bytelm", "bpe"), or nil.
+function experiment.baseline(word)
+    for _, k in ipairs(models.kinds()) do
+        local okm, M = pcall(models.get, k)
+        if okm and M.sweep and M.sweep.word == word and M.point then return M end
+    end
+end
+
+-- The words a comparison offers by default: the built-in BLT schemes, then every
+-- kind's baseline word.
+function experiment.sweep_words()
+    local found = {}
+    for _, k in ipairs(models.kinds()) do
+        local okm, M = pcall(models.get, k)
+        if okm and M.sweep and M.point then found[#found + 1] = M.sweep end
+    end
+    -- by M.sweep.order (the built-ins': bytelm, then bpe), then by word
+    table.sort(found, function(a, b)
+        if (a.order or math.huge) ~= (b.order or math.huge) then return (a.order or math.huge) < (b.order or math.huge) end
+        return a.word < b.word
+    end)
+    local out = {"fixed", "space", "entropy", "entropy_delta"}
+    for _, w in ipairs(found) do out[#out + 1] = w.word end
+    return out
+end
+
+-- The families of runs a comparison has (its args.<family> keys): the BLT's, each
+-- kind's baseline family (M.sweep.family), the entropy model's.
+function experiment.families()
+    local out = {"blt"}
+    for _, w in ipairs(experiment.sweep_words()) do
+        local M = experiment.baseline(w)
+        if M then out[#out + 1] = M.sweep.family end
+    end
+    out[#out + 1] = "entropy"
+    return out
+end
+
 -- One size WIDTHxLAYERS.
 function experiment.size_rule(v)
     local msg = experiment.size_list_rule(v)
@@ -356,11 +378,6 @@ end
 function experiment.model_point(scheme, P, corpus, ent, o)
     o = o or {}
     local seq = P.seq_len + 1
-    local function sized(base)
-        local m = deep_copy(base)
-        if o.size then m.dim, m.layers, m.heads = o.size[1], o.size[2], o.heads or heads_of(o.size[1]) end
-        return m
-    end
     local sc = blt_scheme(scheme)
     if sc then
         local m = deep_copy(P.blt)
@@ -392,23 +409,9 @@ function experiment.model_point(scheme, P, corpus, ent, o)
         local f = flops.of(run_cfg, {seq_len = seq, mean_patch = mean})
         return {family = "blt", kind = "blt", script = "experiments/train_blt.lua", args = args, mean_patch = mean,
                 run_cfg = run_cfg, train_fpb = f.training.total, inference_fpb = f.inference.total}
-    elseif scheme == "bytelm" then
-        local m = sized(P.bytelm)
-        local run_cfg = {kind = "bytelm", model = m}
-        local f = flops.of(run_cfg, {seq_len = seq})
-        return {family = "bytelm", kind = "bytelm", script = "experiments/train_bytelm.lua", args = flat("model", m),
-                mean_patch = 1, run_cfg = run_cfg, train_fpb = f.training.total, inference_fpb = f.inference.total}
-    elseif scheme == "bpe" then
-        if not pcall(models.get, "bpe_lm") then return {skip = "this build has no bpe_lm model kind"} end
-        local bpt = bpe_bytes_per_token(corpus, P)
-        if not bpt then return {skip = "blt.bpe cannot measure bytes per token"} end
-        local m = sized(P.bpe.model)
-        local args = merge(flat("model", m), flat("bpe", P.bpe.bpe))
-        local run_cfg = {kind = "bpe_lm", model = m, bpe = P.bpe.bpe}
-        local f = flops.of(run_cfg, {seq_len = seq, bytes_per_token = bpt})
-        return {family = "bpe", kind = "bpe_lm", script = "experiments/train_bpe_lm.lua", args = args, mean_patch = bpt,
-                run_cfg = run_cfg, train_fpb = f.training.total, inference_fpb = f.inference.total}
     end
+    local M = experiment.baseline(scheme) -- a kind's own point (M.sweep, M.point)
+    if M then return M.point(P, corpus, o, experiment) end
     error("blt.experiment: unknown scheme " .. tostring(scheme), 2)
 end
 
@@ -428,16 +431,7 @@ function experiment.scaled_params(spec)
         end
         fill(cfg[section], d)
     end
-    local n = M.count_params(cfg, false)
-    local m = cfg.model
-    if spec.kind == "blt" then
-        local ngrams = m.hash.buckets > 0 and #experiment.words(m.hash.ngrams) or 0
-        n = n - ids.VOCAB * m.dim - ngrams * m.hash.buckets * m.dim
-    elseif spec.kind == "bytelm" then
-        n = n - ids.VOCAB * m.dim
-    elseif spec.kind == "bpe_lm" then
-        n = n - cfg.bpe.vocab * m.dim
-    end
+    local n = M.scaled_params and M.scaled_params(cfg) or M.count_params(cfg, false)
     return n, M.count_params(cfg, false)
 end
 
@@ -467,8 +461,8 @@ function experiment.measure(r, P)
     local cfg, res = r.config, r.result
     local bytes_per_step = cfg.train.batch * cfg.train.seq_len
     r.mean_patch = mean_of(r.history, "patch_mean") or mean_of(r.history, "bytes_per_token") or r.spec and r.spec.mean_patch or 1
-    if cfg.kind == "bytelm" then r.mean_patch = 1 end
     local M = models.get(cfg.kind)
+    if M.fixed_mean_patch then r.mean_patch = M.fixed_mean_patch end
     r.params = M.count_params(cfg, false)
     local okf, f = pcall(flops.of, cfg, {seq_len = cfg.train.seq_len + 1, mean_patch = r.mean_patch,
                                          bytes_per_token = r.mean_patch})

@@ -10,6 +10,7 @@
 -- Parameter names as in docs/model.md (encoder.*, global.*, decoder.*); the entropy
 -- model, when there is one, is stored under entropy.* and is not trained.
 local core = require "blt.core"
+local flops = require "blt.flops"
 local nn = require "blt.nn"
 local ids = require "blt.ids"
 local kvcache = require "blt.kvcache"
@@ -827,5 +828,105 @@ function BLT:loss(rows, reduction)
     local logits = self:forward(inputs)
     return core.cross_entropy(logits, targets, {ignore_index = ids.PAD, reduction = reduction or "mean"})
 end
+
+-- ---- what the sweeps and blt.flops ask of the kind (blt.models) ----
+
+-- FLOPs per byte (docs/flops.md; the shared parts in blt.flops): -- The BLT. opts: mean_patch (bytes per patch: seq_len / patches per row, the BOS patch
+-- counted), seq_len (bytes per row, BOS included), full_context, entropy (the entropy
+-- model's config when patching runs online; absent: patches come free, as for
+-- fixed and space patching or precomputed entropies).
+-- Components: entropy, encoder, cross (pooling and decoder cross-attention, with
+-- pool_proj and patch_proj; split in cross_encoder and cross_decoder of f.detail),
+-- global (with in_proj), decoder (its blocks), head.
+function BLT.model_flops(cfg, opts)
+    opts = opts or {}
+    local m = flops.filled(BLT.defaults, cfg or {})
+    local T, p = flops.need(opts, "seq_len", "blt"), flops.need(opts, "mean_patch", "blt")
+    local full = opts.full_context
+    local d, dg, k = m.dim, m.global.dim, m.k
+    local lin, att = {}, {}
+    -- encoder and decoder blocks, per byte
+    local l, a = flops.block_macs(d, m.multiple_of, flops.mean_keys(T, m.encoder.window, full))
+    lin.encoder, att.encoder = 2 * m.encoder.layers * l, 2 * m.encoder.layers * a
+    l, a = flops.block_macs(d, m.multiple_of, flops.mean_keys(T, m.decoder.window, full))
+    lin.decoder, att.decoder = 2 * m.decoder.layers * l, 2 * m.decoder.layers * a
+    -- pooling: pool_proj once per patch (d -> k d); each pooled layer: wk, wv on every
+    -- byte, wq, wo on every slot (k per patch); k slot queries per patch each see the
+    -- patch's bytes: k pairs per byte
+    local n_ce = m.encoder.cross_every_layer and m.encoder.layers or 1
+    local ce_lin = 2 * (k * d * d / p + n_ce * (2 * d * d + 2 * k * d * d / p))
+    local ce_att = 2 * n_ce * 2 * d * k
+    -- decoder cross: patch_proj once per patch (d_G -> k d); each cross layer: wq, wo on
+    -- every byte, wk, wv on every slot; a byte sees the k slots of one patch
+    local n_cd = m.decoder.cross_every_layer and m.decoder.layers or 1
+    local cd_lin = 2 * (k * d * dg / p + n_cd * (2 * d * d + 2 * k * d * d / p))
+    local cd_att = 2 * n_cd * 2 * d * k
+    lin.cross, att.cross = ce_lin + cd_lin, ce_att + cd_att
+    -- global: per patch, divided by the patch size; P = T / p patches per row
+    l, a = flops.block_macs(dg, m.multiple_of, flops.mean_keys(T / p, m.global.window, full))
+    lin.global = 2 * ((k * d ~= dg and k * d * dg or 0) + m.global.layers * l) / p
+    att.global = 2 * m.global.layers * a / p
+    lin.head = 2 * d * ids.VOCAB
+    if opts.entropy then
+        local e = ByteLM.model_flops(opts.entropy, {seq_len = T, full_context = full})
+        lin.entropy, att.entropy = e.linear.total, e.attention.total
+    end
+    local f = flops.assemble(lin, att, {"entropy", "encoder", "cross", "global", "decoder", "head"}, {entropy = true})
+    f.detail = {cross_encoder = {linear = ce_lin, attention = ce_att}, cross_decoder = {linear = cd_lin, attention = cd_att}}
+    return f
+end
+
+
+-- A run config knows its entropy model (online entropy patching is charged) and its
+-- scheme's mean patch size (declared, or a file scheme's measured at its run's start).
+function BLT.flops(cfg, opts)
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    local pc = cfg.patching
+    local schemes = require "blt.schemes"
+    local s = pc and pc.scheme and schemes.get(pc.scheme, pc.scheme_source)
+    if s then
+        if o.entropy == nil and s.needs_entropy then o.entropy = cfg.entropy end
+        local so = {}
+        for k, v in pairs(s.options) do so[k] = pc[k] == nil and v or pc[k] end
+        if o.mean_patch == nil then o.mean_patch = schemes.mean_patch(s, so) end
+        if o.mean_patch == nil and not s.kernel and (pc.calibrated or 0) > 0 then o.mean_patch = pc.calibrated end
+    end
+    return BLT.model_flops(cfg.model, o)
+end
+
+-- all but the byte and hash n-gram embeddings
+function BLT.scaled_params(cfg)
+    local m = cfg.model
+    local ngrams = m.hash.buckets > 0 and #BLT.ngrams(m) or 0
+    return BLT.count_params(cfg, false) - ids.VOCAB * m.dim - ngrams * m.hash.buckets * m.dim
+end
+
+-- The model part of each budget (P.blt); the sweeps' points of the BLT are its
+-- patching schemes' (blt.experiment.model_point), not a baseline's.
+local BLT_SMOKE = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 64},
+                   global = {dim = 64, layers = 1, heads = 2}, decoder = {layers = 1, window = 64}, cross = {heads = 2},
+                   hash = {ngrams = "3,4,5", buckets = 256}}
+local BLT_FULL = {dim = 256, heads = 4, k = 2, multiple_of = 256, encoder = {layers = 1, window = 256},
+                  global = {dim = 512, layers = 8, heads = 8}, decoder = {layers = 3, window = 256}, cross = {heads = 4},
+                  hash = {ngrams = "3,4,5,6,7,8", buckets = 16384}}
+BLT.presets = {
+    compare = {
+        smoke = BLT_SMOKE,
+        small = {dim = 128, heads = 4, k = 2, multiple_of = 128, encoder = {layers = 1, window = 128},
+                 global = {dim = 256, layers = 4, heads = 4}, decoder = {layers = 2, window = 128}, cross = {heads = 4},
+                 hash = {ngrams = "3,4,5,6,7,8", buckets = 4096}},
+        full = BLT_FULL,
+    },
+    scaling = {
+        smoke = BLT_SMOKE,
+        -- small local models, so that the global model is most of a BLT's FLOPs
+        small = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 128},
+                 global = {dim = 128, layers = 2, heads = 4}, decoder = {layers = 1, window = 128}, cross = {heads = 2},
+                 hash = {ngrams = "3,4,5", buckets = 1024}},
+        full = BLT_FULL,
+    },
+}
+BLT.preset_key = "blt"
 
 return BLT

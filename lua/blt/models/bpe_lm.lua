@@ -6,6 +6,7 @@
 -- Parameter names as ByteLM's (embed [V,d], layers.<i>.*, norm, head [V,d]); the merge
 -- list is stored frozen as bpe.merges (float32 [merges, 2], whole numbers).
 local core = require "blt.core"
+local flops = require "blt.flops"
 local nn = require "blt.nn"
 local ids = require "blt.ids"
 local bpe = require "blt.bpe"
@@ -185,6 +186,84 @@ function BpeLM:loss(rows, reduction)
     local inputs = core.narrow(tokens, 2, 1, M - 1)
     local targets = core.narrow(tokens, 2, 2, M - 1)
     return core.cross_entropy(self:forward(inputs), targets, {ignore_index = ids.PAD, reduction = reduction or "mean"})
+end
+
+-- ---- what the sweeps and blt.flops ask of the kind (blt.models) ----
+
+-- FLOPs per byte (docs/flops.md; the shared parts in blt.flops): -- The token baseline (bpe_lm): ByteLM's transformer over BPE tokens. opts: seq_len
+-- (bytes per row, BOS included), bytes_per_token (mean bytes a token covers), vocab
+-- (tokens, default 4096). The model runs T / bytes_per_token positions per row, each
+-- costing a block stack and a head of V outputs; per byte = per token / bytes_per_token.
+-- Components: blocks, head.
+function BpeLM.model_flops(cfg, opts)
+    opts = opts or {}
+    local m = flops.filled(require("blt.models.bytelm").defaults, cfg or {})
+    local T, bpt = flops.need(opts, "seq_len", "bpe_lm"), flops.need(opts, "bytes_per_token", "bpe_lm")
+    local vocab = opts.vocab == nil and 4096 or flops.need(opts, "vocab", "bpe_lm")
+    local lin, att = flops.block_macs(m.dim, m.multiple_of, flops.mean_keys(T / bpt, m.window, opts.full_context))
+    return flops.assemble({blocks = 2 * m.layers * lin / bpt, head = 2 * m.dim * vocab / bpt},
+                    {blocks = 2 * m.layers * att / bpt}, {"blocks", "head"}, {})
+end
+
+
+-- opts.vocab defaults to the run's bpe.vocab
+function BpeLM.flops(cfg, opts)
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    if o.vocab == nil and cfg.bpe then o.vocab = cfg.bpe.vocab end
+    return BpeLM.model_flops(cfg.model, o)
+end
+-- all but the token embedding
+function BpeLM.scaled_params(cfg) return BpeLM.count_params(cfg, false) - cfg.bpe.vocab * cfg.model.dim end
+BpeLM.sweep = {word = "bpe", family = "bpe", script = "experiments/train_bpe_lm.lua", order = 2}
+BpeLM.preset_key = "bpe"
+local BPE_SMOKE = {vocab = 320, train_bytes = 65536}
+local BPE_FULL = {vocab = 8192, train_bytes = 0}
+BpeLM.presets = {
+    compare = {
+        smoke = {model = {dim = 64, layers = 1, heads = 2, window = 64, multiple_of = 32}, bpe = BPE_SMOKE},
+        small = {model = {dim = 256, layers = 4, heads = 4, window = 256, multiple_of = 128},
+                 bpe = {vocab = 4096, train_bytes = 0}},
+        full = {model = {dim = 512, layers = 8, heads = 8, window = 512, multiple_of = 256}, bpe = BPE_FULL},
+    },
+    scaling = {
+        smoke = {model = {window = 64, multiple_of = 32}, bpe = BPE_SMOKE},
+        small = {model = {window = 128, multiple_of = 64}, bpe = {vocab = 2048, train_bytes = 0}},
+        full = {model = {window = 512, multiple_of = 256}, bpe = BPE_FULL},
+    },
+}
+
+-- Mean bytes per BPE token on a training sample, with a tokenizer learned as the
+-- run's setup will learn it (deterministic: the same merges), counted as the model
+-- counts it (predicted bytes over predicted tokens). Nil when blt.bpe is missing.
+local bpt_cache = {}
+local function bytes_per_token(corpus, P)
+    local okb, bpe = pcall(require, "blt.bpe")
+    if not okb then return nil end
+    local b = P.bpe.bpe
+    local key = table.concat({tostring(corpus), b.vocab, b.train_bytes, b.min_count or 2, P.seq_len, P.calib_bytes}, " ")
+    if bpt_cache[key] then return bpt_cache[key] end
+    local tok = bpe.train(corpus, {vocab = b.vocab, bytes = b.train_bytes, min_count = b.min_count})
+    local rows = corpus:sample_windows {split = "train", len = P.seq_len, bytes = P.calib_bytes, seed = 1}
+    local _, lengths = tok:encode_rows(rows)
+    local ntok = 0
+    for _, l in ipairs(lengths) do ntok = ntok + l - 1 end
+    bpt_cache[key] = rows:size(1) * P.seq_len / ntok
+    return bpt_cache[key]
+end
+
+-- Its point in a comparison: P.bpe (model and tokenizer), or o.size's width and depth;
+-- FLOPs at the bytes per token measured on the training sample.
+function BpeLM.point(P, corpus, o, experiment)
+    local bpt = bytes_per_token(corpus, P)
+    if not bpt then return {skip = "blt.bpe cannot measure bytes per token"} end
+    local m = experiment.sized(P.bpe.model, o)
+    local args = experiment.flat("model", m)
+    for k, v in pairs(experiment.flat("bpe", P.bpe.bpe)) do args[k] = v end
+    local run_cfg = {kind = "bpe_lm", model = m, bpe = P.bpe.bpe}
+    local f = flops.of(run_cfg, {seq_len = P.seq_len + 1, bytes_per_token = bpt})
+    return {family = "bpe", kind = "bpe_lm", script = BpeLM.sweep.script, args = args, mean_patch = bpt,
+            run_cfg = run_cfg, train_fpb = f.training.total, inference_fpb = f.inference.total}
 end
 
 return BpeLM

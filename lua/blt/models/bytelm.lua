@@ -2,6 +2,7 @@
 -- model of docs/model.md): embedding (260), pre-norm blocks with sliding-window
 -- causal attention, final RMSNorm, head. Parameter names: embed, layers.<i>.*, norm, head.
 local core = require "blt.core"
+local flops = require "blt.flops"
 local nn = require "blt.nn"
 local ids = require "blt.ids"
 local kvcache = require "blt.kvcache"
@@ -228,6 +229,47 @@ function ByteLM:flops_per_byte(T)
     keys = keys / T
     local per_layer = 2 * (4 * d * d + 3 * d * hidden) + 2 * 2 * keys * d
     return 3 * (m.layers * per_layer + 2 * d * ByteLM.VOCAB)
+end
+
+-- ---- what the sweeps and blt.flops ask of the kind (blt.models) ----
+
+-- FLOPs per byte (docs/flops.md; the shared parts in blt.flops): -- ByteLM (also the entropy model). opts: seq_len (positions per row, BOS included),
+-- full_context. Components: blocks (the L blocks), head.
+function ByteLM.model_flops(cfg, opts)
+    opts = opts or {}
+    local m = flops.filled(ByteLM.defaults, cfg or {})
+    local T = flops.need(opts, "seq_len", "bytelm")
+    local lin, att = flops.block_macs(m.dim, m.multiple_of, flops.mean_keys(T, m.window, opts.full_context))
+    return flops.assemble({blocks = 2 * m.layers * lin, head = 2 * m.dim * ids.VOCAB}, {blocks = 2 * m.layers * att},
+                    {"blocks", "head"}, {})
+end
+
+
+function ByteLM.flops(cfg, opts) return ByteLM.model_flops(cfg.model, opts) end
+-- all but the byte embedding (the head scales with the width as a block does)
+function ByteLM.scaled_params(cfg) return ByteLM.param_count(cfg.model) - ByteLM.VOCAB * cfg.model.dim end
+ByteLM.fixed_mean_patch = 1 -- one byte a position
+ByteLM.sweep = {word = "bytelm", family = "bytelm", script = "experiments/train_bytelm.lua", order = 1}
+ByteLM.preset_key = "bytelm"
+ByteLM.presets = {
+    compare = {
+        smoke = {dim = 48, layers = 1, heads = 2, window = 64, multiple_of = 32},
+        small = {dim = 192, layers = 3, heads = 4, window = 256, multiple_of = 128},
+        full = {dim = 384, layers = 6, heads = 6, window = 512, multiple_of = 256},
+    },
+    -- width and depth come from the sweep's sizes
+    scaling = {smoke = {window = 64, multiple_of = 32}, small = {window = 128, multiple_of = 64},
+               full = {window = 512, multiple_of = 256}},
+}
+
+-- Its point in a comparison (blt.experiment.model_point): P.bytelm, or o.size's width
+-- and depth.
+function ByteLM.point(P, corpus, o, experiment)
+    local m = experiment.sized(P.bytelm, o)
+    local run_cfg = {kind = "bytelm", model = m}
+    local f = flops.of(run_cfg, {seq_len = P.seq_len + 1})
+    return {family = "bytelm", kind = "bytelm", script = ByteLM.sweep.script, args = experiment.flat("model", m),
+            mean_patch = 1, run_cfg = run_cfg, train_fpb = f.training.total, inference_fpb = f.inference.total}
 end
 
 return ByteLM

@@ -9,6 +9,19 @@
 --   M.setup(cfg, corpus, log)    optional: work before a new run builds its model (calibration)
 --   M.build(cfg, seed, source)   the model; source = a loaded checkpoint when resuming or
 --                                loading (frozen parts, such as an entropy model, come from it)
+--   M.flops(cfg, opts)           optional: FLOPs per byte of a run config (blt.flops.of, docs/flops.md)
+--   M.model_flops(m, opts)       optional: the same on a model section (blt.flops.<kind>)
+--   M.scaled_params(cfg)         optional: parameters that scale with the model (all but the
+--                                embedding tables; cfg has the sections' defaults filled in)
+--   M.sweep                      optional: how the comparisons run it as a baseline:
+--                                {word = "bytelm", family = "bytelm", script = "experiments/..."}
+--   M.point(P, corpus, o, ex)    with M.sweep: its point in a comparison (blt.experiment.model_point;
+--                                ex = blt.experiment, for its helpers ex.sized, ex.flat)
+--   M.presets, M.preset_key      optional: the model part of each budget, P[M.preset_key]:
+--                                {compare = {smoke =, small =, full =}, scaling = {...}}
+--   M.mean_patch                 optional: bytes per position when fixed (1 for a byte model)
+-- A kind is found by name: a registered one, or the module blt.models.<kind> (one file
+-- lua/blt/models/<kind>.lua whose M.kind is <kind>), so a new kind is one new file.
 -- and the model it builds:
 --   model:parameter_list()       the trained parameters (the optimiser's)
 --   model:state_list()           everything a checkpoint holds (trained and frozen)
@@ -23,9 +36,25 @@ local models = {}
 
 local KINDS = {bytelm = "blt.models.bytelm", blt = "blt.models.blt", bpe_lm = "blt.models.bpe_lm"}
 
-function models.kinds()
+-- The kinds of one file: blt/models/<kind>.lua in any folder of package.path (the
+-- project's lua/, or a folder added with LUA_PATH), by name.
+local function kind_files()
     local out = {}
-    for k in pairs(KINDS) do out[#out + 1] = k end
+    for tmpl in package.path:gmatch("[^;]+") do
+        local dir = tmpl:gsub("%?", "blt/models/\1"):match("^(.-)\1")
+        for _, name in ipairs(dir and core.listdir(dir) or {}) do
+            local k = name:match("^([%a_][%w_]*)%.lua$")
+            if k and k ~= "init" and package.searchpath("blt.models." .. k, package.path) then out[k] = true end
+        end
+    end
+    return out
+end
+
+function models.kinds()
+    local seen = kind_files()
+    for k in pairs(KINDS) do seen[k] = true end
+    local out = {}
+    for k in pairs(seen) do out[#out + 1] = k end
     table.sort(out)
     return out
 end
@@ -38,10 +67,24 @@ end
 
 function models.get(kind)
     local m = KINDS[kind]
+    if m == nil and type(kind) == "string" and kind:match("^[%a_][%w_]*$") and kind ~= "init"
+       and package.searchpath("blt.models." .. kind, package.path) then
+        m = "blt.models." .. kind -- a kind of one file, found by its name
+    end
     if m == nil then
         error(("blt.models: unknown kind '%s' (known: %s)"):format(tostring(kind), table.concat(models.kinds(), ", ")), 2)
     end
-    if type(m) == "string" then m = require(m) end
+    if type(m) == "string" then
+        local name = m
+        local okr, mod = pcall(require, name)
+        if not okr then error(("blt.models: kind '%s' does not load: %s"):format(kind, tostring(mod)), 2) end
+        m = mod
+        if type(m) ~= "table" or m.kind ~= kind then
+            error(("blt.models: module %s is not the kind '%s' (its table's kind is %s)")
+                  :format(name, kind, type(m) == "table" and tostring(m.kind) or type(m)), 2)
+        end
+        KINDS[kind] = m
+    end
     return m
 end
 
