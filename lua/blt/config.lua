@@ -256,7 +256,7 @@ config.SANDBOX_STRING = SANDBOX_STRING
 -- config.sandboxed(f, budget, heap, ...) -> true, f's first result | false, message:
 -- runs f(...) (whose globals the caller chose) with at most budget instructions, its
 -- Lua heap growing by at most heap bytes and the bounded string methods above. Used by
--- scheme files (blt.schemes), whose rule runs once per row.
+-- --config files and scheme files (blt.schemes), whose rule runs once per row.
 function config.sandboxed(f, budget, heap, ...)
     local co = coroutine.create(f)
     debug.sethook(co, function() error("runs too long (an endless loop?)", 0) end, "", budget)
@@ -281,20 +281,9 @@ local function load_config_file(path)
     f:close()
     local chunk, err = loadfile(path, "t", {})
     if not chunk then error(("config: cannot read %s: %s"):format(quote(path), quote(err)), 0) end
-    local co = coroutine.create(chunk)
-    debug.sethook(co, function() error("runs too long (an endless loop?)", 0) end, "", CONFIG_FILE_BUDGET)
-    local core = require "blt.core"
-    local strings = getmetatable("")
-    local lib = strings.__index
-    strings.__index = SANDBOX_STRING
-    core.lua_heap_limit(CONFIG_FILE_HEAP)
-    local ok, t = coroutine.resume(co) -- never raises: an error in the chunk comes back here
-    core.lua_heap_limit(nil)
-    strings.__index = lib
-    if not ok then
-        if t == "not enough memory" then t = ("uses more than %d MB of memory"):format(CONFIG_FILE_HEAP >> 20) end
-        error(("config: %s: %s"):format(quote(path), quote(t, 2 * QUOTE_MAX)), 0)
-    end
+    -- never raises: an error in the chunk comes back as ok = false
+    local ok, t = config.sandboxed(chunk, CONFIG_FILE_BUDGET, CONFIG_FILE_HEAP)
+    if not ok then error(("config: %s: %s"):format(quote(path), quote(t, 2 * QUOTE_MAX)), 0) end
     if type(t) ~= "table" then error(("config: %s must return a table, got %s"):format(quote(path), type(t)), 0) end
     return t
 end
