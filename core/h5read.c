@@ -196,6 +196,21 @@ static void list_free(name_list *l)
     free(l->kinds);
 }
 
+/* An empty list for f: a file being read bounds how many names it can hold. */
+static name_list list_new(const blt_h5 *f)
+{
+    name_list l = {0};
+    l.limit = f->writing ? INT32_MAX : (f->fsize < INT32_MAX ? f->fsize : INT32_MAX);
+    return l;
+}
+
+/* The error for an iteration into l that failed while listing `what` obj. */
+static blt_status list_fail(const name_list *l, const char *fn, const blt_h5 *f, const char *what, const char *obj)
+{
+    return l->oom ? blt_fail(BLT_ENOMEM, "%s: out of memory", fn)
+                  : blt_fail(BLT_EFORMAT, "%s: %s: cannot list %s'%s' (%s)", fn, f->path, what, obj, blt_h5u_msg());
+}
+
 void blt_h5_free_names(char **names, int n)
 {
     if (!names) return;
@@ -224,13 +239,11 @@ blt_status blt_h5_attr_names(blt_h5 *f, const char *obj, char ***names, int *n)
         if (t == H5I_BADID) return blt_fail(BLT_EFORMAT, "%s: %s: no object '%s'", fn, f->path, obj);
     }
     BLT_TRY(blt_h5i_open_obj(f, fn, obj, &o));
-    name_list l = {0};
-    l.limit = f->writing ? INT32_MAX : (f->fsize < INT32_MAX ? f->fsize : INT32_MAX);
+    name_list l = list_new(f);
     hsize_t idx = 0;
     blt_status s = BLT_OK;
     if (H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_cb, &l) < 0)
-        s = l.oom ? blt_fail(BLT_ENOMEM, "%s: out of memory", fn)
-                  : blt_fail(BLT_EFORMAT, "%s: %s: cannot list the attributes of '%s' (%s)", fn, f->path, obj, blt_h5u_msg());
+        s = list_fail(&l, fn, f, "the attributes of ", obj);
     H5Oclose(o);
     if (s != BLT_OK) {
         list_free(&l);
@@ -296,16 +309,14 @@ blt_status blt_h5_list(blt_h5 *f, const char *group, char ***names, char **kinds
     if (exists) *exists = 1;
     hid_t g = H5Gopen2(f->file, group, H5P_DEFAULT);
     if (g < 0) return blt_fail(BLT_EFORMAT, "%s: %s: cannot open group '%s' (%s)", fn, f->path, group, blt_h5u_msg());
-    name_list l = {0};
-    l.limit = f->writing ? INT32_MAX : (f->fsize < INT32_MAX ? f->fsize : INT32_MAX);
+    name_list l = list_new(f);
     hsize_t idx = 0;
     blt_status s = BLT_OK;
     /* native order: on a damaged group, HDF5 1.10's sorted iteration frees a
      * half-built link table (a double free in H5G__link_release_table); the
      * names are sorted here instead */
     if (blt_Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, link_cb, &l) < 0)
-        s = l.oom ? blt_fail(BLT_ENOMEM, "%s: out of memory", fn)
-                  : blt_fail(BLT_EFORMAT, "%s: %s: cannot list group '%s' (%s)", fn, f->path, group, blt_h5u_msg());
+        s = list_fail(&l, fn, f, "group ", group);
     for (int i = 0; s == BLT_OK && i < l.n; i++) {
         if (l.kinds[i] != 'h') continue;
         char kind = '?';

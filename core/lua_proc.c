@@ -3,8 +3,8 @@
  * name, a title or a config value can start a command.
  *
  *   core.spawn(argv, opts)   runs argv[1] (searched in PATH when it has no '/') with
- *                            the arguments argv[2..]; waits for it. Returns what
- *                            os.execute returns: true|nil, "exit"|"signal", number;
+ *                            the arguments argv[2..]; waits for it. Returns
+ *                            true|nil, "exit"|"signal", number (Lua's convention);
  *                            or nil, "error", message when it could not start.
  *                            opts (all optional): stdin, stdout, stderr = file paths
  *                            (stdout/stderr are truncated; stderr == stdout: one file),
@@ -38,12 +38,8 @@ extern char **environ;
 /* The string at idx (absolute) with no NUL byte, for fn's argument `what`. */
 static const char *plain(lua_State *L, int idx, const char *fn, const char *what)
 {
-    size_t n;
-    if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER)
-        luaL_error(L, "blt.%s: %s must be a string, got %s", fn, what, luaL_typename(L, idx));
-    const char *s = lua_tolstring(L, idx, &n);
-    if (strlen(s) != n) luaL_error(L, "blt.%s: %s contains a NUL byte (at byte %I)", fn, what, (lua_Integer)strlen(s) + 1);
-    return s;
+    if (lua_type(L, idx) == LUA_TNUMBER) lua_tolstring(L, idx, NULL); /* a number counts as its string */
+    return bltL_name(L, idx, fn, what);
 }
 
 /* opts[key] as a string without NUL, or NULL when absent. Leaves it on the stack
@@ -170,7 +166,7 @@ static int l_spawn(lua_State *L)
         }
     }
 
-    /* As system() does: while the child runs, Ctrl-C and Ctrl-\ (sent to the whole
+    /* As the C library's shell runner does: while the child runs, Ctrl-C and Ctrl-\ (sent to the whole
      * foreground group) are the child's to handle; this process then learns from its
      * status that it was stopped and acts on it. The child gets them back as they
      * were before (default unless they were ignored). */

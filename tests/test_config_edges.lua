@@ -18,13 +18,7 @@ local q, sh = U.q, U.sh
 local dir = U.tmpdir()
 
 -- ---- every script, and what it hands config.parse ----
-local scripts = {}
-for _, d in ipairs {"experiments", "scripts"} do
-    for _, f in ipairs(core.listdir(d)) do
-        if f:match("%.lua$") then scripts[#scripts + 1] = d .. "/" .. f end
-    end
-end
-table.sort(scripts)
+local scripts = U.scripts()
 
 local function capture(script)
     local real = config.parse

@@ -126,6 +126,7 @@ end
 local list = {}
 for p in pairs(named) do list[#list + 1] = p end
 table.sort(list)
+T.ok(#list >= 5, ("the page names project files (%d)"):format(#list))
 for _, p in ipairs(list) do T.ok(io.open(p, "r") ~= nil, ("the file %s the page names exists"):format(p)) end
 
 -- ---- docs/design.md's module map names every module of lua/blt/ ----

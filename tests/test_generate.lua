@@ -24,6 +24,19 @@ local function logit_tol(model, logits, terms)
     for _, x in ipairs(T.flatten(logits)) do m = math.max(m, math.abs(x)) end
     return U.f32_tol(terms or U.f32_terms(model), m)
 end
+-- The worst logit difference from `full` (the full forward's rows) of a prefill of the
+-- first n ids of row, then a step for each id after.
+local function prefill_then_steps(model, row, n, full)
+    local st, worst = model:start(), 0
+    local r = model:prefill(st, {table.unpack(row, 1, n)}):totable()[1][1]
+    for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[n][v])) end
+    for t = n + 1, #row do
+        r = model:step(st, row[t]):totable()[1][1]
+        for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[t][v])) end
+    end
+    model:stop(st)
+    return worst
+end
 local MODELS = {
     {"ByteLM", ByteLM.new({dim = 32, layers = 2, heads = 2, multiple_of = 32, window = 8}, 3)},
     {"BLT fixed", BLT.new(tiny_blt(), 1, {patcher = patching.patcher {scheme = "fixed", size = 3}})},
@@ -58,15 +71,8 @@ do
     local model = MODELS[1][2] -- window 8: the prompt is longer than the ring
     local row = ids.row("a prompt longer than the window, then steps")
     local full = core.no_grad(function() return model:forward(blt.tensor({row}, "int32")):totable()[1] end)
-    local st, worst = model:start(), 0
     local n = 20
-    local r = model:prefill(st, {table.unpack(row, 1, n)}):totable()[1][1]
-    for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[n][v])) end
-    for t = n + 1, #row do
-        r = model:step(st, row[t]):totable()[1][1]
-        for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[t][v])) end
-    end
-    model:stop(st)
+    local worst = prefill_then_steps(model, row, n, full)
     local tol = logit_tol(model, full)
     T.ok(worst <= tol, ("ByteLM: a 20-byte prefill, then steps, equal the full forward (worst %.2g, float32 bound %.2g)")
          :format(worst, tol))
@@ -87,14 +93,7 @@ do
         local full = core.no_grad(function() return model:forward(blt.tensor({row}, "int32")):totable()[1] end)
         for _, chunk in ipairs {1, 5, 16, 64} do
             ByteLM.PREFILL_CHUNK, BLT.PREFILL_CHUNK = chunk, chunk
-            local st, worst = model:start(), 0
-            local r = model:prefill(st, {table.unpack(row, 1, n)}):totable()[1][1]
-            for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[n][v])) end
-            for t = n + 1, #row do
-                r = model:step(st, row[t]):totable()[1][1]
-                for v = 1, ids.VOCAB do worst = math.max(worst, math.abs(r[v] - full[t][v])) end
-            end
-            model:stop(st)
+            local worst = prefill_then_steps(model, row, n, full)
             local tol = logit_tol(model, full)
             T.ok(worst <= tol, ("%s: a %d-byte prompt in chunks of %d, then steps, equal the full forward (worst %.2g, "
                  .. "float32 bound %.2g)"):format(name, n, chunk, worst, tol))

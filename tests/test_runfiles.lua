@@ -41,8 +41,7 @@ local function train(words, pre, limit)
 end
 
 local function files_of(d)
-    local t = {}
-    for _, f in ipairs(core.listdir(d) or {}) do t[#t + 1] = f end
+    local t = core.listdir(d) or {}
     table.sort(t)
     return t
 end

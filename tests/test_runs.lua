@@ -308,14 +308,7 @@ end
 
 -- ---- 10. one command-line style: every script takes --help and key=value ----
 do
-    local scripts = {}
-    for _, d in ipairs {"experiments", "scripts"} do
-        for _, f in ipairs(core.listdir(d)) do
-            if f:match("%.lua$") then scripts[#scripts + 1] = d .. "/" .. f end
-        end
-    end
-    table.sort(scripts)
-    for _, s in ipairs(scripts) do
+    for _, s in ipairs(U.scripts()) do
         local rch, help = sh(bin .. " " .. s .. " --help")
         T.ok(rch == 0 and help:find("usage: ", 1, true) and help:find("=", 1, true), s .. " --help: usage and keys", help)
         local rcb, bad = sh(bin .. " " .. s .. " no_such_key=1 < /dev/null")

@@ -29,6 +29,7 @@ local function causal_entropies(r)
 end
 
 -- ---- the registry: one entry per built-in answers every question ----
+T.ok(#schemes.names() >= 5, ("the registry lists the built-in schemes (%s)"):format(table.concat(schemes.names(), ", ")))
 for _, name in ipairs(schemes.names()) do
     local s = schemes.get(name)
     T.ok(s.kernel == name, ("%s: a built-in, computed by its C kernel"):format(name))

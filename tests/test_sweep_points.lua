@@ -83,14 +83,7 @@ local pdir = dir .. "/damage/p"
 local originals = {["result.json"] = U.read(pdir .. "/result.json"), ["config.json"] = U.read(pdir .. "/config.json")}
 
 -- damage kinds, each a function of the file's text and its decoded table
-local function without(t, path)
-    local node = t
-    local parts = {}
-    for p in path:gmatch("[^.]+") do parts[#parts + 1] = p end
-    for i = 1, #parts - 1 do node = node[parts[i]] end
-    node[parts[#parts]] = nil
-    return json.encode(t)
-end
+-- t with the value at a dotted path ("train.lr") set to v (nil: removed), as JSON
 local function with(t, path, v)
     local node = t
     local parts = {}
@@ -99,6 +92,7 @@ local function with(t, path, v)
     node[parts[#parts]] = v
     return json.encode(t)
 end
+local function without(t, path) return with(t, path, nil) end
 local DAMAGE = {
     {"empty", function() return "" end},
     {"cut in half", function(text) return text:sub(1, #text // 2) end},

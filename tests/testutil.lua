@@ -4,6 +4,7 @@
 --   U.write(path, text); U.read(path)    whole files (read: nil when missing)
 --   local rc, out = U.sh(cmd)            exit status and stdout+stderr of a shell command
 --   U.q(s)                               s quoted for the shell
+--   U.scripts()                          every experiments/*.lua and scripts/*.lua, sorted
 --   U.f32_tol(n, scale)                  how far two float32 sums of n terms may differ (below)
 --   U.f32_terms(model)                   n for a model's outputs: the input widths of its products
 local U = {}
@@ -33,6 +34,18 @@ function U.sh(cmd)
     p:close()
     local rc = tonumber(out:match("rc=(%d+)\n?$"))
     return rc, (out:gsub("rc=%d+\n?$", ""))
+end
+
+function U.scripts()
+    local core = require "blt.core"
+    local scripts = {}
+    for _, d in ipairs {"experiments", "scripts"} do
+        for _, f in ipairs(core.listdir(d)) do
+            if f:match("%.lua$") then scripts[#scripts + 1] = d .. "/" .. f end
+        end
+    end
+    table.sort(scripts)
+    return scripts
 end
 
 -- Floats computed along different paths (another BLAS kernel, another number of query

@@ -373,13 +373,9 @@ local function readable(path)
     local kind, why = require("blt.core").file_kind(path)
     if not kind then return "cannot be read (" .. why .. ")" end
     if kind ~= "file" and kind ~= "folder" then return "is a " .. kind .. ", not a regular file or a folder" end
-    local f = io.open(path, "rb")
-    if not f then
-        local _, err = io.open(path, "rb")
-        return "cannot be read (" .. quote(err) .. ")"
-    end
-    local ok, _, code = f:read(0)
-    if ok == nil and code == 21 then -- EISDIR: a folder, whose files blt.data reads
+    local f, err = io.open(path, "rb")
+    if not f then return "cannot be read (" .. quote(err) .. ")" end
+    if kind == "folder" then -- a folder, whose files blt.data reads
         f:close()
         local names = require("blt.core").listdir(path)
         if not names or #names == 0 then return "is an empty folder" end

@@ -11,7 +11,6 @@ local flops = require "blt.flops"
 local models = require "blt.models"
 local patching = require "blt.patching"
 local sweep = require "blt.sweep"
-local ids = require "blt.ids"
 
 local experiment = {}
 
@@ -80,11 +79,20 @@ end
 
 experiment.deep_copy = deep_copy
 
--- Adds every kind's part of a budget (M.presets[which][name] as P[M.preset_key]).
-local function with_kinds(p, which, name)
+-- Every model kind's module that loads (blt.models), in models.kinds() order.
+local function kind_modules()
+    local out = {}
     for _, k in ipairs(models.kinds()) do
         local okm, M = pcall(models.get, k)
-        if okm and M.preset_key and M.presets and M.presets[which] and M.presets[which][name] then
+        if okm then out[#out + 1] = M end
+    end
+    return out
+end
+
+-- Adds every kind's part of a budget (M.presets[which][name] as P[M.preset_key]).
+local function with_kinds(p, which, name)
+    for _, M in ipairs(kind_modules()) do
+        if M.preset_key and M.presets and M.presets[which] and M.presets[which][name] then
             p[M.preset_key] = deep_copy(M.presets[which][name])
         end
     end
@@ -94,7 +102,6 @@ end
 function experiment.preset(name)
     local p = PRESETS[name] and with_kinds(deep_copy(PRESETS[name]), "compare", name)
     if not p then error(("blt.experiment: unknown budget '%s' (smoke, small, full)"):format(tostring(name)), 2) end
-    p = deep_copy(p)
     p.name = name
     return p
 end
@@ -126,7 +133,6 @@ local SCALING = { -- each kind's part comes from its module's presets.scaling
 function experiment.scaling_preset(name)
     local p = SCALING[name] and with_kinds(deep_copy(SCALING[name]), "scaling", name)
     if not p then error(("blt.experiment: unknown budget '%s' (smoke, small, full)"):format(tostring(name)), 2) end
-    p = deep_copy(p)
     p.name = name
     return p
 end
@@ -153,9 +159,8 @@ function experiment.with_common(defaults, docs, rules, families)
     -- args.* are checked here, with the rest of the command line, against the keys of the
     -- runs they go to: a typo stops the script before anything trains
     local kinds = {blt = "blt", entropy = "bytelm"}
-    for _, k in ipairs(models.kinds()) do -- the baselines' families (M.sweep.family)
-        local okm, M = pcall(models.get, k)
-        if okm and M.sweep then kinds[M.sweep.family] = M.kind end
+    for _, M in ipairs(kind_modules()) do -- the baselines' families (M.sweep.family)
+        if M.sweep then kinds[M.sweep.family] = M.kind end
     end
     local function words_rule(fams)
         return function(v)
@@ -326,9 +331,8 @@ end
 
 -- The kind a comparison's baseline word names (its M.sweep.word: "bytelm", "bpe"), or nil.
 function experiment.baseline(word)
-    for _, k in ipairs(models.kinds()) do
-        local okm, M = pcall(models.get, k)
-        if okm and M.sweep and M.sweep.word == word and M.point then return M end
+    for _, M in ipairs(kind_modules()) do
+        if M.sweep and M.sweep.word == word and M.point then return M end
     end
 end
 
@@ -336,9 +340,8 @@ end
 -- kind's baseline word.
 function experiment.sweep_words()
     local found = {}
-    for _, k in ipairs(models.kinds()) do
-        local okm, M = pcall(models.get, k)
-        if okm and M.sweep and M.point then found[#found + 1] = M.sweep end
+    for _, M in ipairs(kind_modules()) do
+        if M.sweep and M.point then found[#found + 1] = M.sweep end
     end
     -- by M.sweep.order (the built-ins': bytelm, then bpe), then by word
     table.sort(found, function(a, b)

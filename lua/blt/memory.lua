@@ -31,9 +31,6 @@ function memory.head(vocab) return memory.LOGITS * vocab end
 
 local function gb(b) return (b < 1e15 and "%.1f GB" or "%.3g GB"):format(b / 1e9) end
 
--- The bytes a run of config cfg (train, eval sections and the kind's own) needs.
--- Activations: training rows (train.batch) and validation rows (eval.batch, a forward
--- without gradients that holds about as much) are not alive together: the larger counts.
 -- A copy of cfg with every number a float: the kinds' counts (dim * dim, ...) then
 -- cannot wrap around as 64-bit integers do (model.dim=2^32 would count 0 parameters).
 local function floats(t)
@@ -43,6 +40,9 @@ local function floats(t)
     return c
 end
 
+-- The bytes a run of config cfg (train, eval sections and the kind's own) needs.
+-- Activations: training rows (train.batch) and validation rows (eval.batch, a forward
+-- without gradients that holds about as much) are not alive together: the larger counts.
 function memory.estimate(M, cfg, o)
     cfg = floats(cfg)
     local t = cfg.train

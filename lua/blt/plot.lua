@@ -67,7 +67,7 @@ local function yrange(r)
 end
 
 -- The lines every figure starts with.
-local function header(o, tmp)
+local function header(o)
     local script = {}
     local w, h = math.tointeger(o.width) or 1000, math.tointeger(o.height) or 500
     -- noenhanced: titles and labels are printed as given (entropy_delta keeps its underscore)
@@ -120,7 +120,7 @@ function plot.lines(o)
         error("blt.plot.lines: gnuplot is not installed (run 'make deps', which installs gnuplot-nox)", 2)
     end
     local tmp = workdir()
-    local script = header(o, tmp)
+    local script = header(o)
     if o.logx then script[#script + 1] = "set logscale x" end
     if o.logy then script[#script + 1] = "set logscale y" end
     if type(o.yrange) == "table" then script[#script + 1] = yrange(o.yrange) end
@@ -184,7 +184,7 @@ function plot.bars(o)
         error("blt.plot.bars: gnuplot is not installed (run 'make deps', which installs gnuplot-nox)", 2)
     end
     local tmp = workdir()
-    local script = header(o, tmp)
+    local script = header(o)
     script[#script + 1] = "set grid ytics"
     script[#script + 1] = "set key outside right top"
     script[#script + 1] = "set style data histograms"

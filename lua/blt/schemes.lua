@@ -107,11 +107,8 @@ end
 --- schemes.read("file:PATH") -> the file's text (a clear error when it cannot be read).
 function schemes.read(name)
     local path = name:sub(#FILE_PREFIX + 1)
-    local f, why = require("blt.util").open_read(path)
-    if not f then fail("patching.scheme = %s: cannot read %s", name, why) end
-    local src = f:read("a")
-    f:close()
-    if not src then fail("patching.scheme = %s: cannot read it", name) end
+    local src, why = require("blt.util").read_file(path)
+    if not src then fail("patching.scheme = %s: cannot read %s", name, why or "it") end
     return src
 end
 

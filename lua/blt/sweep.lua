@@ -124,14 +124,8 @@ end
 local function effective_args(p)
     local a = {}
     for k, v in pairs(p.args or {}) do a[k] = v end
-    local extra = p.extra
-    if type(extra) == "string" then
-        local ws = {}
-        for w in extra:gmatch("%S+") do ws[#ws + 1] = w end
-        extra = ws
-    end
-    for _, w in ipairs(type(extra) == "table" and extra or {}) do
-        local k, v = tostring(w):match("^([%a_][%w_%.]*)=(.*)$")
+    for _, w in ipairs(sweep.split_words(p.extra)) do
+        local k, v = w:match("^([%a_][%w_%.]*)=(.*)$")
         if k then a[k] = v end
     end
     return a

@@ -106,7 +106,6 @@ function util.about(what, err)
     return what .. ": " .. m
 end
 
--- Reports a user's mistake as "name: message" on stderr and exits with status 2.
 -- A mistake in the user's input or folders, worded for them: raised as an error that
 -- pcall sees like any other (tostring gives the message), and that ends a script with
 -- exit status `status` (default 2) and the message alone, no traceback (core/main.c).
@@ -115,10 +114,9 @@ function util.user_error(msg, status)
     error(setmetatable({msg = tostring(msg), exit_status = status or 2}, util.UserError), 0)
 end
 
+-- Reports a user's mistake as "name: message" on stderr and exits with status 2.
 function util.die(name, err)
-    io.stderr:write(name, ": ", util.message(err), "\n")
-    io.stderr:flush()
-    os.exit(2)
+    util.user_error(name .. ": " .. util.message(err))
 end
 
 return util
