@@ -57,6 +57,7 @@ local cfg = experiment.script({
         schemes = experiment.scheme_list_rule(ALL),
         target = "[1, 64]", budget_steps = ">= 0",
     },
+    studies = true, -- data.path: the studies corpus by default
 }, experiment.families())
 if not cfg then return end
 
@@ -67,6 +68,7 @@ local schemes = experiment.words(cfg.schemes)
 local T0 = core.now()
 io.stderr:write(("compare_patching: config:\n%s\n"):format(config.describe(cfg)))
 
+cfg.data.path = cfg.data.path or data.studies_corpus() -- the studies' default corpus (docs/data.md)
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
 local s = sweep.new {dir = out, name = "compare_patching", ranks = cfg.ranks, hostfile = cfg.hostfile}
 local common = experiment.common_args(P, cfg)
