@@ -126,7 +126,8 @@ data.SPLIT_MANIFEST, data.SPLIT_FORMAT = "corpus.tsv", "blt-split-1"
 -- (paths), dir =, fields = {key = {values}}}, nil when path is anything else, or an
 -- error naming the manifest when it is damaged.
 function data.split_manifest(path)
-    if type(path) ~= "string" or core.file_kind(path) ~= "folder" then return nil end
+    -- a path with a NUL is left to data_open, which names it
+    if type(path) ~= "string" or path:find("\0", 1, true) or core.file_kind(path) ~= "folder" then return nil end
     local mpath = path .. "/" .. data.SPLIT_MANIFEST
     local text = util.read_file(mpath)
     if not text or not text:find("^format\tblt%-split%-") then return nil end -- a plain folder
