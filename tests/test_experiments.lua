@@ -45,7 +45,7 @@ local rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s"):f
 local took = blt.now() - t0
 T.is(rc, 0, "compare_patching budget=smoke finishes", out)
 T.ok(took < 60, ("it takes under a minute (%.1f s)"):format(took))
-local schemes = {"fixed", "space", "entropy", "entropy_delta", "bytelm", "bpe"}
+local schemes = require("blt.experiment").sweep_words() -- the default schemes=: every BLT scheme and kind baseline
 for _, sc in ipairs(schemes) do
     T.ok(out:find("\n" .. sc .. "%s+%d+%.%d+%s+%d+%.%d+M"), "the table has a row for " .. sc, out:sub(-2500))
 end

@@ -41,14 +41,12 @@ MegaByte.model_docs = {
               window = "global attention window in patches (0: every earlier patch)"},
 }
 
-local function int_ge(min)
-    return function(v) if math.type(v) ~= "integer" or v < min then return ("must be an integer >= %d"):format(min) end end
-end
-
+-- Rules for blt.config (keys relative to the model section; integer keys take only
+-- integers, as their defaults are).
 MegaByte.model_rules = {
-    patch = int_ge(1), dim = int_ge(2), layers = int_ge(1), heads = int_ge(1), multiple_of = int_ge(1),
+    patch = "[1, 4096]", dim = ">= 2", layers = ">= 1", heads = ">= 1", multiple_of = ">= 1",
     rope_theta = "> 0", norm_eps = "> 0 float32",
-    ["global.dim"] = int_ge(2), ["global.layers"] = int_ge(1), ["global.heads"] = int_ge(1), ["global.window"] = int_ge(0),
+    ["global.dim"] = ">= 2", ["global.layers"] = ">= 1", ["global.heads"] = ">= 1", ["global.window"] = ">= 0",
 }
 
 -- Shapes that must fit together; raises "model.<key> ..." naming the keys.
