@@ -44,7 +44,7 @@ MegaByte.model_docs = {
 -- Rules for blt.config (keys relative to the model section; integer keys take only
 -- integers, as their defaults are).
 MegaByte.model_rules = {
-    patch = "[1, 4096]", dim = ">= 2", layers = ">= 1", heads = ">= 1", multiple_of = ">= 1",
+    patch = ">= 1", dim = ">= 2", layers = ">= 1", heads = ">= 1", multiple_of = ">= 1",
     rope_theta = "> 0", norm_eps = "> 0 float32",
     ["global.dim"] = ">= 2", ["global.layers"] = ">= 1", ["global.heads"] = ">= 1", ["global.window"] = ">= 0",
 }
@@ -93,12 +93,13 @@ function MegaByte.count_params(cfg) return MegaByte.param_count(cfg.model) end
 MegaByte.size_keys = {"model.dim", "model.global.dim", "model.global.layers", "model.layers"}
 
 -- Activations of one row of T bytes (blt.memory.estimate): the local blocks, the
--- embeddings, the global output's per-byte vectors, norms and the head per byte; the
--- global blocks per patch.
+-- embeddings, the global output's per-byte vectors, norms and the head per position;
+-- the global blocks per patch. A row runs K = ceil(T / P) whole patches (padded).
 function MegaByte.activations(cfg, T)
     local memory = require "blt.memory"
     local m = cfg.model
-    local K = T / m.patch + 1
+    local K = math.ceil(T / m.patch)
+    T = K * m.patch
     return {
         {what = "activations of the local model", floats = T * m.layers * memory.block(m.dim, nn.ffn_hidden(m.dim, m.multiple_of)),
          keys = {"model.layers", "model.dim"}},
