@@ -261,6 +261,20 @@ do
     T.ok(rc == 0 and out:find("kind megabyte", 1, true) and out:find("model.patch=4", 1, true), "inspect.lua shows its kind and config", out)
     rc, out = U.sh(bin .. " scripts/generate.lua model=" .. U.q(dir .. "/full/checkpoint.h5") .. " n=20 temperature=0 -- In")
     T.ok(rc == 0 and #out > 0, "generate.lua samples from it", out)
+    -- the comparisons: plan=true prints the points and trains nothing
+    rc, out = U.sh(("%s experiments/compare_patching.lua budget=smoke schemes=fixed,megabyte target=6 plan=true data.path=%s out=%s")
+                   :format(bin, U.q(corpus), U.q(dir .. "/cmp")))
+    local mb_steps, fx_steps = out:match("plan: megabyte%-s1%s+%S+%s+(%d+) steps"), out:match("plan: fixed%-s1%s+%S+%s+(%d+) steps")
+    T.ok(rc == 0 and mb_steps and fx_steps and not U.read(dir .. "/cmp/megabyte-s1/config.json"),
+         ("compare_patching plan=true: a row megabyte (%s steps beside fixed's %s), nothing trained"):format(mb_steps, fx_steps), out)
+    rc, out = U.sh(("%s experiments/scaling.lua budget=smoke schemes=megabyte:8,megabyte sizes=32x1,64x2 plan=true data.path=%s out=%s")
+                   :format(bin, U.q(corpus), U.q(dir .. "/sc")))
+    local found = 0
+    for _, id in ipairs {"co-megabyte-p8-32x1-s1", "co-megabyte-p8-64x2-s1", "co-megabyte-p4-32x1-s1", "co-megabyte-p4-64x2-s1"} do
+        if out:find("plan: " .. id, 1, true) then found = found + 1 end
+    end
+    T.ok(rc == 0 and found == 4 and out:find("plan: fi%-megabyte%-p8%-%d+x1%-s1"),
+         "scaling plan=true: megabyte:P at every global size, and in the fixed-inference study", out)
     rc, out = train("out.name=bad model.heads=3")
     T.ok(rc == 2 and out:find("model.heads", 1, true), "a shape that does not fit is a config error naming the key (status 2)", out)
     U.cleanup(dir)
