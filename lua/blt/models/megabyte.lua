@@ -121,8 +121,15 @@ end
 -- MegaByte.new(model config, seed): missing keys take the defaults.
 function MegaByte.new(cfg, seed)
     local m = flops.filled(MegaByte.defaults, cfg or {})
-    for k in pairs(cfg or {}) do
+    for k, v in pairs(cfg or {}) do
         if MegaByte.defaults[k] == nil then error(("blt.models.megabyte: unknown config key '%s'"):format(k), 2) end
+        if k == "global" and type(v) == "table" then
+            for kk in pairs(v) do
+                if MegaByte.defaults.global[kk] == nil then
+                    error(("blt.models.megabyte: unknown config key 'global.%s'"):format(kk), 2)
+                end
+            end
+        end
     end
     MegaByte.check_config(m)
     if math.type(seed) ~= "integer" then error("blt.models.megabyte: needs an integer seed", 2) end
