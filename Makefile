@@ -116,6 +116,7 @@ fixtures:
 	  echo "installing python3-torch python3-h5py"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch python3-h5py; }
 	$(PYTHON) scripts/reference/make_fixtures.py tests/fixtures
+	$(PYTHON) scripts/reference/spacebyte_ref.py tests/fixtures
 
 demo: deps
 	@$(MAKE) --no-print-directory blt
