@@ -258,7 +258,8 @@ if cfg.study ~= "compute_optimal" then
         if best.skip then
             io.stderr:write(("scaling: %s skipped: %s\n"):format(it.label, best.skip))
         else
-            local w = best.kind == "blt" and best.run_cfg.model.global.dim or best.run_cfg.model.dim
+            local g = best.run_cfg.model.global -- a kind with a global model (blt, spacebyte): its width
+            local w = g and g.dim or best.run_cfg.model.dim
             local co_steps, n = optimal_steps(best)
             local every = math.max(1, co_steps // 2)
             local steps = every * 2 * overtrain
