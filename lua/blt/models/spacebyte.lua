@@ -314,25 +314,26 @@ end
 -- ---- the comparisons (blt.experiment.model_point) ----
 SpaceByte.sweep = {word = "spacebyte", family = "spacebyte", script = "experiments/train_spacebyte.lua", order = 3}
 SpaceByte.preset_key = "spacebyte"
+-- The local parts follow the BLT's budgets (local width, windows). cap: a quarter of the
+-- row or more (the KJV text has a boundary every ~5 bytes, so it is rarely reached).
+-- The scaling budgets' local width is at most their smallest global width (D >= d).
 local SB_SMOKE = {dim = 32, heads = 2, window = 64, initial_layers = 1, final_layers = 1, multiple_of = 32,
                   global = {dim = 64, layers = 1, heads = 2, cap = 32}}
-local SB_FULL = {dim = 256, heads = 4, window = 256, initial_layers = 2, final_layers = 2, multiple_of = 256,
-                 global = {dim = 512, layers = 8, heads = 8, cap = 192}}
--- the local parts follow the BLT's budgets (local width, windows); cap: a quarter of
--- the row (KJV has a boundary every ~5.5 bytes, so the cap is rarely reached)
 SpaceByte.presets = {
     compare = {
         smoke = SB_SMOKE,
         small = {dim = 128, heads = 4, window = 128, initial_layers = 1, final_layers = 2, multiple_of = 128,
                  global = {dim = 256, layers = 4, heads = 4, cap = 64}},
-        full = SB_FULL,
+        full = {dim = 256, heads = 4, window = 256, initial_layers = 2, final_layers = 2, multiple_of = 256,
+                global = {dim = 512, layers = 8, heads = 8, cap = 128}},
     },
     -- the global width and depth come from the sweep's sizes
     scaling = {
         smoke = SB_SMOKE,
         small = {dim = 32, heads = 2, window = 128, initial_layers = 1, final_layers = 1, multiple_of = 32,
-                 global = {dim = 128, layers = 2, heads = 4, cap = 48}},
-        full = SB_FULL,
+                 global = {dim = 128, layers = 2, heads = 4, cap = 32}},
+        full = {dim = 128, heads = 4, window = 256, initial_layers = 2, final_layers = 2, multiple_of = 128,
+                global = {dim = 256, layers = 4, heads = 8, cap = 128}},
     },
 }
 
