@@ -271,6 +271,55 @@ function SpaceByte:step(st, id)
     end)
 end
 
+-- Prompts are read PREFILL_CHUNK bytes at a time (blt.generate): per chunk the local
+-- blocks over its bytes, the global blocks over its boundaries, each after what their
+-- caches hold, so the work is linear in the prompt and the memory bounded by the chunk.
+SpaceByte.PREFILL_CHUNK = 512
+
+function SpaceByte:prefill(st, list)
+    if st.pos ~= 0 then error("blt.models.spacebyte: prefill needs a fresh state", 2) end
+    if #list == 0 then error("blt.models.spacebyte: prefill needs at least one id", 2) end
+    local logits
+    for a = 1, #list, SpaceByte.PREFILL_CHUNK do
+        local b = math.min(#list, a + SpaceByte.PREFILL_CHUNK - 1)
+        for _, caches in ipairs {st.initial, st.global, st.final} do kvcache.ensure_all(caches, b - a + 1) end
+        logits = core.no_grad(function()
+            return core.scope(function() return self:_prefill_chunk(st, list, a, b) end)
+        end)
+    end
+    return logits
+end
+
+-- list[a..b] from the state's position (inside no_grad and a scope): the logits
+-- [1,1,V] after list[b].
+function SpaceByte:_prefill_chunk(st, list, a, b)
+    local m = self.config
+    local d, D, n = m.dim, m.global.dim, b - a + 1
+    local x = self.embed:forward(core.tensor({table.move(list, a, b, 1, {})}, "int32"))
+    for i, layer in ipairs(self.initial) do x = kvcache.block_chunk(layer, x, st.initial[i], st.pos) end
+    local take, put, prev = {}, {}, st.prev
+    for i = a, b do
+        put[i - a + 1] = -1
+        if st.g + #take < m.global.cap and is_boundary(prev, list[i]) then
+            take[#take + 1] = i - a
+            put[i - a + 1] = #take - 1
+        end
+        prev = list[i]
+    end
+    local k = #take
+    if k > 0 then
+        local xs = core.index_select(x:reshape({n, d}), 1, core.tensor(take, "int32")):reshape({1, k, d})
+        local y = D > d and core.concat({core.zeros({1, k, D - d}), xs}, 3) or xs
+        for i, layer in ipairs(self.global) do y = kvcache.block_chunk(layer, y, st.global[i], st.g) end
+        y = core.concat({core.narrow(y, 3, D - d + 1, d):reshape({k, d}), core.zeros({1, d})}, 1)
+        for i = 1, n do if put[i] < 0 then put[i] = k end end -- row k: zeros
+        x = x + core.index_select(y, 1, core.tensor(put, "int32")):reshape({1, n, d})
+    end
+    for i, layer in ipairs(self.final) do x = kvcache.block_chunk(layer, x, st.final[i], st.pos) end
+    st.pos, st.g, st.prev = st.pos + n, st.g + k, prev
+    return self.head:forward(self.norm:forward(core.narrow(x, 2, n, 1)))
+end
+
 -- ---- FLOPs per byte (docs/flops.md; the shared parts in blt.flops) ----
 -- opts: seq_len (positions per row), mean_patch (bytes per global position: the
 -- measured boundary rate's inverse, as the trainer logs it in patch_mean),
