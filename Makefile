@@ -123,6 +123,7 @@ fixtures:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch python3-h5py; }
 	$(PYTHON) scripts/reference/make_fixtures.py tests/fixtures
 	$(PYTHON) scripts/reference/megabyte_ref.py tests/fixtures
+	$(PYTHON) scripts/reference/spacebyte_ref.py tests/fixtures
 
 demo: deps
 	@$(MAKE) --no-print-directory blt

@@ -262,7 +262,7 @@ if cfg.study ~= "compute_optimal" then
         if best.skip then
             io.stderr:write(("scaling: %s skipped: %s\n"):format(it.label, best.skip))
         else
-            local w = best.run_cfg.model.global and best.run_cfg.model.global.dim or best.run_cfg.model.dim -- BLT, MegaByte: the global width
+            local w = best.run_cfg.model.global and best.run_cfg.model.global.dim or best.run_cfg.model.dim -- a kind with a global model (BLT, MegaByte, SpaceByte): its width
             local co_steps, n = optimal_steps(best)
             local every = math.max(1, co_steps // 2)
             local steps = every * 2 * overtrain
