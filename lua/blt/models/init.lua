@@ -121,7 +121,10 @@ function models.load(path)
     local run = checkpoint.load(path)
     local cfg = run.config or {}
     local kind = cfg.kind or "bytelm" -- checkpoints written before kinds were recorded
-    local M = models.get(kind)
+    -- a kind from a file comes from the source the checkpoint carries (blt.kindfile)
+    local okf, M = pcall(require("blt.kindfile").of_config, cfg, path)
+    if not okf then error(("blt.models.load: %s"):format(require("blt.util").message(M)), 2) end
+    M = M or models.get(kind)
     local defaults = config.copy(M.sections)
     defaults.kind = kind
     local okm, merged = pcall(config.merge, defaults, model_part(cfg, M), path)
