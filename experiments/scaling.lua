@@ -33,7 +33,7 @@ local experiment = require "blt.experiment"
 local SCHEMES = experiment.sweep_words() -- the BLT schemes, then each kind's baseline word
 
 local scheme_items_rule = experiment.list_of("scheme", function(w)
-    if w:sub(1, 5) == "file:" then return experiment.scheme_file_label(w) end
+    if experiment.is_file_word(w) then return experiment.scheme_file_label(w) end
     local name, size = w:match("^([%w_]+):?([%d.]*)$")
     local known = false
     for _, s in ipairs(SCHEMES) do known = known or s == name end
@@ -66,7 +66,7 @@ local cfg = experiment.script({
         budget = "local model, batch, sizes and data ratio: smoke (tests), small (a first look on 2 cores), full",
         study = "which study: both, compute_optimal or fixed_inference",
         schemes = "comma-separated: fixed:P, space, entropy:P, entropy_delta:P, "
-            .. table.concat(SCHEMES, ", ", 5) .. " (P: bytes per patch), or file:PATH",
+            .. table.concat(SCHEMES, ", ", 5) .. " (P: bytes per patch), file:PATH (a scheme file) or model:PATH (a kind file)",
         target = "patch size of a scheme given without :P",
         sizes = "global WIDTHxLAYERS list of the compute-optimal sweep (unset: the budget's)",
         bytes_per_param = "training bytes per scaled parameter at the compute-optimal point (0: the budget's)",
@@ -98,7 +98,7 @@ io.stderr:write(("scaling: config:\n%s\n"):format(config.describe(cfg)))
 local items = {}
 for _, w in ipairs(experiment.words(cfg.schemes)) do
     local name, size = w:match("^([%w_]+):?([%d.]*)$")
-    if w:sub(1, 5) == "file:" then name, size = w, "" end -- a scheme file: no :P, labelled by its name
+    if experiment.is_file_word(w) then name, size = w, "" end -- a scheme or kind file: no :P, labelled by its name
     local has_size = name == "fixed" or name == "entropy" or name == "entropy_delta"
     local target = has_size and (tonumber(size) or cfg.target) or nil
     local plain = experiment.scheme_file_label(name) or name

@@ -178,6 +178,22 @@ T.ok(not okc and tostring(errc):find("model.file_source: its hash is", 1, true),
 rc, out = sh(bin .. " scripts/generate.lua model=" .. q(dir .. "/changed.h5") .. " n=4 'In'")
 T.ok(rc == 2 and out:find("its hash is", 1, true), "... by generate too (status 2)", out)
 
+-- ---- the comparisons take model:PATH beside the built-in words ----
+U.write(kfile, body)
+local stop = " 'args.all=train.threads=1 train.stop_at=2' plot=false data.path=" .. q(corpus)
+rc, out = sh(bin .. " experiments/compare_patching.lua budget=smoke target=3 schemes=space,model:" .. q(kfile)
+    .. " out=" .. q(dir .. "/cmp") .. stop)
+T.ok(rc == 0 and out:find("\nspace +[%d.]+ ") and out:find("\nbigram +1%.00 "), "compare_patching: a kind file gets a row beside space", out)
+T.ok(out:find("train_model.lua", 1, true) and U.read(dir .. "/cmp/bigram-s1/checkpoint.h5"),
+     "... trained by experiments/train_model.lua", out)
+rc, out = sh(bin .. " experiments/scaling.lua budget=smoke study=compute_optimal sizes=32x1 schemes=model:" .. q(kfile)
+    .. " out=" .. q(dir .. "/sc") .. stop)
+T.ok(rc == 0 and out:find("\nbigram +32x1 "), "scaling: a kind file gets its points", out)
+for _, script in ipairs {"compare_patching", "scaling"} do
+    rc, out = sh(bin .. " experiments/" .. script .. ".lua budget=smoke schemes=model:" .. q(dir .. "/nope.lua") .. stop)
+    T.ok(rc == 2 and out:find("nope.lua' cannot be used: ") and out:find("cannot read"), script .. ": a missing kind file is refused (status 2)", out)
+end
+
 -- ---- a file kind may not take another kind's name; train_model needs model.file ----
 U.write(dir .. "/bytelm.lua", (body:gsub('Bigram%.kind = "bigram"', 'Bigram.kind = "bytelm"')))
 rc, out = sh(bin .. " experiments/train_model.lua model.file=" .. q(dir .. "/bytelm.lua") .. " " .. common)

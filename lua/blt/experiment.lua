@@ -26,9 +26,31 @@ local function blt_scheme(word)
 end
 experiment.blt_scheme = blt_scheme
 
+-- A model kind file's word (model:PATH) in a comparison: the kind, read, run in its
+-- sandbox and registered (blt.kindfile); its baseline point trains it with
+-- experiments/train_model.lua model.file=PATH. nil for any other word.
+local KIND_PREFIX = "model:"
+function experiment.kind_file(w)
+    if type(w) ~= "string" or w:sub(1, #KIND_PREFIX) ~= KIND_PREFIX then return nil end
+    local K = require("blt.kindfile").load(w:sub(#KIND_PREFIX + 1))
+    if not (K.sweep and K.point) then
+        error(("the kind %s has no sweep and point (docs/extending.md): it cannot join a comparison"):format(K.kind), 0)
+    end
+    return K
+end
+
+-- Whether a comparison's word names a file: a scheme file (file:PATH) or a kind file (model:PATH).
+function experiment.is_file_word(w)
+    return type(w) == "string" and (w:sub(1, 5) == "file:" or w:sub(1, #KIND_PREFIX) == KIND_PREFIX)
+end
+
 -- A scheme file's word (file:PATH) in a comparison: its label (the scheme's name, which
--- names its points and rows) or nil and what is wrong (said of the word).
+-- names its points and rows) or nil and what is wrong (said of the word); a kind file's
+-- (model:PATH) label is its baseline word.
 function experiment.scheme_file_label(w)
+    local okk, K = pcall(experiment.kind_file, w)
+    if not okk then return nil, ("cannot be used: %s"):format(require("blt.util").message(K)) end
+    if K then return K.sweep.word end
     local schemes = require "blt.schemes"
     if not schemes.is_file(w) then return nil end
     local ok, sc = pcall(schemes.get, w)
@@ -331,6 +353,8 @@ end
 
 -- The kind a comparison's baseline word names (its M.sweep.word: "bytelm", "bpe"), or nil.
 function experiment.baseline(word)
+    local K = experiment.kind_file(word)
+    if K then return K end
     for _, M in ipairs(kind_modules()) do
         if M.sweep and M.sweep.word == word and M.point then return M end
     end
