@@ -52,6 +52,7 @@ local cfg = experiment.script({
         budget = "small",
         study = "both",
         schemes = "bpe,entropy:4,entropy:6,entropy:8",
+        scheme_options = "",
         target = 4.0,
         sizes = config.OPTIONAL,
         bytes_per_param = 0,
@@ -67,6 +68,7 @@ local cfg = experiment.script({
         study = "which study: both, compute_optimal or fixed_inference",
         schemes = "comma-separated: fixed:P, space, entropy:P, entropy_delta:P, "
             .. table.concat(SCHEMES, ", ", 5) .. " (P: bytes per patch), file:PATH (a scheme file) or model:PATH (a kind file)",
+        scheme_options = experiment.SCHEME_OPTIONS_DOC,
         target = "patch size of a scheme given without :P",
         sizes = "global WIDTHxLAYERS list of the compute-optimal sweep (unset: the budget's)",
         bytes_per_param = "training bytes per scaled parameter at the compute-optimal point (0: the budget's)",
@@ -79,11 +81,13 @@ local cfg = experiment.script({
     },
     rules = {
         budget = {"smoke", "small", "full"}, study = {"both", "compute_optimal", "fixed_inference"},
-        schemes = scheme_items_rule, target = "[1, 64]", sizes = experiment.size_list_rule,
+        schemes = scheme_items_rule, scheme_options = experiment.scheme_options_rule, target = "[1, 64]", sizes = experiment.size_list_rule,
         bytes_per_param = ">= 0", infer_size = experiment.size_rule, overtrain = ">= 0", seed = ">= 0",
     },
 }, experiment.families())
 if not cfg then return end
+local okso, scheme_opts = pcall(experiment.scheme_options, cfg.scheme_options, experiment.words(cfg.schemes))
+if not okso then require("blt.util").die("scaling", scheme_opts) end
 
 local P = experiment.scaling_preset(cfg.budget)
 local out = cfg.out or ("runs/scaling-" .. cfg.budget)
@@ -127,7 +131,8 @@ for _, it in ipairs(items) do
 end
 
 local function spec_of(it, w, l, heads)
-    return experiment.model_point(it.scheme, P, corpus, ent, {target = it.target, size = {w, l}, heads = heads})
+    return experiment.model_point(it.scheme, P, corpus, ent, {target = it.target, size = {w, l}, heads = heads,
+                                                               options = scheme_opts[it.label]})
 end
 
 -- steps at the compute-optimal ratio for a spec

@@ -8,7 +8,10 @@ local config = require "blt.config"
 local train = require "blt.train"
 local util = require "blt.util"
 
-local ok, kind = pcall(require("blt.kindfile").script_kind, arg)
+local ok, kind = pcall(function()
+    local K = require("blt.kindfile").script_kind(arg)
+    return K and require("blt.models").adopt(K)
+end)
 if not ok then util.die("train_model", kind) end
 if kind then
     return train.main {name = kind.kind, script = "experiments/train_model.lua", args = arg, kind = kind.kind}

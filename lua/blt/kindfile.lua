@@ -88,7 +88,8 @@ local function environment(modules_src)
     local loaded = {["blt.core"] = kindfile.core_view()}
     local allowed = {}
     for _, m in ipairs(kindfile.MODULES) do allowed[m] = true end
-    env.require = function(name)
+    -- the sandbox's require: its own copies of the framework's modules
+    local function import_module(name)
         if loaded[name] ~= nil then return loaded[name] end
         if not allowed[name] then
             error(("require '%s': a model kind may require only blt.core, %s"):format(tostring(name),
@@ -99,7 +100,8 @@ local function environment(modules_src)
         loaded[name] = chunk(name) or true
         return loaded[name]
     end
-    return env, loaded
+    env.require = import_module
+    return env, import_module
 end
 
 -- The framework's modules a kind may require, read on the host (their files are the
@@ -273,12 +275,12 @@ local function host_module(box, M, src, origin)
     return K
 end
 
---- kindfile.compile(source, origin) -> the kind's module (registered in blt.models).
+--- kindfile.compile(source, origin) -> the kind's module (blt.models.adopt registers it).
 function kindfile.compile(src, origin)
     if type(src) ~= "string" then error(("model.file = %s: the source must be a string"):format(origin), 0) end
     local key = kindfile.hash(src) .. "\0" .. src
     if COMPILED[key] then return COMPILED[key] end
-    local env = environment(module_sources())
+    local env, import_module = environment(module_sources())
     local chunk, err = load(src, "=" .. origin, "t", env)
     if not chunk then error(("model.file = %s: %s"):format(origin, err), 0) end
     local box = setmetatable({name = origin, depth = 0, proxies = setmetatable({}, {__mode = "k"}),
@@ -286,21 +288,13 @@ function kindfile.compile(src, origin)
     local M = box:run("loading it", function()
         local m = chunk()
         if type(m) == "table" and type(m.kind) == "string" then
-            local models = env.require("blt.models") -- the sandbox's registry knows its own kind
-            models.register(m.kind, m)
+            import_module("blt.models").register(m.kind, m) -- the sandbox's registry knows its own kind
         end
         return m
     end)
     if type(M) ~= "table" then error(("model.file = %s: the file must return the kind's table, got %s"):format(origin, type(M)), 0) end
     box.name = tostring(rawget(M, "kind") or origin)
     local K = host_module(box, M, src, origin)
-    local models = require "blt.models"
-    local okg, known = pcall(models.get, K.kind)
-    if okg and not (type(known) == "table" and rawget(known, "hash") == K.hash) then
-        error(("model.file = %s: kind '%s' is already a kind (built in, on the Lua path or another file): "
-            .. "give yours another name"):format(origin, K.kind), 0)
-    end
-    models.register(K.kind, K)
     COMPILED[key] = K
     return K
 end
@@ -325,8 +319,8 @@ function kindfile.of_config(cfg, where)
     return kindfile.compile(src, type(m.file) == "string" and m.file ~= "" and m.file or "model.file")
 end
 
---- kindfile.script_kind(args) -> the kind of a training command line: its model.file=PATH,
--- or the kind its --resume checkpoint carries; nil when it has neither.
+--- kindfile.script_kind(args) -> the kind of a training command line (not registered): its
+-- model.file=PATH, or the kind its --resume checkpoint carries; nil when it has neither.
 function kindfile.script_kind(args)
     local path, resume
     for i, a in ipairs(args or {}) do
