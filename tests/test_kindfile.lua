@@ -113,6 +113,14 @@ for _, h in ipairs(HOSTILE) do
     end
 end
 kindfile.BUDGET, kindfile.HEAP = budget, heap
+do -- a table nested deeper than the host copies
+    local ok, err = pcall(function()
+        local K = kindfile.compile(kind_src(999, "none", ""):gsub("function K%.count_params%(cfg%) return 0 end",
+            "function K.count_params(cfg) local t = {} for i = 1, 1e5 do t = {t} end return t end"), "deep.lua")
+        return K.count_params({})
+    end)
+    T.ok(not ok and tostring(err):find("nests deeper than", 1, true), "a table nested 1e5 deep is refused, not copied", tostring(err))
+end
 T.ok(cases >= 80, ("%d hostile cases (%d bodies x 4 places)"):format(cases, #HOSTILE))
 T.ok(not U.read(marker), "no hostile kind created a file")
 T.ok(getmetatable("").__index == string and string.find("a", "a"), "the string library is restored")

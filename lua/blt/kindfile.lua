@@ -157,8 +157,10 @@ function Box:import(v, seen)
 end
 
 -- A value coming out of the kind: functions wrapped to run in the sandbox, plain
--- tables copied, objects (tables with a metatable) behind a proxy.
-function Box:export(v, seen)
+-- tables copied (at most kindfile.MAX_DEPTH levels deep: the copy recurses on the
+-- host), objects (tables with a metatable) behind a proxy.
+kindfile.MAX_DEPTH = 100
+function Box:export(v, seen, depth)
     local t = type(v)
     if t == "function" then
         local box = self
@@ -169,11 +171,14 @@ function Box:export(v, seen)
         end
     elseif t == "table" then
         if getmetatable(v) ~= nil then return self:proxy(v) end
-        seen = seen or {}
+        seen, depth = seen or {}, (depth or 0) + 1
         if seen[v] then return seen[v] end
+        if depth > kindfile.MAX_DEPTH then
+            util.user_error(("model kind %s: a table it returned nests deeper than %d levels"):format(self.name, kindfile.MAX_DEPTH))
+        end
         local out = {}
         seen[v] = out
-        for k, x in next, v do out[self:export(k, seen)] = self:export(x, seen) end
+        for k, x in next, v do out[self:export(k, seen, depth)] = self:export(x, seen, depth) end
         return out
     elseif t == "thread" then return nil
     end
