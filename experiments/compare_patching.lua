@@ -1,11 +1,12 @@
 -- Patching schemes side by side at one training-FLOP budget: one BLT per scheme
--- (fixed, space, entropy, entropy_delta), the ByteLM baseline and the BPE token
--- baseline, on the same data with the same seeds.
+-- (fixed, space, entropy, entropy_delta), the ByteLM baseline, the BPE token
+-- baseline and every other kind's baseline (MegaByte), on the same data with the same seeds.
 --
 --   ./blt experiments/compare_patching.lua                      budget=small (under 30 min on 2 cores)
 --   ./blt experiments/compare_patching.lua budget=smoke         under a minute (what the tests run)
 --   ./blt experiments/compare_patching.lua budget=full seeds=1,2,3
 --   ./blt experiments/compare_patching.lua schemes=entropy,space target=6 args.blt="model.global.dim=384"
+--   ./blt experiments/compare_patching.lua schemes=entropy,megabyte plan=true   the points, nothing trained
 --
 -- The budget fixes the model configs, the batch and a FLOP budget: the training
 -- FLOPs of the entropy BLT over budget_steps steps (docs/flops.md, at the target patch
@@ -42,6 +43,7 @@ local cfg = experiment.script({
         budget_steps = 0,
         out = config.OPTIONAL,
         plot = true,
+        plan = false,
     },
     docs = {
         budget = "model sizes, batch and FLOP budget: smoke (tests, <1 min), small (<30 min on 2 cores), full",
@@ -52,6 +54,7 @@ local cfg = experiment.script({
         budget_steps = "steps of the entropy BLT that define the FLOP budget (0: the budget's own)",
         out = "sweep folder (unset: runs/compare-<budget>)",
         plot = "write compare.png and patches.png",
+        plan = "print every point (model, steps, planned training FLOPs) and stop before training any",
     },
     rules = {
         budget = {"smoke", "small", "full"},
@@ -59,6 +62,7 @@ local cfg = experiment.script({
         schemes = experiment.scheme_list_rule(ALL), scheme_options = experiment.scheme_options_rule,
         target = "[1, 64]", budget_steps = ">= 0",
     },
+    studies = true, -- data.path: the studies corpus by default
 }, experiment.families())
 if not cfg then return end
 
@@ -71,6 +75,7 @@ if not okso then require("blt.util").die("compare_patching", scheme_opts) end
 local T0 = core.now()
 io.stderr:write(("compare_patching: config:\n%s\n"):format(config.describe(cfg)))
 
+cfg.data.path = cfg.data.path or data.studies_corpus() -- the studies' default corpus (docs/data.md)
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
 local s = sweep.new {dir = out, name = "compare_patching", ranks = cfg.ranks, hostfile = cfg.hostfile}
 local common = experiment.common_args(P, cfg)
@@ -82,7 +87,9 @@ for _, sc in ipairs(schemes) do
     need_entropy = need_entropy or (reg and reg.needs_entropy) or false
 end
 local ent
-if need_entropy then ent = experiment.entropy_model(s, P, cfg, common) end
+if need_entropy then
+    ent = cfg.plan and {path = "(planned)", model = P.entropy.model} or experiment.entropy_model(s, P, cfg, common)
+end
 
 -- ---- the budget: the entropy BLT's training FLOPs over budget_steps ----
 local ref_steps = cfg.budget_steps > 0 and cfg.budget_steps or P.steps
@@ -109,6 +116,16 @@ for _, word in ipairs(schemes) do
                                             extra = experiment.extra(cfg, spec.family)}}
         end
     end
+end
+
+if cfg.plan then
+    for _, pt in ipairs(points) do
+        print(("  plan: %-24s %-36s %6d steps  %.3g training FLOPs (%.2f MFLOP/byte)"):format(pt.point.id, pt.spec.script,
+              pt.spec.steps, pt.spec.train_fpb * pt.spec.steps * bytes_per_step, pt.spec.train_fpb / 1e6))
+    end
+    print("compare_patching: plan=true: nothing was trained")
+    corpus:close()
+    return
 end
 
 local records = {}

@@ -7,8 +7,9 @@
 --
 -- schemes: BLT schemes with a patch size (entropy:6 = entropy patching calibrated to
 -- 6 bytes per patch; fixed:4 = 4-byte patches; space), and the baselines bpe and
--- bytelm. sizes: the global model's WIDTHxLAYERS (the baselines take the same width
--- and depth for the whole model).
+-- bytelm, and MegaByte (megabyte:8 = 8-byte patches). sizes: the global model's
+-- WIDTHxLAYERS (MegaByte's global model too; bpe and bytelm take the same width and
+-- depth for the whole model).
 --
 -- compute_optimal: every scheme at every size, trained on bytes_per_param bytes per
 -- scaled parameter (every trained parameter but the embedding tables). Prints bits per
@@ -84,6 +85,7 @@ local cfg = experiment.script({
         schemes = scheme_items_rule, scheme_options = experiment.scheme_options_rule, target = "[1, 64]", sizes = experiment.size_list_rule,
         bytes_per_param = ">= 0", infer_size = experiment.size_rule, overtrain = ">= 0", seed = ">= 0",
     },
+    studies = true, -- data.path: the studies corpus by default
 }, experiment.families())
 if not cfg then return end
 local okso, scheme_opts = pcall(experiment.scheme_options, cfg.scheme_options, experiment.words(cfg.schemes))
@@ -103,7 +105,8 @@ local items = {}
 for _, w in ipairs(experiment.words(cfg.schemes)) do
     local name, size = w:match("^([%w_]+):?([%d.]*)$")
     if experiment.is_file_word(w) then name, size = w, "" end -- a scheme or kind file: no :P, labelled by its name
-    local has_size = name == "fixed" or name == "entropy" or name == "entropy_delta"
+    local kind_m = experiment.baseline(name) -- a kind that takes a patch size (M.sweep.patch_size: megabyte)
+    local has_size = name == "fixed" or name == "entropy" or name == "entropy_delta" or (kind_m and kind_m.sweep.patch_size) or false
     local target = has_size and (tonumber(size) or cfg.target) or nil
     local plain = experiment.scheme_file_label(name) or name
     if plain ~= name then target = cfg.target end -- a scheme file with an option to calibrate: to target
@@ -118,6 +121,7 @@ for _, w in ipairs(experiment.words(cfg.schemes)) do
     end
 end
 
+cfg.data.path = cfg.data.path or data.studies_corpus() -- the studies' default corpus (docs/data.md)
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
 local s = sweep.new {dir = out, name = "scaling", ranks = cfg.ranks, hostfile = cfg.hostfile}
 local common = experiment.common_args(P, cfg)
@@ -263,7 +267,7 @@ if cfg.study ~= "compute_optimal" then
         if best.skip then
             io.stderr:write(("scaling: %s skipped: %s\n"):format(it.label, best.skip))
         else
-            local w = best.kind == "blt" and best.run_cfg.model.global.dim or best.run_cfg.model.dim
+            local w = best.run_cfg.model.global and best.run_cfg.model.global.dim or best.run_cfg.model.dim -- BLT, MegaByte: the global width
             local co_steps, n = optimal_steps(best)
             local every = math.max(1, co_steps // 2)
             local steps = every * 2 * overtrain
