@@ -44,6 +44,9 @@ CC      ?= cc
 WARN    := -Wall -Wextra -Wno-unused-parameter
 CFLAGS  := -std=c11 -D_GNU_SOURCE -fno-math-errno -pthread -g $(WARN) $(ARCH_FLAGS) $(PKG_CFLAGS) $(DNNL_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lm -pthread
+# the core's functions are exported, so that an op of one's own builds into a module
+# ./blt loads (docs/extending.md, "An op with its gradient")
+EXPORT  := -rdynamic
 
 SRC     := $(wildcard core/*.c)
 OBJ     := $(patsubst core/%.c,build/obj/%.o,$(SRC))
@@ -71,8 +74,8 @@ deps:
 corpus: blt
 	@./blt scripts/make_studies_corpus.lua
 
-blt: $(OBJ)
-	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LDLIBS)
+blt: $(OBJ) Makefile
+	$(CC) $(CFLAGS) $(EXPORT) -o $@ $(OBJ) $(LDLIBS)
 
 build/obj/%.o: core/%.c $(wildcard core/*.h) | build/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -90,8 +93,8 @@ build/obj/dnnl.stamp: FORCE | build/obj
 build/obj/dnnl.o: build/obj/dnnl.stamp
 FORCE:
 
-build/asan/blt: $(ASAN_OBJ)
-	$(CC) $(ASAN_FLAGS) -o $@ $(ASAN_OBJ) $(LDLIBS)
+build/asan/blt: $(ASAN_OBJ) Makefile
+	$(CC) $(ASAN_FLAGS) $(EXPORT) -o $@ $(ASAN_OBJ) $(LDLIBS)
 
 build/asan/%.o: core/%.c $(wildcard core/*.h) | build/asan
 	$(CC) $(ASAN_FLAGS) -c -o $@ $<

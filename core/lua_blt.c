@@ -249,6 +249,28 @@ static int default_threads(void)
     return n > 0 ? (int)n : 1;
 }
 
+/* core.groups[name] = the opener ("tensor", "proc", ...) that added module field name:
+ * what a model kind from a file may use is chosen by group (lua/blt/kindfile.lua), so a
+ * function added to a binding file is classified by where it is added. Stack: module,
+ * groups; names already tagged keep their group (no opener reuses another's name). */
+static void tag_group(lua_State *L, const char *group)
+{
+    int groups = lua_gettop(L), module = groups - 1;
+    lua_pushnil(L);
+    while (lua_next(L, module)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, groups);
+        int known = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (!known) {
+            lua_pushvalue(L, -1);
+            lua_pushstring(L, group);
+            lua_rawset(L, groups);
+        }
+    }
+}
+
 int luaopen_blt_core(lua_State *L)
 {
     static int started;
@@ -260,18 +282,19 @@ int luaopen_blt_core(lua_State *L)
         started = 1;
     }
     luaL_newlib(L, runtime);
-    bltL_open_tensor(L);
-    bltL_open_generator(L);
-    bltL_open_patch(L);
-    bltL_open_data(L);
-    bltL_open_h5(L);
-    bltL_open_nn(L);
-    bltL_open_scope(L);
-    bltL_open_bench(L);
-    bltL_open_blas(L);
-    bltL_open_run(L);
-    bltL_open_bpe(L);
-    bltL_open_dist(L);
-    bltL_open_proc(L);
+    lua_newtable(L); /* groups: name -> the opener that added it */
+    tag_group(L, "runtime");
+    static const struct { void (*open)(lua_State *); const char *group; } openers[] = {
+        {bltL_open_tensor, "tensor"}, {bltL_open_generator, "generator"}, {bltL_open_patch, "patch"},
+        {bltL_open_data, "data"}, {bltL_open_h5, "h5"}, {bltL_open_nn, "nn"}, {bltL_open_scope, "scope"},
+        {bltL_open_bench, "bench"}, {bltL_open_blas, "blas"}, {bltL_open_run, "run"}, {bltL_open_bpe, "bpe"},
+        {bltL_open_dist, "dist"}, {bltL_open_proc, "proc"}};
+    for (size_t i = 0; i < sizeof openers / sizeof openers[0]; i++) {
+        lua_pushvalue(L, -2); /* the module on top, as the openers expect */
+        openers[i].open(L);
+        lua_pop(L, 1);
+        tag_group(L, openers[i].group);
+    }
+    lua_setfield(L, -2, "groups");
     return 1;
 }

@@ -38,6 +38,7 @@ local cfg = experiment.script({
         budget = "small",
         seeds = "1",
         schemes = table.concat(ALL, ","),
+        scheme_options = "",
         target = 4.0,
         budget_steps = 0,
         out = config.OPTIONAL,
@@ -47,7 +48,8 @@ local cfg = experiment.script({
     docs = {
         budget = "model sizes, batch and FLOP budget: smoke (tests, <1 min), small (<30 min on 2 cores), full",
         seeds = "comma-separated seeds; each point is trained once per seed and the spread reported",
-        schemes = "comma-separated: " .. table.concat(ALL, ", ") .. ", or file:PATH (a scheme file, docs/patching.md)",
+        schemes = "comma-separated: " .. table.concat(ALL, ", ") .. ", file:PATH (a scheme file, docs/patching.md) or model:PATH (a model kind file, docs/extending.md)",
+        scheme_options = experiment.SCHEME_OPTIONS_DOC,
         target = "mean bytes per patch the entropy thresholds are calibrated to (fixed: round(target))",
         budget_steps = "steps of the entropy BLT that define the FLOP budget (0: the budget's own)",
         out = "sweep folder (unset: runs/compare-<budget>)",
@@ -57,7 +59,7 @@ local cfg = experiment.script({
     rules = {
         budget = {"smoke", "small", "full"},
         seeds = experiment.seed_list_rule,
-        schemes = experiment.scheme_list_rule(ALL),
+        schemes = experiment.scheme_list_rule(ALL), scheme_options = experiment.scheme_options_rule,
         target = "[1, 64]", budget_steps = ">= 0",
     },
     studies = true, -- data.path: the studies corpus by default
@@ -68,6 +70,8 @@ local P = experiment.preset(cfg.budget)
 local out = cfg.out or ("runs/compare-" .. cfg.budget)
 local seeds = experiment.ints(cfg.seeds)
 local schemes = experiment.words(cfg.schemes)
+local okso, scheme_opts = pcall(experiment.scheme_options, cfg.scheme_options, schemes)
+if not okso then require("blt.util").die("compare_patching", scheme_opts) end
 local T0 = core.now()
 io.stderr:write(("compare_patching: config:\n%s\n"):format(config.describe(cfg)))
 
@@ -99,7 +103,7 @@ print(("compare_patching: budget %s: %.3g training FLOPs (the entropy BLT at %.1
 local points = {}
 for _, word in ipairs(schemes) do
     local scheme = experiment.scheme_file_label(word) or word -- a scheme file's points carry its name
-    local spec = experiment.model_point(word, P, corpus, ent, {target = cfg.target})
+    local spec = experiment.model_point(word, P, corpus, ent, {target = cfg.target, options = scheme_opts[scheme]})
     if spec.skip then
         io.stderr:write(("compare_patching: %s skipped: %s\n"):format(scheme, spec.skip))
     else

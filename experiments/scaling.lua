@@ -34,7 +34,7 @@ local experiment = require "blt.experiment"
 local SCHEMES = experiment.sweep_words() -- the BLT schemes, then each kind's baseline word
 
 local scheme_items_rule = experiment.list_of("scheme", function(w)
-    if w:sub(1, 5) == "file:" then return experiment.scheme_file_label(w) end
+    if experiment.is_file_word(w) then return experiment.scheme_file_label(w) end
     local name, size = w:match("^([%w_]+):?([%d.]*)$")
     local known = false
     for _, s in ipairs(SCHEMES) do known = known or s == name end
@@ -53,6 +53,7 @@ local cfg = experiment.script({
         budget = "small",
         study = "both",
         schemes = "bpe,entropy:4,entropy:6,entropy:8",
+        scheme_options = "",
         target = 4.0,
         sizes = config.OPTIONAL,
         bytes_per_param = 0,
@@ -67,7 +68,8 @@ local cfg = experiment.script({
         budget = "local model, batch, sizes and data ratio: smoke (tests), small (a first look on 2 cores), full",
         study = "which study: both, compute_optimal or fixed_inference",
         schemes = "comma-separated: fixed:P, space, entropy:P, entropy_delta:P, "
-            .. table.concat(SCHEMES, ", ", 5) .. " (P: bytes per patch), or file:PATH",
+            .. table.concat(SCHEMES, ", ", 5) .. " (P: bytes per patch), file:PATH (a scheme file) or model:PATH (a kind file)",
+        scheme_options = experiment.SCHEME_OPTIONS_DOC,
         target = "patch size of a scheme given without :P",
         sizes = "global WIDTHxLAYERS list of the compute-optimal sweep (unset: the budget's)",
         bytes_per_param = "training bytes per scaled parameter at the compute-optimal point (0: the budget's)",
@@ -80,12 +82,14 @@ local cfg = experiment.script({
     },
     rules = {
         budget = {"smoke", "small", "full"}, study = {"both", "compute_optimal", "fixed_inference"},
-        schemes = scheme_items_rule, target = "[1, 64]", sizes = experiment.size_list_rule,
+        schemes = scheme_items_rule, scheme_options = experiment.scheme_options_rule, target = "[1, 64]", sizes = experiment.size_list_rule,
         bytes_per_param = ">= 0", infer_size = experiment.size_rule, overtrain = ">= 0", seed = ">= 0",
     },
     studies = true, -- data.path: the studies corpus by default
 }, experiment.families())
 if not cfg then return end
+local okso, scheme_opts = pcall(experiment.scheme_options, cfg.scheme_options, experiment.words(cfg.schemes))
+if not okso then require("blt.util").die("scaling", scheme_opts) end
 
 local P = experiment.scaling_preset(cfg.budget)
 local out = cfg.out or ("runs/scaling-" .. cfg.budget)
@@ -100,7 +104,7 @@ io.stderr:write(("scaling: config:\n%s\n"):format(config.describe(cfg)))
 local items = {}
 for _, w in ipairs(experiment.words(cfg.schemes)) do
     local name, size = w:match("^([%w_]+):?([%d.]*)$")
-    if w:sub(1, 5) == "file:" then name, size = w, "" end -- a scheme file: no :P, labelled by its name
+    if experiment.is_file_word(w) then name, size = w, "" end -- a scheme or kind file: no :P, labelled by its name
     local kind_m = experiment.baseline(name) -- a kind that takes a patch size (M.sweep.patch_size: megabyte)
     local has_size = name == "fixed" or name == "entropy" or name == "entropy_delta" or (kind_m and kind_m.sweep.patch_size) or false
     local target = has_size and (tonumber(size) or cfg.target) or nil
@@ -131,7 +135,8 @@ for _, it in ipairs(items) do
 end
 
 local function spec_of(it, w, l, heads)
-    return experiment.model_point(it.scheme, P, corpus, ent, {target = it.target, size = {w, l}, heads = heads})
+    return experiment.model_point(it.scheme, P, corpus, ent, {target = it.target, size = {w, l}, heads = heads,
+                                                               options = scheme_opts[it.label]})
 end
 
 -- steps at the compute-optimal ratio for a spec

@@ -30,7 +30,8 @@ if manifest and not opts.force and manifest:find(want, 1, true) then
     return
 end
 
-local ok, m = pcall(cb.build_default, opts.out, {seed = opts.seed, val = opts.val, test = opts.test})
+local ok, m = pcall(cb.build_default, opts.out, {seed = opts.seed, val = opts.val, test = opts.test,
+                                            kjv = require("blt.data").default_corpus()})
 if not ok then util.die("make_studies_corpus", m) end
 local total_docs, total_bytes = 0, 0
 for _, k in ipairs {"train", "val", "test"} do

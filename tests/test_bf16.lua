@@ -204,6 +204,7 @@ do
         local words
         if help:find("train.precision", 1, true) then
             words = "train.precision=bf16 out.dir=" .. U.q(dir) .. " data.path=" .. U.q(dir .. "/corpus.txt")
+                .. " " .. U.script_words(script, dir)
         elseif help:find("args.all", 1, true) then
             words = "args.all=train.precision=bf16 budget=smoke data.path=" .. U.q(dir .. "/corpus.txt")
                 .. " out=" .. U.q(dir .. "/sweep" .. n)

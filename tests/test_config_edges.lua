@@ -251,8 +251,8 @@ do
                             {"one.txt train.seq_len=1", "validation split is empty"}} do
             n = n + 1
             local path = dir .. "/" .. c[1]:match("^%S+")
-            local rc, out = run(s, ("data.path=%s %s out.dir=%s"):format(q(path), c[1]:match(" (.*)$") or "",
-                                                                           q(dir .. "/short-runs")))
+            local rc, out = run(s, ("data.path=%s %s out.dir=%s %s"):format(q(path), c[1]:match(" (.*)$") or "",
+                                                                              q(dir .. "/short-runs"), U.script_words(s, dir)))
             if not (rc == 2 and out:find("data.path = " .. path, 1, true) and out:find(c[2], 1, true)
                     and (c[2] == "empty" or out:find("%d+ bytes in %d+ documents"))
                     and not out:find("traceback", 1, true)) then

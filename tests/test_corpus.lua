@@ -346,7 +346,7 @@ do
     -- the Debian packages missing: the message says which and how to install it
     local saved = cb.DEBIAN
     cb.DEBIAN = {{name = "gcide", kind = "dictd", package = "dict-gcide", dict = dir .. "/no.dict.dz", index = idx}}
-    T.raises(function() cb.build_default(dir .. "/deb") end, "no%.dict%.dz is missing: install the Debian package dict%-gcide %('make deps'%)",
+    T.raises(function() cb.build_default(dir .. "/deb", {kjv = "x"}) end, "no%.dict%.dz is missing: install the Debian package dict%-gcide %('make deps'%)",
              "build_default: a missing package's file names the package and 'make deps'")
     cb.DEBIAN = saved
 end

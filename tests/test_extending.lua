@@ -1,7 +1,8 @@
--- docs/extending.md's worked examples run: every ```lua file=PATH block is written under a
+-- docs/extending.md's worked examples run: every ```lua or ```c file=PATH block is written under a
 -- temporary folder and compiled; the scheme file and the model kind train 2 steps, the kind
 -- is found by name, loads back from its checkpoint and takes part in blt.flops and the
--- comparisons' presets and points; the Lua op passes its gradient check; every file of the
+-- comparisons' presets and points; the Lua op and the C op (built as a module against the
+-- project's headers, loaded into ./blt) pass their gradient checks; every file of the
 -- project the page names exists; and docs/design.md's module map names every module of
 -- lua/blt/. So neither page can go stale.
 package.path = "tests/?.lua;" .. package.path
@@ -15,17 +16,24 @@ local DOC = "docs/extending.md"
 local text = assert(U.read(DOC), DOC)
 
 -- ---- the blocks: each compiles ----
-local blocks, order = {}, {}
-for path, body in text:gmatch("```lua file=(%S+)\n(.-)```") do
-    blocks[path], order[#order + 1] = body, path
+local blocks, order, lang = {}, {}, {}
+for l, path, body in text:gmatch("```(%a+) file=(%S+)\n(.-)```") do
+    blocks[path], order[#order + 1], lang[path] = body, path, l
 end
-T.ok(#order >= 5, ("%s has its worked examples (%d blocks marked file=)"):format(DOC, #order))
+T.ok(#order >= 7, ("%s has its worked examples (%d blocks marked file=)"):format(DOC, #order))
+-- a C block is built as the page says: a module against the project's headers
+local CC = "cc -shared -fPIC -O2 -Wall -Wextra -Werror -Icore $(pkg-config --cflags lua5.4)"
 for _, path in ipairs(order) do
     local full = dir .. "/" .. path
     os.execute("mkdir -p " .. q(full:match("^(.*)/")))
     U.write(full, blocks[path])
-    local f, err = load(blocks[path], "=" .. path)
-    T.ok(f ~= nil, ("the block %s compiles"):format(path), err)
+    if lang[path] == "c" then
+        local rc, out = sh(("%s -o %s %s"):format(CC, q(full:gsub("%.c$", ".so")), q(full)))
+        T.ok(rc == 0, ("the block %s compiles (%s)"):format(path, CC), out)
+    else
+        local f, err = load(blocks[path], "=" .. path)
+        T.ok(lang[path] == "lua" and f ~= nil, ("the block %s compiles"):format(path), err)
+    end
 end
 local function need(path)
     if not blocks[path] then error(("%s has no block file=%s"):format(DOC, path), 0) end
@@ -115,6 +123,22 @@ end
 do
     local rc, out = sh(bin .. " " .. q(need("ops/check_mish.lua")) .. " " .. q(need("ops/mish.lua")))
     T.ok(rc == 0 and out:find("mish gradient error"), "the Lua op passes its finite-difference gradient check", out)
+end
+
+-- ---- the C op: loaded into ./blt as a module, passes its gradient and value checks ----
+do
+    local so = need("ops/softsign.c"):gsub("%.c$", ".so")
+    local rc, out = sh(bin .. " " .. q(need("ops/check_softsign.lua")) .. " " .. q(so))
+    T.ok(rc == 0 and out:find("softsign gradient error") and out:find("must be float32", 1, true),
+         "the C op loads into ./blt, passes its finite-difference gradient check and refuses an int32 tensor", out)
+    -- the check can fail: the same op with the backward's square left out
+    local wrong = dir .. "/ops/softsign_wrong.c"
+    local src, n = blocks["ops/softsign.c"]:gsub("g%[i%] / %(d %* d%)", "g[i] / d")
+    U.write(wrong, src)
+    rc, out = sh(("%s -o %s %s"):format(CC, q(dir .. "/ops/wrong.so"), q(wrong)))
+    local rcw, outw = sh(bin .. " " .. q(need("ops/check_softsign.lua")) .. " " .. q(dir .. "/ops/wrong.so"))
+    T.ok(n == 1 and rc == 0 and rcw ~= 0 and outw:find("softsign gradient error"),
+         "... and the check fails for a wrong backward", outw)
 end
 
 -- ---- every project file the page names exists ----

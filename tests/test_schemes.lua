@@ -198,6 +198,29 @@ T.ok(erow and math.abs(tonumber(erow) - 3) <= 0.3, "compare_patching: a file's c
 rc, out = sh(bin .. " experiments/scaling.lua budget=smoke study=compute_optimal sizes=32x1 schemes=file:" .. EXAMPLE
     .. " out=" .. q(dir .. "/sc") .. stop)
 T.ok(rc == 0 and out:find("\npunct +32x1 "), "scaling: a scheme file gets its points", out)
+-- a file scheme's own options in both comparisons (scheme_options=NAME:k=v,...)
+rc, out = sh(bin .. " experiments/compare_patching.lua budget=smoke target=3 schemes=space,file:" .. EXAMPLE
+    .. " scheme_options=punct:run=3 out=" .. q(dir .. "/cmp3") .. stop)
+local prow3 = out:match("\npunct +([%d.]+) ")
+local pcfg = json.decode(U.read(dir .. "/cmp3/punct-s1/config.json") or "{}").patching or {}
+T.ok(rc == 0 and prow3 and prow and tonumber(prow3) < tonumber(prow) and pcfg.options == "run=3",
+     ("compare_patching: scheme_options sets a file scheme's option (run=3: %s bytes/patch, default run=8: %s)")
+     :format(tostring(prow3), tostring(prow)), out)
+rc, out = sh(bin .. " experiments/scaling.lua budget=smoke study=compute_optimal sizes=32x1 schemes=file:" .. EXAMPLE
+    .. " scheme_options=punct:run=3 out=" .. q(dir .. "/sc3") .. stop)
+local scfg = json.decode(U.read(dir .. "/sc3/co-punct-32x1-s1/config.json") or "{}").patching or {}
+T.ok(rc == 0 and scfg.options == "run=3", "scaling: scheme_options sets a file scheme's option", out)
+for _, script in ipairs {"compare_patching", "scaling"} do
+    for _, c in ipairs {{"punct:runn=3", "unknown option 'runn' (its options: run)"},
+                        {"punct:run=x", "option run must be integer"},
+                        {"space:size=3", "space is not the name of a scheme file in schemes="},
+                        {"punct", "is not NAME:key=value"}} do
+        rc, out = sh(bin .. " experiments/" .. script .. ".lua budget=smoke schemes=space,file:" .. EXAMPLE
+            .. " scheme_options=" .. c[1] .. stop)
+        T.ok(rc == 2 and out:find(c[2], 1, true) and select(2, out:gsub("\n", "")) <= 1,
+             ("%s: scheme_options=%s is refused in one line (status 2)"):format(script, c[1]), out)
+    end
+end
 for _, script in ipairs {"compare_patching", "scaling"} do
     rc, out = sh(bin .. " experiments/" .. script .. ".lua budget=smoke schemes=file:" .. q(dir .. "/nope.lua") .. stop)
     T.ok(rc == 2 and out:find("nope.lua' cannot be used: .*No such file"), script .. ": a missing scheme file is refused (status 2)", out)

@@ -187,6 +187,7 @@ local VARIANTS = {
 -- not swept, and why
 local SKIP = {
     version = "a string", core = "the C module table (its functions are the ones swept)",
+    groups = "a table: each core function's binding group (tests/test_kindfile.lua checks it)",
     catch_signals = "installs process signal handlers (prove's SIGINT must keep working)",
     h5_create = "HDF5 binding (core/lua_h5.c) is outside this sweep's scope; it writes files at the given path",
     h5_open = "HDF5 binding (core/lua_h5.c) is outside this sweep's scope",

@@ -5,6 +5,7 @@
 --   local rc, out = U.sh(cmd)            exit status and stdout+stderr of a shell command
 --   U.q(s)                               s quoted for the shell
 --   U.scripts()                          every experiments/*.lua and scripts/*.lua, sorted
+--   U.script_words(script, dir)          the words a script needs to run at all (train_model: model.file=)
 --   U.f32_tol(n, scale)                  how far two float32 sums of n terms may differ (below)
 --   U.f32_terms(model)                   n for a model's outputs: the input widths of its products
 local U = {}
@@ -78,6 +79,16 @@ function U.corpus(path, bytes)
     text = text and text:sub(1, bytes) or ("In the beginning was the word, and the word was with God. "):rep(bytes // 58 + 1):sub(1, bytes)
     U.write(path, text)
     return path
+end
+
+-- The words a script needs before it can run at all (generated tests over every script
+-- add them): experiments/train_model.lua takes its kind from a file, docs/extending.md's
+-- example kind, written into dir.
+function U.script_words(script, dir)
+    if not script:match("experiments/train_model%.lua$") then return "" end
+    local path = dir .. "/doc_kind_bigram.lua"
+    U.write(path, assert(U.read("docs/extending.md"):match("```lua file=lua/blt/models/bigram.lua\n(.-)```")))
+    return "model.file=" .. U.q(path)
 end
 
 -- A real checkpoint: two steps of the ByteLM trainer (d 32, 2 layers) on a small corpus,

@@ -4,7 +4,7 @@
 -- which blt.data reads as EOS) and a manifest, corpus.tsv, written last.
 --
 --   local cb = require "blt.corpus_build"
---   cb.build_default("data/studies")                 -- GCIDE + WordNet (Debian) + data/kjv.txt
+--   cb.build_default("data/studies", {kjv = "data/kjv.txt"}) -- GCIDE + WordNet (Debian) + the KJV
 --   cb.build{out = dir, seed = 1, val = 0.05, test = 0.05,
 --            sources = {{name = "wn", kind = "dictd", dict = "wn.dict.dz", index = "wn.index"},
 --                       {name = "kjv", kind = "kjv", path = "data/kjv.txt"}}}
@@ -180,7 +180,6 @@ function cb.build(o)
     check_fraction("val", val)
     check_fraction("test", test)
     if type(o.sources) ~= "table" or #o.sources == 0 then fail("build", "sources must list at least one source") end
-    local data = require "blt.data"
     local sep = string.char(cb.SEPARATOR)
 
     local docs, sizes = {}, {}
@@ -226,14 +225,14 @@ function cb.build(o)
 
     local ok, err = core.mkdir(o.out)
     if not ok then fail("build", "cannot make %s: %s", o.out, tostring(err)) end
-    local manifest = o.out .. "/" .. data.SPLIT_MANIFEST
+    local manifest = o.out .. "/" .. cb.SPLIT_MANIFEST
     core.rm_rf(manifest) -- an older build is unfinished until the new manifest exists
     for _, k in ipairs(names) do
         local wok, werr = core.write_file(o.out .. "/" .. k .. ".txt", table.concat(parts[k], sep))
         if not wok then fail("build", "%s", tostring(werr)) end
         parts[k] = nil
     end
-    local lines = {"format\t" .. data.SPLIT_FORMAT, "separator\t" .. cb.SEPARATOR,
+    local lines = {"format\t" .. cb.SPLIT_FORMAT, "separator\t" .. cb.SEPARATOR,
                    "train\ttrain.txt", "val\tval.txt", "test\ttest.txt",
                    ("seed\t%d"):format(seed), ("fractions\tval=%g\ttest=%g"):format(val, test)}
     for _, k in ipairs(names) do
@@ -252,8 +251,12 @@ end
 
 -- The studies corpus from the Debian packages and the default corpus (the KJV, made
 -- first when missing), into dir; o: {seed, val, test} (unset: SEED, VAL, TEST).
+-- The manifest names the split files; blt.data reads it (data.SPLIT_MANIFEST is this).
+cb.SPLIT_MANIFEST, cb.SPLIT_FORMAT = "corpus.tsv", "blt-split-1"
+
 function cb.build_default(dir, o)
     o = o or {}
+    if type(o.kjv) ~= "string" then fail("build_default", "o.kjv must be the KJV text's path (blt.data.default_corpus()), got %s", tostring(o.kjv)) end
     local sources = {}
     for _, s in ipairs(cb.DEBIAN) do
         for _, f in ipairs {s.dict, s.index} do
@@ -263,7 +266,7 @@ function cb.build_default(dir, o)
         end
         sources[#sources + 1] = s
     end
-    sources[#sources + 1] = {name = "kjv", kind = "kjv", path = require("blt.data").default_corpus()}
+    sources[#sources + 1] = {name = "kjv", kind = "kjv", path = o.kjv}
     return cb.build {out = dir, sources = sources, seed = o.seed, val = o.val, test = o.test}
 end
 

@@ -105,7 +105,7 @@ end
 local function make_studies_corpus()
     local dir = home() .. "/data/studies"
     if exists(dir .. "/" .. data.SPLIT_MANIFEST) then return dir end
-    local ok, err = pcall(require("blt.corpus_build").build_default, dir)
+    local ok, err = pcall(require("blt.corpus_build").build_default, dir, {kjv = data.default_corpus()})
     if not ok then error("blt.data.studies_corpus: " .. require("blt.util").message(err), 2) end
     return dir
 end
@@ -120,7 +120,7 @@ end
 
 -- A folder split by documents holds this manifest (written last by blt.corpus_build):
 -- lines "key<TAB>value...", the first "format<TAB>blt-split-1".
-data.SPLIT_MANIFEST, data.SPLIT_FORMAT = "corpus.tsv", "blt-split-1"
+data.SPLIT_MANIFEST, data.SPLIT_FORMAT = require("blt.corpus_build").SPLIT_MANIFEST, require("blt.corpus_build").SPLIT_FORMAT
 
 -- The manifest of a folder split by documents as {separator =, train =, val =, test =
 -- (paths), dir =, fields = {key = {values}}}, nil when path is anything else, or an

@@ -26,9 +26,31 @@ local function blt_scheme(word)
 end
 experiment.blt_scheme = blt_scheme
 
+-- A model kind file's word (model:PATH) in a comparison: the kind, read, run in its
+-- sandbox and registered (blt.kindfile); its baseline point trains it with
+-- experiments/train_model.lua model.file=PATH. nil for any other word.
+local KIND_PREFIX = "model:"
+function experiment.kind_file(w)
+    if type(w) ~= "string" or w:sub(1, #KIND_PREFIX) ~= KIND_PREFIX then return nil end
+    local K = models.adopt(require("blt.kindfile").load(w:sub(#KIND_PREFIX + 1)))
+    if not (K.sweep and K.point) then
+        error(("the kind %s has no sweep and point (docs/extending.md): it cannot join a comparison"):format(K.kind), 0)
+    end
+    return K
+end
+
+-- Whether a comparison's word names a file: a scheme file (file:PATH) or a kind file (model:PATH).
+function experiment.is_file_word(w)
+    return type(w) == "string" and (w:sub(1, 5) == "file:" or w:sub(1, #KIND_PREFIX) == KIND_PREFIX)
+end
+
 -- A scheme file's word (file:PATH) in a comparison: its label (the scheme's name, which
--- names its points and rows) or nil and what is wrong (said of the word).
+-- names its points and rows) or nil and what is wrong (said of the word); a kind file's
+-- (model:PATH) label is its baseline word.
 function experiment.scheme_file_label(w)
+    local okk, K = pcall(experiment.kind_file, w)
+    if not okk then return nil, ("cannot be used: %s"):format(require("blt.util").message(K)) end
+    if K then return K.sweep.word end
     local schemes = require "blt.schemes"
     if not schemes.is_file(w) then return nil end
     local ok, sc = pcall(schemes.get, w)
@@ -47,6 +69,44 @@ function experiment.scheme_list_rule(allowed)
         if label then return label end
         return nil, err or ("is not a scheme (known: %s, or file:PATH)"):format(table.concat(allowed, ", "))
     end, allowed[1])
+end
+
+-- ---- a scheme file's own options in a comparison (scheme_options=) ----
+experiment.SCHEME_OPTIONS_DOC = "a scheme file's own options, NAME:key=value,key=value (NAME: the scheme's name; "
+    .. "several separated by spaces), as patching.options= of train_blt.lua"
+
+function experiment.scheme_options_rule(v)
+    for w in v:gmatch("%S+") do
+        if not w:match("^[%a_][%w_]*:[%w_]+=.+$") then
+            return ("'%s' is not NAME:key=value[,key=value...] (NAME: a scheme file's name)"):format(w)
+        end
+    end
+end
+
+-- scheme_options= of a comparison whose scheme words are words: {[scheme name] = "k=v,..."},
+-- each name a scheme file among the words, each option checked against that scheme
+-- (blt.schemes.options: its names, types and rules). Raises the first problem.
+function experiment.scheme_options(str, words)
+    local schemes = require "blt.schemes"
+    local files, names = {}, {}
+    for _, w in ipairs(words) do
+        local sc = schemes.is_file(w) and blt_scheme(w)
+        if sc then files[sc.name], names[#names + 1] = sc, sc.name end
+    end
+    local out = {}
+    for w in (str or ""):gmatch("%S+") do
+        local name, opts = w:match("^([%a_][%w_]*):(.+)$")
+        local sc = files[name]
+        if not sc then
+            error(("scheme_options = %s: %s is not the name of a scheme file in schemes= (%s)")
+                :format(str, tostring(name), #names > 0 and table.concat(names, ", ") or "it has none"), 0)
+        end
+        if out[name] then error(("scheme_options = %s: gives %s twice"):format(str, name), 0) end
+        local ok, err = pcall(schemes.options, sc, schemes.parse_options(opts, "scheme_options"))
+        if not ok then error(("scheme_options = %s: %s"):format(str, require("blt.util").message(err)), 0) end
+        out[name] = opts
+    end
+    return out
 end
 
 -- ---- budgets ----
@@ -292,13 +352,14 @@ end
 -- Mean bytes per patch of a scheme that needs no entropies (space, a scheme file) on a
 -- training sample (as the trainer counts it: bytes over patches, the BOS patch left out).
 local space_cache = {} -- the sample is the same for every model size: measured once
-function experiment.space_mean_patch(corpus, P, scheme)
+function experiment.space_mean_patch(corpus, P, scheme, options)
     scheme = scheme or "space"
-    local key = table.concat({tostring(corpus), P.seq_len, P.calib_bytes, scheme}, " ")
+    local sc = blt_scheme(scheme)
+    local opts = options and require("blt.schemes").options(sc, require("blt.schemes").parse_options(options)) or sc.options
+    local key = table.concat({tostring(corpus), P.seq_len, P.calib_bytes, scheme, options or ""}, " ")
     if space_cache[key] then return space_cache[key] end
     local rows = corpus:sample_windows {split = "train", len = P.seq_len, bytes = P.calib_bytes, seed = 1}
-    local sc = blt_scheme(scheme)
-    local p = patching.patcher {scheme = sc.kernel and scheme or require("blt.schemes").rule(sc, sc.options)}
+    local p = patching.patcher {scheme = sc.kernel and scheme or require("blt.schemes").rule(sc, opts)}
     local _, _, counts = p:batch(rows)
     local patches = 0
     for _, c in ipairs(counts:totable()) do patches = patches + c - 1 end
@@ -334,6 +395,8 @@ end
 
 -- The kind a comparison's baseline word names (its M.sweep.word: "bytelm", "bpe"), or nil.
 function experiment.baseline(word)
+    local K = experiment.kind_file(word)
+    if K then return K end
     for _, M in ipairs(kind_modules()) do
         if M.sweep and M.sweep.word == word and M.point then return M end
     end
@@ -380,7 +443,7 @@ end
 -- when it cannot run here. o.target: the patch size (fixed: its size, entropy
 -- schemes: the calibration target); o.size = {width, layers}: the global model's
 -- (the baselines': the whole model's) width and depth instead of the budget's, with
--- o.heads heads (default: heads of 32 dimensions).
+-- o.heads heads (default: heads of 32 dimensions); o.options: a file scheme's own options ("k=v,...").
 function experiment.model_point(scheme, P, corpus, ent, o)
     o = o or {}
     local seq = P.seq_len + 1
@@ -393,7 +456,12 @@ function experiment.model_point(scheme, P, corpus, ent, o)
         local args = flat("model", m)
         args["patching.scheme"] = scheme
         args["patching.calib_bytes"] = P.calib_bytes
-        local known = require("blt.schemes").mean_patch(sc, sc.options)
+        local opts = sc.options -- a file scheme's own options (scheme_options=, o.options = "k=v,...")
+        if o.options then
+            opts = require("blt.schemes").options(sc, require("blt.schemes").parse_options(o.options, "scheme_options"))
+            args["patching.options"], pc.options = o.options, o.options
+        end
+        local known = require("blt.schemes").mean_patch(sc, opts)
         if sc.options.size ~= nil and sc.kernel then -- fixed: the target's size
             local size = math.max(1, math.floor(o.target + 0.5))
             args["patching.size"], pc.size = size, size
@@ -405,7 +473,7 @@ function experiment.model_point(scheme, P, corpus, ent, o)
         elseif known then
             mean = known
         elseif not sc.needs_entropy then -- space, a scheme file: measured on the sample
-            mean = experiment.space_mean_patch(corpus, P, scheme)
+            mean = experiment.space_mean_patch(corpus, P, scheme, o.options)
             pc.calibrated = mean
         else
             return {skip = ("scheme %s needs entropies and declares no mean_patch, so its FLOPs cannot be "

@@ -65,6 +65,18 @@ function models.register(kind, module)
     KINDS[kind] = module
 end
 
+-- Registers a kind compiled from a file (blt.kindfile: model.file=PATH, a checkpoint's
+-- model.file_source) under its name; a name that is already another kind's is refused.
+function models.adopt(K)
+    local okg, known = pcall(models.get, K.kind)
+    if okg and known ~= K then
+        error(("model.file = %s: kind '%s' is already a kind (built in, on the Lua path or another file): "
+            .. "give yours another name"):format(K.origin, K.kind), 0)
+    end
+    KINDS[K.kind] = K
+    return K
+end
+
 function models.get(kind)
     local m = KINDS[kind]
     if m == nil and type(kind) == "string" and kind:match("^[%a_][%w_]*$") and kind ~= "init"
@@ -121,7 +133,13 @@ function models.load(path)
     local run = checkpoint.load(path)
     local cfg = run.config or {}
     local kind = cfg.kind or "bytelm" -- checkpoints written before kinds were recorded
-    local M = models.get(kind)
+    -- a kind from a file comes from the source the checkpoint carries (blt.kindfile)
+    local okf, M = pcall(function()
+        local K = require("blt.kindfile").of_config(cfg, path)
+        return K and models.adopt(K)
+    end)
+    if not okf then error(("blt.models.load: %s"):format(require("blt.util").message(M)), 2) end
+    M = M or models.get(kind)
     local defaults = config.copy(M.sections)
     defaults.kind = kind
     local okm, merged = pcall(config.merge, defaults, model_part(cfg, M), path)
