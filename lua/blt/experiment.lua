@@ -580,6 +580,7 @@ function experiment.write_sections(path, attrs, sections)
             num(g, "a", fit.a); num(g, "b", fit.b); num(g, "r2", fit.r2); num(g, "points", fit.n, "int64")
         end
     end
+    require("blt.report").h5_tables(f) -- the tables the sweep printed, as report.html shows them
     f:commit()
     f:close()
     return path
