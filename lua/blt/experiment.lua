@@ -574,6 +574,8 @@ function experiment.write_sections(path, attrs, sections)
             num(g, "train_flops_per_byte", row.train_mf and row.train_mf * 1e6)
             num(g, "inference_flops_per_byte", row.inf_mf and row.inf_mf * 1e6)
             num(g, "seeds", row.seeds, "int64")
+            num(g, "val_bpb_se", row.bpb_se) -- standard error over seeds, where the row has it
+            for k, v in pairs(row.extra or {}) do f:set_attr(k, tostring(v), g) end -- what the row is (a sweep's values)
         end
         for scheme, fit in pairs(sec.fits or {}) do
             local g = pre .. "/fits/" .. scheme
