@@ -156,10 +156,10 @@ function report.write(out, o)
         end
         local h5col = {seed = "@seed", steps = "/steps", val_bpb = "/val_bpb", wall = "/wall_seconds"}
         html_table(page, "points", nil, cols, rows, function(j, c, v)
-            if type(v) == "number" and h5col[c[1]] then
-                local g = recs[j].prefix .. "/points/" .. recs[j].r.id
-                return g .. h5col[c[1]]
-            end
+            local g = recs[j].prefix .. "/points/" .. recs[j].r.id
+            if type(v) == "number" and h5col[c[1]] then return g .. h5col[c[1]] end
+            if c[1] == "id" then return g end -- the point's group
+            if c[1] == "dir" then return g .. "@run_dir" end -- the folder as recorded (this text: relative)
         end, function(j, c) -- the id links to its config below, the folder to the run itself
             if c[1] == "id" then return "#cfg-" .. recs[j].r.id end
             if c[1] == "dir" then return rows[j].dir .. "/" end
