@@ -27,7 +27,7 @@ local cfg = config.script {
     name = "sweep", args = arg,
     usage = 'usage: ./blt experiments/sweep.lua script=train_blt.lua grid="train.lr=1e-3,3e-3 model.global.dim=128,256" '
         .. "[seeds=1,2,3] [args=\"key=value ...\"] [out=FOLDER]",
-    defaults = {script = "train_blt.lua", grid = "", seeds = "1", args = "", out = config.OPTIONAL, plot = true},
+    defaults = {script = "train_blt.lua", grid = "train.lr=1e-3,3e-3", seeds = "1", args = "", out = config.OPTIONAL, plot = true},
     docs = {
         script = "the training script in experiments/ (" .. table.concat(grid.scripts(), ", ") .. ")",
         grid = "space-separated key=v1,v2,...: every combination is a point (any key the script takes)",

@@ -346,7 +346,7 @@ local function parse(spec, defaults, rules, internal)
     if cfg.train.total_steps == 0 then cfg.train.total_steps = cfg.train.steps end
     local msg, note = train.warmup_problem(cfg, flags.given)
     if msg then config_error(msg) end
-    if note and dist.is_root() then io.stderr:write(spec.name, ": ", note, "\n") end
+    flags.note = note -- said once every check has passed (a refused run prints one line)
     check_memory(spec.M, cfg, flags.resume ~= nil)
     return cfg, flags, saved
 end
@@ -876,6 +876,7 @@ local function run_inner(spec)
     local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
     if not okc then config_error("data.path: " .. tostring(corpus)) end
     check_corpus(cfg, corpus)
+    if flags.note then say(spec.name .. ": " .. flags.note .. "\n") end
     if flags.check then -- what experiments/sweep.lua asks of every point before any trains
         corpus:close()
         say(spec.name .. ": the settings are valid (--check: nothing was run)\n")
