@@ -88,7 +88,7 @@ local rows = grid.summarize(points, records, axes)
 print()
 print(("Sweep of %s over %s (seeds %s)"):format(name, cfg.grid, cfg.seeds))
 print(sweep.table(rows, grid.columns(axes)))
-print("val bpb: final validation bits per byte, mean over the n seeds that finished; ± s.e.: its standard error")
+print("val bpb: final validation bits per byte, mean over the n seeds that finished; s.e.: its standard error")
 
 -- results.h5: every run (points/<id>-s<seed>/), and per point its mean, standard error
 -- and seeds (summary/<id>/, the grid's values as attributes)

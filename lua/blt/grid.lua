@@ -173,7 +173,7 @@ end
 function grid.columns(axes)
     local cols = {}
     for _, ax in ipairs(axes) do cols[#cols + 1] = {"k:" .. ax.key, ax.key, "%s"} end
-    for _, c in ipairs {{"bpb", "val bpb", "%.4f"}, {"bpb_se", "± s.e.", "%.4f"}, {"n", "n", "%d"},
+    for _, c in ipairs {{"bpb", "val bpb", "%.4f"}, {"bpb_se", "s.e.", "%.4f"}, {"n", "n", "%d"},
                         {"params", "params", "%.0f"}, {"steps", "steps", "%.0f"}, {"wall", "wall s", "%.1f"}} do
         cols[#cols + 1] = c
     end
