@@ -87,10 +87,16 @@ T.ok(cases >= 40 and #bad == 0, ("every number or switch key of every training s
 for _, s in ipairs(scripts) do
     local o = dir .. "/bad-" .. s
     rc, out = sh(("%s experiments/sweep.lua script=%s grid=%s args=%s out=%s"):format(bin, s, q("train.lr=1e-3,-1"),
-        q("data.path=" .. corpus), q(o)))
+        q("data.path=" .. corpus .. (s == "train_blt.lua" and " patching.scheme=space" or "")), q(o)))
     T.ok(rc == 2 and out:find("train.lr=-1", 1, true) and out:find("must be > 0", 1, true) and not core.lkind(o),
          s .. ": train.lr=-1 in the grid: status 2, the script's own message, nothing trained", out)
 end
+
+-- the checks of a run's setup that cost no training (the BLT's entropy model) are made too
+rc, out = sh(("%s experiments/sweep.lua script=train_blt.lua grid=%s args=%s out=%s"):format(bin, q("train.lr=1e-3,3e-3"),
+    q("data.path=" .. corpus .. " patching.scheme=entropy patching.entropy_model=" .. dir .. "/none.h5"), q(dir .. "/noent")))
+T.ok(rc == 2 and out:find("patching.entropy_model = " .. dir .. "/none.h5", 1, true) and not core.lkind(dir .. "/noent"),
+     "train_blt.lua with a missing entropy model: status 2 before anything trains", out)
 
 -- hostile grids: each refused by the sweep's rule, with status 2, naming what is wrong
 local hostile = {{"", "at least one key"}, {"train.lr", "not key=v1"}, {"train.lr=1e-3,,2e-3", "empty value"},

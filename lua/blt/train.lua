@@ -878,6 +878,10 @@ local function run_inner(spec)
     check_corpus(cfg, corpus)
     if flags.note then say(spec.name .. ": " .. flags.note .. "\n") end
     if flags.check then -- what experiments/sweep.lua asks of every point before any trains
+        if spec.M.preflight and not saved then -- the checks of the setup that cost no training
+            local okp, errp = pcall(spec.M.preflight, cfg)
+            if not okp then config_error(errp) end
+        end
         corpus:close()
         say(spec.name .. ": the settings are valid (--check: nothing was run)\n")
         return nil
