@@ -438,23 +438,31 @@ static int l_h5_metrics(lua_State *L)
         lua_pop(L, 1);
     }
     if (every < 1 || every > 1000000) return luaL_error(L, "blt.h5_metrics: flush_every = %d (must be in 1..1000000)", (int)every);
+    /* units = {column = "unit"}: checked before the file is touched, set after it opens */
+    int units = 0;
+    if (lua_istable(L, 2) && lua_getfield(L, 2, "units") != LUA_TNIL) {
+        units = lua_gettop(L);
+        if (!lua_istable(L, units)) return luaL_error(L, "blt.h5_metrics: units must be a table {column = \"unit\"}");
+        lua_pushnil(L);
+        while (lua_next(L, units)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING || !lua_rawlen(L, -1))
+                return luaL_error(L, "blt.h5_metrics: units must map column names to non-empty unit strings");
+            bltL_name(L, -1, "h5_metrics", bltL_name(L, -2, "h5_metrics", "units key")); /* strings: no conversion */
+            lua_pop(L, 1);
+        }
+    }
     metrics_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->m = NULL;
     luaL_setmetatable(L, METRICS_MT);
     if (blt_metrics_open(&u->m, path, (int)every, append)) return bltL_error(L, "h5_metrics");
-    if (lua_istable(L, 2) && lua_getfield(L, 2, "units") != LUA_TNIL) {
-        int t = lua_gettop(L);
-        if (!lua_istable(L, t)) return luaL_error(L, "blt.h5_metrics: units must be a table {column = \"unit\"}");
+    if (units) {
         lua_pushnil(L);
-        while (lua_next(L, t)) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-                return luaL_error(L, "blt.h5_metrics: units must map column names to unit strings");
+        while (lua_next(L, units)) {
             const char *k = bltL_name(L, -2, "h5_metrics", "units key"), *v = bltL_name(L, -1, "h5_metrics", k);
             if (blt_metrics_unit(u->m, k, v)) return bltL_error(L, "h5_metrics");
             lua_pop(L, 1);
         }
-        lua_pop(L, 1);
-    } else if (lua_istable(L, 2)) lua_pop(L, 1);
+    }
     return 1;
 }
 

@@ -111,10 +111,11 @@ T.ok(#hostile >= 10, ("%d hostile grids"):format(#hostile))
 
 -- ---------------------------------------------------------------- warmup longer than the schedule
 for _, s in ipairs(scripts) do
-    rc, out = sh(("%s experiments/%s --check train.steps=5 train.warmup=6 data.path=%s"):format(bin, s, q(corpus)))
+    local scheme = s == "train_blt.lua" and " patching.scheme=space" or "" -- no entropy model needed
+    rc, out = sh(("%s experiments/%s --check train.steps=5 train.warmup=6 data.path=%s%s"):format(bin, s, q(corpus), scheme))
     T.ok(rc == 2 and out:find("train.warmup = 6 is longer than the schedule (train.steps = 5)", 1, true),
          s .. ": train.warmup=6 with train.steps=5 is refused", out)
-    rc, out = sh(("%s experiments/%s --check train.steps=5 data.path=%s"):format(bin, s, q(corpus)))
+    rc, out = sh(("%s experiments/%s --check train.steps=5 data.path=%s%s"):format(bin, s, q(corpus), scheme))
     T.ok(rc == 0 and out:find("(its default) is longer than the schedule (train.steps = 5): clamped to 0", 1, true),
          s .. ": the default warmup past a 5-step schedule is clamped, and said so", out)
 end
@@ -149,6 +150,21 @@ for _, s in ipairs(scripts) do
         type(bpt) == "table" and bpt[#bpt] or bpt
     T.near(bpb, loss / LN2 / (bpt or 1), 1e-12 * bpb, s .. ": loss_bpb = loss / ln 2 / bytes per token")
     f:close()
+end
+
+-- the writer's units option: every hostile value is refused naming blt.h5_metrics, before the file is made
+do
+    local hostile_units = {5, "bits", true, {a = 5}, {a = ""}, {"bits"}, {a = "x\0y"}, {["a\0b"] = "x"}, {a = {}}}
+    local bad = {}
+    for i, u in ipairs(hostile_units) do
+        local path = ("%s/units-%d.h5"):format(dir, i)
+        local ok, err = pcall(blt.h5_metrics, path, {units = u})
+        if ok or not tostring(err):find("h5_metrics", 1, true) or core.lkind(path) then
+            bad[#bad + 1] = ("case %d: %s %s"):format(i, tostring(ok), tostring(err))
+        end
+    end
+    T.ok(#bad == 0, ("%d hostile units options: refused, naming blt.h5_metrics, no file made"):format(#hostile_units),
+         table.concat(bad, "\n"))
 end
 
 -- ---------------------------------------------------------------- every sweep's report.html in a browser

@@ -876,12 +876,13 @@ local function run_inner(spec)
     local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
     if not okc then config_error("data.path: " .. tostring(corpus)) end
     check_corpus(cfg, corpus)
-    if flags.note then say(spec.name .. ": " .. flags.note .. "\n") end
+    local function note() if flags.note then say(spec.name .. ": " .. flags.note .. "\n") end end
     if flags.check then -- what experiments/sweep.lua asks of every point before any trains
         if spec.M.preflight and not saved then -- the checks of the setup that cost no training
             local okp, errp = pcall(spec.M.preflight, cfg)
             if not okp then config_error(errp) end
         end
+        note()
         corpus:close()
         say(spec.name .. ": the settings are valid (--check: nothing was run)\n")
         return nil
@@ -894,6 +895,7 @@ local function run_inner(spec)
         if not oks then config_error(res) end
         source = res
     end
+    note() -- after every check: a refused run prints one line
     if saved then saved.path = flags.resume end
     -- rank 0 chooses, creates and locks the folder; the others learn its name
     local dir = dist.on_root(function() return take_folder(spec, cfg, flags) end, ConfigError)
