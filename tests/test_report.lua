@@ -218,9 +218,10 @@ local function check_dom(dom, f)
     return cells, problems
 end
 
-local chromium = core.which("chromium") or core.which("chromium-browser")
+-- BLT_NO_BROWSER=1 runs the test as on a machine without chromium (the skip is tested so)
+local chromium = os.getenv("BLT_NO_BROWSER") ~= "1" and (core.which("chromium") or core.which("chromium-browser"))
 if not chromium then
-    io.write("ok - # SKIP report.html in a browser: chromium is not installed (make deps installs it)\n")
+    T.ok(true, "# SKIP report.html in a browser: chromium is not installed (make deps installs it)")
 else
     local profile = core.mkdtemp()
     local function browse(url, shot, dom)
