@@ -266,6 +266,16 @@ else
         f:close()
         T.ok(cells >= 10 and #problems == 0, ("%s: every number in the page's tables (%d cells) is results.h5's"):format(what, cells),
              table.concat(problems, "\n"))
+        -- the check can fail: a cell's last digit changed, a cell's source dropped
+        local f2 = h5(d .. "/results.h5")
+        local wrong = dom:gsub('(<td class="num" data%-h5="[^"]*">[^<]-)(%d)</td>', function(a, dgt)
+            return a .. tostring((tonumber(dgt) + 5) % 10) .. "</td>" end, 1)
+        local unsourced = dom:gsub('<td class="num" data%-h5="[^"]*">', '<td class="num">', 1)
+        local _, p1 = check_dom(wrong, f2)
+        local _, p2 = check_dom(unsourced, f2)
+        f2:close()
+        T.ok(#p1 == 1 and #p2 == 1 and p2[1]:find("no source", 1, true), what .. ": a changed digit or a dropped source is caught",
+             table.concat(p1, "; ") .. " | " .. table.concat(p2, "; "))
     end
     core.rm_rf(profile)
 end
