@@ -36,6 +36,8 @@ struct blt_metrics {
     int64_t cap_buf;
     int ncols, capcols;
     metric_col *cols;
+    int nunits;
+    char **unit_of; /* pairs: column name, its unit (blt_metrics_unit) */
 };
 
 static blt_status check_col_name(const char *fn, const char *path, const char *name)
@@ -51,6 +53,15 @@ static int find_col(blt_metrics *m, const char *name)
         if (!strcmp(m->cols[i].name, name)) return i;
     return -1;
 }
+
+static const char *unit_of(const blt_metrics *m, const char *name)
+{
+    for (int i = 0; i < m->nunits; i++)
+        if (!strcmp(m->unit_of[2 * i], name)) return m->unit_of[2 * i + 1];
+    return NULL;
+}
+
+static blt_status set_root_attr(hid_t file, const char *name, const char *str, double num);
 
 static blt_status add_col(blt_metrics *m, const char *name, int *idx)
 {
@@ -82,6 +93,8 @@ static void metrics_free(blt_metrics *m)
         free(m->cols[i].buf);
     }
     free(m->cols);
+    for (int i = 0; i < 2 * m->nunits; i++) free(m->unit_of[i]);
+    free(m->unit_of);
     free(m->img);
     free(m->path);
     free(m);
@@ -213,6 +226,26 @@ blt_status blt_metrics_open(blt_metrics **out, const char *path, int flush_every
     return BLT_OK;
 }
 
+blt_status blt_metrics_unit(blt_metrics *m, const char *name, const char *unit)
+{
+    const char *fn = "metrics:unit";
+    if (!m) return blt_fail(BLT_ESTATE, "%s: the metrics file is closed", fn);
+    BLT_TRY(check_col_name(fn, m->path, name));
+    if (!unit || !unit[0]) return blt_fail(BLT_EINVAL, "%s: %s: column %s: empty unit", fn, m->path, name);
+    char *n = blt_h5u_dupstr(name), *u = blt_h5u_dupstr(unit);
+    char **t = n && u ? realloc(m->unit_of, (size_t)(2 * m->nunits + 2) * sizeof *t) : NULL;
+    if (!t) {
+        free(n);
+        free(u);
+        return blt_fail(BLT_ENOMEM, "%s: out of memory", fn);
+    }
+    m->unit_of = t;
+    t[2 * m->nunits] = n;
+    t[2 * m->nunits + 1] = u;
+    m->nunits++;
+    return BLT_OK;
+}
+
 blt_status blt_metrics_log(blt_metrics *m, int ncols, const char *const *names, const double *values)
 {
     const char *fn = "metrics:log";
@@ -269,6 +302,13 @@ static blt_status flush_col(blt_metrics *m, hid_t file, metric_col *c)
             s = blt_fail(BLT_EIO, "%s: %s: cannot extend column %s (%s)", fn, m->path, c->name, blt_h5u_msg());
             goto done;
         }
+    }
+    /* the column's unit, as an attribute of its dataset: a reader needs no table to tell
+     * nats per token from bits per byte */
+    const char *unit = unit_of(m, c->name);
+    if (unit && H5Aexists(d, "unit") <= 0 && set_root_attr(d, "unit", unit, 0) != BLT_OK) {
+        s = blt_fail(BLT_EIO, "%s: %s: cannot write the unit of column %s (%s)", fn, m->path, c->name, blt_h5u_msg());
+        goto done;
     }
     if (m->rows_buf > 0) {
         hsize_t start = (hsize_t)m->rows_file, count = (hsize_t)m->rows_buf;

@@ -16,6 +16,9 @@
  * a new file. */
 typedef struct blt_metrics blt_metrics;
 blt_status blt_metrics_open(blt_metrics **out, const char *path, int flush_every, int append);
+/* Declares the unit of a column ("bits/byte", "seconds"): written as the string
+ * attribute "unit" of the column's dataset when the column is first flushed. */
+blt_status blt_metrics_unit(blt_metrics *m, const char *name, const char *unit);
 blt_status blt_metrics_log(blt_metrics *m, int ncols, const char *const *names, const double *values);
 blt_status blt_metrics_flush(blt_metrics *m);
 /* Flushes and frees m (even when the flush fails). NULL is fine. */

@@ -16,7 +16,8 @@
  *   f:read(dset [, {shape =, dtype =, finite =}])  float32/int32 -> tensor; others ->
  *                                         a number (0-d) or a table (1-d)
  *   f:close()    (also __close / __gc; an uncommitted writer is aborted)
- *   m = blt.h5_metrics(path [, {flush_every =, append =}])   m:log{...} m:flush()
+ *   m = blt.h5_metrics(path [, {flush_every =, append =, units = {column = "unit", ...}}])
+ *                                         m:log{...} m:flush()  (units: each column's "unit" attribute)
  *   m:rows() m:truncate(rows) m:close() */
 #include "h5io.h"
 #include "h5metrics.h"
@@ -425,7 +426,7 @@ static int f_read(lua_State *L)
 
 static int l_h5_metrics(lua_State *L)
 {
-    static const char *const allowed[] = {"flush_every", "append", NULL};
+    static const char *const allowed[] = {"flush_every", "append", "units", NULL};
     const char *path = bltL_name(L, 1, "h5_metrics", "path");
     bltL_check_opts(L, 2, "h5_metrics", allowed);
     lua_Integer every = 10;
@@ -437,10 +438,31 @@ static int l_h5_metrics(lua_State *L)
         lua_pop(L, 1);
     }
     if (every < 1 || every > 1000000) return luaL_error(L, "blt.h5_metrics: flush_every = %d (must be in 1..1000000)", (int)every);
+    /* units = {column = "unit"}: checked before the file is touched, set after it opens */
+    int units = 0;
+    if (lua_istable(L, 2) && lua_getfield(L, 2, "units") != LUA_TNIL) {
+        units = lua_gettop(L);
+        if (!lua_istable(L, units)) return luaL_error(L, "blt.h5_metrics: units must be a table {column = \"unit\"}");
+        lua_pushnil(L);
+        while (lua_next(L, units)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING || !lua_rawlen(L, -1))
+                return luaL_error(L, "blt.h5_metrics: units must map column names to non-empty unit strings");
+            bltL_name(L, -1, "h5_metrics", bltL_name(L, -2, "h5_metrics", "units key")); /* strings: no conversion */
+            lua_pop(L, 1);
+        }
+    }
     metrics_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->m = NULL;
     luaL_setmetatable(L, METRICS_MT);
     if (blt_metrics_open(&u->m, path, (int)every, append)) return bltL_error(L, "h5_metrics");
+    if (units) {
+        lua_pushnil(L);
+        while (lua_next(L, units)) {
+            const char *k = bltL_name(L, -2, "h5_metrics", "units key"), *v = bltL_name(L, -1, "h5_metrics", k);
+            if (blt_metrics_unit(u->m, k, v)) return bltL_error(L, "h5_metrics");
+            lua_pop(L, 1);
+        }
+    }
     return 1;
 }
 

@@ -160,4 +160,7 @@ if cfg.plot then
     local hist = experiment.plot_patch_histograms(out .. "/patches.png", records, cfg)
     if hist then print("compare_patching: plot " .. hist) end
 end
+print("compare_patching: report " .. require("blt.report").write(out, {
+    title = ("compare_patching: %s budget, seeds %s"):format(cfg.budget, cfg.seeds), sections = {{records = records}},
+    notes = {("Patching schemes at one training budget: %.3g FLOPs; %d x %d bytes per step."):format(budget, P.batch, P.seq_len)}}))
 print(("%s; %.0f s in all"):format(s:summary(), core.now() - T0))

@@ -333,4 +333,6 @@ end
 local h5 = out .. "/results.h5"
 experiment.write_sections(h5, attrs, sections)
 print(("scaling: results in %s"):format(h5))
+print("scaling: report " .. require("blt.report").write(out, {sections = sections,
+    title = ("scaling: %s budget, study %s, seeds %s"):format(cfg.budget, cfg.study, tostring(cfg.seeds or cfg.seed))}))
 print(("%s; %.0f s in all"):format(s:summary(), core.now() - T0))

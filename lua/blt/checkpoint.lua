@@ -462,7 +462,7 @@ Metrics.__index = Metrics
 function checkpoint.Metrics(path, opts)
     opts = opts or {}
     local self = setmetatable({}, Metrics)
-    self.h = blt.h5_metrics(path, {flush_every = opts.flush_every or 10, append = opts.append})
+    self.h = blt.h5_metrics(path, {flush_every = opts.flush_every or 10, append = opts.append, units = opts.units})
     self.path = path
     return self
 end

@@ -645,12 +645,15 @@ function experiment.write_sections(path, attrs, sections)
             num(g, "train_flops_per_byte", row.train_mf and row.train_mf * 1e6)
             num(g, "inference_flops_per_byte", row.inf_mf and row.inf_mf * 1e6)
             num(g, "seeds", row.seeds, "int64")
+            num(g, "val_bpb_se", row.bpb_se) -- standard error over seeds, where the row has it
+            for k, v in pairs(row.extra or {}) do f:set_attr(k, tostring(v), g) end -- what the row is (a sweep's values)
         end
         for scheme, fit in pairs(sec.fits or {}) do
             local g = pre .. "/fits/" .. scheme
             num(g, "a", fit.a); num(g, "b", fit.b); num(g, "r2", fit.r2); num(g, "points", fit.n, "int64")
         end
     end
+    require("blt.report").h5_tables(f) -- the tables the sweep printed, as report.html shows them
     f:commit()
     f:close()
     return path

@@ -119,6 +119,7 @@ function plot.lines(o)
     if not plot.available() then
         error("blt.plot.lines: gnuplot is not installed (run 'make deps', which installs gnuplot-nox)", 2)
     end
+    require("blt.report").note_figure(o, o.path) -- report.html draws it again, as SVG (blt.svg)
     local tmp = workdir()
     local script = header(o)
     if o.logx then script[#script + 1] = "set logscale x" end

@@ -324,6 +324,7 @@ end
 
 -- Writes a table of rows as aligned text columns: cols = {{key, header, fmt}, ...}.
 function sweep.table(rows, cols)
+    require("blt.report").note_table(rows, cols) -- for report.html and results.h5's /tables
     local cells, width = {}, {}
     for j, c in ipairs(cols) do width[j] = #c[2] end
     for i, r in ipairs(rows) do

@@ -146,6 +146,23 @@ train.RESUMABLE = {
 
 local LN2 = math.log(2)
 
+-- The unit of every column a run logs: each becomes the column's "unit" attribute in
+-- metrics.h5. loss is the model's own training loss (M.loss_unit: a token model's is per
+-- token); loss_bpb is the same loss in bits per byte for every kind.
+train.UNITS = {
+    step = "steps", loss = "nats/byte", loss_bpb = "bits/byte", lr = "learning rate (1/step size)",
+    grad_norm = "L2 norm (before clipping)", skipped = "0 or 1 (update skipped)", patch_mean = "bytes/patch",
+    bytes_per_token = "bytes/token", flops_per_byte = "FLOPs/byte", bytes_per_s = "bytes/s", val_bpb = "bits/byte",
+}
+
+-- A model kind's column units (train.UNITS with its loss's unit).
+function train.units(M)
+    local u = {}
+    for k, v in pairs(train.UNITS) do u[k] = v end
+    u.loss = M.loss_unit or u.loss
+    return u
+end
+
 -- Bits per byte over validation windows: summed nats over all non-pad targets,
 -- divided by ln 2 times their count (models.nats: the same for every model kind).
 -- Returns bpb, bytes.
@@ -314,7 +331,8 @@ end
 -- config (every value checked), the flags and the loaded checkpoint (or nil).
 local function parse(spec, defaults, rules, internal)
     local ok, cfg, flags = pcall(config.parse, defaults, spec.args or {},
-                                 {flags = {resume = "CHECKPOINT", fork = "NAME"}, internal = internal})
+                                 {flags = {resume = "CHECKPOINT", fork = "NAME"}, switches = {check = true},
+                                  internal = internal})
     if not ok then config_error(cfg) end
     if flags.help then return nil, flags end
     if flags.fork and not flags.resume then config_error("--fork NAME starts a new run from a checkpoint: give --resume CHECKPOINT too") end
@@ -327,8 +345,31 @@ local function parse(spec, defaults, rules, internal)
         if not oks then config_error(e) end
     end
     if cfg.train.total_steps == 0 then cfg.train.total_steps = cfg.train.steps end
+    local msg, note = train.warmup_problem(cfg, flags.given)
+    if msg then config_error(msg) end
+    flags.note = note -- said once every check has passed (a refused run prints one line)
     check_memory(spec.M, cfg, flags.resume ~= nil)
     return cfg, flags, saved
+end
+
+-- A warmup longer than the schedule (train.total_steps, or train.steps) never reaches
+-- the peak lr and never decays. Given on the command line it is refused (the run
+-- would not be the one asked for; the message names both values); left at its
+-- default, which only a short run exceeds, it is clamped to a tenth of the schedule
+-- and said so. Returns the refusal, or nil and the note of a clamp (cfg is changed).
+function train.warmup_problem(cfg, given)
+    local t = cfg.train
+    local span = t.total_steps > 0 and t.total_steps or t.steps
+    if t.warmup <= span then return nil end
+    local key = t.total_steps > 0 and given and given["train.total_steps"] and "train.total_steps" or "train.steps"
+    if given and given["train.warmup"] then
+        return ("train.warmup = %d is longer than the schedule (%s = %d): the lr would never reach train.lr; give "
+            .. "train.warmup <= %d"):format(t.warmup, key, span, span)
+    end
+    local was = t.warmup
+    t.warmup = span // 10
+    return nil, ("train.warmup = %d (its default) is longer than the schedule (%s = %d): clamped to %d (a tenth); "
+        .. "give train.warmup to choose"):format(was, key, span, t.warmup)
 end
 
 -- ---------------------------------------------------------------- 2. the run folder
@@ -470,7 +511,9 @@ local function step_loop(spec, run)
             run.last_loss = loss
         end
         bar:update(step, {("loss %.4f"):format(loss), ("lr %.2e"):format(lr)}, step * bytes_per_step)
+        local bpt = run.model.last_bytes_per_token
         local row = {step = step, loss = loss, lr = lr, grad_norm = gnorm, skipped = skipped and 1 or 0,
+                     loss_bpb = loss / LN2 / (bpt and bpt > 0 and bpt or 1), -- per byte for every kind
                      patch_mean = run.model.last_patch_mean, -- models with patches: the step's mean patch size
                      bytes_per_token = run.model.last_bytes_per_token, -- token models: the step's bytes per token
                      flops_per_byte = flops_per_byte(run),
@@ -553,12 +596,16 @@ local function plot_history(spec, run)
     local xs, ys, vx, vy = {}, {}, {}, {}
     for _, h in ipairs(train.history(run.metrics_path)) do
         -- a token model (bpe_lm) logs nats per token: per byte, divide by the bytes a token covers
+        -- (loss_bpb holds it; files written before it existed are converted here)
         local bpt = h.bytes_per_token and finite(h.bytes_per_token) and h.bytes_per_token > 0 and h.bytes_per_token or 1
-        if h.loss and finite(h.loss) then xs[#xs + 1], ys[#ys + 1] = h.step, h.loss / LN2 / bpt end
+        local bits = h.loss_bpb and finite(h.loss_bpb) and h.loss_bpb or (h.loss and h.loss / LN2 / bpt)
+        if bits and finite(bits) then xs[#xs + 1], ys[#ys + 1] = h.step, bits end
         if h.val_bpb and finite(h.val_bpb) then vx[#vx + 1], vy[#vy + 1] = h.step, h.val_bpb end
     end
-    if #xs < 2 then return nil end
-    local series = {{name = "train", x = xs, y = ys, style = "lines"}}
+    -- a run shorter than train.log_every logs one row (its last): one point is still a
+    -- figure, drawn as a mark (a line needs two)
+    if #xs == 0 then return nil end
+    local series = {{name = "train", x = xs, y = ys, style = #xs < 30 and "linespoints" or "lines"}}
     if #vx > 0 then series[2] = {name = "validation", x = vx, y = vy} end
     -- gnuplot opens its output by name (through a symbolic link too): it draws into a
     -- temporary file of ours, which then becomes loss.png as every run file does
@@ -811,7 +858,8 @@ local function run_inner(spec)
     local cfg, flags, saved = parse(spec, defaults, rules, internal)
     agree_config(spec, cfg, flags, saved)
     if flags.help then
-        print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume CHECKPOINT [--fork NAME]]\n\n"
+        print(("usage: ./blt %s [key=value ...] [--config FILE.lua] [--resume CHECKPOINT [--fork NAME]] [--check]\n"
+               .. "(--check: validate the settings and the corpus, then exit without training)\n\n"
                .. "keys (default, meaning; allowed values):\n%s\n\nexit status: 0 finished, 2 bad config, "
                .. "3 stopped on non-finite values, 4 a run file could not be written, "
                .. "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (checkpoint saved)")
@@ -829,6 +877,17 @@ local function run_inner(spec)
     local okc, corpus = pcall(data.open, cfg.data.path, {val_fraction = cfg.data.val_fraction})
     if not okc then config_error("data.path: " .. tostring(corpus)) end
     check_corpus(cfg, corpus)
+    local function note() if flags.note then say(spec.name .. ": " .. flags.note .. "\n") end end
+    if flags.check then -- what experiments/sweep.lua asks of every point before any trains
+        if spec.M.preflight and not saved then -- the checks of the setup that cost no training
+            local okp, errp = pcall(spec.M.preflight, cfg)
+            if not okp then config_error(errp) end
+        end
+        note()
+        corpus:close()
+        say(spec.name .. ": the settings are valid (--check: nothing was run)\n")
+        return nil
+    end
     -- a new run's own preparation (the BLT: its entropy model, calibration); a resumed
     -- or forked run takes everything from its checkpoint
     local source = saved
@@ -837,6 +896,7 @@ local function run_inner(spec)
         if not oks then config_error(res) end
         source = res
     end
+    note() -- after every check: a refused run prints one line
     if saved then saved.path = flags.resume end
     -- rank 0 chooses, creates and locks the folder; the others learn its name
     local dir = dist.on_root(function() return take_folder(spec, cfg, flags) end, ConfigError)
@@ -879,6 +939,7 @@ local function run_inner(spec)
         or flags.resume and (" (resumed at step " .. run.step .. ")") or "", describe_schedule(t)))
     if dist.is_root() then
         run.metrics = guarded(writing(checkpoint.Metrics, run.metrics_path, {flush_every = cfg.out.metrics_flush,
+                                                            units = train.units(spec.M),
                                                             append = flags.resume ~= nil and not flags.fork}))
         if flags.resume and not flags.fork then truncate_metrics(run.metrics, run.metrics_path, run.step) end
     else -- one writer: the other ranks' rows go nowhere

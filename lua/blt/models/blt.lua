@@ -321,15 +321,14 @@ end
 -- cfg.entropy) and calibrates the threshold to the target patch size on a seeded
 -- sample of training windows (cfg.patching.threshold or .delta, and .calibrated).
 -- Errors name the key. Returns the source build() takes.
-function BLT.setup(cfg, corpus, log)
+-- The part of a new run's setup that needs no corpus (a training script's --check runs it
+-- alone): the scheme, and the entropy model a scheme needs (it loads, and the run fits
+-- in memory with it). Returns the scheme and the entropy model (nil when not needed).
+function BLT.preflight(cfg)
     local pc = cfg.patching
     local scheme = BLT.scheme(pc)
-    if not needs_entropy(pc) then
-        BLT.check_scheme(cfg, corpus, nil, log)
-        return {}
-    end
-    local entropy = require "blt.entropy"
-    local ok, em = pcall(entropy.load_model, pc.entropy_model)
+    if not needs_entropy(pc) then return scheme end
+    local ok, em = pcall(require("blt.entropy").load_model, pc.entropy_model)
     if not ok then
         error(("patching.entropy_model = %s: %s (train one with ./blt experiments/train_entropy_model.lua)")
               :format(pc.entropy_model, (tostring(em):gsub("^[^\n]-:%d+: ", ""):gsub("^entropy%.load_model: ", ""))), 0)
@@ -337,6 +336,17 @@ function BLT.setup(cfg, corpus, log)
     for k in pairs(ByteLM.defaults) do cfg.entropy[k] = em.config[k] end
     local too_big = require("blt.memory").check(BLT, cfg) -- now with the entropy model and its calibration
     if too_big then error(too_big, 0) end
+    return scheme, em
+end
+
+function BLT.setup(cfg, corpus, log)
+    local pc = cfg.patching
+    local scheme, em = BLT.preflight(cfg)
+    if not em then
+        BLT.check_scheme(cfg, corpus, nil, log)
+        return {}
+    end
+    local entropy = require "blt.entropy"
     if scheme.kernel and pc.target > 0 and pc.calibrated == 0 then
         local seq = cfg.train and cfg.train.seq_len or 256
         local rows = corpus:sample_windows {split = "train", len = seq, bytes = pc.calib_bytes, seed = pc.calib_seed}

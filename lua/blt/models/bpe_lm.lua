@@ -15,6 +15,7 @@ local ByteLM = require "blt.models.bytelm"
 local BpeLM = nn.class("BpeLM")
 
 BpeLM.kind = "bpe_lm"
+BpeLM.loss_unit = "nats/token" -- its training loss (metrics.h5's loss column; loss_bpb is per byte)
 
 BpeLM.bpe_defaults = {
     vocab = 4096,       -- total vocabulary: the 260 byte and special ids + merges
