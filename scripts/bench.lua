@@ -384,7 +384,7 @@ if sections.compare then
     do
         local lines = {}
         for i, r in ipairs(rows:totable()) do lines[i] = table.concat(r, " ") end
-        core.write_file(rows_path, table.concat(lines, "\n") .. "\n")
+        assert(core.write_file(rows_path, table.concat(lines, "\n") .. "\n"))
     end
     local MODELS = {
         {name = "BLT", kind = "blt", cfg = config.copy(BLT.defaults)},
@@ -414,7 +414,7 @@ if sections.compare then
             mm.flops = model:flops_per_byte(T) * B * T
         end
         mm.cfg_path = dir .. "/" .. mm.kind .. ".json"
-        core.write_file(mm.cfg_path, json.encode(mm.cfg))
+        assert(core.write_file(mm.cfg_path, json.encode(mm.cfg)))
         local opt = optim.AdamW(model, {lr = 1e-3})
         local function step() core.scope(function()
             opt:zero_grad(); model:loss(rows):backward(); opt:clip_grad_norm(1.0); opt:step() end) end
