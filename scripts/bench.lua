@@ -168,7 +168,7 @@ if sections.bytelm then
           fpb / 1e6, mib(peak)))
     print(("sgemm [%d x 256] x [256 x 1024] same run: %.1f GFLOP/s -> training step at %.0f%% of sgemm (goal >= 60%%)")
           :format(B * T, sgemm_gf, 100 * gf / sgemm_gf))
-    print("goal: >= 5,000 bytes/s on 2 threads (PyTorch 1.13 here: 2,576)")
+    print("goal: >= 5,000 bytes/s on 2 threads (PyTorch on the same step: section compare)")
 end
 
 if sections.inference then
