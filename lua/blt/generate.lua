@@ -54,7 +54,6 @@ end
 -- than fp32; core.set_precision says why). The entropy model of a BLT stays fp32.
 local function in_precision(p, fn)
     local prev = core.precision()
-    if p == prev then return fn() end
     local ok, err = pcall(core.set_precision, p)
     if not ok then
         error(("blt.generate: precision = %s is refused: %s"):format(p,
@@ -129,8 +128,18 @@ local function last_logits(model, row)
     end)
 end
 
--- generate.run after its checks, in the run's precision
-local function run(model, prompt, n, o)
+function generate.run(model, prompt, n, opts)
+    local o = util.options("blt.generate", opts, DEFAULTS, nil, 2)
+    -- byte by byte only: a token model (bpe_lm) has no step interface
+    if type(model) ~= "table" or not model.start then
+        error(("blt.generate: the model (kind %s) cannot generate: it has no step-by-step interface")
+              :format(tostring(type(model) == "table" and model.kind)), 2)
+    end
+    check(o, n, prompt)
+    -- the run again in its precision (which then is the process's), restoring it after
+    if o.precision ~= core.precision() then
+        return in_precision(o.precision, function() return generate.run(model, prompt, n, opts) end)
+    end
     local gen = core.Generator(o.seed)
     local row = ids.row(prompt)
     local out, info = {}, {bytes = 0, stopped = "n"}
@@ -168,17 +177,6 @@ local function run(model, prompt, n, o)
     if not ok then error(err, 0) end
     info.ids, info.seconds, info.precision = row, core.now() - t0, o.precision
     return table.concat(out), info
-end
-
-function generate.run(model, prompt, n, opts)
-    local o = util.options("blt.generate", opts, DEFAULTS, nil, 2)
-    -- byte by byte only: a token model (bpe_lm) has no step interface
-    if type(model) ~= "table" or not model.start then
-        error(("blt.generate: the model (kind %s) cannot generate: it has no step-by-step interface")
-              :format(tostring(type(model) == "table" and model.kind)), 2)
-    end
-    check(o, n, prompt)
-    return in_precision(o.precision, function() return run(model, prompt, n, o) end)
 end
 
 return generate
