@@ -4,6 +4,7 @@
 #include "bf16.h"
 #include "blas.h"
 #include "mem.h"
+#include "ops.h"
 #include <lauxlib.h>
 #include <string.h>
 
@@ -93,6 +94,41 @@ static int l_bf16_bits(lua_State *L)
     return 1;
 }
 
+/* gemv_bf16(w, x [, scalar]) -> y: y = W x for W [N,K] and x [K] (float32 tensors),
+ * both rounded to bf16 first, through blt_gemv_bf16; scalar: skip the vector path */
+static int l_gemv_bf16(lua_State *L)
+{
+    blt_tensor *w = bltL_check(L, 1), *x = bltL_check(L, 2);
+    int scalar = lua_toboolean(L, 3);
+    if (blt_check("gemv_bf16", "w", w, BLT_F32) || blt_check("gemv_bf16", "x", x, BLT_F32) || w->ndim != 2 ||
+        x->ndim != 1 || x->shape[0] != w->shape[1] || !blt_tensor_is_contiguous(w) || !blt_tensor_is_contiguous(x))
+        return luaL_error(L, "blt.gemv_bf16: want live contiguous float32 w [N,K] and x [K]");
+    int64_t N = w->shape[0], K = w->shape[1];
+    size_t bytes = (size_t)(N * K + K) * sizeof(uint16_t) + 2;
+    uint16_t *wb = blt_mem_alloc(bytes);
+    if (!wb) return luaL_error(L, "blt.gemv_bf16: out of memory");
+    blt_f32_to_bf16(blt_f32(w), wb, N * K, 0);
+    blt_f32_to_bf16(blt_f32(x), wb + N * K, K, 0);
+    blt_tensor *y = NULL;
+    int64_t shape[1] = {N};
+    blt_status s = blt_tensor_new(&y, BLT_F32, 1, shape);
+    if (s == BLT_OK) blt_gemv_bf16(wb, K, wb + N * K, blt_f32(y), N, K, scalar);
+    blt_mem_free(wb, bytes);
+    if (s != BLT_OK) return bltL_error(L, "gemv_bf16");
+    bltL_push(L, y);
+    return 1;
+}
+
+/* bf16_roundings() -> weight storages rounded to bf16 so far, the floats in them */
+static int l_bf16_roundings(lua_State *L)
+{
+    int64_t r[2];
+    blt_bf16_roundings(r);
+    lua_pushinteger(L, r[0]);
+    lua_pushinteger(L, r[1]);
+    return 2;
+}
+
 /* blas_stats() -> list of {lib=, dtype="f32"|"bf16", ta=, tb=, M=, N=, K=, calls=, seconds=} */
 static int l_blas_stats(lua_State *L)
 {
@@ -122,6 +158,7 @@ static int l_blas_stats_reset(lua_State *L)
 }
 
 static const luaL_Reg functions[] = {{"gemm", l_gemm}, {"bf16_bits", l_bf16_bits}, {"blas_stats", l_blas_stats},
-                                     {"blas_stats_reset", l_blas_stats_reset}, {NULL, NULL}};
+                                     {"blas_stats_reset", l_blas_stats_reset}, {"gemv_bf16", l_gemv_bf16},
+                                     {"bf16_roundings", l_bf16_roundings}, {NULL, NULL}};
 
 void bltL_open_blas(lua_State *L) { luaL_setfuncs(L, functions, 0); }

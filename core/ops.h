@@ -66,9 +66,13 @@ blt_status blt_linear(blt_tensor **out, blt_tensor *x, blt_tensor *w, blt_tensor
  * optimiser step: the parameters are one flat buffer). Setting 1 fails where bf16
  * products would be widened to fp32 (no AVX512_BF16 or oneDNN, or BLT_NO_BF16=1):
  * slower than fp32, never chosen silently (BLT_BF16_SLOW=1 allows it: for the tests
- * of the bf16 path on any machine). Other products stay fp32. */
+ * of the bf16 path on any machine). Other products stay fp32. A one-row forward (the
+ * cached step of generation) goes through blt_gemv_bf16 (bf16.h): same operands. */
 blt_status blt_set_precision(int bf16);
 int blt_precision(void);
+/* Weight storages rounded to bf16 so far ([0]) and the floats in them ([1]): a storage
+ * is rounded again only after a write (its version), so generation rounds a model once. */
+void blt_bf16_roundings(int64_t out[2]);
 
 /* ---- attention (attention.c) ---- */
 /* Which keys a query may see; all given conditions must hold. Never a T x T mask:

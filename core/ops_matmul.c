@@ -130,6 +130,10 @@ blt_status blt_set_precision(int bf16)
 
 int blt_precision(void) { return linear_bf16; }
 
+static int64_t roundings[2]; /* weight storages rounded to bf16, and their floats (blt_bf16_roundings) */
+
+void blt_bf16_roundings(int64_t out[2]) { out[0] = roundings[0]; out[1] = roundings[1]; }
+
 /* The bf16 copy of t's data: the whole storage is rounded once per version (the
  * parameters share one flat storage, so once per optimiser step for all of them). */
 static const uint16_t *storage_bf16(const blt_tensor *t)
@@ -145,6 +149,8 @@ static const uint16_t *storage_bf16(const blt_tensor *t)
     if (st->bf16_version != st->version) {
         blt_f32_to_bf16(st->data, st->bf16, (int64_t)n, 0);
         st->bf16_version = st->version;
+        roundings[0]++;
+        roundings[1] += (int64_t)n;
     }
     return st->bf16 + t->offset;
 }
@@ -164,8 +170,10 @@ static blt_status linear_bf16_fw(const blt_tensor *x, const blt_tensor *w, float
 {
     const uint16_t *wb = storage_bf16(w);
     uint16_t *xb = bf16_copy(blt_f32(x), R * K);
-    blt_status s = wb && xb ? blt_gemm_bf16(0, 1, R, N, K, 1.0f, xb, K, wb, K, 0.0f, y, N)
-                            : blt_fail(BLT_ENOMEM, "linear: out of memory rounding operands to bf16");
+    blt_status s = BLT_OK;
+    if (!wb || !xb) s = blt_fail(BLT_ENOMEM, "linear: out of memory rounding operands to bf16");
+    else if (R == 1) blt_gemv_bf16(wb, K, xb, y, N, K, 0); /* generation's cached step: memory-bound */
+    else s = blt_gemm_bf16(0, 1, R, N, K, 1.0f, xb, K, wb, K, 0.0f, y, N);
     bf16_free(xb, R * K);
     return s;
 }

@@ -1,14 +1,14 @@
--- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe,mpi] [reps=N] [precision=fp32|bf16]
+-- Benchmarks (not tests): ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,compare,generation,bpe,mpi] [reps=N] [precision=fp32|bf16]
 -- Each figure is the median of several runs (these machines are noisy) and is
 -- printed next to a reference measured in the same run.
 local blt = require "blt"
 local core = require "blt.core"
 local config = require "blt.config"
 
-local ALL = {"matmul", "attention", "bytelm", "inference", "patching", "blt", "generation", "bpe", "mpi"}
+local ALL = {"matmul", "attention", "bytelm", "inference", "patching", "blt", "compare", "generation", "bpe", "mpi"}
 local opts = config.script {
     name = "bench", args = arg,
-    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,generation,bpe,mpi] [reps=N]",
+    usage = "usage: ./blt scripts/bench.lua [sections=matmul,attention,bytelm,inference,patching,blt,compare,generation,bpe,mpi] [reps=N]",
     defaults = {sections = table.concat(ALL, ","), reps = 5, precision = "fp32"},
     docs = {sections = "comma-separated benchmarks to run", reps = "timed runs per figure (the median is printed)",
             precision = "products of the linear layers (as train.precision): fp32 or bf16"},
@@ -168,7 +168,7 @@ if sections.bytelm then
           fpb / 1e6, mib(peak)))
     print(("sgemm [%d x 256] x [256 x 1024] same run: %.1f GFLOP/s -> training step at %.0f%% of sgemm (goal >= 60%%)")
           :format(B * T, sgemm_gf, 100 * gf / sgemm_gf))
-    print("goal: >= 5,000 bytes/s on 2 threads (PyTorch 1.13 here: 2,576)")
+    print("goal: >= 5,000 bytes/s on 2 threads (PyTorch on the same step: section compare)")
 end
 
 if sections.inference then
@@ -287,9 +287,9 @@ local function blt_step_flops(m, lengths, T, ent)
     return total
 end
 
--- The first python3 that has torch, or nil.
+-- The first python3 that has torch (Debian's python3-torch first), or nil.
 local function python_with_torch()
-    for _, py in ipairs {"python3", "/usr/bin/python3"} do
+    for _, py in ipairs {"/usr/bin/python3", "python3"} do
         if select(2, capture({py, "-c", "import torch"})) then return py end
     end
 end
@@ -325,8 +325,8 @@ if sections.blt then
     end
     print(("sgemm: [%d x %d] x [%d x %d] (the local FFN's shape), best of 3 timed after each scheme"):format(B * T, m.dim,
           m.dim, hid))
-    print(("%-8s %7s %9s %8s %10s %8s %7s %9s %9s %9s"):format("scheme", "patch", "step s", "bytes/s", "GFLOP/s", "sgemm",
-          "ratio", "RSS MiB", "torch b/s", "ratio"))
+    print(("%-8s %7s %9s %8s %10s %8s %7s %9s"):format("scheme", "patch", "step s", "bytes/s", "GFLOP/s", "sgemm",
+          "ratio", "RSS MiB"))
     local results = {}
     for _, o in ipairs(schemes) do
         local model = BLT.new(m, 1, {patcher = patching.patcher(o), entropy_model = o.scheme == "entropy" and ent_model or nil})
@@ -353,37 +353,182 @@ if sections.blt then
         model, opt = nil, nil
         collectgarbage()
     end
-    -- the PyTorch reference (scripts/reference/bench_reference.py) on the same rows and thread count
-    local py = python_with_torch()
-    if not py then
-        print("PyTorch reference: skipped (no python3 with torch; `make fixtures` installs python3-torch)")
-    else
-        local dir = assert(core.mkdtemp())
-        local path = dir .. "/rows.txt"
-        local f = assert(io.open(path, "w"))
-        for _, r in ipairs(rows:totable()) do f:write(table.concat(r, " "), "\n") end
-        f:close()
-        -- OMP_WAIT_POLICY=PASSIVE: with the default (spinning) policy, PyTorch's OpenMP threads
-        -- slow its small element-wise ops 10-40x on a shared, loaded machine
-        local out = capture({py, "scripts/reference/bench_reference.py", "--rows", path, "--threads", tostring(core.threads()),
-                             "--reps", tostring(math.max(1, math.min(reps, 3))), "--size", "4", "--target", "4.0"},
-                            {OMP_WAIT_POLICY = "PASSIVE"})
-        print(("PyTorch %s reference (%s, %d threads, float32; masks as dense T x T softmax):"):format(
-            (capture({py, "-c", "import torch; print(torch.__version__)"}):match("[^\n]+") or "?"), py, core.threads()))
-        for line in out:gmatch("[^\n]+") do
-            local name, bps, mean = line:match("^scheme (%S+) bytes_per_s (%S+) step_s %S+ mean_patch (%S+)")
-            local r = results[name]
-            if r then
-                print(("%-8s %7.2f %9s %8s %10s %8s %7s %9s %9.0f %8.2fx"):format(name, tonumber(mean), "", "", "", "", "", "",
-                      tonumber(bps), r.bps / tonumber(bps)))
-            end
-        end
-        core.rm_rf(dir)
-    end
     print("patch: mean bytes per patch (BOS patch excluded); GFLOP/s: matrix-multiply FLOPs of the step (training 3 x forward,")
     print("attention over allowed pairs, real patches only; the entropy model's forward included) / median step time;")
     print("sgemm: its GFLOP/s right after the scheme's steps; ratio: the step's GFLOP/s over it; RSS: the process's peak")
-    print("so far (VmHWM: it includes earlier schemes); last ratio: our bytes/s over PyTorch's (same config, rows, threads)")
+    print("so far (VmHWM: it includes earlier schemes). PyTorch, and both precisions side by side: section compare")
+end
+
+if sections.compare then
+    -- Side by side, one run: our training step in fp32 and bf16 against the PyTorch peer
+    -- (scripts/reference/bench_reference.py: our reference's code, attention in blocks) in
+    -- fp32 and under torch.autocast("cpu", dtype=torch.bfloat16), for the BLT (the blt
+    -- section's config, fixed patches of 4) and the ByteLM (the bytelm section's), same rows
+    -- (8 x 512 of the default corpus) and threads. Each (implementation, precision) runs in a
+    -- process of its own (its own peak memory), once per round; the rounds interleave them,
+    -- and each figure is the median over every round's timed steps. Between rounds, oneDNN's
+    -- bf16 GEMM (blt_gemm_bf16) is timed at the step's main product shapes (recorded from one
+    -- of our bf16 steps: those that make up 90 % of its product FLOPs).
+    local BLT = require "blt.models.blt"
+    local ByteLM = require "blt.models.bytelm"
+    local patching = require "blt.patching"
+    local optim = require "blt.optim"
+    local json = require "blt.json"
+    local B, T = 8, 512
+    local rounds = math.max(1, math.min(reps, 3))
+    local self_bin = arg[-1] or "./blt"
+    local corpus = require("blt.data").open()
+    local rows = blt.concat({blt.ones({B, 1}, "int32"), corpus:ids(1001, B * T):reshape({B, T})}, 2)
+    local dir = assert(core.mkdtemp())
+    local rows_path = dir .. "/rows.txt"
+    do
+        local lines = {}
+        for i, r in ipairs(rows:totable()) do lines[i] = table.concat(r, " ") end
+        assert(core.write_file(rows_path, table.concat(lines, "\n") .. "\n"))
+    end
+    local MODELS = {
+        {name = "BLT", kind = "blt", cfg = config.copy(BLT.defaults)},
+        {name = "ByteLM", kind = "bytelm", cfg = {dim = 256, layers = 4, heads = 4, window = 512}},
+    }
+    local bf16_ok, bf16_err = pcall(core.set_precision, "bf16")
+    core.set_precision(opts.precision)
+    local py = python_with_torch()
+    local torch_version = py and (capture({py, "-c", "import torch; print(torch.__version__)"}):match("[^\n]+") or "?")
+    print(("\n== compare: training step (forward, backward, clipping, AdamW), batch %d x %d, %d threads, %d interleaved rounds"
+           .. " of %d steps, medians =="):format(B, T, core.threads(), rounds, reps))
+    if not py then print("PyTorch: absent (no python3 with torch; Debian: apt-get install python3-torch): ours only") end
+    if not bf16_ok then print("ours bf16: refused here: " .. require("blt.util").message(bf16_err)) end
+
+    -- the model's full config (ByteLM's defaults filled in), the step's FLOPs, and its main
+    -- product shapes (recorded from one bf16 step; fp32 where bf16 is refused)
+    for _, mm in ipairs(MODELS) do
+        local model
+        core.set_precision(bf16_ok and "bf16" or "fp32")
+        if mm.kind == "blt" then
+            model = BLT.new(mm.cfg, 1, {patcher = patching.patcher {scheme = "fixed", size = 4}})
+            local p = model:prepare(core.narrow(rows, 2, 1, T))
+            mm.flops = blt_step_flops(mm.cfg, p.lengths:totable(), T, nil)
+        else
+            model = ByteLM.new(mm.cfg, 1)
+            mm.cfg = model.config
+            mm.flops = model:flops_per_byte(T) * B * T
+        end
+        mm.cfg_path = dir .. "/" .. mm.kind .. ".json"
+        assert(core.write_file(mm.cfg_path, json.encode(mm.cfg)))
+        local opt = optim.AdamW(model, {lr = 1e-3})
+        local function step() core.scope(function()
+            opt:zero_grad(); model:loss(rows):backward(); opt:clip_grad_norm(1.0); opt:step() end) end
+        step()
+        core.blas_stats_reset()
+        step()
+        local by, total = {}, 0
+        for _, st in ipairs(core.blas_stats()) do
+            local key = ("%s%s %dx%dx%d"):format(st.ta and "T" or "N", st.tb and "T" or "N", st.M, st.N, st.K)
+            local f = 2 * st.M * st.N * st.K * st.calls
+            by[key] = by[key] or {ta = st.ta, tb = st.tb, M = st.M, N = st.N, K = st.K, flops = 0}
+            by[key].flops = by[key].flops + f
+            total = total + f
+        end
+        local list = {}
+        for _, v in pairs(by) do list[#list + 1] = v end
+        table.sort(list, function(a, b) return a.flops > b.flops end)
+        mm.shapes, mm.covered = {}, 0
+        for _, v in ipairs(list) do
+            if mm.covered >= 0.9 * total then break end
+            mm.shapes[#mm.shapes + 1] = v
+            mm.covered = mm.covered + v.flops
+        end
+        mm.covered = total > 0 and mm.covered / total or 0
+        mm.gemm, mm.libs = {bf16 = {}, f32 = {}}, {}
+        model, opt = nil, nil
+        collectgarbage()
+    end
+    core.set_precision(opts.precision)
+
+    -- the FLOP-weighted GEMM rate over a model's main shapes (total FLOPs / total time)
+    local function gemm_rate(mm, dtype)
+        local f, t = 0, 0
+        for _, s in ipairs(mm.shapes) do
+            local sec, lib = core.bench_gemm(s.ta, s.tb, s.M, s.N, s.K, dtype, math.max(3, reps))
+        mm.libs[dtype] = mm.libs[dtype] or lib
+            local one = 2 * s.M * s.N * s.K
+            f, t = f + s.flops, t + sec * s.flops / one
+        end
+        return t > 0 and f / t / 1e9 or 0
+    end
+
+    local IMPLS = {{who = "ours", precision = "fp32"}, {who = "ours", precision = "bf16", skip = not bf16_ok},
+                   {who = "torch", precision = "fp32", skip = not py}, {who = "torch", precision = "bf16", skip = not py}}
+    local res = {}
+    local function run(mm, im)
+        local argv
+        if im.who == "ours" then
+            argv = {self_bin, "scripts/bench_step.lua", "model=" .. mm.kind, "config=" .. mm.cfg_path, "rows=" .. rows_path,
+                    "precision=" .. im.precision, "reps=" .. reps, "size=4"}
+        else
+            argv = {py, "scripts/reference/bench_reference.py", "--model", mm.kind, "--config", json.encode(mm.cfg),
+                    "--rows", rows_path, "--threads", tostring(core.threads()), "--reps", tostring(reps),
+                    "--precision", im.precision, "--size", "4"}
+        end
+        -- the thread count for ours: this process's; OMP_WAIT_POLICY=PASSIVE: PyTorch's OpenMP
+        -- threads otherwise spin, which slows its small element-wise ops on a shared machine
+        local out, ok = capture(argv, {BLT_THREADS = tostring(core.threads()), OMP_WAIT_POLICY = "PASSIVE"})
+        local peak, steps = out:match("peak_rss_mb ([%d.]+) steps ([%d.,]+)")
+        if not ok or not steps then
+            print(("%s %s %s failed:\n%s"):format(mm.name, im.who, im.precision, out))
+            return
+        end
+        local key = mm.kind .. "/" .. im.who .. "/" .. im.precision
+        res[key] = res[key] or {steps = {}, peak = 0}
+        for x in steps:gmatch("[^,]+") do table.insert(res[key].steps, tonumber(x)) end
+        res[key].peak = math.max(res[key].peak, tonumber(peak))
+    end
+    for r = 1, rounds do
+        for _, mm in ipairs(MODELS) do
+            for _, im in ipairs(IMPLS) do if not im.skip then run(mm, im) end end
+            if bf16_ok then mm.gemm.bf16[r] = gemm_rate(mm, "bf16") end
+            mm.gemm.f32[r] = gemm_rate(mm, "f32")
+        end
+    end
+    core.rm_rf(dir)
+
+    print(("PyTorch: %s"):format(py and ("%s %s, torch.set_num_threads(%d), attention in blocks (windowed self-attention per "
+          .. "query block, cross attention over gathered patch bytes and slots)"):format(py, torch_version, core.threads())
+          or "absent"))
+    for _, mm in ipairs(MODELS) do
+        local gb, gf = #mm.gemm.bf16 > 0 and median(mm.gemm.bf16) or nil, median(mm.gemm.f32)
+        print(("\n%s: %.1f GFLOP per step (matrix-multiply FLOPs, training = 3 x forward); GEMM at its %d main shapes (%.0f %% of"
+               .. " its product FLOPs), FLOP-weighted: bf16 %s GFLOP/s (%s), fp32 %.1f GFLOP/s (%s)"):format(mm.name,
+               mm.flops / 1e9, #mm.shapes, 100 * mm.covered, gb and ("%.1f"):format(gb) or "-", mm.libs.bf16 or "-", gf,
+               mm.libs.f32 or "?"))
+        local shapes = {}
+        for _, s in ipairs(mm.shapes) do shapes[#shapes + 1] = ("%s%s %dx%dx%d"):format(s.ta and "T" or "N", s.tb and "T" or "N",
+            s.M, s.N, s.K) end
+        print("  shapes (op(A) op(B), MxNxK): " .. table.concat(shapes, ", "))
+        print(("  %-22s %9s %9s %9s %10s %9s %10s %10s"):format("implementation", "bytes/s", "step s", "GFLOP/s", "% bf16 GEMM",
+              "peak MiB", "/ torch", "/ autocast"))
+        local tf = res[mm.kind .. "/torch/fp32"]
+        local tb = res[mm.kind .. "/torch/bf16"]
+        local tf_t, tb_t = tf and median(tf.steps), tb and median(tb.steps)
+        for _, im in ipairs(IMPLS) do
+            local r = res[mm.kind .. "/" .. im.who .. "/" .. im.precision]
+            local label = im.who == "ours" and ("ours " .. im.precision)
+                or (im.precision == "bf16" and "torch autocast bf16" or "torch fp32")
+            if r then
+                local t = median(r.steps)
+                local gfs = mm.flops / t / 1e9
+                print(("  %-22s %9.0f %9.3f %9.1f %10s %9.0f %10s %10s"):format(label, B * T / t, t, gfs,
+                      gb and ("%.0f %%"):format(100 * gfs / gb) or "-", r.peak,
+                      tf_t and ("%.2fx"):format(tf_t / t) or "-", tb_t and ("%.2fx"):format(tb_t / t) or "-"))
+            else
+                print(("  %-22s %9s"):format(label, im.skip and "skipped" or "failed"))
+            end
+        end
+    end
+    print("\nbytes/s: batch bytes / median step; GFLOP/s: the step's matrix-multiply FLOPs (docs/model.md's counting) / median")
+    print("step; % bf16 GEMM: that over the in-run bf16 GEMM rate above; peak MiB: the process's peak resident memory (torch's")
+    print("includes the interpreter and the library); / torch, / autocast: that implementation's speed over PyTorch fp32's and")
+    print("autocast's. Goals (issue 18): ours bf16 >= 50 % of the bf16 GEMM rate and >= 2x autocast; peak memory no higher.")
 end
 
 if sections.generation then
@@ -417,47 +562,59 @@ if sections.generation then
         {"BLT (bench config), entropy", BLT.new(config.copy(BLT.defaults), 1,
             {patcher = patching.patcher {scheme = "entropy", threshold = theta}, entropy_model = em})},
     }
-    print(("%-30s %10s %10s %10s %8s %12s %10s"):format("model", "cached b/s", "generating", "full b/s", "ratio",
+    -- each model in fp32 and bf16 (generate.run's precision: weights read in bf16 by the
+    -- cached step), the two interleaved round by round
+    local precs = {"fp32"}
+    local bf16_ok, bf16_err = pcall(core.set_precision, "bf16")
+    core.set_precision(opts.precision)
+    if bf16_ok then precs[2] = "bf16" else print("bf16 generation: refused here: " .. require("blt.util").message(bf16_err)) end
+    print(("%-30s %-5s %10s %10s %10s %8s %12s %10s"):format("model", "prec", "cached b/s", "generating", "full b/s", "ratio",
           "MB read/byte", "% of bw"))
     for _, mm in ipairs(models) do
         local name, model = mm[1], mm[2]
-        local ts, tg = {}, {}
+        local ts, tg = {fp32 = {}, bf16 = {}}, {fp32 = {}, bf16 = {}}
         for i = 1, math.max(1, math.min(reps, 3)) do
-            local _, info = generate.run(model, prompt, NEW, {temperature = 0, eos = false})
-            ts[i] = info.bytes / info.seconds -- the prompt's steps included
-            tg[i] = info.bytes / (info.seconds - info.prompt_seconds)
+            for _, pr in ipairs(precs) do
+                local _, info = generate.run(model, prompt, NEW, {temperature = 0, eos = false, precision = pr})
+                ts[pr][i] = info.bytes / info.seconds -- the prompt's steps included
+                tg[pr][i] = info.bytes / (info.seconds - info.prompt_seconds)
+            end
         end
-        local cached, gen_only = median(ts), median(tg)
-        -- full recomputation is slow: FULL_NEW bytes, timed without the prompt's single pass
-        local _, finfo = generate.run(model, prompt, FULL_NEW, {temperature = 0, eos = false, cache = false})
-        local full = finfo.bytes / finfo.seconds
-        -- bytes read per generated byte: every parameter once (the BLT's global model once per
-        -- patch), and the caches (keys and values of every position a layer attends)
-        local params, per_patch = 0, 0
-        for _, p in ipairs(model:state_list()) do
-            if p.name:match("^global%.") then per_patch = per_patch + p.tensor:numel() else params = params + p.tensor:numel() end
+        for _, pr in ipairs(precs) do
+            local cached, gen_only = median(ts[pr]), median(tg[pr])
+            -- full recomputation is slow: FULL_NEW bytes, timed without the prompt's single pass
+            local _, finfo = generate.run(model, prompt, FULL_NEW, {temperature = 0, eos = false, cache = false, precision = pr})
+            local full = finfo.bytes / finfo.seconds
+            -- bytes read per generated byte: every parameter once (the BLT's global model once per
+            -- patch; in bf16, 2 bytes each), and the caches (keys and values of every position a layer attends)
+            local params, per_patch = 0, 0
+            for _, p in ipairs(model:state_list()) do
+                if p.name:match("^global%.") then per_patch = per_patch + p.tensor:numel() else params = params + p.tensor:numel() end
+            end
+            local function cache_bytes(blocks, dim, span) local n = 0 for _, b in ipairs(blocks) do
+                n = n + 2 * dim * math.min(b.attn.window > 0 and b.attn.window or span, span) end return 4 * n end
+            local span = PROMPT + NEW
+            local wb = pr == "bf16" and 2 or 4
+            local bytes
+            if model.layers then
+                bytes = wb * params + cache_bytes(model.layers, model.config.dim, span)
+            else
+                local mp = 4.5
+                bytes = wb * params + wb * per_patch / mp + cache_bytes(model.enc_layers, model.config.dim, span)
+                    + cache_bytes(model.dec_layers, model.config.dim, span)
+                    + cache_bytes(model.glob_layers, model.config.global.dim, span / mp) / mp
+                    + (model.entropy_model and cache_bytes(model.entropy_model.layers, model.entropy_model.config.dim, span) or 0)
+            end
+            print(("%-30s %-5s %10.0f %10.0f %10.1f %7.0fx %12.2f %9.0f%%"):format(name, pr, cached, gen_only, full,
+                  cached / full, bytes / 1e6, 100 * bytes * gen_only / bw))
         end
-        local function cache_bytes(blocks, dim, span) local n = 0 for _, b in ipairs(blocks) do
-            n = n + 2 * dim * math.min(b.attn.window > 0 and b.attn.window or span, span) end return 4 * n end
-        local span = PROMPT + NEW
-        local bytes
-        if model.layers then
-            bytes = 4 * params + cache_bytes(model.layers, model.config.dim, span)
-        else
-            local mp = 4.5
-            bytes = 4 * params + 4 * per_patch / mp + cache_bytes(model.enc_layers, model.config.dim, span)
-                + cache_bytes(model.dec_layers, model.config.dim, span)
-                + cache_bytes(model.glob_layers, model.config.global.dim, span / mp) / mp
-                + (model.entropy_model and cache_bytes(model.entropy_model.layers, model.entropy_model.config.dim, span) or 0)
-        end
-        print(("%-30s %10.0f %10.0f %10.1f %7.0fx %12.2f %9.0f%%"):format(name, cached, gen_only, full, cached / full,
-              bytes / 1e6, 100 * bytes * gen_only / bw))
     end
     print("cached: with key/value caches, the prompt's steps (one byte at a time) included; generating: the same, the")
     print("prompt's time left out; full: the whole row recomputed for each")
-    print(("of %d bytes; MB read/byte: parameters (the BLT's global model once per patch, 4.5 bytes) and caches;"):format(FULL_NEW))
+    print(("of %d bytes; prec: generate.run's precision (bf16: the linear layers' weights read in bf16; a BLT's entropy"):format(FULL_NEW))
+    print("model stays fp32); MB read/byte: parameters (the BLT's global model once per patch, 4.5 bytes) and caches;")
     print("% of bw: that traffic at the generating rate over the measured bandwidth (over 100 %: part of it came from")
-    print("the caches, not DRAM). Goals: cached >= 20x full; ByteLM >= 2,000 b/s.")
+    print("the caches, not DRAM). Goals: cached >= 20x full; ByteLM >= 2,000 b/s (issue 18: in bf16).")
 end
 
 if sections.bpe then

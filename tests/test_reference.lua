@@ -114,4 +114,25 @@ for _, name in ipairs(FIXTURES) do
     f:close()
 end
 
+-- ---- the benchmark's PyTorch peer: its attention in blocks equals the dense masks ----
+-- (scripts/reference/bench_reference.py --self-test: logits and every gradient in float64,
+-- ByteLM and the BLT under three schemes; needs a python3 with torch, else skipped)
+do
+    local py
+    for _, cand in ipairs {"/usr/bin/python3", "python3"} do
+        local p = io.popen(cand .. " -c 'import torch' 2>/dev/null; echo $?")
+        local rc = p:read("a"); p:close()
+        if tonumber(rc) == 0 then py = cand break end
+    end
+    if not py then
+        T.ok(true, "the reference's blocked attention equals its dense masks # SKIP no python3 with torch")
+    else
+        local p = io.popen(py .. " scripts/reference/bench_reference.py --self-test 2>&1; echo rc=$?")
+        local out = p:read("a"); p:close()
+        local n = tonumber(out:match("self%-test ok (%d+) checks"))
+        T.ok(out:find("rc=0") and n and n >= 100, ("the reference's blocked attention equals its dense masks (%s checks)")
+             :format(tostring(n)), out)
+    end
+end
+
 T.done()

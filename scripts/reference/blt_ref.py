@@ -48,7 +48,14 @@ def rope(x, heads, positions, theta):
 
 
 def attention(q, k, v, heads, allowed):
-    """q [B,Tq,H*hd], k/v [B,Tk,H*hd], allowed bool [B,Tq,Tk]. A query with no key gets 0."""
+    """q [B,Tq,H*hd], k/v [B,Tk,H*hd], allowed bool [B,Tq,Tk]. A query with no key gets 0.
+    allowed may instead be a Causal, PatchBytes or SlotsOf (the same attention, in blocks)."""
+    if isinstance(allowed, Causal):
+        return attention_causal_blocks(q, k, v, heads, allowed)
+    if isinstance(allowed, PatchBytes):
+        return attention_patch_bytes(q, k, v, heads, allowed)
+    if isinstance(allowed, SlotsOf):
+        return attention_slots_of(q, k, v, heads, allowed)
     B, Tq, D = q.shape
     Tk = k.shape[1]
     hd = D // heads
@@ -62,6 +69,95 @@ def attention(q, k, v, heads, allowed):
     p = torch.softmax(s.masked_fill(~mask, torch.finfo(s.dtype).min), -1)
     o = (p @ vh) * mask.any(-1, keepdim=True)
     return o.transpose(1, 2).reshape(B, Tq, D)
+
+
+# ---------------------------------------------------------------- attention in blocks
+# What a PyTorch user writes for speed (scripts/reference/bench_reference.py uses it; the
+# fixtures use the dense masks above): the same attention, without a T x T score matrix.
+# `allowed` may be one of these instead of a bool mask; attention() dispatches on it.
+
+BLOCK = 128  # queries per block
+
+
+class Causal:
+    """Causal self-attention within `window` earlier positions (0: all), computed in
+    blocks of `block` queries, each against only the keys its window can reach."""
+
+    def __init__(self, window, block=None):
+        self.window, self.block = window or 0, block or BLOCK
+
+
+class PatchBytes:
+    """Encoder cross attention: slot s queries the bytes of patch s // k only. Patches are
+    contiguous, so each patch's bytes are gathered ([B, P, Lmax]), not masked out of T."""
+
+    def __init__(self, lengths, k):
+        B, P = lengths.shape
+        start = torch.cumsum(lengths, 1) - lengths  # first byte of each patch
+        lmax = max(int(lengths.max()), 1)
+        j = torch.arange(lmax)
+        self.index = (start.unsqueeze(-1) + j).clamp(max=int(lengths.sum(1).max()) - 1)  # [B, P, Lmax]
+        self.valid = j < lengths.unsqueeze(-1)  # [B, P, Lmax]
+        self.k = k
+
+
+class SlotsOf:
+    """Decoder cross attention: byte t queries the k slots of patch dec[t] only (gathered)."""
+
+    def __init__(self, dec, k):
+        self.dec, self.k = dec, k
+
+
+def _heads(x, heads):
+    B, T, D = x.shape
+    return x.view(B, T, heads, D // heads).transpose(1, 2)  # [B, H, T, hd]
+
+
+def attention_causal_blocks(q, k, v, heads, c):
+    B, T, D = q.shape
+    hd = D // heads
+    qh, kh, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
+    out = []
+    for i0 in range(0, T, c.block):
+        i1 = min(T, i0 + c.block)
+        j0 = max(0, i0 - c.window + 1) if c.window else 0
+        s = (qh[:, :, i0:i1] @ kh[:, :, j0:i1].transpose(-1, -2)) / math.sqrt(hd)
+        t, j = torch.arange(i0, i1).view(-1, 1), torch.arange(j0, i1).view(1, -1)
+        ok = j <= t
+        if c.window:
+            ok &= j > t - c.window
+        # every query sees itself: no row without keys
+        p = torch.softmax(s.masked_fill(~ok, torch.finfo(s.dtype).min), -1)
+        out.append(p @ vh[:, :, j0:i1])
+    return torch.cat(out, 2).transpose(1, 2).reshape(B, T, D)
+
+
+def attention_patch_bytes(q, k, v, heads, c):
+    """q [B, P*k, D] slots; k, v [B, T, D] bytes."""
+    B, S, D = q.shape
+    P, L = c.index.shape[1], c.index.shape[2]
+    hd = D // heads
+    idx = c.index.reshape(B, P * L, 1).expand(B, P * L, D)
+    kg = torch.gather(k, 1, idx).view(B, P, L, heads, hd).permute(0, 1, 3, 2, 4)  # [B, P, H, L, hd]
+    vg = torch.gather(v, 1, idx).view(B, P, L, heads, hd).permute(0, 1, 3, 2, 4)
+    qg = q.view(B, P, c.k, heads, hd).permute(0, 1, 3, 2, 4)  # [B, P, H, k, hd]
+    s = (qg @ kg.transpose(-1, -2)) / math.sqrt(hd)  # [B, P, H, k, L]
+    ok = c.valid.view(B, P, 1, 1, L)
+    p = torch.softmax(s.masked_fill(~ok, torch.finfo(s.dtype).min), -1)
+    o = (p @ vg) * ok.any(-1, keepdim=True)  # a padding patch (no bytes) gives 0
+    return o.permute(0, 1, 3, 2, 4).reshape(B, S, D)
+
+
+def attention_slots_of(q, k, v, heads, c):
+    """q [B, T, D] bytes; k, v [B, P*k, D] slots."""
+    B, T, D = q.shape
+    hd = D // heads
+    slot = (c.dec.unsqueeze(-1) * c.k + torch.arange(c.k)).reshape(B, T * c.k, 1).expand(B, T * c.k, D)
+    kg = torch.gather(k, 1, slot).view(B, T, c.k, heads, hd).permute(0, 1, 3, 2, 4)  # [B, T, H, k, hd]
+    vg = torch.gather(v, 1, slot).view(B, T, c.k, heads, hd).permute(0, 1, 3, 2, 4)
+    qg = q.view(B, T, heads, 1, hd)
+    p = torch.softmax((qg @ kg.transpose(-1, -2)) / math.sqrt(hd), -1)  # [B, T, H, 1, k]
+    return (p @ vg).reshape(B, T, D)
 
 
 def causal_mask(B, T, window):
@@ -142,11 +238,11 @@ def init_weights(shapes, seed, norm_jitter=0.0):
     return W
 
 
-def bytelm_forward(W, c, ids, prefix=""):
-    """ids int64 [B,T] -> logits [B,T,V]."""
+def bytelm_forward(W, c, ids, prefix="", blocked=False):
+    """ids int64 [B,T] -> logits [B,T,V]. blocked: attention in blocks (Causal), not a dense mask."""
     B, T = ids.shape
     x = W[prefix + "embed"][ids]
-    allowed = causal_mask(B, T, c["window"])
+    allowed = Causal(c["window"]) if blocked else causal_mask(B, T, c["window"])
     pos = torch.arange(T)
     for i in range(c["layers"]):
         x = block(W, f"{prefix}layers.{i}.", x, c["heads"], allowed, pos, c["rope_theta"], c["norm_eps"])
@@ -301,7 +397,8 @@ def blt_prepare(c, ids, scheme, entropy_weights=None, entropy_cfg=None):
     return dict(lengths=L, pid=pid, dec=dec, P=P, entropies=ent, buckets=buckets)
 
 
-def blt_forward(W, c, ids, p):
+def blt_forward(W, c, ids, p, blocked=False):
+    """blocked: every attention in blocks (Causal, PatchBytes, SlotsOf), no dense mask."""
     B, T = ids.shape
     d, dg, k, P = c["dim"], c["global"]["dim"], c["k"], p["P"]
     eps, theta = c["norm_eps"], c["rope_theta"]
@@ -310,9 +407,12 @@ def blt_forward(W, c, ids, p):
     h = W["encoder.byte_embed"][ids]
     for n in ngrams_of(c):
         h = h + W[f"encoder.hash.n{n}"][p["buckets"][n]]
-    enc_mask = causal_mask(B, T, c["encoder"]["window"])
     slot_patch = torch.arange(P * k) // k  # slot s belongs to patch s // k
-    pool_mask = slot_patch.view(1, P * k, 1) == p["pid"].view(B, 1, T)  # [B, P*k, T]
+    if blocked:
+        enc_mask, pool_mask = Causal(c["encoder"]["window"]), PatchBytes(p["lengths"], k)
+    else:
+        enc_mask = causal_mask(B, T, c["encoder"]["window"])
+        pool_mask = slot_patch.view(1, P * k, 1) == p["pid"].view(B, 1, T)  # [B, P*k, T]
     pooled = pooled_layers(c)
     q = None
     for i in range(c["encoder"]["layers"]):
@@ -328,14 +428,17 @@ def blt_forward(W, c, ids, p):
     g = q.reshape(B, P, k * d)
     if k * d != dg:
         g = linear(g, W["global.in_proj"])
-    gmask = causal_mask(B, P, c["global"]["window"])
+    gmask = Causal(c["global"]["window"]) if blocked else causal_mask(B, P, c["global"]["window"])
     gpos = torch.arange(P)
     for i in range(c["global"]["layers"]):
         g = block(W, f"global.layers.{i}.", g, c["global"]["heads"], gmask, gpos, theta, eps)
     # decoder: byte t queries the k slots of patch dec[t] = patch_of(t+1) - 1
     kv = linear(g, W["decoder.patch_proj"]).reshape(B, P * k, d)
-    dec_mask = p["dec"].view(B, T, 1) == slot_patch.view(1, 1, P * k)
-    self_mask = causal_mask(B, T, c["decoder"]["window"])
+    if blocked:
+        dec_mask, self_mask = SlotsOf(p["dec"], k), Causal(c["decoder"]["window"])
+    else:
+        dec_mask = p["dec"].view(B, T, 1) == slot_patch.view(1, 1, P * k)
+        self_mask = causal_mask(B, T, c["decoder"]["window"])
     for i in range(c["decoder"]["layers"]):
         if c["decoder"]["cross_every_layer"] or i == 0:
             h = cross(W, f"decoder.cross.{i}.", h, kv, c["cross"]["heads"], dec_mask)

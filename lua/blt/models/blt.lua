@@ -661,7 +661,7 @@ function BLT:_step(st, id)
     st.ids[t + 1] = id
     if st.ents then -- the entropy model's prediction at t decides s[t+1]
         if self.reset_on_newline and t > 0 and st.ids[t] == NEWLINE then self.entropy_model:restart(st.em) end
-        st.ents[t + 1] = core.softmax_entropy(self.entropy_model:step(st.em, id)):item()
+        st.ents[t + 1] = core.softmax_entropy(ByteLM.in_fp32(self.entropy_model.step, self.entropy_model, st.em, id)):item()
     end
     -- encoder: the byte and its n-grams (the tail of the row holds every window ending at t)
     local x = self.byte_embed:forward(core.tensor({{id}}, "int32"))
@@ -740,7 +740,7 @@ function BLT:_prefill_entropies(st, N)
             for i = a, b - 1 do if st.ids[i] == NEWLINE then b = i break end end
         end
         kvcache.ensure_all(st.em.caches, b - a + 1)
-        local e = core.no_grad(function()
+        local e = ByteLM.in_fp32(core.no_grad, function() -- entropies in fp32 whatever the precision
             return core.scope(function()
                 return core.softmax_entropy(em:_head(em:_feed(st.em, st.ids, a, b))):totable()[1]
             end)

@@ -144,16 +144,24 @@ end
 -- train.precision is): the entropies place a BLT's patch boundaries, which then do not
 -- depend on the precision it is trained or evaluated in.
 function ByteLM:entropies(rows, segments)
-    local prec = core.precision()
-    if prec ~= "fp32" then core.set_precision("fp32") end
-    local ok, e = pcall(core.no_grad, function()
+    return ByteLM.in_fp32(core.no_grad, function()
         return core.scope(function()
             return core.softmax_entropy(self:forward(rows, segments))
         end)
     end)
-    if prec ~= "fp32" then core.set_precision(prec) end
-    if not ok then error(e, 0) end
-    return e
+end
+
+-- fn(...) with fp32 products, the precision restored after (also on an error): the
+-- entropy model's work, whose entropies place patch boundaries (entropies above, and a
+-- BLT's generation steps).
+function ByteLM.in_fp32(fn, ...)
+    local prec = core.precision()
+    if prec == "fp32" then return fn(...) end
+    core.set_precision("fp32")
+    local ok, r = pcall(fn, ...)
+    core.set_precision(prec)
+    if not ok then error(r, 0) end
+    return r
 end
 
 -- ---- one position at a time (generation; blt.generate) ----
