@@ -22,7 +22,7 @@ local defaults, docs = config.copy(train.defaults), config.copy(train.docs)
 defaults.model, docs.model = {file = config.OPTIONAL}, {file = "the Lua file defining the model kind (required)"}
 local cfg = config.script {
     name = "train_model", args = arg, defaults = defaults, docs = docs, rules = train.rules,
-    flags = {resume = "CHECKPOINT", fork = "NAME"},
+    flags = {resume = "CHECKPOINT", fork = "NAME"}, switches = {check = true},
     usage = "usage: ./blt experiments/train_model.lua model.file=KIND.lua [key=value ...] [--resume CHECKPOINT [--fork NAME]]\n"
         .. "(with model.file given, --help lists the kind's own keys too)",
 }
