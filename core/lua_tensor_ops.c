@@ -267,6 +267,19 @@ static int l_linear(lua_State *L)
     return push_status(L, blt_linear(&y, bltL_check(L, 1), bltL_check(L, 2), bltL_opt(L, 3)), &y, "linear");
 }
 
+/* attention_kernel(["avx512" | "portable"]) -> the kernel in use (after setting it) */
+static int l_attention_kernel(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        const char *k = bltL_name(L, 1, "attention_kernel", "kernel");
+        if (strcmp(k, "avx512") && strcmp(k, "portable"))
+            return luaL_error(L, "blt.attention_kernel: kernel '%s' is unknown (want avx512 or portable)", k);
+        if (blt_attention_set_avx512(!strcmp(k, "avx512"))) return bltL_error(L, "attention_kernel");
+    }
+    lua_pushstring(L, blt_attention_avx512() ? "avx512" : "portable");
+    return 1;
+}
+
 static int l_attention(lua_State *L)
 {
     static const char *const keys[] = {"heads", "causal", "window", "q_seg", "k_seg", "k_start", "k_end", "scale",
@@ -318,7 +331,7 @@ static const luaL_Reg op_functions[] = {
     {"softmax", l_softmax}, {"log_softmax", l_log_softmax}, {"cross_entropy", l_cross_entropy},
     {"softmax_entropy", l_softmax_entropy},
     {"rmsnorm", l_rmsnorm}, {"embedding", l_embedding}, {"rope", l_rope}, {"matmul", l_matmul},
-    {"linear", l_linear}, {"attention", l_attention}, {NULL, NULL}};
+    {"linear", l_linear}, {"attention", l_attention}, {"attention_kernel", l_attention_kernel}, {NULL, NULL}};
 
 static void set_into(lua_State *L, int table, const luaL_Reg *fns)
 {

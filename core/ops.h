@@ -85,6 +85,12 @@ typedef struct {
     int64_t q_offset;     /* query i sits at key position q_offset + i (queries that follow a
                            * cache of earlier keys) for the causal and window masks */
 } blt_attn_opts;
+/* The kernel of the block products: 1 AVX-512 tiles (the default where the CPU has
+ * AVX-512F, unless BLT_NO_AVX512 is set to something other than 0), 0 the portable one
+ * (OpenBLAS). Both give the same results within float32 rounding. Setting 1 fails on a
+ * CPU without AVX-512F. Calls with fewer than 4 queries always take the portable one. */
+int blt_attention_avx512(void);
+blt_status blt_attention_set_avx512(int on);
 /* q [B,Tq,H*hd], k and v [B,Tk,H*hd] -> [B,Tq,H*hd]. A query that may see no key
  * gets zeros. */
 blt_status blt_attention(blt_tensor **out, blt_tensor *q, blt_tensor *k, blt_tensor *v,
