@@ -8,11 +8,14 @@
  * segments) qseg[i] == kseg[j]. lo/hi come from causal, window and key ranges, and
  * from sorted segments by binary search. */
 #include "ops.h"
+#include "attention_avx512.h"
 #include "blas.h"
 #include "mem.h"
 #include "thread.h"
 #include "vexp.h"
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BQ 64
@@ -27,14 +30,46 @@ typedef struct {
     const int32_t *lo, *hi;          /* [B,Tq] */
     const int32_t *qseg, *kseg;      /* [B,Tq], [B,Tk] or NULL */
     int failed;                      /* a task could not get its scratch memory */
+    int avx;                         /* block products on the AVX-512 tiles (attention_avx512.c) */
 } attn_ctx;
 
-/* Scratch for one task, from the pool. */
-typedef struct { float *S, *P, *acc, *m, *l, *dd; size_t bytes; void *base; } scratch;
+/* Which kernel runs the block products: -1 not decided yet, 0 portable (OpenBLAS),
+ * 1 AVX-512. */
+static int use_avx512 = -1;
 
-static int scratch_get(scratch *s, int64_t hd)
+int blt_attention_avx512(void)
 {
-    s->bytes = sizeof(float) * (size_t)(2 * BQ * BK + BQ * hd + 3 * BQ);
+    if (use_avx512 < 0) {
+        const char *e = getenv("BLT_NO_AVX512");
+        use_avx512 = blt_cpu_has_avx512() && !(e && *e && strcmp(e, "0"));
+    }
+    return use_avx512;
+}
+
+blt_status blt_attention_set_avx512(int on)
+{
+    if (on && !blt_cpu_has_avx512())
+        return blt_fail(BLT_EINVAL, "attention: the avx512 kernel needs a CPU with AVX-512F; this one has none");
+    use_avx512 = !!on;
+    return BLT_OK;
+}
+
+/* The AVX-512 tiles read keys and values transposed, [hd][Tkp] with Tkp = Tk rounded
+ * up to BK, each key block copied on its first visit (a window visits few). */
+static int64_t padded_keys(const attn_ctx *c) { return c->avx ? (c->Tk + BK - 1) / BK * BK : 0; }
+
+/* Scratch for one task, from the pool. */
+typedef struct {
+    float *S, *P, *acc, *m, *l, *dd, *Kt, *Vt;
+    uint8_t *kdone, *vdone; /* per key block: copied into Kt / Vt for this (b, h) */
+    size_t bytes;
+    void *base;
+} scratch;
+
+static int scratch_get(scratch *s, const attn_ctx *c)
+{
+    int64_t hd = c->hd, tkp = padded_keys(c), nb = tkp / BK;
+    s->bytes = sizeof(float) * (size_t)(2 * BQ * BK + BQ * hd + 3 * BQ + 2 * hd * tkp) + (size_t)(2 * nb);
     s->base = blt_mem_alloc(s->bytes);
     if (!s->base) return -1;
     float *p = s->base;
@@ -43,8 +78,52 @@ static int scratch_get(scratch *s, int64_t hd)
     s->acc = p; p += BQ * hd;
     s->m = p; p += BQ;
     s->l = p; p += BQ;
-    s->dd = p;
+    s->dd = p; p += BQ;
+    s->Kt = p; p += hd * tkp;
+    s->Vt = p; p += hd * tkp;
+    s->kdone = (uint8_t *)p;
+    s->vdone = s->kdone + nb;
     return 0;
+}
+
+/* a new (b, h): no key block copied yet */
+static void scratch_new_head(scratch *s, const attn_ctx *c)
+{
+    int64_t nb = padded_keys(c) / BK;
+    memset(s->kdone, 0, (size_t)(2 * nb));
+}
+
+/* S[r*BK + j] = alpha X_r . Y_{j0+j} for r < nq, j < nk: a query block against a key
+ * block (Y: K or V of this head, row stride D). T/done: Y's transposed copy. */
+static void prod_nt(const attn_ctx *c, float *T, uint8_t *done, const float *Y, int64_t j0, int64_t nq, int64_t nk,
+                    float alpha, const float *X, float *S)
+{
+    int64_t hd = c->hd, D = c->D;
+    if (!c->avx) {
+        blt_sgemm_serial(0, 1, nq, nk, hd, alpha, X, D, Y + j0 * D, D, 0.0f, S, BK);
+        return;
+    }
+    int64_t tkp = padded_keys(c);
+    if (!done[j0 / BK]) {
+        /* d outside: contiguous writes; the block's rows stay in L1 for the strided reads */
+        const float *y = Y + j0 * D;
+        for (int64_t d = 0; d < hd; d++) {
+            float *t = T + d * tkp + j0;
+            for (int64_t j = 0; j < nk; j++) t[j] = y[j * D + d];
+            for (int64_t j = nk; j < BK; j++) t[j] = 0.0f;
+        }
+        done[j0 / BK] = 1;
+    }
+    blt_attn_nt_avx512(nq, nk, hd, alpha, X, D, T + j0, tkp, S, BK);
+}
+
+/* C_r += sum_k A(r, k) Y_k for r < m, k < kk: A is a BK-strided block (transA: its
+ * transpose), Y rows of stride D, C rows of stride ldc. */
+static void prod_acc(const attn_ctx *c, int transA, int64_t m, int64_t kk, const float *A, const float *Y, float *C,
+                     int64_t ldc)
+{
+    if (c->avx) blt_attn_nn_avx512(m, c->hd, kk, A, transA ? 1 : BK, transA ? BK : 1, Y, c->D, C, ldc);
+    else blt_sgemm_serial(transA, 0, m, c->hd, kk, 1.0f, A, BK, Y, c->D, 1.0f, C, ldc);
 }
 
 /* Key range [*k0, *k1) that some query in [i0, i1) of row b may see. */
@@ -87,7 +166,7 @@ static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
     (void)tid;
     const attn_ctx *c = ctx;
     scratch sc;
-    if (scratch_get(&sc, c->hd)) { ((attn_ctx *)ctx)->failed = 1; return; }
+    if (scratch_get(&sc, c)) { ((attn_ctx *)ctx)->failed = 1; return; }
     int64_t hd = c->hd, D = c->D;
     int64_t done = 0, pairs = 0; /* multiply-adds executed; allowed pairs (blt_macs_add) */
     for (int64_t t = t0; t < t1; t++) {
@@ -95,6 +174,7 @@ static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
         const float *Q = c->q + b * c->Tq * D + h * hd;
         const float *K = c->k + b * c->Tk * D + h * hd;
         const float *V = c->v + b * c->Tk * D + h * hd;
+        scratch_new_head(&sc, c);
         for (int64_t i0 = 0; i0 < c->Tq; i0 += BQ) {
             int64_t nq = c->Tq - i0 < BQ ? c->Tq - i0 : BQ, k0, k1;
             block_keys(c, b, i0, i0 + nq, &k0, &k1);
@@ -102,7 +182,7 @@ static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
             memset(sc.acc, 0, sizeof(float) * nq * hd);
             for (int64_t j0 = k0 - k0 % BK; j0 < k1; j0 += BK) {
                 int64_t nk = c->Tk - j0 < BK ? c->Tk - j0 : BK;
-                blt_sgemm_serial(0, 1, nq, nk, hd, c->scale, Q + i0 * D, D, K + j0 * D, D, 0.0f, sc.S, BK);
+                prod_nt(c, sc.Kt, sc.kdone, K, j0, nq, nk, c->scale, Q + i0 * D, sc.S);
                 done += nq * nk * hd;
                 int64_t allowed = apply_mask(c, b, i0, nq, j0, nk, sc.S);
                 if (!allowed) continue;
@@ -121,7 +201,7 @@ static void attn_fwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
                     sc.m[r] = mx;
                     if (corr != 1.0f) for (int64_t d = 0; d < hd; d++) sc.acc[r * hd + d] *= corr;
                 }
-                blt_sgemm_serial(0, 0, nq, hd, nk, 1.0f, sc.S, BK, V + j0 * D, D, 1.0f, sc.acc, hd);
+                prod_acc(c, 0, nq, nk, sc.S, V + j0 * D, sc.acc, hd);
             }
             for (int64_t r = 0; r < nq; r++) {
                 float *o = c->out + (b * c->Tq + i0 + r) * D + h * hd;
@@ -141,7 +221,7 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
     (void)tid;
     const attn_ctx *c = ctx;
     scratch sc;
-    if (scratch_get(&sc, c->hd)) { ((attn_ctx *)ctx)->failed = 1; return; }
+    if (scratch_get(&sc, c)) { ((attn_ctx *)ctx)->failed = 1; return; }
     int64_t hd = c->hd, D = c->D;
     int64_t done = 0, pairs = 0; /* multiply-adds executed; allowed pairs (blt_macs_add) */
     /* products per visited block: S recomputed, dP, and dV, dQ, dK when wanted */
@@ -154,6 +234,7 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
         const float *lse = c->lse + (b * c->H + h) * c->Tq;
         float *GQ = c->gq ? c->gq + qoff : NULL, *GK = c->gk ? c->gk + koff : NULL;
         float *GV = c->gv ? c->gv + koff : NULL;
+        scratch_new_head(&sc, c);
         for (int64_t i0 = 0; i0 < c->Tq; i0 += BQ) {
             int64_t nq = c->Tq - i0 < BQ ? c->Tq - i0 : BQ, k0, k1;
             block_keys(c, b, i0, i0 + nq, &k0, &k1);
@@ -165,7 +246,7 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
             }
             for (int64_t j0 = k0 - k0 % BK; j0 < k1; j0 += BK) {
                 int64_t nk = c->Tk - j0 < BK ? c->Tk - j0 : BK;
-                blt_sgemm_serial(0, 1, nq, nk, hd, c->scale, Q + i0 * D, D, K + j0 * D, D, 0.0f, sc.S, BK);
+                prod_nt(c, sc.Kt, sc.kdone, K, j0, nq, nk, c->scale, Q + i0 * D, sc.S);
                 int64_t allowed = apply_mask(c, b, i0, nq, j0, nk, sc.S);
                 done += (allowed ? products : 1) * nq * nk * hd;
                 if (!allowed) continue;
@@ -175,15 +256,15 @@ static void attn_bwd_task(void *ctx, int64_t t0, int64_t t1, int tid)
                     if (L == -INFINITY) memset(s, 0, sizeof(float) * nk); /* the query sees no key */
                     else blt_vexp_shift(s, L, nk);                      /* masked -inf -> 0 */
                 }
-                if (GV) blt_sgemm_serial(1, 0, nk, hd, nq, 1.0f, sc.S, BK, GO + i0 * D, D, 1.0f, GV + j0 * D, D);
+                if (GV) prod_acc(c, 1, nk, nq, sc.S, GO + i0 * D, GV + j0 * D, D);
                 /* dP = dO V^T, then dS = P (dP - dd) * scale */
-                blt_sgemm_serial(0, 1, nq, nk, hd, 1.0f, GO + i0 * D, D, V + j0 * D, D, 0.0f, sc.P, BK);
+                prod_nt(c, sc.Vt, sc.vdone, V, j0, nq, nk, 1.0f, GO + i0 * D, sc.P);
                 for (int64_t r = 0; r < nq; r++) {
                     float *p = sc.S + r * BK, *dp = sc.P + r * BK, dd = sc.dd[r];
                     for (int64_t cc = 0; cc < nk; cc++) dp[cc] = p[cc] * (dp[cc] - dd) * c->scale;
                 }
-                if (GQ) blt_sgemm_serial(0, 0, nq, hd, nk, 1.0f, sc.P, BK, K + j0 * D, D, 1.0f, GQ + i0 * D, D);
-                if (GK) blt_sgemm_serial(1, 0, nk, hd, nq, 1.0f, sc.P, BK, Q + i0 * D, D, 1.0f, GK + j0 * D, D);
+                if (GQ) prod_acc(c, 0, nq, nk, sc.P, K + j0 * D, GQ + i0 * D, D);
+                if (GK) prod_acc(c, 1, nk, nq, sc.P, Q + i0 * D, GK + j0 * D, D);
             }
         }
     }
@@ -212,7 +293,7 @@ static blt_status attention_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
     attn_ctx c = {B, Tq, Tk, H, D / H, D, (float)n->farg[0], blt_f32(q), blt_f32(k), blt_f32(v),
                   blt_f32(o), blt_f32(g), NULL, lse,
                   gin[0] ? blt_f32(gin[0]) : NULL, gin[1] ? blt_f32(gin[1]) : NULL,
-                  gin[2] ? blt_f32(gin[2]) : NULL, lo, hi, qseg, kseg, 0};
+                  gin[2] ? blt_f32(gin[2]) : NULL, lo, hi, qseg, kseg, 0, (int)n->iarg[2]};
     blt_parallel_for(B * H, task_grain(B * H, Tq, Tk, D), attn_bwd_task, &c);
     if (c.failed) return blt_fail(BLT_ENOMEM, "attention: out of memory in backward");
     return BLT_OK;
@@ -310,15 +391,19 @@ blt_status blt_attention(blt_tensor **out, blt_tensor *q, blt_tensor *k, blt_ten
     if (s == BLT_OK) s = blt_contiguous(&vc, v);
     if (s == BLT_OK) s = blt_tensor_new_like(&y, qc);
     float scale = opt->scale > 0.0f ? opt->scale : 1.0f / sqrtf((float)(D / H));
+    /* fewer than 4 queries (a generated position) stay on OpenBLAS's matrix-vector
+     * product: the tiles would first copy every visited key block transposed. Backward
+     * uses the forward's choice. */
+    int avx = blt_attention_avx512() && Tq >= 4;
     if (s == BLT_OK) {
         attn_ctx c = {B, Tq, Tk, H, D / H, D, scale, blt_f32(qc), blt_f32(kc), blt_f32(vc), NULL, NULL,
-                      blt_f32(y), aux, NULL, NULL, NULL, lo, hi, qseg, kseg, 0};
+                      blt_f32(y), aux, NULL, NULL, NULL, lo, hi, qseg, kseg, 0, avx};
         blt_parallel_for(B * H, task_grain(B * H, Tq, Tk, D), attn_fwd_task, &c);
         if (c.failed) s = blt_fail(BLT_ENOMEM, "attention: out of memory");
     }
     blt_tensor *in[3] = {qc, kc, vc};
     s = blt_op_finish(out, y, s, "attention", attention_bw, 3, in,
-                      &(blt_node_keep){.save = {qc, kc, vc}, .save_out = 1, .iarg = {H, seg}, .farg = {scale},
+                      &(blt_node_keep){.save = {qc, kc, vc}, .save_out = 1, .iarg = {H, seg, avx}, .farg = {scale},
                                        .aux = aux, .auxbytes = auxbytes});
     blt_tensor_release(qs); blt_tensor_release(ks); blt_tensor_release(st); blt_tensor_release(en);
     blt_tensor_release(qc); blt_tensor_release(kc); blt_tensor_release(vc);

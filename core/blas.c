@@ -171,6 +171,10 @@ void blt_sgemm_serial(int transA, int transB, int64_t M, int64_t N, int64_t K, f
         /* one row (a generated position): a matrix-vector product. OpenBLAS's small-matrix
          * sgemm path ran it at a fraction of sgemv's speed. y = op(B)^T x, x = row 0 of op(A). */
         int64_t incx = transA ? lda : 1;
+        if (beta == 0.0f) { /* C may be uninitialised (a fresh gradient): some OpenBLAS versions scale it by 0 */
+            memset(C, 0, sizeof(float) * (size_t)N);
+            beta = 1.0f;
+        }
         if (transB) /* B is [N,K]: y = B x */
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)N, (blasint)K, alpha, B, (blasint)ldb, A,
                         (blasint)incx, beta, C, 1);

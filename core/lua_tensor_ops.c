@@ -227,6 +227,32 @@ static int l_embedding(lua_State *L)
     return push_status(L, blt_embedding(&y, bltL_check(L, 1), bltL_check(L, 2)), &y, "embedding");
 }
 
+/* A list argument of 1..BLT_EMBEDDING_SUM_MAX tensors into xs; returns the count. */
+static int tensor_list(lua_State *L, int idx, const char *fn, const char *what, blt_tensor **xs)
+{
+    if (!lua_istable(L, idx)) return luaL_error(L, "blt.%s: %s must be a list of tensors, got %s", fn, what, luaL_typename(L, idx));
+    lua_Integer len = luaL_len(L, idx);
+    if (len < 1 || len > BLT_EMBEDDING_SUM_MAX)
+        return luaL_error(L, "blt.%s: %s must list 1..%d tensors, got %I entries", fn, what, BLT_EMBEDDING_SUM_MAX, len);
+    for (int i = 0; i < (int)len; i++) {
+        lua_geti(L, idx, i + 1);
+        if (!bltL_is_tensor(L, -1)) return luaL_error(L, "blt.%s: %s entry %d is %s, not a tensor", fn, what, i + 1, luaL_typename(L, -1));
+        xs[i] = bltL_check(L, -1);
+        lua_pop(L, 1);
+    }
+    return (int)len;
+}
+
+/* embedding_sum({w...}, {ids...}): the tables' rows added in order */
+static int l_embedding_sum(lua_State *L)
+{
+    blt_tensor *w[BLT_EMBEDDING_SUM_MAX], *ids[BLT_EMBEDDING_SUM_MAX], *y;
+    int n = tensor_list(L, 1, "embedding_sum", "weights", w);
+    int m = tensor_list(L, 2, "embedding_sum", "ids", ids);
+    if (m != n) return luaL_error(L, "blt.embedding_sum: %d weights but %d ids", n, m);
+    return push_status(L, blt_embedding_sum(&y, n, w, ids), &y, "embedding_sum");
+}
+
 /* The tensor option on top of the stack (bltL_check would say "bad argument #-1"). */
 static blt_tensor *check_opt_tensor(lua_State *L, const char *fn, const char *key)
 {
@@ -265,6 +291,19 @@ static int l_linear(lua_State *L)
 {
     blt_tensor *y;
     return push_status(L, blt_linear(&y, bltL_check(L, 1), bltL_check(L, 2), bltL_opt(L, 3)), &y, "linear");
+}
+
+/* attention_kernel(["avx512" | "portable"]) -> the kernel in use (after setting it) */
+static int l_attention_kernel(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        const char *k = bltL_name(L, 1, "attention_kernel", "kernel");
+        if (strcmp(k, "avx512") && strcmp(k, "portable"))
+            return luaL_error(L, "blt.attention_kernel: kernel '%s' is unknown (want avx512 or portable)", k);
+        if (blt_attention_set_avx512(!strcmp(k, "avx512"))) return bltL_error(L, "attention_kernel");
+    }
+    lua_pushstring(L, blt_attention_avx512() ? "avx512" : "portable");
+    return 1;
 }
 
 static int l_attention(lua_State *L)
@@ -317,8 +356,8 @@ static const luaL_Reg op_functions[] = {
     {"gelu", l_gelu}, {"sigmoid", l_sigmoid}, {"relu", l_relu}, {"sqrt", l_sqrt}, {"sum", l_sum}, {"mean", l_mean},
     {"softmax", l_softmax}, {"log_softmax", l_log_softmax}, {"cross_entropy", l_cross_entropy},
     {"softmax_entropy", l_softmax_entropy},
-    {"rmsnorm", l_rmsnorm}, {"embedding", l_embedding}, {"rope", l_rope}, {"matmul", l_matmul},
-    {"linear", l_linear}, {"attention", l_attention}, {NULL, NULL}};
+    {"rmsnorm", l_rmsnorm}, {"embedding", l_embedding}, {"embedding_sum", l_embedding_sum}, {"rope", l_rope},
+    {"matmul", l_matmul}, {"linear", l_linear}, {"attention", l_attention}, {"attention_kernel", l_attention_kernel}, {NULL, NULL}};
 
 static void set_into(lua_State *L, int table, const luaL_Reg *fns)
 {

@@ -49,6 +49,10 @@ blt_status blt_cross_entropy(blt_tensor **out, blt_tensor *logits, blt_tensor *t
 blt_status blt_rmsnorm(blt_tensor **out, blt_tensor *x, blt_tensor *g, float eps);
 /* weight [V,D], ids int32 any shape -> [..., D]. */
 blt_status blt_embedding(blt_tensor **out, blt_tensor *weight, blt_tensor *ids);
+/* out [..., D] = w[0][ids[0]] + ... + w[n-1][ids[n-1]] (ops_embed.c): n (1..8) tables [V_i,D]
+ * and int32 ids of one shape; the same bits as n embedding lookups added in order. */
+#define BLT_EMBEDDING_SUM_MAX 8
+blt_status blt_embedding_sum(blt_tensor **out, int n, blt_tensor *const *w, blt_tensor *const *ids);
 /* x [B,T,H*hd] or [T,H*hd]; rotates pairs (2i,2i+1) of each head by pos*theta^(-2i/hd).
  * positions: NULL (0..T-1), int32 [T] or [B,T]. */
 blt_status blt_rope(blt_tensor **out, blt_tensor *x, int heads, double theta, blt_tensor *positions);
@@ -89,6 +93,12 @@ typedef struct {
     int64_t q_offset;     /* query i sits at key position q_offset + i (queries that follow a
                            * cache of earlier keys) for the causal and window masks */
 } blt_attn_opts;
+/* The kernel of the block products: 1 AVX-512 tiles (the default where the CPU has
+ * AVX-512F, unless BLT_NO_AVX512 is set to something other than 0), 0 the portable one
+ * (OpenBLAS). Both give the same results within float32 rounding. Setting 1 fails on a
+ * CPU without AVX-512F. Calls with fewer than 4 queries always take the portable one. */
+int blt_attention_avx512(void);
+blt_status blt_attention_set_avx512(int on);
 /* q [B,Tq,H*hd], k and v [B,Tk,H*hd] -> [B,Tq,H*hd]. A query that may see no key
  * gets zeros. */
 blt_status blt_attention(blt_tensor **out, blt_tensor *q, blt_tensor *k, blt_tensor *v,

@@ -158,7 +158,7 @@ static int same_contig(const blt_tensor *a, const blt_tensor *b)
 /* Accumulates the gradient for one operand: gin (contiguous, operand's shape) gets the
  * sum over broadcast dims of mode(g, a, b). */
 static void bin_grad(int mode, const bcast *bc, blt_tensor *gin, const blt_tensor *operand,
-                     const blt_tensor *g, const blt_tensor *a, const blt_tensor *b)
+                     const blt_tensor *g, const blt_tensor *a, const blt_tensor *b, int fresh)
 {
     int64_t so[BLT_MAX_DIMS];
     int nd = bc->nd;
@@ -168,11 +168,24 @@ static void bin_grad(int mode, const bcast *bc, blt_tensor *gin, const blt_tenso
         so[i] = (k >= 0 && operand->shape[k] != 1) ? gin->stride[k] : 0;
     }
     if (gin->numel == bc->numel && same_contig(a, b) && a->numel == bc->numel) {
-        flat_job j = {mode, blt_f32(gin), blt_f32(a), blt_f32(b), blt_f32(g), 1};
+        flat_job j = {mode, blt_f32(gin), blt_f32(a), blt_f32(b), blt_f32(g), !fresh};
         blt_parallel_for(bc->numel, GRAIN, flat_chunk, &j);
         return;
     }
+    if (fresh) memset(blt_f32(gin), 0, sizeof(float) * (size_t)gin->numel); /* the strided path adds */
     ew_run(mode, bc, blt_f32(gin), so, blt_f32(g), blt_f32(a), blt_f32(b), 1);
+}
+
+/* Both operands' gradients of a binary op without broadcasting in one pool job (one
+ * wake-up of the workers instead of two): ga (mode ma) and gb (mode mb) over the same
+ * elements; each written when fresh, else added to. */
+typedef struct { flat_job a, b; } pair_job;
+
+static void pair_chunk(void *ctx, int64_t i0, int64_t i1, int tid)
+{
+    const pair_job *j = ctx;
+    flat_chunk((void *)&j->a, i0, i1, tid);
+    flat_chunk((void *)&j->b, i0, i1, tid);
 }
 
 static blt_status binary_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
@@ -183,8 +196,14 @@ static blt_status binary_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
     BLT_TRY(broadcast(blt_binop_name(op), a, b, &bc));
     static const int ga_mode[] = {G_COPY, G_COPY, G_MULB, G_DIVB};
     static const int gb_mode[] = {G_COPY, G_NEG, G_MULA, G_DIVA};
-    if (gin[0]) bin_grad(ga_mode[op], &bc, gin[0], a, g, a, b);
-    if (gin[1]) bin_grad(gb_mode[op], &bc, gin[1], b, g, a, b);
+    if (gin[0] && gin[1] && same_contig(a, b) && a->numel == bc.numel && gin[0] != gin[1]) {
+        pair_job j = {{ga_mode[op], blt_f32(gin[0]), blt_f32(a), blt_f32(b), blt_f32(g), !blt_grad_fresh(n, 0)},
+                      {gb_mode[op], blt_f32(gin[1]), blt_f32(a), blt_f32(b), blt_f32(g), !blt_grad_fresh(n, 1)}};
+        blt_parallel_for(bc.numel, GRAIN, pair_chunk, &j);
+        return BLT_OK;
+    }
+    if (gin[0]) bin_grad(ga_mode[op], &bc, gin[0], a, g, a, b, blt_grad_fresh(n, 0));
+    if (gin[1]) bin_grad(gb_mode[op], &bc, gin[1], b, g, a, b, blt_grad_fresh(n, 1));
     return BLT_OK;
 }
 
@@ -204,8 +223,10 @@ blt_status blt_binary(blt_tensor **out, blt_binop op, blt_tensor *a, blt_tensor 
         ew_run((int)op, &bc, blt_f32(y), y->stride, NULL, blt_f32(a), blt_f32(b), 0);
     }
     blt_tensor *in[2] = {a, b};
-    /* add and sub need only shapes, but keeping one code path is simpler and cheap */
-    return blt_op_finish(out, y, BLT_OK, fn, binary_bw, 2, in, &(blt_node_keep){.save = {a, b}, .iarg = {op}});
+    /* add and sub need only shapes, but keeping one code path is simpler and cheap. Without
+     * broadcasting, backward writes a fresh gradient in one pass (first_write). */
+    return blt_op_finish(out, y, BLT_OK, fn, binary_bw, 2, in,
+                         &(blt_node_keep){.save = {a, b}, .iarg = {op}, .first_write = same_contig(a, b) ? 3u : 0u});
 }
 
 /* ---- affine ---- */
@@ -222,7 +243,7 @@ static void aff_chunk(void *ctx, int64_t i0, int64_t i1, int tid)
 
 static blt_status affine_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
 {
-    aff_job j = {blt_f32(gin[0]), blt_f32(g), (float)n->farg[0], 0.0f, 1};
+    aff_job j = {blt_f32(gin[0]), blt_f32(g), (float)n->farg[0], 0.0f, !blt_grad_fresh(n, 0)};
     blt_parallel_for(g->numel, GRAIN, aff_chunk, &j);
     return BLT_OK;
 }
@@ -237,7 +258,7 @@ blt_status blt_affine(blt_tensor **out, blt_tensor *x, float alpha, float beta)
         aff_job j = {blt_f32(y), blt_f32(xc), alpha, beta, 0};
         blt_parallel_for(y->numel, GRAIN, aff_chunk, &j);
     }
-    s = blt_op_finish(out, y, s, "affine", affine_bw, 1, &xc, &(blt_node_keep){.farg = {alpha}});
+    s = blt_op_finish(out, y, s, "affine", affine_bw, 1, &xc, &(blt_node_keep){.farg = {alpha}, .first_write = 1});
     blt_tensor_release(xc);
     return s;
 }
@@ -246,7 +267,7 @@ blt_status blt_affine(blt_tensor **out, blt_tensor *x, float alpha, float beta)
 
 static inline float gelu_f(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
-typedef struct { blt_unop op; float *y; const float *x, *yv, *g; int backward; } un_job;
+typedef struct { blt_unop op; float *y; const float *x, *yv, *g; int backward, fresh; } un_job;
 
 static void un_chunk(void *ctx, int64_t i0, int64_t i1, int tid)
 {
@@ -275,8 +296,10 @@ static void un_chunk(void *ctx, int64_t i0, int64_t i1, int tid)
         }
         return;
     }
-    /* backward: y is gin (accumulated), yv the saved output */
+    /* backward: y is gin (accumulated; written when fresh: zeroed here, in cache, instead
+     * of a pass over the whole gradient before the op), yv the saved output */
     const float *g = j->g, *o = j->yv;
+    if (j->fresh) memset(y + i0, 0, sizeof(float) * (size_t)(i1 - i0));
     switch (j->op) {
     case BLT_EXP: for (int64_t i = i0; i < i1; i++) y[i] += g[i] * o[i]; break;
     case BLT_LOG: for (int64_t i = i0; i < i1; i++) y[i] += g[i] / x[i]; break;
@@ -309,7 +332,7 @@ static void un_chunk(void *ctx, int64_t i0, int64_t i1, int tid)
 static blt_status unary_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
 {
     un_job j = {(blt_unop)n->iarg[0], blt_f32(gin[0]), blt_f32(n->saved[0]), blt_f32(n->saved[1]),
-                blt_f32(g), 1};
+                blt_f32(g), 1, blt_grad_fresh(n, 0)};
     blt_parallel_for(g->numel, GRAIN / 4, un_chunk, &j);
     return BLT_OK;
 }
@@ -322,10 +345,11 @@ blt_status blt_unary(blt_tensor **out, blt_unop op, blt_tensor *x)
     BLT_TRY(blt_contiguous(&xc, x));
     blt_status s = blt_tensor_new_like(&y, xc);
     if (s == BLT_OK) {
-        un_job j = {op, blt_f32(y), blt_f32(xc), NULL, NULL, 0};
+        un_job j = {op, blt_f32(y), blt_f32(xc), NULL, NULL, 0, 0};
         blt_parallel_for(y->numel, GRAIN / 4, un_chunk, &j);
     }
-    s = blt_op_finish(out, y, s, fn, unary_bw, 1, &xc, &(blt_node_keep){.save = {xc}, .save_out = 1, .iarg = {op}});
+    s = blt_op_finish(out, y, s, fn, unary_bw, 1, &xc,
+                      &(blt_node_keep){.save = {xc}, .save_out = 1, .iarg = {op}, .first_write = 1});
     blt_tensor_release(xc);
     return s;
 }

@@ -180,19 +180,19 @@ static blt_status linear_bf16_fw(const blt_tensor *x, const blt_tensor *w, float
 
 /* dx[R,K] += g w, dw[N,K] += g^T x, with g, w and x in bf16 */
 static blt_status linear_bf16_bw(const blt_tensor *x, const blt_tensor *w, const float *G, float *dx, float *dw,
-                                 int64_t R, int64_t N, int64_t K)
+                                 int64_t R, int64_t N, int64_t K, float bx, float bw)
 {
     uint16_t *gb = bf16_copy(G, R * N), *xb = NULL;
     const uint16_t *wb = NULL;
     blt_status s = gb ? BLT_OK : blt_fail(BLT_ENOMEM, "linear: out of memory rounding the gradient to bf16");
     if (s == BLT_OK && dx) {
         wb = storage_bf16(w);
-        s = wb ? blt_gemm_bf16(0, 0, R, K, N, 1.0f, gb, N, wb, K, 1.0f, dx, K)
+        s = wb ? blt_gemm_bf16(0, 0, R, K, N, 1.0f, gb, N, wb, K, bx, dx, K)
                : blt_fail(BLT_ENOMEM, "linear: out of memory rounding the weight to bf16");
     }
     if (s == BLT_OK && dw) {
         xb = bf16_copy(blt_f32(x), R * K);
-        s = xb ? blt_gemm_bf16(1, 0, N, K, R, 1.0f, gb, N, xb, K, 1.0f, dw, K)
+        s = xb ? blt_gemm_bf16(1, 0, N, K, R, 1.0f, gb, N, xb, K, bw, dw, K)
                : blt_fail(BLT_ENOMEM, "linear: out of memory rounding the input to bf16");
     }
     bf16_free(gb, R * N);
@@ -225,10 +225,13 @@ static blt_status linear_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
     int64_t N = w->shape[0], K = w->shape[1], R = K ? x->numel / K : 0;
     if (K == 0) { R = 1; for (int i = 0; i < x->ndim - 1; i++) R *= x->shape[i]; } /* as in the forward: the bias still has R rows of gradient */
     const float *G = blt_f32(g);
+    /* beta 0 writes a fresh gradient (BLAS never reads C then) */
+    float bx = blt_grad_fresh(n, 0) ? 0.0f : 1.0f, bw = blt_grad_fresh(n, 1) ? 0.0f : 1.0f;
     if (n->iarg[0]) /* made in bf16 precision */
-        BLT_TRY(linear_bf16_bw(x, w, G, gin[0] ? blt_f32(gin[0]) : NULL, gin[1] ? blt_f32(gin[1]) : NULL, R, N, K));
-    else if (gin[0]) blt_sgemm(0, 0, R, K, N, 1.0f, G, N, blt_f32(w), K, 1.0f, blt_f32(gin[0]), K);
-    if (!n->iarg[0] && gin[1]) blt_sgemm(1, 0, N, K, R, 1.0f, G, N, blt_f32(x), K, 1.0f, blt_f32(gin[1]), K);
+        BLT_TRY(linear_bf16_bw(x, w, G, gin[0] ? blt_f32(gin[0]) : NULL, gin[1] ? blt_f32(gin[1]) : NULL, R, N, K,
+                               bx, bw));
+    else if (gin[0]) blt_sgemm(0, 0, R, K, N, 1.0f, G, N, blt_f32(w), K, bx, blt_f32(gin[0]), K);
+    if (!n->iarg[0] && gin[1]) blt_sgemm(1, 0, N, K, R, 1.0f, G, N, blt_f32(x), K, bw, blt_f32(gin[1]), K);
     if (n->nin > 2 && gin[2]) {
         bias_job j = {blt_f32(gin[2]), G, R, N};
         blt_parallel_for(N, 64, bias_grad, &j);
@@ -274,7 +277,7 @@ blt_status blt_linear(blt_tensor **out, blt_tensor *x, blt_tensor *w, blt_tensor
     blt_tensor *in[3] = {xc, wc, bc};
     /* iarg[0]: the backward runs in the forward's precision */
     s = blt_op_finish(out, y, s, "linear", linear_bw, bc ? 3 : 2, in,
-                      &(blt_node_keep){.save = {xc, wc}, .iarg = {linear_bf16}});
+                      &(blt_node_keep){.save = {xc, wc}, .iarg = {linear_bf16}, .first_write = 3});
     blt_tensor_release(xc);
     blt_tensor_release(wc);
     blt_tensor_release(bc);

@@ -195,6 +195,7 @@ typedef struct {
     int ignore;
     int64_t rows;
     int chunks;
+    int fresh; /* backward: gx is uninitialised; each row is zeroed just before its use */
 } ce_job;
 
 static void ce_fwd(void *ctx, int64_t c0, int64_t c1, int tid)
@@ -226,6 +227,7 @@ static void ce_bwd(void *ctx, int64_t r0, int64_t r1, int tid)
     (void)tid;
     const ce_job *j = ctx;
     for (int64_t r = r0; r < r1; r++) {
+        if (j->fresh) memset(j->gx + r * j->V, 0, sizeof(float) * (size_t)j->V);
         if (j->t[r] == j->ignore) continue;
         const float *x = j->x + r * j->V;
         float *gx = j->gx + r * j->V, lse = j->lse[r];
@@ -240,7 +242,7 @@ static blt_status ce_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
     blt_tensor *x = n->saved[0], *t = n->saved[1];
     int64_t V = cols_of(x);
     ce_job j = {blt_f32(x), blt_i32(t), n->aux, NULL, blt_f32(gin[0]),
-                (float)(blt_f32(g)[0] * n->farg[0]), V, (int)n->iarg[0], rows_of(x), 0};
+                (float)(blt_f32(g)[0] * n->farg[0]), V, (int)n->iarg[0], rows_of(x), 0, blt_grad_fresh(n, 0)};
     blt_parallel_for(j.rows, 1 + 4096 / (V + 1), ce_bwd, &j);
     return BLT_OK;
 }
@@ -277,7 +279,7 @@ blt_status blt_cross_entropy(blt_tensor **out, blt_tensor *logits, blt_tensor *t
     if (s == BLT_OK) {
         enum { CH = 64 }; /* fixed chunks: the sum is the same for any thread count */
         double part[CH];
-        ce_job j = {blt_f32(xc), t, lse, part, NULL, 0.0f, V, ignore_index, R, CH};
+        ce_job j = {blt_f32(xc), t, lse, part, NULL, 0.0f, V, ignore_index, R, CH, 0};
         blt_parallel_for(CH, 1, ce_fwd, &j);
         double tot = 0.0;
         for (int c = 0; c < CH; c++) tot += part[c];
@@ -286,7 +288,7 @@ blt_status blt_cross_entropy(blt_tensor **out, blt_tensor *logits, blt_tensor *t
     }
     s = blt_op_finish(out, y, s, "cross_entropy", ce_bw, 1, &xc,
                       &(blt_node_keep){.save = {xc, tc}, .iarg = {ignore_index}, .farg = {scale}, .aux = lse,
-                                       .auxbytes = lbytes});
+                                       .auxbytes = lbytes, .first_write = 1});
     blt_tensor_release(xc);
     blt_tensor_release(tc);
     return s;
@@ -300,6 +302,7 @@ typedef struct {
     int64_t R, D;
     float eps;
     int chunks;
+    int fresh; /* backward: gx is uninitialised, written */
 } rms_job;
 
 static void rms_fwd(void *ctx, int64_t r0, int64_t r1, int tid)
@@ -337,7 +340,8 @@ static void rms_bwd(void *ctx, int64_t c0, int64_t c1, int tid)
             }
             if (j->gx) {
                 float *gx = j->gx + r * D, m = dot / (float)D;
-                for (int64_t c = 0; c < D; c++) gx[c] += rs * (gy[c] * j->g[c] - x[c] * rs * m);
+                if (j->fresh) for (int64_t c = 0; c < D; c++) gx[c] = rs * (gy[c] * j->g[c] - x[c] * rs * m);
+                else for (int64_t c = 0; c < D; c++) gx[c] += rs * (gy[c] * j->g[c] - x[c] * rs * m);
             }
         }
     }
@@ -353,7 +357,7 @@ static blt_status rmsnorm_bw(blt_node *n, blt_tensor *gy, blt_tensor **gin)
     float *part = blt_mem_alloc(pbytes);
     if (!part) return blt_fail(BLT_ENOMEM, "rmsnorm: out of memory in backward");
     rms_job j = {blt_f32(x), blt_f32(g), blt_f32(gy), NULL, n->aux, gin[0] ? blt_f32(gin[0]) : NULL,
-                 part, R, D, 0.0f, chunks};
+                 part, R, D, 0.0f, chunks, blt_grad_fresh(n, 0)};
     blt_parallel_for(chunks, 1, rms_bwd, &j);
     if (gin[1]) { /* partial sums added in chunk order: deterministic for a fixed thread count */
         float *gg = blt_f32(gin[1]);
@@ -382,12 +386,12 @@ blt_status blt_rmsnorm(blt_tensor **out, blt_tensor *x, blt_tensor *g, float eps
     if (s == BLT_OK && !rstd) s = blt_fail(BLT_ENOMEM, "rmsnorm: out of memory");
     if (s == BLT_OK) s = blt_tensor_new_like(&y, xc);
     if (s == BLT_OK) {
-        rms_job j = {blt_f32(xc), blt_f32(gc), NULL, blt_f32(y), rstd, NULL, NULL, R, D, eps, 0};
+        rms_job j = {blt_f32(xc), blt_f32(gc), NULL, blt_f32(y), rstd, NULL, NULL, R, D, eps, 0, 0};
         blt_parallel_for(R, 1 + 8192 / (D + 1), rms_fwd, &j);
     }
     blt_tensor *in[2] = {xc, gc};
     s = blt_op_finish(out, y, s, "rmsnorm", rmsnorm_bw, 2, in,
-                      &(blt_node_keep){.save = {xc, gc}, .aux = rstd, .auxbytes = rbytes});
+                      &(blt_node_keep){.save = {xc, gc}, .aux = rstd, .auxbytes = rbytes, .first_write = 1});
     blt_tensor_release(xc);
     blt_tensor_release(gc);
     return s;
@@ -497,7 +501,7 @@ static void rope_chunk(void *ctx, int64_t r0, int64_t r1, int tid)
 static blt_status rope_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
 {
     rope_job j = {blt_f32(g), blt_f32(gin[0]), n->aux, n->iarg[0], n->iarg[1], n->iarg[2], 0,
-                  n->iarg[3], (int)n->iarg[4], -1.0f, 1};
+                  n->iarg[3], (int)n->iarg[4], -1.0f, !blt_grad_fresh(n, 0)};
     blt_parallel_for(j.B * j.T, 16, rope_chunk, &j);
     return BLT_OK;
 }
@@ -556,7 +560,8 @@ blt_status blt_rope(blt_tensor **out, blt_tensor *x, int heads, double theta, bl
         blt_parallel_for(B * T, 16, rope_chunk, &j);
     }
     s = blt_op_finish(out, y, s, "rope", rope_bw, 1, &xc,
-                      &(blt_node_keep){.iarg = {T, heads, hd, B, per_batch}, .aux = cs, .auxbytes = cbytes});
+                      &(blt_node_keep){.iarg = {T, heads, hd, B, per_batch}, .aux = cs, .auxbytes = cbytes,
+                                       .first_write = 1});
     blt_tensor_release(xc);
     return s;
 }

@@ -11,8 +11,8 @@ static int norm_dim(int dim, int ndim) { return dim < 0 ? dim + ndim : dim; }
 
 static blt_status contiguous_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
 {
-    (void)n;
-    blt_strided_add(gin[0], g);
+    if (blt_grad_fresh(n, 0)) blt_strided_copy(gin[0], g);
+    else blt_strided_add(gin[0], g);
     return BLT_OK;
 }
 
@@ -26,17 +26,17 @@ blt_status blt_contiguous(blt_tensor **out, blt_tensor *x)
     blt_tensor *y;
     BLT_TRY(blt_tensor_new_like(&y, x));
     blt_strided_copy(y, x);
-    return blt_op_finish(out, y, BLT_OK, "contiguous", contiguous_bw, 1, &x, NULL);
+    return blt_op_finish(out, y, BLT_OK, "contiguous", contiguous_bw, 1, &x, &(blt_node_keep){.first_write = 1});
 }
 
 /* ---- reshape ---- */
 
 static blt_status reshape_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
 {
-    (void)n;
     float *d = blt_f32(gin[0]);
     const float *s = blt_f32(g);
-    for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
+    if (blt_grad_fresh(n, 0)) memcpy(d, s, sizeof(float) * (size_t)g->numel);
+    else for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
     return BLT_OK;
 }
 
@@ -86,7 +86,7 @@ blt_status blt_reshape(blt_tensor **out, blt_tensor *x, int ndim, const int64_t 
             st *= sh[i];
         }
     }
-    s = blt_op_finish(out, y, s, "reshape", reshape_bw, 1, &xc, NULL);
+    s = blt_op_finish(out, y, s, "reshape", reshape_bw, 1, &xc, &(blt_node_keep){.first_write = 1});
     blt_tensor_release(xc);
     return s;
 }
@@ -99,7 +99,8 @@ static blt_status transpose_bw(blt_node *n, blt_tensor *g, blt_tensor **gin)
     int d0 = (int)n->iarg[0], d1 = (int)n->iarg[1];
     int64_t t = v.shape[d0]; v.shape[d0] = v.shape[d1]; v.shape[d1] = t;
     t = v.stride[d0]; v.stride[d0] = v.stride[d1]; v.stride[d1] = t;
-    blt_strided_add(&v, g);
+    if (blt_grad_fresh(n, 0)) blt_strided_copy(&v, g);
+    else blt_strided_add(&v, g);
     return BLT_OK;
 }
 
@@ -115,7 +116,8 @@ blt_status blt_transpose(blt_tensor **out, blt_tensor *x, int d0, int d1)
     BLT_TRY(blt_tensor_alias(&y, x));
     int64_t t = y->shape[a0]; y->shape[a0] = y->shape[a1]; y->shape[a1] = t;
     t = y->stride[a0]; y->stride[a0] = y->stride[a1]; y->stride[a1] = t;
-    return blt_op_finish(out, y, BLT_OK, "transpose", transpose_bw, 1, &x, &(blt_node_keep){.iarg = {a0, a1}});
+    return blt_op_finish(out, y, BLT_OK, "transpose", transpose_bw, 1, &x,
+                         &(blt_node_keep){.iarg = {a0, a1}, .first_write = 1});
 }
 
 /* ---- narrow ---- */

@@ -1,6 +1,7 @@
 #include "tensor.h"
 #include "mem.h"
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 int blt_grad_enabled = 1;
@@ -305,6 +306,7 @@ blt_status blt_op_finish(blt_tensor **out, blt_tensor *y, blt_status s, const ch
     if (s == BLT_OK && n && keep) {
         memcpy(n->iarg, keep->iarg, sizeof n->iarg);
         memcpy(n->farg, keep->farg, sizeof n->farg);
+        n->first_write = keep->first_write;
         int k = 0;
         while (k < 3 && keep->save[k]) {
             blt_node_save(n, k, keep->save[k]);
@@ -389,6 +391,31 @@ static blt_status ensure_grad(blt_tensor *t)
     return blt_tensor_zeros(&t->grad, BLT_F32, t->ndim, t->shape);
 }
 
+/* The gradient input k of n receives. The first contribution to a gradient is
+ * written without zeroing first where the op can (n->first_write; marked in n->fresh),
+ * except for an input listed twice: the order of its two contributions inside the
+ * backward is the op's business, so it gets zeros and both add. */
+static blt_status give_grad(blt_node *n, int k)
+{
+    blt_tensor *t = n->in[k];
+    if (t->grad) return BLT_OK;
+    int twice = 0;
+    for (int i = 0; i < n->nin; i++) twice |= i != k && n->in[i] == t;
+    if (!(n->first_write >> k & 1u) || twice || k >= 32) return ensure_grad(t);
+    BLT_TRY(blt_tensor_new(&t->grad, BLT_F32, t->ndim, t->shape));
+    n->fresh |= 1u << k;
+    /* BLT_POISON_FRESH=1 (tests): fill it with NaN, so an element the backward fails
+     * to write shows (new memory is often zero by chance) */
+    static int poison = -1;
+    if (poison < 0) {
+        const char *e = getenv("BLT_POISON_FRESH");
+        poison = e && *e && strcmp(e, "0");
+    }
+    if (poison)
+        for (int64_t i = 0; i < t->grad->numel; i++) blt_f32(t->grad)[i] = NAN;
+    return BLT_OK;
+}
+
 blt_status blt_backward(blt_tensor *t, blt_tensor *grad)
 {
     BLT_TRY(blt_check("backward", "self", t, BLT_F32));
@@ -442,9 +469,10 @@ blt_status blt_backward(blt_tensor *t, blt_tensor *grad)
         if (s == BLT_OK && u->grad && !n->freed) {
             blt_tensor **gin = calloc((size_t)n->nin + 1, sizeof *gin);
             if (!gin) s = blt_fail(BLT_ENOMEM, "backward: out of memory");
+            n->fresh = 0;
             for (int k = 0; s == BLT_OK && k < n->nin; k++) {
                 if (!n->in[k]) continue;
-                s = ensure_grad(n->in[k]);
+                s = give_grad(n, k);
                 gin[k] = n->in[k]->grad;
             }
             if (s == BLT_OK) s = n->backward(n, u->grad, gin);

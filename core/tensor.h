@@ -48,7 +48,10 @@ struct blt_tensor {
 };
 
 /* Backward accumulates (+=) into gin[i], a zeroed-or-partial contiguous tensor
- * shaped like in[i], or NULL when in[i] needs no gradient. gout is contiguous. */
+ * shaped like in[i], or NULL when in[i] needs no gradient. gout is contiguous.
+ * Exception: where the op declared first_write for input i and this is the first
+ * contribution to its gradient, gin[i] is uninitialised (bit i of n->fresh) and the
+ * backward must write every element of it instead of adding: no zeroing pass. */
 typedef blt_status (*blt_backward_fn)(blt_node *n, blt_tensor *gout, blt_tensor **gin);
 
 struct blt_node {
@@ -62,6 +65,8 @@ struct blt_node {
     double farg[4];
     void *aux;          /* op-specific buffer from the pool, freed with the node */
     size_t auxbytes;
+    unsigned first_write; /* bit i: backward can write gin[i] whole (see blt_backward_fn) */
+    unsigned fresh;       /* bit i: gin[i] is uninitialised in this backward call */
     int nin;
     blt_tensor *in[]; /* inputs that need gradients (NULL for the others) */
 };
@@ -114,6 +119,7 @@ typedef struct {
     int save_out;        /* 1: the output itself follows them, saved as an alias (no cycle) */
     int64_t iarg[8];
     double farg[4];
+    unsigned first_write; /* bit i: backward writes gin[i] whole when it is fresh (blt_backward_fn) */
     void *aux;           /* a pool buffer of auxbytes, owned from here on: the node takes it
                           * over, or blt_op_finish frees it (no node, or a failure) */
     size_t auxbytes;
@@ -129,6 +135,8 @@ typedef struct {
  * with it the node, and returns the failure; *out is untouched. */
 blt_status blt_op_finish(blt_tensor **out, blt_tensor *y, blt_status s, const char *op, blt_backward_fn bw,
                          int nin, blt_tensor *const *in, const blt_node_keep *keep);
+/* 1 when gin[i] of this backward call is uninitialised: write it, do not add */
+static inline int blt_grad_fresh(const blt_node *n, int i) { return (int)(n->fresh >> i & 1u); }
 /* Runs backward from t; grad NULL means ones (t must then hold one element). */
 blt_status blt_backward(blt_tensor *t, blt_tensor *grad);
 

@@ -155,6 +155,41 @@ gradcheck("rmsnorm of transposed view", function(x, g) return blt.rmsnorm(x:t(),
 local ids = ints {{0, 6, 3, 3, 1}, {6, 6, 2, 0, 5}}
 gradcheck("embedding [7,3] ids [2,5] (repeats)", function(w) return blt.embedding(w, ids) end, {leaf {7, 3}})
 gradcheck("embedding ids [1]", function(w) return blt.embedding(w, ints {2}) end, {leaf {3, 17}})
+-- embedding_sum (the BLT's byte and hash n-gram lookups in one op): generated over the
+-- number of tables, the ids' shape and a table without gradient (a frozen one); its
+-- result and gradients must have the bits of the lookups added in order
+for ntab = 1, 4 do
+    for _, shape in ipairs {{5}, {2, 3}} do
+        local g = blt.Generator(100 * ntab + #shape)
+        local rows, idl = {7, 3, 11, 2}, {}
+        for t = 1, ntab do
+            local flat = {}
+            for k = 1, numel(shape) do flat[k] = g:integer(rows[t]) - 1 end
+            idl[t] = (#shape == 1 and ints(flat) or ints(flat):reshape(shape))
+        end
+        local ws = {}
+        for t = 1, ntab do ws[t] = (t == 3) and blt.randn({rows[t], 4}, nextseed()) or leaf {rows[t], 4} end
+        local f = function(...) local w = {...}; for t = 1, ntab do w[t] = w[t] or ws[t] end; return blt.embedding_sum(w, idl) end
+        gradcheck(("embedding_sum of %d tables, ids %s%s"):format(ntab, table.concat(shape, "x"), ntab >= 3 and " (table 3 frozen)" or ""),
+                  f, ws)
+        local chain = blt.embedding(ws[1], idl[1])
+        for t = 2, ntab do chain = chain + blt.embedding(ws[t], idl[t]) end
+        local fused = blt.embedding_sum(ws, idl)
+        local wout = blt.randn(fused:shape(), nextseed())
+        local grads = {}
+        for t = 1, ntab do if ws[t].grad then ws[t]:zero_grad() end end
+        blt.sum(blt.mul(chain, wout)):backward()
+        for t = 1, ntab do grads[t] = ws[t].grad and ws[t].grad:clone() end
+        for t = 1, ntab do if ws[t].grad then ws[t]:zero_grad() end end
+        blt.sum(blt.mul(fused, wout)):backward()
+        local same = blt.hash_tensor(chain) == blt.hash_tensor(fused)
+        for t = 1, ntab do
+            if grads[t] then same = same and blt.hash_tensor(grads[t]) == blt.hash_tensor(ws[t].grad) end
+        end
+        T.ok(same, ("embedding_sum of %d tables, ids %s: the bits of the chained lookups and additions, forward and backward")
+             :format(ntab, table.concat(shape, "x")))
+    end
+end
 gradcheck("rope [2,5,12] heads 2", function(x) return blt.rope(x, 2) end, {leaf {2, 5, 12}})
 gradcheck("rope [17,6] heads 3 theta 100", function(x) return blt.rope(x, 3, {theta = 100}) end, {leaf {17, 6}})
 local pos1 = ints {7, 0, 3}

@@ -72,6 +72,8 @@ local A = {
     cross_entropy = function() return {blt.randn({2, 3}, 1), ints {0, 2}, {reduction = "sum", ignore_index = 1}} end,
     rmsnorm = function() return {blt.randn({2, 3}, 1), blt.ones {3}, 1e-5} end,
     embedding = function() return {blt.randn({4, 5}, 1), ints {1, 3}} end,
+    embedding_sum = function() return {{blt.randn({4, 5}, 1), blt.randn({3, 5}, 2)}, {ints {1, 3}, ints {2, 0}}} end,
+    attention_kernel = function() return {blt.attention_kernel()} end,
     rope = function() return {blt.randn({1, 2, 4}, 1), 2, {theta = 100, positions = ints {3, 5}}} end,
     matmul = function() return {blt.randn({2, 3}, 1), blt.randn({4, 3}, 2), false, true} end,
     bmm = function() return {blt.randn({2, 2, 3}, 1), blt.randn({2, 3, 2}, 2)} end,

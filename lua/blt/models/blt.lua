@@ -562,6 +562,21 @@ function BLT:prepare(inputs)
     end)
 end
 
+-- The byte embedding of ids plus each hash table's rows at its bucket ids (buckets[i]
+-- shaped like ids), as core.embedding_sum: one op, the bits of the lookups added in
+-- order. It takes at most 8 tables; more are added in groups.
+local function embed(self, ids, buckets)
+    local ws, is = {self.byte_embed.weight}, {ids}
+    for i, tbl in ipairs(self.hash_tables) do ws[i + 1], is[i + 1] = tbl.weight, buckets[i] end
+    local h
+    for a = 1, #ws, 8 do
+        local part = core.embedding_sum(table.move(ws, a, math.min(a + 7, #ws), 1, {}),
+                                        table.move(is, a, math.min(a + 7, #is), 1, {}))
+        h = h and h + part or part
+    end
+    return h
+end
+
 -- Cross-attention pooling after an encoder layer: the first pooled layer makes the
 -- queries from the max over each patch's bytes.
 local function pool(self, cross, h, q, p)
@@ -578,8 +593,9 @@ function BLT:forward(inputs, p)
     local B, T = inputs:size(1), inputs:size(2)
     local d, k = self.config.dim, self.config.k
     -- encoder
-    local h = self.byte_embed:forward(inputs)
-    for i, tbl in ipairs(self.hash_tables) do h = h + tbl:forward(core.narrow(p.buckets, 1, i, 1):reshape({B, T})) end
+    local buckets = {}
+    for i = 1, #self.hash_tables do buckets[i] = core.narrow(p.buckets, 1, i, 1):reshape({B, T}) end
+    local h = embed(self, inputs, buckets)
     local q
     for i, layer in ipairs(self.enc_layers) do
         h = layer:forward(h)
@@ -664,15 +680,14 @@ function BLT:_step(st, id)
         st.ents[t + 1] = core.softmax_entropy(ByteLM.in_fp32(self.entropy_model.step, self.entropy_model, st.em, id)):item()
     end
     -- encoder: the byte and its n-grams (the tail of the row holds every window ending at t)
-    local x = self.byte_embed:forward(core.tensor({{id}}, "int32"))
+    local buckets = {}
     if #self.ngrams > 0 then
         local tail = {}
         for i = math.max(1, t + 2 - st.max_n), t + 1 do tail[#tail + 1] = st.ids[i] end
         local b = core.hash_buckets(core.tensor({tail}, "int32"), self.ngrams, self.config.hash.buckets)
-        for i, tbl in ipairs(self.hash_tables) do
-            x = x + tbl:forward(core.narrow(core.narrow(b, 1, i, 1), 3, #tail, 1):reshape({1, 1}))
-        end
+        for i = 1, #self.hash_tables do buckets[i] = core.narrow(core.narrow(b, 1, i, 1), 3, #tail, 1):reshape({1, 1}) end
     end
+    local x = embed(self, core.tensor({{id}}, "int32"), buckets)
     for i, layer in ipairs(self.enc_layers) do
         x = kvcache.block_step(layer, x, st.enc[i], t)
         if st.pooled[i] then st.pooled[i]:append(x) end
@@ -754,15 +769,16 @@ end
 function BLT:_prefill_chunk(st, a, b, close, last)
     local m, d, k = self.config, self.config.dim, self.config.k
     local n = b - a + 1
-    local x = self.byte_embed:forward(core.tensor({table.move(st.ids, a, b, 1, {})}, "int32"))
+    local buckets = {}
     if #self.ngrams > 0 then -- every n-gram ending in the chunk: the row from max_n - 1 bytes before it
         local s0 = math.max(1, a + 1 - st.max_n)
         local tail = table.move(st.ids, s0, b, 1, {})
         local bk = core.hash_buckets(core.tensor({tail}, "int32"), self.ngrams, m.hash.buckets)
-        for i, tbl in ipairs(self.hash_tables) do
-            x = x + tbl:forward(core.narrow(core.narrow(bk, 1, i, 1), 3, #tail - n + 1, n):reshape({1, n}))
+        for i = 1, #self.hash_tables do
+            buckets[i] = core.narrow(core.narrow(bk, 1, i, 1), 3, #tail - n + 1, n):reshape({1, n})
         end
     end
+    local x = embed(self, core.tensor({table.move(st.ids, a, b, 1, {})}, "int32"), buckets)
     -- the patches this chunk closes: their lengths (the first one counts the open
     -- patch's rows held from earlier chunks)
     local held = next(st.pooled) and st.pooled[next(st.pooled)]:size() or 0
