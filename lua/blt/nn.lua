@@ -300,4 +300,14 @@ function TransformerBlock:forward(x, positions, segments)
     return h + self.ffn:forward(self.ffn_norm:forward(h))
 end
 
+-- The loss of a model that predicts the next byte at every position: rows int32 [B,N]
+-- ([BOS, ids...], pad-filled) give inputs rows[:, 1..N-1] and targets rows[:, 2..N];
+-- the mean loss (nats) over non-pad targets, or their sum (reduction "sum").
+function nn.next_byte_loss(model, rows, reduction)
+    local n = rows:size(2)
+    local logits = model:forward(core.narrow(rows, 2, 1, n - 1))
+    return core.cross_entropy(logits, core.narrow(rows, 2, 2, n - 1),
+                              {ignore_index = require("blt.ids").PAD, reduction = reduction or "mean"})
+end
+
 return nn

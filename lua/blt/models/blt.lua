@@ -848,16 +848,11 @@ end
 
 -- rows int32 [B,N] ([BOS, ids...], 0-padded): predicts rows[:, 2..N] from
 -- rows[:, 1..N-1]. The mean loss (nats) over non-pad targets, or their sum.
-function BLT:loss(rows, reduction)
-    local n = rows:size(2)
-    local inputs, targets = core.narrow(rows, 2, 1, n - 1), core.narrow(rows, 2, 2, n - 1)
-    local logits = self:forward(inputs)
-    return core.cross_entropy(logits, targets, {ignore_index = ids.PAD, reduction = reduction or "mean"})
-end
+function BLT:loss(rows, reduction) return nn.next_byte_loss(self, rows, reduction) end
 
 -- ---- what the sweeps and blt.flops ask of the kind (blt.models) ----
 
--- FLOPs per byte (docs/flops.md; the shared parts in blt.flops): -- The BLT. opts: mean_patch (bytes per patch: seq_len / patches per row, the BOS patch
+-- FLOPs per byte (docs/flops.md; the shared parts in blt.flops) of the BLT. opts: mean_patch (bytes per patch: seq_len / patches per row, the BOS patch
 -- counted), seq_len (bytes per row, BOS included), full_context, entropy (the entropy
 -- model's config when patching runs online; absent: patches come free, as for
 -- fixed and space patching or precomputed entropies).

@@ -130,13 +130,7 @@ end
 -- rows int32 [B,N] ([BOS, ids...], 0-padded): predicts rows[:, 2..N] from rows[:, 1..N-1].
 -- Returns the mean loss (nats) over non-pad targets, and the summed loss and
 -- count when sum = true (for bits per byte, docs/model.md).
-function ByteLM:loss(rows, reduction)
-    local n = rows:size(2)
-    local inputs = core.narrow(rows, 2, 1, n - 1)
-    local targets = core.narrow(rows, 2, 2, n - 1)
-    local logits = self:forward(inputs)
-    return core.cross_entropy(logits, targets, {ignore_index = ByteLM.PAD, reduction = reduction or "mean"})
-end
+function ByteLM:loss(rows, reduction) return nn.next_byte_loss(self, rows, reduction) end
 
 -- Next-byte entropies in nats (docs/model.md): e[b][t] is the entropy of the
 -- predicted distribution for token t+1, computed from tokens <= t. rows int32 [B,T]

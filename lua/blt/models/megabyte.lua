@@ -207,12 +207,7 @@ function MegaByte:forward(inputs)
 end
 
 -- rows int32 [B,N] ([BOS, ids...], 0-padded): the mean (or summed) loss of rows[:, 2..N].
-function MegaByte:loss(rows, reduction)
-    local n = rows:size(2)
-    local logits = self:forward(core.narrow(rows, 2, 1, n - 1))
-    return core.cross_entropy(logits, core.narrow(rows, 2, 2, n - 1),
-                              {ignore_index = ids.PAD, reduction = reduction or "mean"})
-end
+function MegaByte:loss(rows, reduction) return nn.next_byte_loss(self, rows, reduction) end
 
 -- ---- one position at a time (generation; blt.generate) ----
 -- state = model:start(); logits [1,1,V] = model:step(state, id) feeds the token at the

@@ -229,12 +229,7 @@ function SpaceByte:forward(inputs, p)
 end
 
 -- rows int32 [B,N] ([BOS, ids...], 0-padded): predicts rows[:, 2..N] from rows[:, 1..N-1].
-function SpaceByte:loss(rows, reduction)
-    local n = rows:size(2)
-    local logits = self:forward(core.narrow(rows, 2, 1, n - 1))
-    return core.cross_entropy(logits, core.narrow(rows, 2, 2, n - 1),
-                              {ignore_index = ids.PAD, reduction = reduction or "mean"})
-end
+function SpaceByte:loss(rows, reduction) return nn.next_byte_loss(self, rows, reduction) end
 
 -- ---- one position at a time (generation; blt.generate) ----
 -- The local blocks advance one position per byte (ring caches of their window); the
