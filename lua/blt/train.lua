@@ -150,8 +150,12 @@ local LN2 = math.log(2)
 -- Returns bpb, bytes.
 -- Under several ranks the batches are dealt round-robin and the sums added up; every
 -- rank counts every batch's targets, so all stop at the same batch as one rank would.
+-- o.mark: a smaller byte limit whose figure is returned too (bpb, bytes, mark_bpb,
+-- mark_bytes): the windows come in a fixed order, so the first o.mark bytes are exactly
+-- the bytes an evaluation with max_bytes = o.mark would read.
 function train.evaluate(model, corpus, o)
     local nats, count = 0.0, 0
+    local mark_nats, mark_count
     local size, rank, i = dist.size(), dist.rank(), 0
     core.no_grad(function()
         for rows in corpus:val_windows {seq_len = o.seq_len, batch = o.batch} do
@@ -163,12 +167,37 @@ function train.evaluate(model, corpus, o)
                 count = count + models.targets(rows)
             end
             i = i + 1
+            if o.mark and not mark_count and count >= o.mark then mark_nats, mark_count = nats, count end
             if o.max_bytes and o.max_bytes > 0 and count >= o.max_bytes then break end
         end
     end)
     if size > 1 then nats = dist.allreduce_sum(nats) end
-    if count == 0 then return math.huge, 0 end
-    return nats / (LN2 * count), count
+    if o.mark then
+        mark_nats, mark_count = mark_nats or nats, mark_count or count -- the split ended first: the same bytes
+        if size > 1 then mark_nats = dist.allreduce_sum(mark_nats) end
+    end
+    local function bpb(n, c) return c > 0 and n / (LN2 * c) or math.huge end
+    if o.mark then return bpb(nats, count), count, bpb(mark_nats, mark_count), mark_count end
+    return bpb(nats, count), count
+end
+
+-- The final validation: over eval.final_max_bytes for the result, and over the periodic
+-- validations' bytes (eval.max_bytes) for the curve's last point, in one pass (the
+-- smaller limit is a prefix of the larger), so the curve (metrics.h5, loss.png) is on
+-- one set of bytes from its first point to its last. Returns result bpb, bytes, curve
+-- bpb, bytes.
+function train.final_validation(model, corpus, cfg)
+    local e, seq = cfg.eval, cfg.train.seq_len + 1
+    local fin, per = e.final_max_bytes, e.max_bytes
+    if e.every == 0 or fin == per then -- no periodic validation, or the same bytes already
+        local b, n = train.evaluate(model, corpus, {seq_len = seq, batch = e.batch, max_bytes = fin})
+        return b, n, b, n
+    end
+    local all = fin == 0 or per == 0
+    local big, small = all and 0 or math.max(fin, per), all and math.max(fin, per) or math.min(fin, per)
+    local b, n, mb, mn = train.evaluate(model, corpus, {seq_len = seq, batch = e.batch, max_bytes = big, mark = small})
+    if (fin == 0) or (per ~= 0 and fin > per) then return b, n, mb, mn end -- the result reads more bytes
+    return mb, mn, b, n
 end
 
 -- ---------------------------------------------------------------- helpers
@@ -634,19 +663,20 @@ local function report(spec, run, reason)
     local signal = reason:match("^SIG")
     if reason ~= "nonfinite" and not signal then
         local t0 = core.now()
-        result.val_bpb, result.val_bytes = train.evaluate(run.model, run.corpus, {seq_len = t.seq_len + 1,
-            batch = cfg.eval.batch, max_bytes = cfg.eval.final_max_bytes})
+        local curve_bpb, curve_bytes
+        result.val_bpb, result.val_bytes, curve_bpb, curve_bytes = train.final_validation(run.model, run.corpus, cfg)
+        if curve_bytes ~= result.val_bytes then result.val_bpb_curve, result.val_bytes_curve = curve_bpb, curve_bytes end
         run.eval_time = run.eval_time + core.now() - t0
         if not finite(result.val_bpb) then
             -- finite weights whose outputs overflow (skipped steps left them so): no
             -- result to record, and no checkpoint of them over the last one saved
             run.fault = ("the final validation gave %s bits per byte over %d bytes (the model's outputs are not "
                 .. "finite)"):format(tostring(result.val_bpb), result.val_bytes)
-            result.val_bpb, result.val_bytes = nil, nil
+            result.val_bpb, result.val_bytes, result.val_bpb_curve, result.val_bytes_curve = nil, nil, nil, nil
             reason = "nonfinite"
             result.exit_reason, result.exit_status = reason, train.EXIT.nonfinite
         end
-        if run.final_row then run.final_row.val_bpb = result.val_bpb end
+        if run.final_row then run.final_row.val_bpb = result.val_bpb_curve or result.val_bpb end
     end
     if run.final_row then run.metrics:log(run.final_row) end
     if reason ~= "nonfinite" then save_checkpoint(run, run.step) end
@@ -659,6 +689,7 @@ local function report(spec, run, reason)
     local wall = core.now() - run.start
     local record = {exit_reason = reason, exit_status = result.exit_status, step = run.step, steps_planned = t.steps,
                     val_bpb = result.val_bpb, val_bytes = result.val_bytes,
+                    val_bpb_curve = result.val_bpb_curve, val_bytes_curve = result.val_bytes_curve,
                     bytes_seen = run.step * t.batch * t.seq_len, skipped_steps = run.skipped,
                     wall_seconds = wall, wall_seconds_total = run.elapsed0 + wall, train_seconds = train_time,
                     bytes_per_s = result.bytes_per_s, final_train_loss = run.last_loss,
