@@ -23,13 +23,40 @@ local function eval_alone(limit)
     return alone[limit][1], alone[limit][2]
 end
 
+-- the sampling standard error by hand: per-batch sums from models.nats, two-pass
+local models = require "blt.models"
+local batches = {}
+require("blt.core").no_grad(function()
+    for rows in corpus:val_windows {seq_len = seq, batch = batch} do
+        local sum, n = models.nats(model, rows)
+        batches[#batches + 1] = {sum, n}
+    end
+end)
+local function se_by_hand(limit)
+    local use, count, nats = {}, 0, 0
+    for _, b in ipairs(batches) do
+        use[#use + 1] = b
+        count, nats = count + b[2], nats + b[1]
+        if limit > 0 and count >= limit then break end
+    end
+    if #use < 2 then return nil end
+    local m, ss = nats / count, 0
+    for _, b in ipairs(use) do ss = ss + (b[1] - m * b[2]) ^ 2 end
+    return math.sqrt(ss * #use / (#use - 1)) / count / math.log(2)
+end
+
 local limits = {0, 128, 512, 1000, 3000}
 local cases, bad = 0, {}
 for _, per in ipairs(limits) do
     for _, fin in ipairs(limits) do
         for _, every in ipairs {0, 5} do
             local cfg = {train = {seq_len = seq - 1}, eval = {every = every, max_bytes = per, final_max_bytes = fin, batch = batch}}
-            local rb, rn, cb, cn = train.final_validation(model, corpus, cfg)
+            local rb, rn, cb, cn, se = train.final_validation(model, corpus, cfg)
+            local want_se = se_by_hand(fin)
+            -- one-pass sums against the two-pass formula: float64 cancellation, relative 1e-9
+            if not ((se == nil and want_se == nil) or (se and want_se and math.abs(se - want_se) <= 1e-9 * want_se)) then
+                bad[#bad + 1] = ("final_max_bytes %d: standard error %s, by hand %s"):format(fin, tostring(se), tostring(want_se))
+            end
             local wb, wn = eval_alone(fin)
             local pb, pn = eval_alone(every == 0 and fin or per) -- no periodic validation: the curve is the final point
             cases = cases + 1
@@ -40,7 +67,8 @@ for _, per in ipairs(limits) do
         end
     end
 end
-T.ok(cases == 50 and #bad == 0, ("final validation: result over final_max_bytes, curve over max_bytes, one pass (%d cases)")
+T.ok(cases == 50 and #bad == 0, ("final validation: result over final_max_bytes, curve over max_bytes, one pass, "
+     .. "the result's standard error between batches (%d cases)")
      :format(cases), table.concat(bad, "\n"))
 local whole = select(2, eval_alone(0))
 T.ok(whole > 3000 and select(2, eval_alone(512)) < whole, "the limits cut the split (the cases differ)", tostring(whole))
