@@ -702,7 +702,7 @@ end
 experiment.TABLE = {
     {"scheme", "scheme"}, {"patch", "patch", "%.2f"}, {"params", "params", function(v) return ("%.2fM"):format(v / 1e6) end},
     {"train_mf", "train MFLOP/B", "%.2f"}, {"inf_mf", "infer MFLOP/B", "%.2f"}, {"steps", "steps", "%d"},
-    {"bpb_text", "val bpb"}, {"wall", "wall s", "%.0f"},
+    {"lr", "lr", "%.3g"}, {"bpb_text", "val bpb (mean ± se, n)"}, {"wall", "wall s", "%.0f"},
 }
 
 -- One row per scheme (in the given order): means over seeds; bpb as mean ± standard
