@@ -68,7 +68,7 @@ local PRESETS = { -- each kind's part (P.blt, P.bytelm, P.bpe) comes from its mo
         entropy = {steps = 30, model = {dim = 32, layers = 1, heads = 2, window = 64, multiple_of = 32}},
     },
     medium = {
-        batch = 8, seq_len = 128, steps = 0, evals = 4, val_bytes = 32768, calib_bytes = 32768,
+        batch = 16, seq_len = 128, steps = 0, evals = 4, val_bytes = 32768, calib_bytes = 32768,
         seeds = "1,2,3", tokens_per_param = 20, lr_grid = "1",
         entropy = {steps = 150, model = {dim = 32, layers = 1, heads = 2, window = 128, multiple_of = 32}},
     },
@@ -150,7 +150,7 @@ local SCALING = { -- each kind's part comes from its module's presets.scaling
         entropy = PRESETS.smoke.entropy,
     },
     medium = {
-        batch = 8, seq_len = 128, evals = 4, val_bytes = 32768, calib_bytes = 32768,
+        batch = 16, seq_len = 128, evals = 4, val_bytes = 32768, calib_bytes = 32768,
         sizes = "16x1,24x1,32x1", tokens_per_param = 20, infer_size = "32x1", overtrain = 2,
         seeds = "1,2,3", lr_grid = "1",
         entropy = PRESETS.medium.entropy,
