@@ -104,7 +104,7 @@ local ents = experiment.entropy_models(s, P, cfg, common, seeds, schemes, cfg.pl
 local bytes_per_step = P.batch * P.seq_len
 local tpp = cfg.tokens_per_param or P.tokens_per_param
 local ref_steps, how = cfg.budget_steps > 0 and cfg.budget_steps or P.steps, nil
-if ref_steps > 0 then
+if cfg.budget_steps > 0 or tpp == 0 then -- steps given (or the smoke budget's own)
     how = ("over %d steps"):format(ref_steps)
 else
     local bpt = experiment.bytes_per_token(corpus, P)
@@ -195,6 +195,9 @@ if not ref then
 end
 local diffs = experiment.paired_differences(records, labels, ref)
 print()
+local listed = false
+for _, l in ipairs(labels) do listed = listed or l == ref end
+if not listed then print(("compare_patching: reference %s is not among the schemes: no paired differences"):format(ref)) end
 experiment.print_differences(diffs, ("Paired differences in val bpb against %s, seed by seed:"):format(ref))
 
 local h5 = out .. "/results.h5"
