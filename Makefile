@@ -7,6 +7,7 @@
 #   make fixtures   regenerate tests/fixtures/ref_*.h5 from the PyTorch reference (installs python3-torch,
 #                   python3-h5py with apt-get when missing; nothing else needs them)
 #   make demo       train and evaluate the default model on the default corpus
+#   make corpus     the studies' corpus, data/studies (GCIDE, WordNet, KJV; docs/data.md); make builds it
 
 PKGS     := lua5.4 hdf5 openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -54,9 +55,9 @@ TESTS   := $(sort $(wildcard tests/test_*.lua))
 # Debian's python3 (python3-torch, python3-h5py install there), else the first on PATH
 PYTHON  ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 
-.PHONY: all deps test asan bench demo clean check-deps test-long fixtures FORCE
+.PHONY: all deps test asan bench demo clean check-deps test-long fixtures corpus FORCE
 
-all: check-deps blt
+all: check-deps blt corpus
 
 # Fails early with the fix when a library is missing (make deps installs them).
 check-deps:
@@ -64,6 +65,11 @@ check-deps:
 
 deps:
 	@sh scripts/install_deps.sh
+
+# The studies' default corpus from Debian's dict-gcide and dict-wn and the KJV (a few
+# seconds; nothing when up to date). make test does not need it: tests use small corpora.
+corpus: blt
+	@./blt scripts/make_studies_corpus.lua
 
 blt: $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LDLIBS)
@@ -116,6 +122,7 @@ fixtures:
 	  echo "installing python3-torch python3-h5py"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch python3-h5py; }
 	$(PYTHON) scripts/reference/make_fixtures.py tests/fixtures
+	$(PYTHON) scripts/reference/megabyte_ref.py tests/fixtures
 
 demo: deps
 	@$(MAKE) --no-print-directory blt

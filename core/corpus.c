@@ -26,6 +26,8 @@ struct blt_corpus {
     int64_t ndocs, cap;
     int64_t bytes, stream, train, val;
     double val_fraction;
+    int sep;      /* the byte that ends a document inside a file, -1: none */
+    int64_t seps; /* how many the files hold */
 };
 
 #define FN "data.open"
@@ -166,33 +168,64 @@ static blt_status add_path(blt_corpus *c, const char *path)
     return blt_fail(BLT_EINVAL, FN ": '%s' is neither a regular file nor a directory", path);
 }
 
-blt_status blt_corpus_open(blt_corpus **out, int npaths, const char *const *paths, double val_fraction)
+/* Counts the separator bytes of every file (read once, sequentially, at open). */
+static blt_status count_separators(blt_corpus *c);
+
+blt_status blt_corpus_open_opts(blt_corpus **out, int npaths, const char *const *paths, const blt_corpus_opts *o)
 {
     if (!out) return blt_fail(BLT_EINVAL, FN ": out is NULL");
     *out = NULL;
+    if (!o) return blt_fail(BLT_EINVAL, FN ": options are NULL");
     if (npaths < 1 || !paths) return blt_fail(BLT_EINVAL, FN ": no path given");
-    if (!(val_fraction >= 0.0 && val_fraction <= 1.0))
-        return blt_fail(BLT_EINVAL, FN ": val_fraction %g must be in [0, 1]", val_fraction);
+    if (!(o->val_fraction >= 0.0 && o->val_fraction <= 1.0))
+        return blt_fail(BLT_EINVAL, FN ": val_fraction %g must be in [0, 1]", o->val_fraction);
+    if (o->separator < -1 || o->separator > 255)
+        return blt_fail(BLT_EINVAL, FN ": separator %d must be a byte (0..255) or -1 (none)", o->separator);
+    if (o->val_files < 0) return blt_fail(BLT_EINVAL, FN ": val_files %lld must be >= 0", (long long)o->val_files);
     install_sigbus();
     blt_corpus *c = calloc(1, sizeof *c);
     if (!c) return blt_fail(BLT_ENOMEM, FN ": out of memory");
+    c->sep = o->separator;
     for (int i = 0; i < npaths; i++) {
         blt_status s = add_path(c, paths[i]);
         if (s != BLT_OK) { blt_corpus_close(c); return s; }
     }
-    c->val_fraction = val_fraction;
-    c->val = (int64_t)floor(val_fraction * (double)c->stream);
-    if (c->val > c->stream) c->val = c->stream;
+    if (o->val_files > c->ndocs) {
+        blt_status s = blt_fail(BLT_EINVAL, FN ": val_files %lld is more than the %lld files opened",
+                                (long long)o->val_files, (long long)c->ndocs);
+        blt_corpus_close(c);
+        return s;
+    }
+    if (c->sep >= 0) {
+        blt_status s = count_separators(c);
+        if (s != BLT_OK) { blt_corpus_close(c); return s; }
+    }
+    if (o->val_files > 0) { /* by files: the boundary is a document boundary */
+        c->val = c->stream - c->docs[c->ndocs - o->val_files].start;
+        c->val_fraction = (double)c->val / (double)c->stream;
+    } else {
+        c->val_fraction = o->val_fraction;
+        c->val = (int64_t)floor(o->val_fraction * (double)c->stream);
+        if (c->val > c->stream) c->val = c->stream;
+    }
     c->train = c->stream - c->val;
     *out = c;
     return BLT_OK;
 }
 
+blt_status blt_corpus_open(blt_corpus **out, int npaths, const char *const *paths, double val_fraction)
+{
+    blt_corpus_opts o = {.val_fraction = val_fraction, .val_files = 0, .separator = -1};
+    return blt_corpus_open_opts(out, npaths, paths, &o);
+}
+
 blt_status blt_corpus_get_info(const blt_corpus *c, blt_corpus_info *info)
 {
     if (!c || !info) return blt_fail(BLT_EINVAL, "data.info: corpus or info is NULL");
-    info->bytes = c->bytes;
-    info->documents = c->ndocs;
+    info->bytes = c->bytes - c->seps; /* a separator is no document's byte */
+    info->documents = c->ndocs + c->seps;
+    info->separator = c->sep;
+    info->files = c->ndocs;
     info->stream = c->stream;
     info->train = c->train;
     info->val = c->val;
@@ -235,7 +268,12 @@ static void read_ids(const blt_corpus *c, int64_t pos, int64_t n, int32_t *out)
         if (off < dc->size) {
             int64_t k = dc->size - off < n ? dc->size - off : n;
             const unsigned char *src = dc->data + off;
-            for (int64_t i = 0; i < k; i++) out[i] = (int32_t)src[i] + BLT_ID_OFFSET;
+            if (c->sep < 0) {
+                for (int64_t i = 0; i < k; i++) out[i] = (int32_t)src[i] + BLT_ID_OFFSET;
+            } else { /* the separator ends a document: EOS in its place */
+                const int sep = c->sep;
+                for (int64_t i = 0; i < k; i++) out[i] = src[i] == sep ? BLT_ID_EOS : (int32_t)src[i] + BLT_ID_OFFSET;
+            }
             out += k;
             pos += k;
             n -= k;
@@ -306,6 +344,42 @@ static blt_status guarded_read(const blt_corpus *c, int64_t pos_, int64_t n_, in
     bus_env = &env;
     read_ids(c, pos, n, out);
     bus_env = NULL;
+    return BLT_OK;
+}
+
+/* Separators in [p, p + n) of a mapping, under the SIGBUS guard. */
+static blt_status guarded_count(const unsigned char *p_, int64_t n, int sep, int64_t *count, const char *path_)
+{
+    /* volatile: read again after the jump back */
+    const unsigned char *volatile p = p_;
+    const char *volatile path = path_;
+    volatile int64_t k = 0;
+    sigjmp_buf env;
+    if (sigsetjmp(env, 1)) {
+        bus_env = NULL;
+        return blt_fail(BLT_EIO, FN ": reading '%s' failed (SIGBUS: the file shrank while it was opened, or its "
+                        "disk failed)", path);
+    }
+    bus_env = &env;
+    for (const unsigned char *q = p, *end = p + n; (q = memchr(q, sep, (size_t)(end - q))); q++) k++;
+    bus_env = NULL;
+    *count = k;
+    return BLT_OK;
+}
+
+static blt_status count_separators(blt_corpus *c)
+{
+    c->seps = 0;
+    for (int64_t d = 0; d < c->ndocs; d++) {
+        const doc *dc = &c->docs[d];
+        int64_t k = 0;
+        /* one sequential pass: read ahead for it, then back to random access */
+        madvise((void *)dc->data, (size_t)dc->size, MADV_SEQUENTIAL);
+        blt_status s = guarded_count(dc->data, dc->size, c->sep, &k, dc->path);
+        madvise((void *)dc->data, (size_t)dc->size, MADV_RANDOM);
+        BLT_TRY(s);
+        c->seps += k;
+    }
     return BLT_OK;
 }
 

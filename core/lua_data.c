@@ -18,7 +18,8 @@ static blt_corpus *check_corpus(lua_State *L, int idx, const char *fn)
     return u->c;
 }
 
-/* data_open(path | {paths...}, val_fraction) -> corpus */
+/* data_open(path | {paths...}, val_fraction [, val_files [, separator]]) -> corpus
+ * (corpus.h: val_files > 0 splits by files; separator -1 or a byte) */
 static int l_open(lua_State *L)
 {
     double vf = 0.1;
@@ -27,6 +28,9 @@ static int l_open(lua_State *L)
             return luaL_error(L, "blt.data.open: val_fraction must be a number, got %s", luaL_typename(L, 2));
         vf = lua_tonumber(L, 2);
     }
+    blt_corpus_opts o = {.val_fraction = vf, .val_files = 0, .separator = -1};
+    if (!lua_isnoneornil(L, 3)) o.val_files = bltL_int(L, 3, "data.open", "val_files", 0, INT64_MAX);
+    if (!lua_isnoneornil(L, 4)) o.separator = (int)bltL_int(L, 4, "data.open", "separator", -1, 255);
     int n;
     const char **paths;
     if (lua_type(L, 1) == LUA_TSTRING) {
@@ -52,7 +56,7 @@ static int l_open(lua_State *L)
     corpus_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->c = NULL; /* safe empty state before the mappings exist */
     luaL_setmetatable(L, CORPUS_MT);
-    if (blt_corpus_open(&u->c, n, paths, vf) != BLT_OK) return bltL_error(L, "data.open");
+    if (blt_corpus_open_opts(&u->c, n, paths, &o) != BLT_OK) return bltL_error(L, "data.open");
     return 1;
 }
 
@@ -91,14 +95,16 @@ static void set_int(lua_State *L, const char *k, int64_t v)
     lua_setfield(L, -2, k);
 }
 
-/* data_info(c) -> {bytes, documents, stream, train, val, val_fraction} */
+/* data_info(c) -> {bytes, documents, files, separator, stream, train, val, val_fraction} */
 static int l_info(lua_State *L)
 {
     blt_corpus *c = check_corpus(L, 1, "data.info");
     blt_corpus_info in;
     if (blt_corpus_get_info(c, &in) != BLT_OK) return bltL_error(L, "data.info");
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 8);
     set_int(L, "bytes", in.bytes);
+    set_int(L, "files", in.files);
+    set_int(L, "separator", in.separator);
     set_int(L, "documents", in.documents);
     set_int(L, "stream", in.stream);
     set_int(L, "train", in.train);

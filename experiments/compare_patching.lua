@@ -1,12 +1,13 @@
 -- Patching schemes side by side at one training-FLOP budget: one BLT per scheme
--- (fixed, space, entropy, entropy_delta), the ByteLM baseline and the BPE token
--- baseline, on the same data with the same seeds.
+-- (fixed, space, entropy, entropy_delta), the ByteLM baseline, the BPE token
+-- baseline and every other kind's baseline (MegaByte), on the same data with the same seeds.
 --
 --   ./blt experiments/compare_patching.lua budget=medium        about 5 minutes on 2 cores
 --   ./blt experiments/compare_patching.lua                      budget=small, 3 seeds
 --   ./blt experiments/compare_patching.lua budget=smoke         under a minute (what the tests run)
 --   ./blt experiments/compare_patching.lua budget=small plan=true   the points and their expected time
 --   ./blt experiments/compare_patching.lua schemes=entropy,space target=6 args.blt="model.global.dim=384"
+--   ./blt experiments/compare_patching.lua schemes=entropy,megabyte plan=true   the points, nothing trained
 --
 -- The budget (docs/experiments.md, "Protocol") fixes the model configs, the batch and a
 -- FLOP budget: the training FLOPs of the entropy BLT at the target patch size over its
@@ -81,6 +82,7 @@ local cfg = experiment.script({
         end,
         plan_rate = ">= 0",
     },
+    studies = true, -- data.path: the studies corpus by default
 }, experiment.families())
 if not cfg then return end
 
@@ -93,6 +95,7 @@ for _, w in ipairs(experiment.words(cfg.lr_grid or P.lr_grid)) do grid[#grid + 1
 local T0 = core.now()
 io.stderr:write(("compare_patching: config:\n%s\n"):format(config.describe(cfg)))
 
+cfg.data.path = cfg.data.path or data.studies_corpus() -- the studies' default corpus (docs/data.md)
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
 local s = sweep.new {dir = out, name = "compare_patching", ranks = cfg.ranks, hostfile = cfg.hostfile}
 local common = experiment.common_args(P, cfg)
@@ -142,8 +145,8 @@ local function runner(pt)
             local rate = cfg.plan_rate > 0 and cfg.plan_rate or experiment.measured_rate(P, w, l)
             local sec, f = experiment.expected_seconds(p.spec, p.steps, P, nil, rate)
             planned, planned_s = planned + f, planned_s + sec
-            print(("  plan: %-28s %6d steps  lr %.3g  %.3g training FLOPs  ~%.0f s at %.3g FLOP/s"):format(p.id, p.steps,
-                  p.args["train.lr"], f, sec, rate))
+            print(("  plan: %-24s %-32s %6d steps  lr %.3g  %.3g training FLOPs (%.2f MFLOP/byte)  ~%.0f s at %.3g FLOP/s")
+                :format(p.id, p.script, p.steps, p.args["train.lr"], f, p.spec.train_fpb / 1e6, sec, rate))
             return nil
         end
         io.stderr:write(("compare_patching: %s: %s, seed %d, %d steps, lr %.3g\n"):format(p.id, pt.scheme, p.seed, p.steps, p.args["train.lr"]))

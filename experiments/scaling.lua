@@ -9,8 +9,9 @@
 --
 -- schemes: BLT schemes with a patch size (entropy:6 = entropy patching calibrated to
 -- 6 bytes per patch; fixed:4 = 4-byte patches; space), and the baselines bpe and
--- bytelm. sizes: the global (latent) model's WIDTHxLAYERS (the baselines take the same
--- width and depth for the whole model).
+-- bytelm, and MegaByte (megabyte:8 = 8-byte patches). sizes: the global (latent)
+-- model's WIDTHxLAYERS (MegaByte's global model too; bpe and bytelm take the same width
+-- and depth for the whole model).
 --
 -- compute_optimal: every scheme at every size, trained on the size's compute-optimal
 -- data: tokens_per_param BPE tokens per latent parameter, in bytes through the measured
@@ -94,6 +95,7 @@ local cfg = experiment.script({
         tokens_per_param = "> 0", infer_size = experiment.size_rule, overtrain = ">= 0",
         seeds = experiment.seed_list_rule, lr_grid = experiment.lr_grid_rule, plan_rate = ">= 0",
     },
+    studies = true, -- data.path: the studies corpus by default
 }, experiment.families())
 if not cfg then return end
 
@@ -115,7 +117,8 @@ local items = {}
 for _, w in ipairs(experiment.words(cfg.schemes)) do
     local name, size = w:match("^([%w_]+):?([%d.]*)$")
     if w:sub(1, 5) == "file:" then name, size = w, "" end -- a scheme file: no :P, labelled by its name
-    local has_size = name == "fixed" or name == "entropy" or name == "entropy_delta"
+    local kind_m = experiment.baseline(name) -- a kind that takes a patch size (M.sweep.patch_size: megabyte)
+    local has_size = name == "fixed" or name == "entropy" or name == "entropy_delta" or (kind_m and kind_m.sweep.patch_size) or false
     local target = has_size and (tonumber(size) or cfg.target) or nil
     local plain = experiment.scheme_file_label(name) or name
     if plain ~= name then target = cfg.target end -- a scheme file with an option to calibrate: to target
@@ -130,6 +133,7 @@ for _, w in ipairs(experiment.words(cfg.schemes)) do
     end
 end
 
+cfg.data.path = cfg.data.path or data.studies_corpus() -- the studies' default corpus (docs/data.md)
 local corpus = data.open(cfg.data.path, {val_fraction = cfg.data.val_fraction})
 local s = sweep.new {dir = out, name = "scaling", ranks = cfg.ranks, hostfile = cfg.hostfile}
 local common = experiment.common_args(P, cfg)

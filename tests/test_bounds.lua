@@ -87,6 +87,8 @@ local bytelm_small = {{"model.dim", 64}, {"model.layers", 2}, {"model.heads", 2}
 local blt_small = {{"patching.scheme", "fixed"}, {"patching.size", 4}, {"model.dim", 64}, {"model.heads", 2},
                    {"model.multiple_of", 64}, {"model.global.dim", 128}, {"model.global.heads", 2},
                    {"model.cross.heads", 2}, {"model.hash.buckets", 256}}
+local megabyte_small = {{"model.dim", 64}, {"model.heads", 2}, {"model.multiple_of", 64}, {"model.global.dim", 128},
+                        {"model.global.heads", 2}}
 local VALIDATE = {
     {"bytelm", with(bytelm_small)},
     {"bytelm", with(bytelm_small), {{"model.layers", 6}, {"train.seq_len", 256}}},
@@ -96,6 +98,8 @@ local VALIDATE = {
     {"blt", with(blt_small), {{"model.global.layers", 8}, {"model.decoder.layers", 3}, {"model.encoder.layers", 2}}},
     {"blt", with(blt_small), {{"patching.scheme", "entropy"}, {"patching.target", 3.0}, {"patching.calibrated", 3.0},
                               {"entropy.dim", 32}, {"entropy.layers", 2}, {"entropy.heads", 2}, {"entropy.multiple_of", 32}}},
+    {"megabyte", with(megabyte_small)},
+    {"megabyte", with(megabyte_small), {{"model.patch", 8}, {"model.layers", 4}, {"model.global.layers", 6}}},
 }
 if not sanitize then -- the sanitizers' own allocations are not the pool's, but they slow this down
     for _, v in ipairs(VALIDATE) do
@@ -119,7 +123,8 @@ end
 -- memory (at least 1 TB); the script is then run with it and must stop with status 2
 -- within a few seconds, naming the memory and the keys to reduce, having created nothing.
 local SCRIPTS = {{"bytelm", "experiments/train_bytelm.lua"}, {"bytelm", "experiments/train_entropy_model.lua"},
-                 {"blt", "experiments/train_blt.lua"}, {"bpe_lm", "experiments/train_bpe_lm.lua"}}
+                 {"blt", "experiments/train_blt.lua"}, {"bpe_lm", "experiments/train_bpe_lm.lua"},
+                 {"megabyte", "experiments/train_megabyte.lua"}}
 local corpus = U.corpus(dir .. "/corpus.txt", 20000)
 local huge_keys, refused, must = 0, 0, {}
 local threshold = math.max(1e12, 4 * (memory.available() or 0)) -- more than this machine has, whatever it is
@@ -154,7 +159,8 @@ for _, script in ipairs(SCRIPTS) do
 end
 -- the keys the issue names are among the generated ones (the generation can fail)
 for _, k in ipairs {"bytelm:train.batch", "bytelm:train.seq_len", "bytelm:model.dim", "bytelm:model.layers",
-                    "blt:model.k", "blt:model.global.dim", "blt:eval.batch", "blt:model.hash.buckets", "bpe_lm:train.batch"} do
+                    "blt:model.k", "blt:model.global.dim", "blt:eval.batch", "blt:model.hash.buckets", "bpe_lm:train.batch",
+                    "megabyte:model.dim", "megabyte:model.global.dim"} do
     T.ok(must[k], k .. " drives the memory estimate")
 end
 T.diag(("%d size keys over %d training scripts, %d refused"):format(huge_keys, #SCRIPTS, refused))

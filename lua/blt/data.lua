@@ -97,13 +97,76 @@ function data.default_corpus()
     return path
 end
 
+-- ---- the studies corpus: dictionaries and the Bible, split by documents ----
+
+-- Path of the studies' default corpus, data/studies under the repository root (GCIDE,
+-- WordNet and the KJV by chapter; blt.corpus_build writes it, docs/data.md), built
+-- when its manifest is missing. Under mpirun rank 0 alone builds it.
+local function make_studies_corpus()
+    local dir = home() .. "/data/studies"
+    if exists(dir .. "/" .. data.SPLIT_MANIFEST) then return dir end
+    local ok, err = pcall(require("blt.corpus_build").build_default, dir)
+    if not ok then error("blt.data.studies_corpus: " .. require("blt.util").message(err), 2) end
+    return dir
+end
+
+function data.studies_corpus()
+    local dist = require "blt.dist"
+    if dist.size() == 1 then return make_studies_corpus() end
+    local ok, path = pcall(dist.on_root, make_studies_corpus)
+    if not ok then error(path, 2) end
+    return path
+end
+
+-- A folder split by documents holds this manifest (written last by blt.corpus_build):
+-- lines "key<TAB>value...", the first "format<TAB>blt-split-1".
+data.SPLIT_MANIFEST, data.SPLIT_FORMAT = "corpus.tsv", "blt-split-1"
+
+-- The manifest of a folder split by documents as {separator =, train =, val =, test =
+-- (paths), dir =, fields = {key = {values}}}, nil when path is anything else, or an
+-- error naming the manifest when it is damaged.
+function data.split_manifest(path)
+    -- a path with a NUL is left to data_open, which names it
+    if type(path) ~= "string" or path:find("\0", 1, true) or core.file_kind(path) ~= "folder" then return nil end
+    local mpath = path .. "/" .. data.SPLIT_MANIFEST
+    local text = util.read_file(mpath)
+    if not text or not text:find("^format\tblt%-split%-") then return nil end -- a plain folder
+    local function bad(fmt, ...) error(("blt.data.open: %s: " .. fmt):format(mpath, ...), 0) end
+    local fields = {}
+    for line in text:gmatch("[^\n]+") do
+        local vals = {}
+        for v in line:gmatch("[^\t]+") do vals[#vals + 1] = v end
+        local key = table.remove(vals, 1)
+        if key and not fields[key] then fields[key] = vals end
+    end
+    if fields.format[1] ~= data.SPLIT_FORMAT then
+        bad("format '%s' is not %s (written by another version: rebuild it)", tostring(fields.format[1]), data.SPLIT_FORMAT)
+    end
+    local m = {dir = path, fields = fields}
+    local sep = math.tointeger(tonumber(fields.separator and fields.separator[1]))
+    if not sep or sep < 0 or sep > 255 then bad("'separator' must be a byte 0..255, got %s", tostring(fields.separator and fields.separator[1])) end
+    m.separator = sep
+    for _, k in ipairs {"train", "val", "test"} do
+        local name = fields[k] and fields[k][1]
+        if not name or name:find("/", 1, true) or name:sub(1, 1) == "." then
+            bad("'%s' must name a file of the folder, got %s", k, tostring(name))
+        end
+        m[k] = path .. "/" .. name
+    end
+    return m
+end
+
 -- ---- corpus ----
 
--- data.open([path | {paths...}] [, {val_fraction = 0.1}]) -> corpus
+-- data.open([path | {paths...}] [, {val_fraction = 0.1, val_files =, separator =, heldout =}]) -> corpus
 -- A path is a file (one document) or a directory (its regular files, recursively,
 -- in sorted name order; dot entries and empty files skipped). No path: the default corpus.
+-- separator = a byte that ends a document inside a file (the stream has EOS there);
+-- val_files = k: the last k files are validation (val_fraction is not used).
+-- A folder split by documents (data.split_manifest) opens as {train, val} with its
+-- separator, validation = the val file; heldout = "test" puts its test file there instead.
 function data.open(paths, opts)
-    opts = check_opts("open", opts, {"val_fraction"})
+    opts = check_opts("open", opts, {"val_fraction", "val_files", "separator", "heldout"})
     if paths == nil then
         local ok, p = pcall(data.default_corpus)
         if not ok then error(p, 2) end -- raised through pcall: no position yet; add the caller's
@@ -116,12 +179,30 @@ function data.open(paths, opts)
     if type(vf) ~= "number" or not (vf >= 0 and vf <= 1) then
         fail_at(3, "open", "option 'val_fraction' must be a number in [0, 1], got %s", tostring(vf))
     end
-    local ok, c = pcall(core.data_open, paths, vf)
+    local okm, m = pcall(data.split_manifest, paths)
+    if not okm then error(m, 2) end
+    local heldout = opts.heldout
+    local val_files, sep = opts.val_files, opts.separator
+    if m then
+        if val_files ~= nil or sep ~= nil then
+            fail_at(3, "open", "'%s' is split by documents (%s): its split and separator are its own; give no "
+                .. "val_files or separator", paths, data.SPLIT_MANIFEST)
+        end
+        if heldout ~= nil and heldout ~= "val" and heldout ~= "test" then
+            fail_at(3, "open", "option 'heldout' must be 'val' or 'test', got %s", tostring(heldout))
+        end
+        paths, val_files, sep = {m.train, m[heldout or "val"]}, 1, m.separator
+    elseif heldout ~= nil then
+        fail_at(3, "open", "option 'heldout' needs a folder split by documents (with %s), and %s is not one",
+                data.SPLIT_MANIFEST, type(paths) == "string" and paths or "a list of paths")
+    end
+    local ok, c = pcall(core.data_open, paths, vf, val_files, sep)
     if not ok then error(c, 2) end -- the same
-    return setmetatable({_c = c, paths = type(paths) == "string" and {paths} or {table.unpack(paths)}}, Corpus)
+    return setmetatable({_c = c, paths = type(paths) == "string" and {paths} or {table.unpack(paths)}, split = m,
+                         heldout = m and (heldout or "val") or nil}, Corpus)
 end
 
--- {bytes, documents, stream = bytes + documents, train, val (ids), val_fraction}
+-- {bytes, documents, files, separator (-1: none), stream = bytes + documents, train, val (ids), val_fraction}
 function Corpus:info() return core.data_info(self._c) end
 -- path, first stream position (1-based), size in bytes of document i (1-based)
 function Corpus:document(i) return core.data_document(self._c, i) end

@@ -183,7 +183,8 @@ end
 -- script's own defaults, docs and rules (families: the args.* keys it takes).
 function experiment.with_common(defaults, docs, rules, families)
     defaults.data = {path = require("blt.config").OPTIONAL, val_fraction = 0.1}
-    docs.data = {path = "corpus file or folder (unset: the default corpus)", val_fraction = "held-out fraction"}
+    docs.data = {path = "corpus file or folder (unset: the default corpus)",
+                 val_fraction = "held-out fraction (a folder split by documents has its own split; docs/data.md)"}
     rules["data.path"], rules["data.val_fraction"] = "readable", "(0, 1)"
     local words = {all = "extra key=value words for every training run",
                    blt = "extra key=value words for the BLT runs (e.g. model.global.layers=6)",
@@ -216,8 +217,10 @@ function experiment.with_common(defaults, docs, rules, families)
 end
 
 -- config.script for an experiment: its own keys plus data.* and args.<families>.
+-- spec.studies: data.path defaults to the studies corpus (the script sets it, data.studies_corpus).
 function experiment.script(spec, families)
     experiment.with_common(spec.defaults, spec.docs, spec.rules, families)
+    if spec.studies then spec.docs.data.path = "corpus file or folder (unset: the studies corpus, data/studies, built on first use; docs/data.md)" end
     return require("blt.config").script(spec)
 end
 

@@ -104,7 +104,8 @@ train.docs = {
         precision = "products of the linear layers: fp32, or bf16 operands with fp32 accumulation (weights, "
             .. "gradients, optimiser state and everything else stay fp32; needs AVX512_BF16 and oneDNN)",
     },
-    data = {path = "corpus file or folder (unset: the default corpus)", val_fraction = "held-out fraction"},
+    data = {path = "corpus file or folder (unset: the default corpus)",
+            val_fraction = "held-out fraction (a folder split by documents has its own split; docs/data.md)"},
     eval = {
         every = "steps between validation runs (0: end only)", max_bytes = "validation bytes per periodic run (0: all)",
         final_max_bytes = "validation bytes for the final report (0: all)", batch = "rows per validation batch",
