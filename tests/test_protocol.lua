@@ -185,7 +185,7 @@ end
 -- ---- plan=true: every point with its expected time; the same data for every scheme of a size ----
 rc, out = sh(("%s experiments/compare_patching.lua budget=medium plan=true plan_rate=1e10 data.path=%s out=%s")
     :format(bin, q(corpus), q(dir .. "/plan-c")))
-T.ok(rc == 0 and out:find("plan: bpe%-s3%s+%d+ steps .* ~%d+ s at 1e%+10 FLOP/s") and out:find("compute-optimal data: 20 BPE tokens", 1, true)
+T.ok(rc == 0 and out:find("plan: bpe%-s3%s+%S+%s+%d+ steps .* ~%d+ s at 1e%+10 FLOP/s") and out:find("compute-optimal data: 20 BPE tokens", 1, true)
      and out:find("nothing was trained", 1, true) and not U.read(dir .. "/plan-c/results.h5"),
      "compare plan: each point's expected time at the rate given, nothing trained", out:sub(-1200))
 rc, out = sh(("%s experiments/scaling.lua budget=medium plan=true study=compute_optimal data.path=%s out=%s")
