@@ -181,14 +181,7 @@ print()
 print(("Patching schemes at one training budget (%s: %.3g FLOPs; %d x %d bytes per step; seeds %s)")
       :format(cfg.budget, budget, P.batch, P.seq_len, table.concat(seeds, ",")))
 print(sweep.table(rows, experiment.TABLE))
-local se_note = ""
-for _, r in ipairs(records) do
-    if r.result and r.result.val_bpb_se then
-        se_note = (" (%d bytes: a sampling standard error of about %.4f bits per byte for one model's figure)")
-            :format(r.result.val_bytes, r.result.val_bpb_se)
-        break
-    end
-end
+local se_note = experiment.validation_note(records)
 print("patch: mean bytes per patch (BPE: per token; ByteLM: 1); FLOPs per byte in millions (docs/flops.md);")
 print(("val bpb: mean ± standard error over seeds (n seeds), on the same validation bytes for every model%s"):format(se_note))
 local ref = cfg.reference and (experiment.scheme_file_label(cfg.reference) or cfg.reference)

@@ -246,6 +246,8 @@ if cfg.study ~= "fixed_inference" then
             if by[it.label] then fits[it.label] = experiment.fit_with_interval(by[it.label], seeds) end
         end
         print(sweep.table(rows, MEAN_COLS))
+        print(("val bpb: mean ± standard error over seeds (n), on the same validation bytes for every model%s")
+              :format(experiment.validation_note(records)))
         print("fits, bpb = a * FLOPs^-b on the mean over seeds of each size; b's 95% interval: percentile bootstrap over seeds:")
         for _, it in ipairs(items) do
             local f = fits[it.label]

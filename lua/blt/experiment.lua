@@ -777,6 +777,18 @@ function experiment.paired_differences(records, labels, ref, key)
     return rows
 end
 
+-- The validation sample of a study's records, as a phrase: its bytes and the sampling
+-- standard error of one model's figure (result.json val_bpb_se), or "" when unknown.
+function experiment.validation_note(records)
+    for _, r in ipairs(records) do
+        if r.result and r.result.val_bpb_se and r.result.val_bytes then
+            return (" (%d bytes: a sampling standard error of about %.4f bits per byte for one model's figure)")
+                :format(r.result.val_bytes, r.result.val_bpb_se)
+        end
+    end
+    return ""
+end
+
 experiment.DIFF_TABLE = {
     {"scheme", "scheme"}, {"ref", "minus"}, {"diff_text", "mean diff ± se"}, {"interval", "95% t interval"},
     {"n", "n", "%d"}, {"verdict", "called"}, {"per_seed", "per seed"},
