@@ -70,14 +70,32 @@ do
          :format(cases), table.concat(bad, "\n"))
 end
 
--- ---- the learning-rate rule: 3e-3 x 128 / width within [3e-4, 1e-2] ----
+-- ---- the learning-rate rule: 0.04 x 32 / width within [3e-4, 0.1] ----
 do
     local bad = {}
     for w = 8, 2048, 8 do
-        local want = math.min(1e-2, math.max(3e-4, 3e-3 * 128 / w))
+        local want = math.min(0.1, math.max(3e-4, 0.04 * 32 / w))
         if math.abs(experiment.lr_rule(w) - want) > 1e-15 then bad[#bad + 1] = ("width %d: %g vs %g"):format(w, experiment.lr_rule(w), want) end
     end
-    T.ok(#bad == 0, "lr_rule(width) = 3e-3 * 128 / width, clamped (256 widths)", table.concat(bad, "\n"))
+    T.ok(#bad == 0, "lr_rule(width) = 0.04 * 32 / width, clamped (256 widths)", table.concat(bad, "\n"))
+    -- the width the rule reads: the widest transformer (a BLT's or MegaByte's local model when wider)
+    local cases, wbad = 0, {}
+    for _, name in ipairs(experiment.BUDGETS) do
+        local P = experiment.preset(name)
+        for _, word in ipairs {"fixed", "bytelm", "megabyte"} do
+            local ok, spec = pcall(experiment.model_point, word, P, nil, nil, {target = 4})
+            if ok and not spec.skip then
+                local m = spec.run_cfg.model
+                local latent = m.global and m.global.dim or m.dim
+                cases = cases + 1
+                if experiment.lr_width(spec) ~= math.max(latent, m.dim) then
+                    wbad[#wbad + 1] = ("%s %s: %s vs max(%d, %d)"):format(name, word, tostring(experiment.lr_width(spec)), latent, m.dim)
+                end
+            end
+        end
+    end
+    T.ok(cases >= 8 and #wbad == 0, ("lr_width: the widest of the latent and local models (%d cases)"):format(cases),
+         table.concat(wbad, "\n"))
     T.ok(experiment.lr_grid_rule("0.5,1,2") == nil and experiment.lr_grid_rule("0") ~= nil and experiment.lr_grid_rule("1,1.0") ~= nil,
          "lr_grid: positive multipliers, none twice")
 end

@@ -587,16 +587,27 @@ function experiment.optimal(P, width, layers, tpp, bpt)
     return math.max(1, math.floor(bytes / (P.batch * P.seq_len) + 0.5)), bytes, n
 end
 
--- The learning-rate rule: lr = LR_REF * LR_WIDTH / width of the latent model, within
--- [LR_MIN, LR_MAX]. LR_REF is the trainer's default (3e-3), which every budget used at
--- widths 64-256 before; 1/width is how Adam's best rate moves with width at a fixed depth
--- when the initialisation scales as 1/sqrt(fan-in) (Yang et al. 2022). Verified (or
--- corrected) by a search: lr_grid multiplies it, and the results say which multiplier won
--- at each size (docs/experiments.md).
-experiment.LR = {ref = 3e-3, width = 128, min = 3e-4, max = 1e-2}
+-- The learning-rate rule: lr = LR.ref * LR.width / width (experiment.lr_width), within
+-- [LR.min, LR.max]: 0.04 at width 32, 0.01 at 128. 1/width is how Adam's best rate moves
+-- with width at a fixed depth when the initialisation scales as 1/sqrt(fan-in) (Yang et
+-- al. 2022); the constant comes from a search at the medium budget (docs/experiments.md,
+-- "Learning rate": the rule's first form, 3e-3 at 128 capped at 1e-2, lost to twice,
+-- four and eight times its rate at widths 16-32). lr_grid multiplies it, and the results
+-- say which multiplier won at each size.
+experiment.LR = {ref = 0.04, width = 32, min = 3e-4, max = 0.1}
 function experiment.lr_rule(width)
     local L = experiment.LR
     return math.min(L.max, math.max(L.min, L.ref * L.width / width))
+end
+
+-- The width the rule reads for a point: the widest of its transformers, its latent
+-- model's or (a BLT's, MegaByte's) local model's, whose fan-in bounds the stable step
+-- (the search at medium: a BLT of global width 16 with local width 32 wanted the rate of
+-- width 32, not 16).
+function experiment.lr_width(spec)
+    local w = experiment.latent_size(spec)
+    local d = spec.run_cfg.model.dim
+    return math.max(w, type(d) == "number" and d or 0)
 end
 
 -- The multipliers of an lr_grid string (a list of numbers > 0, no repeats).
@@ -617,8 +628,7 @@ end, "1")
 -- returns its record or nil (plan).
 function experiment.train_seeds(run, o)
     local function spec_of(seed) return o.spec_of and o.spec_of(seed) or o.spec end
-    local width = experiment.latent_size(spec_of(o.seeds[1]))
-    local base = experiment.lr_rule(width)
+    local base = experiment.lr_rule(experiment.lr_width(spec_of(o.seeds[1])))
     local grid = o.grid or {1}
     local records, search = {}, {}
     local function one(seed, mult, id)
