@@ -59,8 +59,10 @@ end
 -- estimates; seeds: the default seed list; tokens_per_param: the compute-optimal data
 -- ratio in BPE tokens per latent parameter (docs/experiments.md, "Protocol"); lr_grid:
 -- multipliers of the learning-rate rule searched on the first seed ("1": the rule alone).
--- medium is sized from FLOP counts at experiment.ASSUMED_RATE to about 5 minutes a
--- study on 2 cores (plan=true prints the expected time at a rate measured then).
+-- medium is sized from FLOP counts at experiment.ASSUMED_RATE, the smallest models that
+-- leave the unigram plateau at 20 tokens per parameter: about 4-5e12 training FLOPs a
+-- study, 7-9 minutes at that rate on 2 cores (plan=true prints the expected time at a
+-- rate measured then).
 local PRESETS = { -- each kind's part (P.blt, P.bytelm, P.bpe) comes from its module's presets.compare
     smoke = {
         batch = 4, seq_len = 64, steps = 12, evals = 2, val_bytes = 4096, calib_bytes = 4096,
