@@ -2,7 +2,7 @@
 -- (fixed, space, entropy, entropy_delta), the ByteLM baseline, the BPE token
 -- baseline and every other kind's baseline (MegaByte), on the same data with the same seeds.
 --
---   ./blt experiments/compare_patching.lua budget=medium        about 5 minutes on 2 cores
+--   ./blt experiments/compare_patching.lua budget=medium        5-10 minutes on 2 cores, 3 seeds
 --   ./blt experiments/compare_patching.lua                      budget=small, 3 seeds
 --   ./blt experiments/compare_patching.lua budget=smoke         under a minute (what the tests run)
 --   ./blt experiments/compare_patching.lua budget=small plan=true   the points and their expected time
@@ -57,7 +57,7 @@ local cfg = experiment.script({
         plan_rate = 0.0,
     },
     docs = {
-        budget = "model sizes, batch and FLOP budget: smoke (tests, <1 min), medium (about 5 min on 2 cores), small, full",
+        budget = "model sizes, batch and FLOP budget: smoke (tests, <1 min), medium (5-10 min on 2 cores), small, full",
         seeds = "comma-separated seeds; each point is trained once per seed (unset: the budget's, 1 at smoke, else 1,2,3)",
         schemes = "comma-separated: " .. table.concat(ALL, ", ") .. ", or file:PATH (a scheme file, docs/patching.md)",
         target = "mean bytes per patch the entropy thresholds are calibrated to (fixed: round(target))",

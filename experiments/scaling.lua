@@ -1,7 +1,7 @@
 -- The paper's two scaling studies at CPU scale, for a list of schemes and patch sizes.
 --
 --   ./blt experiments/scaling.lua                                 budget=small, 3 seeds
---   ./blt experiments/scaling.lua budget=medium study=compute_optimal   about 5 minutes a study on 2 cores
+--   ./blt experiments/scaling.lua budget=medium study=compute_optimal   5-10 minutes on 2 cores
 --   ./blt experiments/scaling.lua budget=smoke                    about a minute (the tests)
 --   ./blt experiments/scaling.lua schemes=bpe,entropy:4,entropy:6,entropy:8 sizes=64x2,128x3
 --   ./blt experiments/scaling.lua study=fixed_inference overtrain=4
@@ -73,7 +73,7 @@ local cfg = experiment.script({
         plan_rate = 0.0,
     },
     docs = {
-        budget = "local model, batch, sizes and data ratio: smoke (tests), medium (about 5 min a study on 2 cores), small, full",
+        budget = "local model, batch, sizes and data ratio: smoke (tests), medium (5-10 min a study on 2 cores), small, full",
         study = "which study: both, compute_optimal or fixed_inference",
         schemes = "comma-separated: fixed:P, space, entropy:P, entropy_delta:P, "
             .. table.concat(SCHEMES, ", ", 5) .. " (P: bytes per patch), or file:PATH",
