@@ -159,7 +159,9 @@ local SCALING = { -- each kind's part comes from its module's presets.scaling
     },
     small = {
         batch = 8, seq_len = 128, evals = 4, val_bytes = 65536, calib_bytes = 65536,
-        sizes = "32x1,32x2,64x2,96x2", tokens_per_param = 20, infer_size = "64x2", overtrain = 3,
+        -- infer_size 96x2: the smallest BPE model whose inference budget the BLTs' local and
+        -- entropy models leave room in (their global widths come out at 36-54)
+        sizes = "32x1,32x2,64x2", tokens_per_param = 20, infer_size = "96x2", overtrain = 2,
         seeds = "1,2,3", lr_grid = "1",
         -- small local models and entropy model, so that the global model is most of a BLT's FLOPs
         entropy = {steps = 300, model = {dim = 64, layers = 1, heads = 2, window = 128, multiple_of = 64}},
