@@ -30,7 +30,7 @@ local cfg = experiment.script({
     usage = "usage: ./blt experiments/demo.lua [key=value ...]",
     defaults = {
         out = "runs/demo",
-        budget = "small",
+        budget = "demo",
         steps = 150,
         entropy_steps = 200,
         target = 4.5,
@@ -44,7 +44,7 @@ local cfg = experiment.script({
     },
     docs = {
         out = "folder of the demo's runs and figures",
-        budget = "model sizes and batch (experiments/compare_patching.lua's budgets; smoke: seconds, for the tests)",
+        budget = "model sizes and batch (experiments/compare_patching.lua's budgets, and demo: the demo's own; smoke: seconds, for the tests)",
         steps = "training steps of the BLT (the ByteLM gets the steps of the same training FLOPs)",
         entropy_steps = "training steps of the entropy model",
         target = "mean bytes per patch the entropy threshold is calibrated to",
@@ -55,7 +55,7 @@ local cfg = experiment.script({
         prompt = "the prompt of the generated sample", sample = "bytes to generate",
         temperature = "sampling temperature of the sample (0: greedy)", seed = "seed of the runs and the sample",
     },
-    rules = {budget = {"smoke", "small", "full"}, steps = ">= 1", entropy_steps = ">= 1", target = "[1, 64]", eval_bytes = ">= 0", sample = ">= 0",
+    rules = {budget = {"smoke", "medium", "small", "demo", "full"}, steps = ">= 1", entropy_steps = ">= 1", target = "[1, 64]", eval_bytes = ">= 0", sample = ">= 0",
              temperature = ">= 0", seed = ">= 0",
              sentence = function(v) if v == "" then return "must not be empty" end end,
              show = function(v)
@@ -77,7 +77,7 @@ local T0 = core.now()
 local function section(title) print(("\n== %s =="):format(title)) io.stdout:flush() end
 local color = os.getenv("NO_COLOR") == nil and os.getenv("TERM") ~= "dumb" and core.isatty(1)
 
--- the models of a compare_patching.lua budget (small by default), with shorter runs
+-- the models of a compare_patching.lua budget (demo by default: the demo's own), with shorter runs
 local P = experiment.preset(cfg.budget)
 P.entropy.steps = cfg.entropy_steps
 P.val_bytes = cfg.eval_bytes

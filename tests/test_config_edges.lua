@@ -225,7 +225,7 @@ do
             end
         end
     end
-    T.ok(sweeps["experiments/compare_patching.lua"] == 2 and sweeps["experiments/scaling.lua"] == 2 and #bad == 0,
+    T.ok(sweeps["experiments/compare_patching.lua"] == 3 and sweeps["experiments/scaling.lua"] == 4 and #bad == 0,
          ("%d list keys refuse an item given twice with status 2, naming the key"):format(n), table.concat(bad, "\n"))
     local cases = {
         {"experiments/compare_patching.lua", "seeds=1,1"}, {"experiments/compare_patching.lua", "seeds=1,01"},

@@ -89,12 +89,13 @@ do
     for i = 2, #vb do same = same and vb[i] == vb[1] end
     T.ok(same and vb[1] > 0, "every model is validated on the same bytes", table.concat(vb, " "))
     f:close()
-    T.ok(U.read(cmp .. "/entropy-s1/config.json"):find("entropy-model/checkpoint.h5", 1, true),
-         "the entropy schemes use the sweep's own entropy model")
+    T.ok(U.read(cmp .. "/entropy-s1/config.json"):find("entropy-model-s1/checkpoint.h5", 1, true)
+         and U.read(cmp .. "/entropy-s2/config.json"):find("entropy-model-s2/checkpoint.h5", 1, true),
+         "the entropy schemes use the sweep's own entropy model, one per seed")
 end
 local stamp = blt.hash_file(cmp .. "/fixed-s1/checkpoint.h5")
 rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s"):format(bin, base, q(cmp)))
-T.ok(rc == 0 and out:find(("0 points run, %d skipped"):format(2 * #schemes + 1), 1, true), -- 2 seeds, the entropy model
+T.ok(rc == 0 and out:find(("0 points run, %d skipped"):format(2 * #schemes + 2), 1, true), -- 2 seeds, an entropy model each
      "a second run skips every finished point", out:sub(-600))
 T.is(blt.hash_file(cmp .. "/fixed-s1/checkpoint.h5"), stamp, "and leaves their files alone")
 rc, out = sh(("%s experiments/compare_patching.lua %s seeds=1,2 out=%s target=6"):format(bin, base, q(cmp)))
@@ -176,7 +177,7 @@ T.ok(out:find("order at the compute-optimal points:", 1, true) and out:find("fit
 rc, out = sh(("%s experiments/scaling.lua %s schemes=bpe,bytelm,entropy:4,entropy:6 out=%s"):format(bin, base, q(sc)))
 T.ok(rc == 0 and out:find("0 points run, 13 skipped", 1, true), "a resumed sweep skips every finished point", out:sub(-600))
 rc, out = sh(("%s experiments/scaling.lua budget=small plan=true data.path=%s out=%s"):format(bin, q(corpus), q(dir .. "/plan")))
-T.ok(rc == 0 and out:find("plan: co%-entropy%-p8%-256x2%-s1%s+%d+ steps") and out:find("plan: fi%-bpe%-128x2")
+T.ok(rc == 0 and out:find("plan: co%-entropy%-p8%-64x2%-s1%s+%d+ steps") and out:find("plan: fi%-bpe%-96x2")
      and out:find("nothing was trained", 1, true) and not U.read(dir .. "/plan/results.h5"),
      "plan=true lists every point with its steps and FLOPs and trains nothing", out:sub(-1500))
 rc, out = sh(("%s experiments/scaling.lua schemes=entropy:0.5"):format(bin))

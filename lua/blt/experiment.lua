@@ -110,25 +110,56 @@ function experiment.scheme_options(str, words)
 end
 
 -- ---- budgets ----
--- steps: the reference run (the entropy BLT) whose training FLOPs are the budget;
--- evals: validation points along each run; val_bytes: the validation bytes of every
--- validation, periodic and final (0: the whole split), the same for every model, so a
--- run's curve and its final figure are measured on the same text;
--- model; calib_bytes: training bytes sampled for calibration and mean-patch estimates.
+-- steps: the reference run (the entropy BLT) whose training FLOPs are the budget when
+-- tokens_per_param is 0 (compare_patching; else the budget is the reference's
+-- compute-optimal FLOPs, experiment.optimal); evals: validation points along each run;
+-- val_bytes: the validation bytes of every validation, periodic and final (0: the whole
+-- split), the same for every model, so a run's curve and its final figure are measured
+-- on the same text; calib_bytes: training bytes sampled for calibration and mean-patch
+-- estimates; seeds: the default seed list; tokens_per_param: the compute-optimal data
+-- ratio in BPE tokens per latent parameter (docs/experiments.md, "Protocol"); lr_grid:
+-- multipliers of the learning-rate rule searched on the first seed ("1": the rule alone).
+-- medium is sized from FLOP counts at experiment.ASSUMED_RATE, the smallest models that
+-- leave the unigram plateau at 20 tokens per parameter: about 4-5e12 training FLOPs a
+-- study, 7-9 minutes at that rate on 2 cores (plan=true prints the expected time at a
+-- rate measured then).
 local PRESETS = { -- each kind's part (P.blt, P.bytelm, P.bpe) comes from its module's presets.compare
     smoke = {
         batch = 4, seq_len = 64, steps = 12, evals = 2, val_bytes = 4096, calib_bytes = 4096,
+        seeds = "1", tokens_per_param = 0, lr_grid = "1",
         entropy = {steps = 30, model = {dim = 32, layers = 1, heads = 2, window = 64, multiple_of = 32}},
     },
+    medium = {
+        batch = 16, seq_len = 128, steps = 0, evals = 4, val_bytes = 32768, calib_bytes = 32768,
+        seeds = "1,2,3", tokens_per_param = 20, lr_grid = "1",
+        entropy = {steps = 150, model = {dim = 32, layers = 1, heads = 2, window = 128, multiple_of = 32}},
+    },
     small = {
+        batch = 16, seq_len = 256, steps = 0, evals = 4, val_bytes = 131072, calib_bytes = 65536,
+        seeds = "1,2,3", tokens_per_param = 20, lr_grid = "1",
+        entropy = {steps = 300, model = {dim = 32, layers = 1, heads = 2, window = 256, multiple_of = 32}},
+    },
+    -- the demo's models and batch (experiments/demo.lua; its own steps)
+    demo = {
         batch = 16, seq_len = 256, steps = 200, evals = 4, val_bytes = 131072, calib_bytes = 65536,
+        seeds = "1", tokens_per_param = 0, lr_grid = "1",
         entropy = {steps = 200, model = {dim = 128, layers = 2, heads = 4, window = 256, multiple_of = 128}},
     },
     full = {
-        batch = 32, seq_len = 512, steps = 2000, evals = 10, val_bytes = 262144, calib_bytes = 262144,
+        batch = 32, seq_len = 512, steps = 0, evals = 10, val_bytes = 262144, calib_bytes = 262144,
+        seeds = "1,2,3", tokens_per_param = 20, lr_grid = "0.5,1,2",
         entropy = {steps = 1000, model = {dim = 256, layers = 4, heads = 4, window = 512, multiple_of = 256}},
     },
 }
+experiment.BUDGETS = {"smoke", "medium", "small", "full"}
+
+-- The training FLOP rate (FLOP/s, as blt.flops counts them) the medium budget was sized
+-- with: 10 G/s. The README's compare_patching runs spent 73-80 G/s of counted training
+-- FLOPs on 2 cores at widths 192-256; ByteLM steps of width 32-64 measured beside width
+-- 256 in one process (experiment.measured_rate, under a shared machine's load) ran at a
+-- quarter to a tenth of its rate (per-step work that does not scale with the products).
+-- plan=true measures each size's rate on the machine it runs on instead.
+experiment.ASSUMED_RATE = 10e9
 
 local function deep_copy(t)
     if type(t) ~= "table" then return t end
@@ -152,47 +183,60 @@ end
 -- Adds every kind's part of a budget (M.presets[which][name] as P[M.preset_key]).
 local function with_kinds(p, which, name)
     for _, M in ipairs(kind_modules()) do
-        if M.preset_key and M.presets and M.presets[which] and M.presets[which][name] then
-            p[M.preset_key] = deep_copy(M.presets[which][name])
-        end
+        local pre = M.preset_key and M.presets and M.presets[which]
+        -- a kind written before the medium budget existed takes its small part there
+        local part = pre and (pre[name] or (name == "medium" and pre.small))
+        if part then p[M.preset_key] = deep_copy(part) end
     end
     return p
 end
 
 function experiment.preset(name)
     local p = PRESETS[name] and with_kinds(deep_copy(PRESETS[name]), "compare", name)
-    if not p then error(("blt.experiment: unknown budget '%s' (smoke, small, full)"):format(tostring(name)), 2) end
+    if not p then error(("blt.experiment: unknown budget '%s' (%s)"):format(tostring(name), table.concat(experiment.BUDGETS, ", ")), 2) end
     p.name = name
     return p
 end
 
 -- The budgets of scaling.lua: the fixed parts (local model, batch, rows, baselines'
 -- vocabulary) and the list of model sizes (global width x depth; the baselines take
--- the same width and depth); bytes_per_param: the compute-optimal data ratio;
+-- the same width and depth); tokens_per_param: the compute-optimal data ratio (BPE
+-- tokens per latent parameter, as bytes through the measured bytes per token);
 -- infer_size: the reference size of the fixed-inference study, overtrain: how many
--- times its compute-optimal steps those models train.
+-- times its compute-optimal steps those models train; seeds, lr_grid as above.
 local SCALING = { -- each kind's part comes from its module's presets.scaling
     smoke = {
         batch = 4, seq_len = 64, evals = 2, val_bytes = 4096, calib_bytes = 4096,
-        sizes = "32x1,64x1", bytes_per_param = 0.05, infer_size = "64x1", overtrain = 2,
+        sizes = "32x1,64x1", tokens_per_param = 0.02, infer_size = "128x1", overtrain = 2,
+        seeds = "1", lr_grid = "1",
         entropy = PRESETS.smoke.entropy,
+    },
+    medium = {
+        batch = 16, seq_len = 128, evals = 4, val_bytes = 32768, calib_bytes = 32768,
+        sizes = "16x1,24x1,32x1", tokens_per_param = 20, infer_size = "32x1", overtrain = 2,
+        seeds = "1,2,3", lr_grid = "1",
+        entropy = PRESETS.medium.entropy,
     },
     small = {
         batch = 8, seq_len = 128, evals = 4, val_bytes = 65536, calib_bytes = 65536,
-        sizes = "64x2,128x2,192x2,256x2", bytes_per_param = 1, infer_size = "128x2", overtrain = 3,
+        -- infer_size 96x2: the smallest BPE model whose inference budget the BLTs' local and
+        -- entropy models leave room in (their global widths come out at 36-54)
+        sizes = "32x1,32x2,64x2", tokens_per_param = 20, infer_size = "96x2", overtrain = 2,
+        seeds = "1,2,3", lr_grid = "1",
         -- small local models and entropy model, so that the global model is most of a BLT's FLOPs
         entropy = {steps = 300, model = {dim = 64, layers = 1, heads = 2, window = 128, multiple_of = 64}},
     },
     full = {
         batch = 16, seq_len = 512, evals = 8, val_bytes = 262144, calib_bytes = 262144,
-        sizes = "128x2,192x3,256x4,384x6,512x8", bytes_per_param = 20, infer_size = "256x4", overtrain = 4,
+        sizes = "128x2,192x3,256x4,384x6,512x8", tokens_per_param = 20, infer_size = "256x4", overtrain = 4,
+        seeds = "1,2,3", lr_grid = "0.5,1,2",
         entropy = PRESETS.full.entropy,
     },
 }
 
 function experiment.scaling_preset(name)
     local p = SCALING[name] and with_kinds(deep_copy(SCALING[name]), "scaling", name)
-    if not p then error(("blt.experiment: unknown budget '%s' (smoke, small, full)"):format(tostring(name)), 2) end
+    if not p then error(("blt.experiment: unknown budget '%s' (%s)"):format(tostring(name), table.concat(experiment.BUDGETS, ", ")), 2) end
     p.name = name
     return p
 end
@@ -335,18 +379,37 @@ local function merge(...)
     return out
 end
 
--- Trains (or finds) the sweep's entropy model: point "entropy-model", seed 1.
--- Returns {path = checkpoint, model = its model config}.
-function experiment.entropy_model(s, P, cfg, common)
+-- Trains (or finds) an entropy model: point "entropy-model-s<seed>" (every seed of a
+-- study trains its own, so the seeds' spread includes the entropy model's), or
+-- "entropy-model" with seed 1 when no seed is given (the demo). Returns {path =
+-- checkpoint, model = its model config}.
+function experiment.entropy_model(s, P, cfg, common, seed)
     local steps = P.entropy.steps
     local args = merge(common, flat("model", P.entropy.model), {
-        ["train.steps"] = steps, ["train.seed"] = 1, ["train.warmup"] = math.max(1, steps // 10),
+        ["train.steps"] = steps, ["train.seed"] = seed or 1, ["train.warmup"] = math.max(1, steps // 10),
         ["eval.every"] = 0, ["eval.final_max_bytes"] = P.val_bytes})
-    local r = s:run {id = "entropy-model", script = "experiments/train_entropy_model.lua", args = args,
+    local id = seed and ("entropy-model-s%d"):format(seed) or "entropy-model"
+    local r = s:run {id = id, script = "experiments/train_entropy_model.lua", args = args,
                      extra = experiment.extra(cfg, "entropy")}
     if r.stopped or r.failed then error("the entropy model's run did not finish: run the same command again", 0) end
     io.stderr:write(("%s: entropy model %s: %.4f bits/byte\n"):format(s.name, r.checkpoint, r.result.val_bpb or 0 / 0))
     return {path = r.checkpoint, model = r.config.model}
+end
+
+-- The entropy model of every seed, when one of the schemes needs entropies (plan: the
+-- planned model, nothing trained). Returns {[seed] = {path, model}} or nil.
+function experiment.entropy_models(s, P, cfg, common, seeds, words, plan)
+    local need = false
+    for _, w in ipairs(words) do
+        local reg = blt_scheme(w)
+        need = need or (reg and reg.needs_entropy) or false
+    end
+    if not need then return nil end
+    local out = {}
+    for _, seed in ipairs(seeds) do
+        out[seed] = plan and {path = "(planned)", model = P.entropy.model} or experiment.entropy_model(s, P, cfg, common, seed)
+    end
+    return out
 end
 
 -- Mean bytes per patch of a scheme that needs no entropies (space, a scheme file) on a
@@ -561,16 +624,176 @@ function experiment.measure(r, P)
     return r
 end
 
+-- ---- the protocol: data ratio, learning rate, seeds ----
+
+-- Parameters of the latent (global) transformer of a size: `layers` blocks of width
+-- `width` (attention 4 w^2, SwiGLU FFN 3 w h, two norms), embeddings and heads left out.
+-- A BLT, MegaByte or SpaceByte is sized by its global model, a token or byte model by
+-- its whole stack (docs/experiments.md, "Protocol").
+function experiment.latent_params(width, layers, multiple_of)
+    local h = require("blt.nn").ffn_hidden(width, multiple_of)
+    return layers * (4 * width * width + 3 * width * h + 2 * width)
+end
+
+-- The latent size {width, layers} of a point: a BLT's global model, else the model's.
+function experiment.latent_size(spec)
+    local m = spec.run_cfg.model
+    if m.global and m.global.dim then return m.global.dim, m.global.layers, m.multiple_of end
+    return m.dim, m.layers, m.multiple_of
+end
+
+-- Bytes per BPE token of the budget's tokenizer on the training sample (what converts
+-- tokens_per_param to bytes). Nil when no BPE kind is there.
+function experiment.bytes_per_token(corpus, P)
+    local okm, M = pcall(models.get, "bpe_lm")
+    if not okm or not M.bytes_per_token or not P.bpe then return nil end
+    return M.bytes_per_token(corpus, P)
+end
+
+-- The compute-optimal data of a latent size: tokens_per_param BPE tokens per latent
+-- parameter, in bytes (bpt bytes per token), and the steps of batch x seq_len bytes that
+-- read them. Every model of one size gets the same bytes. Returns steps, bytes, params.
+function experiment.optimal(P, width, layers, tpp, bpt)
+    local n = experiment.latent_params(width, layers, P.bpe and P.bpe.model.multiple_of or 32)
+    local bytes = tpp * n * bpt
+    return math.max(1, math.floor(bytes / (P.batch * P.seq_len) + 0.5)), bytes, n
+end
+
+-- The learning-rate rule: lr = LR.ref * LR.width / width (experiment.lr_width), within
+-- [LR.min, LR.max]: 0.04 at width 32, 0.01 at 128. 1/width is how Adam's best rate moves
+-- with width at a fixed depth when the initialisation scales as 1/sqrt(fan-in) (Yang et
+-- al. 2022); the constant comes from a search at the medium budget (docs/experiments.md,
+-- "Learning rate": the rule's first form, 3e-3 at 128 capped at 1e-2, lost to twice,
+-- four and eight times its rate at widths 16-32). lr_grid multiplies it, and the results
+-- say which multiplier won at each size.
+experiment.LR = {ref = 0.04, width = 32, min = 3e-4, max = 0.1}
+function experiment.lr_rule(width)
+    local L = experiment.LR
+    return math.min(L.max, math.max(L.min, L.ref * L.width / width))
+end
+
+-- The width the rule reads for a point: the widest of its transformers, its latent
+-- model's or (a BLT's, MegaByte's) local model's, whose fan-in bounds the stable step
+-- (the search at medium: a BLT of global width 16 with local width 32 wanted the rate of
+-- width 32, not 16).
+function experiment.lr_width(spec)
+    local w = experiment.latent_size(spec)
+    local d = spec.run_cfg.model.dim
+    return math.max(w, type(d) == "number" and d or 0)
+end
+
+-- The multipliers of an lr_grid string (a list of numbers > 0, no repeats).
+experiment.lr_grid_rule = experiment.list_of("multiplier", function(w)
+    local x = tonumber(w)
+    if not x or x <= 0 or x ~= x or x == math.huge then return nil, "is not a learning-rate multiplier (a number > 0)" end
+    return ("%g"):format(x)
+end, "1")
+
+-- Runs one point at every seed (o: id (the point's name without -s<seed>), spec (or
+-- spec_of(seed) for points whose args depend on the seed, e.g. its entropy model),
+-- steps, seeds, grid (multipliers of the lr rule), args_of(spec, seed) (the run's
+-- args), extra, label). With more than one multiplier the first seed is trained at each
+-- (ids <id>-lr<m>-s<seed>), the lowest final validation bits per byte wins and the
+-- other seeds train at it; the winning run is the first seed's record. Returns the
+-- records (one per seed; each r.lr, r.lr_mult) and the search rows {id, lr_mult, lr,
+-- val_bpb, chosen}. run(point) runs a point (the sweep's, or a plan's printer), and
+-- returns its record or nil (plan).
+function experiment.train_seeds(run, o)
+    local function spec_of(seed) return o.spec_of and o.spec_of(seed) or o.spec end
+    local base = experiment.lr_rule(experiment.lr_width(spec_of(o.seeds[1])))
+    local grid = o.grid or {1}
+    local records, search = {}, {}
+    local function one(seed, mult, id)
+        local spec = spec_of(seed)
+        local args = o.args_of(spec, seed)
+        args["train.lr"] = base * mult
+        local r = run({id = id, script = spec.script, args = args, extra = o.extra, spec = spec, seed = seed,
+                       steps = o.steps})
+        if r then r.lr, r.lr_mult, r.seed, r.spec = base * mult, mult, seed, spec end
+        return r
+    end
+    local mult, searched = grid[1], #grid > 1
+    if searched then
+        local best
+        for _, m in ipairs(grid) do
+            local r = one(o.seeds[1], m, ("%s-lr%g-s%d"):format(o.id, m, o.seeds[1]))
+            search[#search + 1] = {id = r and r.id, lr_mult = m, lr = base * m, val_bpb = r and r.val_bpb, record = r}
+            if r and r.val_bpb and not r.failed and (not best or r.val_bpb < best.val_bpb) then best = search[#search] end
+        end
+        if best then -- else (every rate failed, or a plan): the other seeds take the first multiplier
+            best.chosen = true
+            mult = best.lr_mult
+            records[1] = best.record
+        end
+    end
+    for i, seed in ipairs(o.seeds) do
+        if not (i == 1 and searched) then records[i] = one(seed, mult, ("%s-s%d"):format(o.id, seed)) end
+    end
+    local out = {}
+    for i = 1, #o.seeds do if records[i] then out[#out + 1] = records[i] end end
+    return out, search, base
+end
+
+-- ---- expected wall time (plan=true) ----
+
+-- Training FLOP/s of a latent size on this machine now: a ByteLM of that width and depth
+-- (the budget's window and FFN rounding) trained for 2 timed steps of batch x seq_len
+-- bytes after one warm-up step, FLOPs as blt.flops counts them. Cached per size.
+local rate_cache = {}
+function experiment.measured_rate(P, width, layers)
+    local key = table.concat({width, layers, P.batch, P.seq_len}, "x")
+    if rate_cache[key] then return rate_cache[key] end
+    local ByteLM = require "blt.models.bytelm"
+    local optim = require "blt.optim"
+    local blt = require "blt"
+    local m = {dim = width, layers = layers, heads = heads_of(width), window = P.seq_len,
+               multiple_of = P.entropy.model.multiple_of}
+    local model = ByteLM.new(m, 1)
+    local opt = optim.AdamW(model, {lr = 1e-3})
+    local rows = blt.zeros({P.batch, P.seq_len + 1}, "int32")
+    local gen = blt.Generator(7)
+    for b = 1, P.batch do
+        rows:set(1, b, 1)
+        for t = 2, P.seq_len + 1 do rows:set(3 + gen:integer(256), b, t) end
+    end
+    local function step()
+        core.scope(function()
+            opt:zero_grad()
+            model:loss(rows):backward()
+            opt:clip_grad_norm(1.0)
+            opt:step()
+        end)
+    end
+    step()
+    local t0 = core.now()
+    step(); step()
+    local per_step = (core.now() - t0) / 2
+    local fpb = flops.of({kind = "bytelm", model = m}, {seq_len = P.seq_len + 1}).training.total
+    rate_cache[key] = fpb * P.batch * P.seq_len / per_step
+    return rate_cache[key]
+end
+
+-- Expected seconds of a point: its training FLOPs plus its validations' (forward only,
+-- evals x val_bytes at its inference FLOPs per byte) at `rate`.
+function experiment.expected_seconds(spec, steps, P, evals, rate)
+    local train_f = spec.train_fpb * steps * P.batch * P.seq_len
+    local val_bytes = P.val_bytes > 0 and P.val_bytes or 0
+    local eval_f = (spec.inference_fpb or 0) * val_bytes * ((evals or P.evals) + 1)
+    return (train_f + eval_f) / rate, train_f
+end
+
 -- ---- the table ----
 
 experiment.TABLE = {
     {"scheme", "scheme"}, {"patch", "patch", "%.2f"}, {"params", "params", function(v) return ("%.2fM"):format(v / 1e6) end},
     {"train_mf", "train MFLOP/B", "%.2f"}, {"inf_mf", "infer MFLOP/B", "%.2f"}, {"steps", "steps", "%d"},
-    {"bpb_text", "val bpb"}, {"wall", "wall s", "%.0f"},
+    {"lr", "lr", "%.3g"}, {"bpb_text", "val bpb (mean ± se, n)"}, {"wall", "wall s", "%.0f"},
 }
 
--- One row per scheme (in the given order): means over seeds, bpb as mean ± half range.
+-- One row per scheme (in the given order): means over seeds; bpb as mean ± standard
+-- error over seeds with the number of seeds (blt.stats), and its t interval.
 function experiment.summarize(records, schemes)
+    local stats = require "blt.stats"
     local by = {}
     for _, r in ipairs(records) do
         by[r.scheme] = by[r.scheme] or {}
@@ -583,21 +806,193 @@ function experiment.summarize(records, schemes)
             local function st(key)
                 local xs = {}
                 for _, r in ipairs(rs) do if type(r[key]) == "number" then xs[#xs + 1] = r[key] end end
-                return sweep.stats(xs)
+                return sweep.stats(xs), xs
             end
-            local b = st("val_bpb")
+            local b, bx = st("val_bpb")
             local row = {scheme = sc, patch = st("mean_patch").mean, params = rs[1].params,
                          train_mf = (st("train_fpb").mean or 0) / 1e6, inf_mf = (st("inference_fpb").mean or 0) / 1e6,
                          steps = rs[1].steps, wall = st("wall").mean, bpb = b.mean, bpb_min = b.min, bpb_max = b.max,
-                         bpb_std = b.std, seeds = #rs, failed = 0}
+                         bpb_std = b.std, seeds = #rs, n = b.n, failed = 0, lr = rs[1].lr}
             for _, r in ipairs(rs) do if r.failed then row.failed = row.failed + 1 end end
             if b.n == 0 then row.bpb_text = "failed"
-            elseif b.n == 1 then row.bpb_text = ("%.4f"):format(b.mean)
-            else row.bpb_text = ("%.4f ± %.4f"):format(b.mean, (b.max - b.min) / 2) end
+            else
+                local ti = stats.t_interval(bx)
+                row.bpb_se, row.bpb_lo, row.bpb_hi = ti.se, ti.lo, ti.hi
+                row.bpb_text = stats.format_mean(bx)
+            end
             rows[#rows + 1] = row
         end
     end
     return rows
+end
+
+-- Paired differences in final validation bits per byte, each scheme against `ref`,
+-- seed by seed (the same seed: the same sampled batches, the same validation bytes):
+-- rows {scheme, ref, n, mean, se, lo, hi, significant, seeds, diffs, per_seed (text),
+-- verdict}. A difference is called (verdict "lower"/"higher") only when its 95% t
+-- interval excludes zero; else "not resolved".
+function experiment.paired_differences(records, labels, ref, key)
+    local stats = require "blt.stats"
+    key = key or "val_bpb"
+    local by = {}
+    for _, r in ipairs(records) do
+        if type(r[key]) == "number" and not r.failed then
+            by[r.scheme] = by[r.scheme] or {}
+            by[r.scheme][r.seed] = r[key]
+        end
+    end
+    local rows = {}
+    if not by[ref] then return rows end
+    for _, sc in ipairs(labels) do
+        if sc ~= ref and by[sc] then
+            local p = stats.paired(by[sc], by[ref])
+            local parts = {}
+            for i, k in ipairs(p.keys) do parts[i] = ("s%s %+.4f"):format(tostring(k), p.diffs[i]) end
+            local row = {scheme = sc, ref = ref, n = p.n, mean = p.mean, se = p.se, lo = p.lo, hi = p.hi,
+                         significant = p.significant, seeds = p.keys, diffs = p.diffs, per_seed = table.concat(parts, ", ")}
+            row.diff_text = p.mean and (p.se and ("%+.4f ± %.4f"):format(p.mean, p.se) or ("%+.4f"):format(p.mean)) or "-"
+            row.interval = p.lo and ("[%+.4f, %+.4f]"):format(p.lo, p.hi) or "(n < 2)"
+            row.verdict = p.significant and (p.mean < 0 and "lower" or "higher") or "not resolved"
+            rows[#rows + 1] = row
+        end
+    end
+    return rows
+end
+
+-- The validation sample of a study's records, as a phrase: its bytes and the sampling
+-- standard error of one model's figure (result.json val_bpb_se), or "" when unknown.
+function experiment.validation_note(records)
+    for _, r in ipairs(records) do
+        if r.result and r.result.val_bpb_se and r.result.val_bytes then
+            return (" (%d bytes: a sampling standard error of about %.4f bits per byte for one model's figure)")
+                :format(r.result.val_bytes, r.result.val_bpb_se)
+        end
+    end
+    return ""
+end
+
+experiment.DIFF_TABLE = {
+    {"scheme", "scheme"}, {"ref", "minus"}, {"diff_text", "mean diff ± se"}, {"interval", "95% t interval"},
+    {"n", "n", "%d"}, {"verdict", "called"}, {"per_seed", "per seed"},
+}
+
+-- Prints the paired differences (title, then the table and a note).
+function experiment.print_differences(rows, title)
+    if #rows == 0 then return end
+    print(title)
+    print(sweep.table(rows, experiment.DIFF_TABLE))
+    print("called: lower/higher only when the 95% t interval of the per-seed differences excludes zero")
+end
+
+-- ---- fits and crossovers with bootstrap intervals over seeds ----
+
+-- Means over a list of seeds (repeats count again: a bootstrap resample) of each
+-- group's records: pts[group] = {x = mean of xkey, y = mean of ykey}; records by
+-- group and seed: recs[group][seed].
+local function means_over(recs, seeds, xkey, ykey)
+    local out = {}
+    for g, bys in pairs(recs) do
+        local sx, sy, n = 0, 0, 0
+        for _, seed in ipairs(seeds) do
+            local r = bys[seed]
+            if r and type(r[xkey]) == "number" and type(r[ykey]) == "number" then sx, sy, n = sx + r[xkey], sy + r[ykey], n + 1 end
+        end
+        if n > 0 then out[g] = {x = sx / n, y = sy / n} end
+    end
+    return out
+end
+
+-- The power-law fit of one scheme's compute-optimal points (bpb = a FLOPs^-b, on the
+-- mean over seeds of each size) with a percentile bootstrap interval of b over seeds
+-- (resampling seeds keeps each seed's points together). recs[size][seed] = record.
+-- Returns {a, b, r2, n (sizes), seeds, b_lo, b_hi, boot_missing} or nil.
+function experiment.fit_with_interval(recs, seeds, o)
+    local stats = require "blt.stats"
+    local function fit(sample)
+        local pts = means_over(recs, sample, "train_flops", "val_bpb")
+        local xs, ys = {}, {}
+        for _, pt in pairs(pts) do xs[#xs + 1], ys[#ys + 1] = pt.x, pt.y end
+        local a, b, r2 = sweep.power_law(xs, ys)
+        return a, b, r2, xs
+    end
+    local a, b, r2, xs = fit(seeds)
+    if not a then return nil end
+    local out = {a = a, b = b, r2 = r2, seeds = #seeds, xs = xs}
+    local n = 0
+    for _ in pairs(recs) do n = n + 1 end
+    out.n = n
+    if #seeds >= 2 then
+        local bs = stats.bootstrap(seeds, function(sample) local _, bb = fit(sample) return bb end,
+                                   {reps = o and o.reps or 2000, seed = o and o.seed or 1})
+        out.b_lo, out.b_hi, out.boot_missing = bs.lo, bs.hi, bs.missing
+    end
+    return out
+end
+
+-- Where two curves cross: the first FLOPs at which (bpb_a - bpb_b) changes sign over
+-- the FLOPs both cover, interpolated linearly in log FLOPs (each curve too). Nil when
+-- they do not cross there. Curves {x = {...}, y = {...}} with x increasing.
+function experiment.crossing(ca, cb)
+    local function at(c, x)
+        local lx = math.log(x)
+        for i = 1, #c.x - 1 do
+            if c.x[i] <= x and x <= c.x[i + 1] then
+                local l0, l1 = math.log(c.x[i]), math.log(c.x[i + 1])
+                local t = l1 > l0 and (lx - l0) / (l1 - l0) or 0
+                return c.y[i] + t * (c.y[i + 1] - c.y[i])
+            end
+        end
+    end
+    if #ca.x < 2 or #cb.x < 2 then return nil end
+    local lo, hi = math.max(ca.x[1], cb.x[1]), math.min(ca.x[#ca.x], cb.x[#cb.x])
+    if not (lo < hi) then return nil end
+    local xs = {lo, hi}
+    for _, c in ipairs {ca, cb} do for _, x in ipairs(c.x) do if x > lo and x < hi then xs[#xs + 1] = x end end end
+    table.sort(xs)
+    local prev_x, prev_d
+    for _, x in ipairs(xs) do
+        local d = at(ca, x) - at(cb, x)
+        if prev_d and ((prev_d < 0 and d >= 0) or (prev_d > 0 and d <= 0)) then
+            local l0, l1 = math.log(prev_x), math.log(x)
+            return math.exp(l0 + (l1 - l0) * prev_d / (prev_d - d))
+        end
+        if d ~= 0 then prev_x, prev_d = x, d end
+    end
+    return nil
+end
+
+-- The mean validation curve over a list of seeds (with repeats): curves[seed] =
+-- {flops = {...}, bpb = {...}} of one scheme, averaged point by point.
+local function mean_curve(curves, seeds)
+    local x, y, n = {}, {}, {}
+    for _, seed in ipairs(seeds) do
+        local c = curves[seed]
+        if c then
+            for i = 1, #c.flops do
+                x[i], y[i], n[i] = (x[i] or 0) + c.flops[i], (y[i] or 0) + c.bpb[i], (n[i] or 0) + 1
+            end
+        end
+    end
+    local out = {x = {}, y = {}}
+    for i = 1, #x do
+        if n[i] == #seeds then out.x[#out.x + 1], out.y[#out.y + 1] = x[i] / n[i], y[i] / n[i] end
+    end
+    return out
+end
+
+-- The crossing of two schemes' mean curves (curves_a[seed], curves_b[seed]) with a
+-- bootstrap over seeds (both resampled with the same seeds: the pairs stay paired):
+-- {flops (nil: no crossing), lo, hi (percentiles among resamples that cross), frac
+-- (fraction of resamples that cross), seeds}.
+function experiment.crossing_with_interval(curves_a, curves_b, seeds, o)
+    local stats = require "blt.stats"
+    local function cross(sample) return experiment.crossing(mean_curve(curves_a, sample), mean_curve(curves_b, sample)) end
+    local out = {flops = cross(seeds), seeds = #seeds}
+    if #seeds >= 2 then
+        local bs = stats.bootstrap(seeds, cross, {reps = o and o.reps or 2000, seed = o and o.seed or 1})
+        out.lo, out.hi, out.frac = bs.lo, bs.hi, #bs.values / bs.reps
+    end
+    return out
 end
 
 -- ---- the results file ----
@@ -624,6 +1019,7 @@ function experiment.write_sections(path, attrs, sections)
             num(g, "val_bpb", r.val_bpb); num(g, "mean_patch", r.mean_patch); num(g, "params", r.params, "int64")
             num(g, "train_flops_per_byte", r.train_fpb); num(g, "inference_flops_per_byte", r.inference_fpb)
             num(g, "train_flops", r.train_flops); num(g, "steps", r.steps, "int64"); num(g, "wall_seconds", r.wall)
+            num(g, "lr", r.lr); num(g, "lr_multiplier", r.lr_mult); num(g, "val_bpb_se", r.result and r.result.val_bpb_se)
             if #r.curve.flops > 0 then
                 f:write(g .. "/curve/train_flops", r.curve.flops, "float64")
                 f:write(g .. "/curve/val_bpb", r.curve.bpb, "float64")
@@ -645,12 +1041,34 @@ function experiment.write_sections(path, attrs, sections)
             num(g, "train_flops_per_byte", row.train_mf and row.train_mf * 1e6)
             num(g, "inference_flops_per_byte", row.inf_mf and row.inf_mf * 1e6)
             num(g, "seeds", row.seeds, "int64")
-            num(g, "val_bpb_se", row.bpb_se) -- standard error over seeds, where the row has it
+            num(g, "val_bpb_se", row.bpb_se); num(g, "val_bpb_lo", row.bpb_lo); num(g, "val_bpb_hi", row.bpb_hi)
             for k, v in pairs(row.extra or {}) do f:set_attr(k, tostring(v), g) end -- what the row is (a sweep's values)
+        end
+        for _, row in ipairs(sec.differences or {}) do -- paired differences against sec's reference
+            local g = pre .. "/differences/" .. row.scheme
+            num(g, "mean", row.mean); num(g, "se", row.se); num(g, "lo", row.lo); num(g, "hi", row.hi)
+            num(g, "n", row.n, "int64"); num(g, "significant", row.significant and 1 or 0, "int64")
+            if #row.diffs > 0 then f:write(g .. "/diffs", row.diffs, "float64"); f:write(g .. "/seeds", row.seeds, "int64") end
+            f:set_attr("reference", row.ref, g)
+            if row.at then f:set_attr("at", row.at, g) end
+        end
+        for _, row in ipairs(sec.lr_search or {}) do -- the learning-rate search's runs
+            if row.id then
+                local g = pre .. "/lr_search/" .. row.id
+                num(g, "lr", row.lr); num(g, "lr_multiplier", row.lr_mult); num(g, "val_bpb", row.val_bpb)
+                num(g, "chosen", row.chosen and 1 or 0, "int64")
+                f:set_attr("point", row.point or "", g)
+            end
+        end
+        for name, c in pairs(sec.crossovers or {}) do -- where two schemes' curves (or fits) cross
+            local g = pre .. "/crossovers/" .. name
+            num(g, "flops", c.flops); num(g, "lo", c.lo); num(g, "hi", c.hi); num(g, "fraction_crossing", c.frac)
+            num(g, "seeds", c.seeds, "int64")
         end
         for scheme, fit in pairs(sec.fits or {}) do
             local g = pre .. "/fits/" .. scheme
             num(g, "a", fit.a); num(g, "b", fit.b); num(g, "r2", fit.r2); num(g, "points", fit.n, "int64")
+            num(g, "b_lo", fit.b_lo); num(g, "b_hi", fit.b_hi); num(g, "seeds", fit.seeds, "int64")
         end
     end
     require("blt.report").h5_tables(f) -- the tables the sweep printed, as report.html shows them

@@ -168,25 +168,70 @@ end
 -- Returns bpb, bytes.
 -- Under several ranks the batches are dealt round-robin and the sums added up; every
 -- rank counts every batch's targets, so all stop at the same batch as one rank would.
+-- o.mark: a smaller byte limit whose figure is returned too (bpb, bytes, mark_bpb,
+-- mark_bytes): the windows come in a fixed order, so the first o.mark bytes are exactly
+-- the bytes an evaluation with max_bytes = o.mark would read.
+-- o.se: a table that receives the sampling standard errors in bits per byte (se, and
+-- mark_se with o.mark): the spread between validation batches, each batch a cluster of
+-- windows (ratio estimator: sqrt(B/(B-1) sum_b (nats_b - mean * n_b)^2) / sum_b n_b), so
+-- the figure a sample of that many bytes gives is stated with its precision.
 function train.evaluate(model, corpus, o)
-    local nats, count = 0.0, 0
+    local acc = {nats = 0.0, count = 0, q1 = 0.0, q2 = 0.0, q3 = 0.0, batches = 0} -- q: sums of nats^2, nats n, n^2
+    local mark
     local size, rank, i = dist.size(), dist.rank(), 0
     core.no_grad(function()
         for rows in corpus:val_windows {seq_len = o.seq_len, batch = o.batch} do
             -- batch i is this rank's when i mod size = rank (with one rank: every batch)
             if i % size == rank then
                 local sum, n = models.nats(model, rows)
-                nats, count = nats + sum, count + n
+                acc.nats, acc.count = acc.nats + sum, acc.count + n
+                acc.q1, acc.q2, acc.q3 = acc.q1 + sum * sum, acc.q2 + sum * n, acc.q3 + n * n
             else
-                count = count + models.targets(rows)
+                acc.count = acc.count + models.targets(rows)
             end
+            acc.batches = acc.batches + 1
             i = i + 1
-            if o.max_bytes and o.max_bytes > 0 and count >= o.max_bytes then break end
+            if o.mark and not mark and acc.count >= o.mark then mark = {} for k, v in pairs(acc) do mark[k] = v end end
+            if o.max_bytes and o.max_bytes > 0 and acc.count >= o.max_bytes then break end
         end
     end)
-    if size > 1 then nats = dist.allreduce_sum(nats) end
-    if count == 0 then return math.huge, 0 end
-    return nats / (LN2 * count), count
+    local function figures(a)
+        if size > 1 then
+            for _, k in ipairs {"nats", "q1", "q2", "q3"} do a[k] = dist.allreduce_sum(a[k]) end
+        end
+        if a.count == 0 then return math.huge, 0 end
+        local m = a.nats / a.count
+        local ss = a.q1 - 2 * m * a.q2 + m * m * a.q3
+        local se = a.batches > 1 and math.sqrt(math.max(0, ss) * a.batches / (a.batches - 1)) / a.count / LN2 or nil
+        return a.nats / (LN2 * a.count), a.count, se
+    end
+    local bpb, count, se = figures(acc)
+    if o.se then o.se.se = se end
+    if not o.mark then return bpb, count end
+    local mbpb, mcount, mse = bpb, count, se -- the split ended before the mark: the same bytes
+    if mark then mbpb, mcount, mse = figures(mark) end
+    if o.se then o.se.mark_se = mse end
+    return bpb, count, mbpb, mcount
+end
+
+-- The final validation: over eval.final_max_bytes for the result, and over the periodic
+-- validations' bytes (eval.max_bytes) for the curve's last point, in one pass (the
+-- smaller limit is a prefix of the larger), so the curve (metrics.h5, loss.png) is on
+-- one set of bytes from its first point to its last. Returns result bpb, bytes, curve
+-- bpb, bytes, and the result's sampling standard error (nil from a single batch).
+function train.final_validation(model, corpus, cfg)
+    local e, seq = cfg.eval, cfg.train.seq_len + 1
+    local fin, per = e.final_max_bytes, e.max_bytes
+    local se = {}
+    if e.every == 0 or fin == per then -- no periodic validation, or the same bytes already
+        local b, n = train.evaluate(model, corpus, {seq_len = seq, batch = e.batch, max_bytes = fin, se = se})
+        return b, n, b, n, se.se
+    end
+    local all = fin == 0 or per == 0
+    local big, small = all and 0 or math.max(fin, per), all and math.max(fin, per) or math.min(fin, per)
+    local b, n, mb, mn = train.evaluate(model, corpus, {seq_len = seq, batch = e.batch, max_bytes = big, mark = small, se = se})
+    if (fin == 0) or (per ~= 0 and fin > per) then return b, n, mb, mn, se.se end -- the result reads more bytes
+    return mb, mn, b, n, se.mark_se
 end
 
 -- ---------------------------------------------------------------- helpers
@@ -682,19 +727,22 @@ local function report(spec, run, reason)
     local signal = reason:match("^SIG")
     if reason ~= "nonfinite" and not signal then
         local t0 = core.now()
-        result.val_bpb, result.val_bytes = train.evaluate(run.model, run.corpus, {seq_len = t.seq_len + 1,
-            batch = cfg.eval.batch, max_bytes = cfg.eval.final_max_bytes})
+        local curve_bpb, curve_bytes
+        result.val_bpb, result.val_bytes, curve_bpb, curve_bytes, result.val_bpb_se =
+            train.final_validation(run.model, run.corpus, cfg)
+        if curve_bytes ~= result.val_bytes then result.val_bpb_curve, result.val_bytes_curve = curve_bpb, curve_bytes end
         run.eval_time = run.eval_time + core.now() - t0
         if not finite(result.val_bpb) then
             -- finite weights whose outputs overflow (skipped steps left them so): no
             -- result to record, and no checkpoint of them over the last one saved
             run.fault = ("the final validation gave %s bits per byte over %d bytes (the model's outputs are not "
                 .. "finite)"):format(tostring(result.val_bpb), result.val_bytes)
-            result.val_bpb, result.val_bytes = nil, nil
+            result.val_bpb, result.val_bytes, result.val_bpb_curve, result.val_bytes_curve = nil, nil, nil, nil
+            result.val_bpb_se = nil
             reason = "nonfinite"
             result.exit_reason, result.exit_status = reason, train.EXIT.nonfinite
         end
-        if run.final_row then run.final_row.val_bpb = result.val_bpb end
+        if run.final_row then run.final_row.val_bpb = result.val_bpb_curve or result.val_bpb end
     end
     if run.final_row then run.metrics:log(run.final_row) end
     if reason ~= "nonfinite" then save_checkpoint(run, run.step) end
@@ -707,6 +755,8 @@ local function report(spec, run, reason)
     local wall = core.now() - run.start
     local record = {exit_reason = reason, exit_status = result.exit_status, step = run.step, steps_planned = t.steps,
                     val_bpb = result.val_bpb, val_bytes = result.val_bytes,
+                    val_bpb_curve = result.val_bpb_curve, val_bytes_curve = result.val_bytes_curve,
+                    val_bpb_se = result.val_bpb_se,
                     bytes_seen = run.step * t.batch * t.seq_len, skipped_steps = run.skipped,
                     wall_seconds = wall, wall_seconds_total = run.elapsed0 + wall, train_seconds = train_time,
                     bytes_per_s = result.bytes_per_s, final_train_loss = run.last_loss,

@@ -931,16 +931,26 @@ local BLT_SMOKE = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {laye
 local BLT_FULL = {dim = 256, heads = 4, k = 2, multiple_of = 256, encoder = {layers = 1, window = 256},
                   global = {dim = 512, layers = 8, heads = 8}, decoder = {layers = 3, window = 256}, cross = {heads = 4},
                   hash = {ngrams = "3,4,5,6,7,8", buckets = 16384}}
+-- compare: medium and small have narrow local models, so that a BLT's compute-optimal
+-- data (docs/experiments.md, "Protocol") fits their time; demo: the demo's models.
+local BLT_MEDIUM = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 128},
+                    global = {dim = 32, layers = 1, heads = 2}, decoder = {layers = 1, window = 128}, cross = {heads = 2},
+                    hash = {ngrams = "3,4,5", buckets = 1024}}
 BLT.presets = {
     compare = {
         smoke = BLT_SMOKE,
-        small = {dim = 128, heads = 4, k = 2, multiple_of = 128, encoder = {layers = 1, window = 128},
-                 global = {dim = 256, layers = 4, heads = 4}, decoder = {layers = 2, window = 128}, cross = {heads = 4},
-                 hash = {ngrams = "3,4,5,6,7,8", buckets = 4096}},
+        medium = BLT_MEDIUM,
+        small = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 256},
+                 global = {dim = 64, layers = 2, heads = 2}, decoder = {layers = 1, window = 256}, cross = {heads = 2},
+                 hash = {ngrams = "3,4,5,6", buckets = 2048}},
+        demo = {dim = 128, heads = 4, k = 2, multiple_of = 128, encoder = {layers = 1, window = 128},
+                global = {dim = 256, layers = 4, heads = 4}, decoder = {layers = 2, window = 128}, cross = {heads = 4},
+                hash = {ngrams = "3,4,5,6,7,8", buckets = 4096}},
         full = BLT_FULL,
     },
     scaling = {
         smoke = BLT_SMOKE,
+        medium = BLT_MEDIUM,
         -- small local models, so that the global model is most of a BLT's FLOPs
         small = {dim = 32, heads = 2, k = 2, multiple_of = 32, encoder = {layers = 1, window = 128},
                  global = {dim = 128, layers = 2, heads = 4}, decoder = {layers = 1, window = 128}, cross = {heads = 2},

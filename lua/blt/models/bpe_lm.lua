@@ -223,13 +223,18 @@ local BPE_FULL = {vocab = 8192, train_bytes = 0}
 BpeLM.presets = {
     compare = {
         smoke = {model = {dim = 64, layers = 1, heads = 2, window = 64, multiple_of = 32}, bpe = BPE_SMOKE},
-        small = {model = {dim = 256, layers = 4, heads = 4, window = 256, multiple_of = 128},
-                 bpe = {vocab = 4096, train_bytes = 0}},
+        medium = {model = {dim = 32, layers = 1, heads = 2, window = 128, multiple_of = 32},
+                  bpe = {vocab = 512, train_bytes = 1048576}},
+        small = {model = {dim = 64, layers = 2, heads = 2, window = 256, multiple_of = 64},
+                 bpe = {vocab = 1024, train_bytes = 4194304}},
+        demo = {model = {dim = 256, layers = 4, heads = 4, window = 256, multiple_of = 128},
+                bpe = {vocab = 4096, train_bytes = 0}},
         full = {model = {dim = 512, layers = 8, heads = 8, window = 512, multiple_of = 256}, bpe = BPE_FULL},
     },
     scaling = {
         smoke = {model = {window = 64, multiple_of = 32}, bpe = BPE_SMOKE},
-        small = {model = {window = 128, multiple_of = 64}, bpe = {vocab = 2048, train_bytes = 0}},
+        medium = {model = {window = 128, multiple_of = 32}, bpe = {vocab = 512, train_bytes = 1048576}},
+        small = {model = {window = 128, multiple_of = 64}, bpe = {vocab = 1024, train_bytes = 4194304}},
         full = {model = {window = 512, multiple_of = 256}, bpe = BPE_FULL},
     },
 }
@@ -252,6 +257,8 @@ local function bytes_per_token(corpus, P)
     bpt_cache[key] = rows:size(1) * P.seq_len / ntok
     return bpt_cache[key]
 end
+
+BpeLM.bytes_per_token = bytes_per_token -- the studies' compute-optimal ratio counts BPE tokens (blt.experiment)
 
 -- Its point in a comparison: P.bpe (model and tokenizer), or o.size's width and depth;
 -- FLOPs at the bytes per token measured on the training sample.

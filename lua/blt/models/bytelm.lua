@@ -256,11 +256,14 @@ ByteLM.preset_key = "bytelm"
 ByteLM.presets = {
     compare = {
         smoke = {dim = 48, layers = 1, heads = 2, window = 64, multiple_of = 32},
-        small = {dim = 192, layers = 3, heads = 4, window = 256, multiple_of = 128},
+        medium = {dim = 32, layers = 1, heads = 2, window = 128, multiple_of = 32},
+        small = {dim = 64, layers = 2, heads = 2, window = 256, multiple_of = 64},
+        demo = {dim = 192, layers = 3, heads = 4, window = 256, multiple_of = 128},
         full = {dim = 384, layers = 6, heads = 6, window = 512, multiple_of = 256},
     },
     -- width and depth come from the sweep's sizes
-    scaling = {smoke = {window = 64, multiple_of = 32}, small = {window = 128, multiple_of = 64},
+    scaling = {smoke = {window = 64, multiple_of = 32}, medium = {window = 128, multiple_of = 32},
+               small = {window = 128, multiple_of = 64},
                full = {window = 512, multiple_of = 256}},
 }
 

@@ -300,11 +300,14 @@ local MB_FULL = {dim = 256, layers = 4, heads = 4, multiple_of = 256, global = {
 MegaByte.presets = {
     compare = {
         smoke = MB_SMOKE,
-        small = {dim = 128, layers = 2, heads = 4, multiple_of = 128, global = {dim = 256, layers = 4, heads = 4, window = 0}},
+        -- medium, small: the global model of the BLT's budget (docs/experiments.md, "Protocol")
+        medium = {dim = 32, layers = 1, heads = 2, multiple_of = 32, global = {dim = 32, layers = 1, heads = 2, window = 0}},
+        small = {dim = 32, layers = 1, heads = 2, multiple_of = 32, global = {dim = 64, layers = 2, heads = 2, window = 0}},
         full = MB_FULL,
     },
     -- the global model's width and depth come from the sweep's sizes
-    scaling = {smoke = MB_SMOKE, small = {dim = 32, layers = 1, heads = 2, multiple_of = 32, global = {window = 0}},
+    scaling = {smoke = MB_SMOKE, medium = {dim = 32, layers = 1, heads = 2, multiple_of = 32, global = {window = 0}},
+               small = {dim = 32, layers = 1, heads = 2, multiple_of = 32, global = {window = 0}},
                full = MB_FULL},
 }
 
