@@ -548,7 +548,11 @@ function experiment.model_point(scheme, P, corpus, ent, o)
                 run_cfg = run_cfg, train_fpb = f.training.total, inference_fpb = f.inference.total}
     end
     local M = experiment.baseline(scheme) -- a kind's own point (M.sweep, M.point)
-    if M then return M.point(P, corpus, o, experiment) end
+    if M then
+        local spec = M.point(P, corpus, o, experiment)
+        spec.size = spec.size or o.size -- the size the sweep asked for (experiment.latent_size)
+        return spec
+    end
     error("blt.experiment: unknown scheme " .. tostring(scheme), 2)
 end
 
@@ -635,11 +639,14 @@ function experiment.latent_params(width, layers, multiple_of)
     return layers * (4 * width * width + 3 * width * h + 2 * width)
 end
 
--- The latent size {width, layers} of a point: a BLT's global model, else the model's.
+-- The latent size {width, layers} of a point: a BLT's global model, else the model's;
+-- a kind whose config has no layers (a kind file's bigram, say) takes the size the sweep
+-- asked for, else one layer of its width.
 function experiment.latent_size(spec)
     local m = spec.run_cfg.model
     if m.global and m.global.dim then return m.global.dim, m.global.layers, m.multiple_of end
-    return m.dim, m.layers, m.multiple_of
+    if m.layers == nil and spec.size then return spec.size[1], spec.size[2], m.multiple_of end
+    return m.dim, m.layers or 1, m.multiple_of
 end
 
 -- Bytes per BPE token of the budget's tokenizer on the training sample (what converts
