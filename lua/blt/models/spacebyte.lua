@@ -366,16 +366,22 @@ local SB_SMOKE = {dim = 32, heads = 2, window = 64, initial_layers = 1, final_la
 SpaceByte.presets = {
     compare = {
         smoke = SB_SMOKE,
-        small = {dim = 128, heads = 4, window = 128, initial_layers = 1, final_layers = 2, multiple_of = 128,
-                 global = {dim = 256, layers = 4, heads = 4, cap = 64}},
+        -- medium, small: the global model of the BLT's budget (docs/experiments.md, "Protocol"),
+        -- local blocks narrower than it, a cap of a quarter of the row (seq_len 128, 256)
+        medium = {dim = 16, heads = 1, window = 128, initial_layers = 1, final_layers = 1, multiple_of = 16,
+                  global = {dim = 32, layers = 1, heads = 2, cap = 32}},
+        small = {dim = 32, heads = 2, window = 256, initial_layers = 1, final_layers = 1, multiple_of = 32,
+                 global = {dim = 64, layers = 2, heads = 2, cap = 64}},
         full = {dim = 256, heads = 4, window = 256, initial_layers = 2, final_layers = 2, multiple_of = 256,
                 global = {dim = 512, layers = 8, heads = 8, cap = 128}},
     },
     -- the global width and depth come from the sweep's sizes
     scaling = {
         smoke = SB_SMOKE,
+        medium = {dim = 16, heads = 1, window = 128, initial_layers = 1, final_layers = 1, multiple_of = 16,
+                  global = {dim = 32, layers = 1, heads = 2, cap = 32}},
         small = {dim = 32, heads = 2, window = 128, initial_layers = 1, final_layers = 1, multiple_of = 32,
-                 global = {dim = 128, layers = 2, heads = 4, cap = 32}},
+                 global = {dim = 128, layers = 2, heads = 4, cap = 64}},
         full = {dim = 128, heads = 4, window = 256, initial_layers = 2, final_layers = 2, multiple_of = 128,
                 global = {dim = 256, layers = 4, heads = 8, cap = 128}},
     },
