@@ -134,16 +134,15 @@ function grid.check(script_path, points, base, seed)
     return problem
 end
 
--- Mean and standard error (sample standard deviation / sqrt(n); nil with one value) of the finite numbers.
+-- Mean and standard error (blt.stats; nil with one value) of the finite numbers, and their count.
 function grid.mean_se(xs)
-    local v, n, s = {}, 0, 0
+    local v = {}
     for _, x in ipairs(xs) do
-        if type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge then n, s = n + 1, s + x; v[n] = x end
+        if type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge then v[#v + 1] = x end
     end
-    if n == 0 then return nil, nil, 0 end
-    local mean, ss = s / n, 0
-    for _, x in ipairs(v) do ss = ss + (x - mean) ^ 2 end
-    return mean, n > 1 and math.sqrt(ss / (n - 1) / n) or nil, n
+    if #v == 0 then return nil, nil, 0 end
+    local stats = require "blt.stats"
+    return stats.mean(v), stats.se(v), #v
 end
 
 -- A grid value as a number when it reads as one (1e-3, 256), else the text.
