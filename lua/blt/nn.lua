@@ -300,6 +300,17 @@ function TransformerBlock:forward(x, positions, segments)
     return h + self.ffn:forward(self.ffn_norm:forward(h))
 end
 
+-- Raises "<where>.<hkey> = h does not divide <where>.<dkey> = d" or the RoPE evenness
+-- error: attention heads must split the width into even head sizes (RoPE rotates pairs).
+function nn.check_heads(where, dim, heads, dkey, hkey)
+    if dim % heads ~= 0 then
+        error(("%s.%s = %d does not divide %s.%s = %d"):format(where, hkey, heads, where, dkey, dim), 0)
+    end
+    if (dim // heads) % 2 ~= 0 then
+        error(("%s.%s / %s.%s = %d must be even (RoPE rotates pairs)"):format(where, dkey, where, hkey, dim // heads), 0)
+    end
+end
+
 -- The loss of a model that predicts the next byte at every position: rows int32 [B,N]
 -- ([BOS, ids...], pad-filled) give inputs rows[:, 1..N-1] and targets rows[:, 2..N];
 -- the mean loss (nats) over non-pad targets, or their sum (reduction "sum").

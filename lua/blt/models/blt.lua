@@ -82,16 +82,8 @@ end
 -- Shapes that must fit together; raises "model.<key> ..." naming the keys.
 function BLT.check_config(m, where)
     where = where or "model"
-    local function even_heads(dim, heads, dkey, hkey)
-        if dim % heads ~= 0 then
-            error(("%s.%s = %d does not divide %s.%s = %d"):format(where, hkey, heads, where, dkey, dim), 0)
-        end
-        if (dim // heads) % 2 ~= 0 then
-            error(("%s.%s / %s.%s = %d must be even (RoPE rotates pairs)"):format(where, dkey, where, hkey, dim // heads), 0)
-        end
-    end
-    even_heads(m.dim, m.heads, "dim", "heads")
-    even_heads(m.global.dim, m.global.heads, "global.dim", "global.heads")
+    nn.check_heads(where, m.dim, m.heads, "dim", "heads")
+    nn.check_heads(where, m.global.dim, m.global.heads, "global.dim", "global.heads")
     if m.dim % m.cross.heads ~= 0 then
         error(("%s.cross.heads = %d does not divide %s.dim = %d"):format(where, m.cross.heads, where, m.dim), 0)
     end

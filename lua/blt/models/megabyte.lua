@@ -61,16 +61,8 @@ function MegaByte.check_config(m, where)
     int(m.multiple_of, "multiple_of", 1)
     int(m.global.dim, "global.dim", 2); int(m.global.layers, "global.layers", 1); int(m.global.heads, "global.heads", 1)
     int(m.global.window, "global.window", 0)
-    local function even_heads(dim, heads, dkey, hkey)
-        if dim % heads ~= 0 then
-            error(("%s.%s = %d does not divide %s.%s = %d"):format(where, hkey, heads, where, dkey, dim), 0)
-        end
-        if (dim // heads) % 2 ~= 0 then
-            error(("%s.%s / %s.%s = %d must be even (RoPE rotates pairs)"):format(where, dkey, where, hkey, dim // heads), 0)
-        end
-    end
-    even_heads(m.dim, m.heads, "dim", "heads")
-    even_heads(m.global.dim, m.global.heads, "global.dim", "global.heads")
+    nn.check_heads(where, m.dim, m.heads, "dim", "heads")
+    nn.check_heads(where, m.global.dim, m.global.heads, "global.dim", "global.heads")
     if type(m.rope_theta) ~= "number" or m.rope_theta <= 0 then error(where .. ".rope_theta must be > 0", 0) end
     if type(m.norm_eps) ~= "number" or m.norm_eps <= 0 then error(where .. ".norm_eps must be > 0", 0) end
 end
