@@ -20,17 +20,7 @@ local u = 2.0 ^ -24
 local function bound(K) return 2 * 2 ^ -8 + 2 ^ -16 + 2 * (K + 2) * u end
 
 local bin = os.getenv("BLT_BIN") or "./blt"
-local native = pcall(core.set_precision, "bf16")
-core.set_precision("fp32")
-if not native and os.getenv("BLT_BF16_SLOW") ~= "1" then
-    -- no AVX512_BF16 or oneDNN here (or the sanitizer build): the same tests on the
-    -- widened bf16 path, which BLT_BF16_SLOW=1 allows (same rounding, fp32 products)
-    T.diag("bf16 products are widened here (" .. core.blas_info() .. "): running with BLT_BF16_SLOW=1")
-    local p = io.popen("BLT_BF16_SLOW=1 " .. bin .. " " .. arg[0] .. " 2>&1")
-    for line in p:lines() do print(line) end
-    local ok, _, code = p:close()
-    os.exit(ok and 0 or code or 1)
-end
+U.bf16_or_rerun(bin) -- the widened path where bf16 is not native
 native = pcall(core.set_precision, "bf16")
 core.set_precision("fp32")
 

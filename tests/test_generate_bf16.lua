@@ -31,16 +31,7 @@ local U = require "testutil"
 
 local bin = os.getenv("BLT_BIN") or "./blt"
 local forced = os.getenv("BLT_NO_BF16") == "1" -- the child: the scalar path
-local native = pcall(core.set_precision, "bf16")
-core.set_precision("fp32")
-if not native and os.getenv("BLT_BF16_SLOW") ~= "1" then
-    -- no AVX512_BF16 or oneDNN here: the same tests with bf16 products widened
-    T.diag("bf16 products are widened here (" .. core.blas_info() .. "): running with BLT_BF16_SLOW=1")
-    local p = io.popen("BLT_BF16_SLOW=1 " .. bin .. " " .. arg[0] .. " 2>&1")
-    for line in p:lines() do print(line) end
-    local ok, _, code = p:close()
-    os.exit(ok and 0 or code or 1)
-end
+U.bf16_or_rerun(bin) -- the widened path where bf16 is not native
 
 local u, e = 2.0 ^ -24, 2 * 2.0 ^ -8 + 2.0 ^ -16
 

@@ -39,17 +39,7 @@ local function text_row(n, shift)
     return r
 end
 
-local function max_err(a, b)
-    local x, y = T.flatten(a:totable()), T.flatten(b:totable())
-    assert(#x == #y, ("%d values against %d"):format(#x, #y))
-    local e, m = 0.0, 0.0
-    for i = 1, #x do
-        local d = math.abs(x[i] - y[i])
-        if d ~= d then d = math.huge end
-        e, m = math.max(e, d), math.max(m, math.abs(y[i]))
-    end
-    return e, m
-end
+local max_err = U.max_err
 
 -- ---- 1. the reference, and its leaking copy ----
 do

@@ -24,19 +24,7 @@ local GRAD_TOL = 1e-4       -- max abs gradient error, relative to the gradient'
                             -- with k = 1 a decoder byte attends one slot, so its cross wq and wk get 0)
 local ENT_TOL = 1e-4        -- max abs entropy error (nats)
 
--- max |a - b| over two tensors of the same shape (values via totable), and max |b|
-local function max_err(a, b)
-    local x, y = T.flatten(a:totable()), T.flatten(b:totable())
-    assert(#x == #y, ("%d values against %d"):format(#x, #y))
-    local e, m = 0.0, 0.0
-    for i = 1, #x do
-        local d = math.abs(x[i] - y[i])
-        if d ~= d then d = math.huge end
-        if d > e then e = d end
-        if math.abs(y[i]) > m then m = math.abs(y[i]) end
-    end
-    return e, m
-end
+local max_err = require("testutil").max_err
 
 local function shape(t) return table.concat(t:shape(), ",") end
 

@@ -126,4 +126,33 @@ function U.tiny_entropy_model(seed)
     return require("blt.models.bytelm").new({dim = 16, layers = 1, heads = 2, multiple_of = 16, window = 16}, seed or 3)
 end
 
+-- max |a - b| over two tensors of the same shape (NaN counts as infinite), and max |b|
+function U.max_err(a, b)
+    local flatten = require("tap").flatten
+    local x, y = flatten(a:totable()), flatten(b:totable())
+    assert(#x == #y, ("%d values against %d"):format(#x, #y))
+    local e, m = 0.0, 0.0
+    for i = 1, #x do
+        local d = math.abs(x[i] - y[i])
+        if d ~= d then d = math.huge end
+        e, m = math.max(e, d), math.max(m, math.abs(y[i]))
+    end
+    return e, m
+end
+
+-- Where bf16 products would be widened to fp32 (no AVX512_BF16 or oneDNN, or the
+-- sanitizer build), reruns this test file with BLT_BF16_SLOW=1 (same rounding, fp32
+-- products) and exits with its status; else returns.
+function U.bf16_or_rerun(bin)
+    local core = require "blt.core"
+    local native = pcall(core.set_precision, "bf16")
+    core.set_precision("fp32")
+    if native or os.getenv("BLT_BF16_SLOW") == "1" then return end
+    require("tap").diag("bf16 products are widened here (" .. core.blas_info() .. "): running with BLT_BF16_SLOW=1")
+    local p = io.popen("BLT_BF16_SLOW=1 " .. bin .. " " .. arg[0] .. " 2>&1")
+    for line in p:lines() do print(line) end
+    local ok, _, code = p:close()
+    os.exit(ok and 0 or code or 1)
+end
+
 return U

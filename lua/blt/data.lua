@@ -89,13 +89,15 @@ local function make_default_corpus()
     return path
 end
 
-function data.default_corpus()
-    local dist = require "blt.dist"
-    if dist.size() == 1 then return make_default_corpus() end
-    local ok, path = pcall(dist.on_root, make_default_corpus)
-    if not ok then error(path, 2) end
+-- fn() on rank 0 alone (under mpirun; any process otherwise), its result on every rank;
+-- an error is raised at the caller of the public function
+local function on_root(fn)
+    local ok, path = pcall(require("blt.dist").on_root, fn)
+    if not ok then error(path, 3) end
     return path
 end
+
+function data.default_corpus() return on_root(make_default_corpus) end
 
 -- ---- the studies corpus: dictionaries and the Bible, split by documents ----
 
@@ -105,18 +107,12 @@ end
 local function make_studies_corpus()
     local dir = home() .. "/data/studies"
     if exists(dir .. "/" .. data.SPLIT_MANIFEST) then return dir end
-    local ok, err = pcall(require("blt.corpus_build").build_default, dir, {kjv = data.default_corpus()})
+    local ok, err = pcall(require("blt.corpus_build").build_default, dir, {kjv = make_default_corpus()}) -- already on rank 0
     if not ok then error("blt.data.studies_corpus: " .. require("blt.util").message(err), 2) end
     return dir
 end
 
-function data.studies_corpus()
-    local dist = require "blt.dist"
-    if dist.size() == 1 then return make_studies_corpus() end
-    local ok, path = pcall(dist.on_root, make_studies_corpus)
-    if not ok then error(path, 2) end
-    return path
-end
+function data.studies_corpus() return on_root(make_studies_corpus) end
 
 -- A folder split by documents holds this manifest (written last by blt.corpus_build):
 -- lines "key<TAB>value...", the first "format<TAB>blt-split-1".
